@@ -1,0 +1,76 @@
+# ngx_http_ws_proxy_module: build, test, benchmark.
+#
+# The module is built as a --with-compat dynamic module against the nginx
+# source tree that Debian's nginx-dev package installs, with the same
+# configure flags as Debian's nginx binary, so the .so loads into it.
+
+NGX_SRC      ?= /usr/share/nginx/src
+NGX_BIN      ?= /usr/sbin/nginx
+BUILD        := $(CURDIR)/build
+NGX_BUILD    := $(BUILD)/nginx
+MODULE       := $(BUILD)/ngx_http_ws_proxy_module.so
+SRCS         := $(wildcard src/*.c src/*.h) config
+
+CC           ?= cc
+CFLAGS_UNIT  := -O2 -g -Wall -Wextra -Werror -std=c99 -Isrc
+
+DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
+	lua-resty-core libluajit-5.1-dev libssl-dev libpcre2-dev zlib1g-dev \
+	openssl gcc make perl libtest-base-perl libtest-longstring-perl \
+	liblist-moreutils-perl libtext-diff-perl liburi-perl libipc-run-perl \
+	lua-nginx-websocket python3 python3-websockets valgrind curl \
+	procps iproute2
+
+.PHONY: all deps test test-unit test-nginx test-valgrind bench fuzz demo clean
+
+all: $(MODULE)
+
+deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	    if ! dpkg -s $(DEB_PKGS) >/dev/null 2>&1; then \
+	        apt-get update -qq && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	            --no-install-recommends $(DEB_PKGS); \
+	    fi; \
+	else \
+	    dpkg -s $(DEB_PKGS) >/dev/null 2>&1 || \
+	    { echo "missing packages; run 'make deps' as root"; exit 1; }; \
+	fi
+
+$(NGX_BUILD)/Makefile: config | $(NGX_SRC)/configure
+	rm -rf $(NGX_BUILD) && mkdir -p $(BUILD)
+	cp -r $(NGX_SRC) $(NGX_BUILD)
+	cd $(NGX_BUILD) && bash -c '. ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt="-g -O2 -fPIC -Wall -Werror" \
+	        --with-ld-opt="-fPIC" \
+	        --add-dynamic-module=$(CURDIR)' >$(BUILD)/configure.log 2>&1 \
+	    || { tail -30 $(BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(NGX_BUILD)/Makefile $(SRCS)
+	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
+	cp $(NGX_BUILD)/objs/ngx_http_ws_proxy_module.so $@
+
+# unit tests of the codec, without nginx
+$(BUILD)/wsp_frame_test: src/ngx_wsp_frame.c src/ngx_wsp_frame.h \
+		t/unit/wsp_frame_test.c
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_frame.c t/unit/wsp_frame_test.c
+
+test: deps all $(BUILD)/wsp_frame_test
+	util/run-tests
+
+test-valgrind: deps all
+	TEST_NGINX_USE_VALGRIND=1 util/run-tests
+
+bench: deps all
+	bench/run
+
+fuzz: deps
+	util/fuzz $${FUZZ_SECONDS:-60}
+
+demo: deps all
+	util/demo
+
+clean:
+	rm -rf $(BUILD)

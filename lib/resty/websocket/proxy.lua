@@ -1,0 +1,668 @@
+-- Copyright (C) ngx_http_ws_proxy_module authors
+--
+-- resty.websocket.proxy: a drop-in for Kong's lua-resty-websocket-proxy whose
+-- data plane is the ngx_http_ws_proxy_module C module.  This file only checks
+-- arguments, declares the module's FFI functions and runs the on_frame hook;
+-- frames never go through Lua unless a hook (or debug) asks to see them.
+
+
+local ffi = require "ffi"
+local base = require "resty.core.base"
+
+
+local C = ffi.C
+local ffi_str = ffi.string
+local ffi_new = ffi.new
+local get_request = base.get_request
+local get_string_buf = base.get_string_buf
+local get_size_ptr = base.get_size_ptr
+local co_yield = coroutine._yield
+local type = type
+local error = error
+local pcall = pcall
+local tostring = tostring
+local setmetatable = setmetatable
+local concat = table.concat
+local fmt = string.format
+local gsub = string.gsub
+local sub = string.sub
+local find = string.find
+local log = ngx.log
+local ERR = ngx.ERR
+local WARN = ngx.WARN
+local DEBUG = ngx.DEBUG
+local spawn = ngx.thread.spawn
+local wait = ngx.thread.wait
+
+
+ffi.cdef[[
+typedef struct {
+    const unsigned char        *data;
+    size_t                      len;
+    int                         opcode;
+    int                         fin;
+    int                         code;
+} ngx_http_ws_proxy_ffi_frame_t;
+
+typedef struct {
+    double                      client_max_frame_size;
+    double                      upstream_max_frame_size;
+    double                      max_payload;
+    int                         client_max_fragments;
+    int                         upstream_max_fragments;
+    int                         recv_timeout;
+    int                         send_timeout;
+    int                         close_timeout;
+    int                         hook;
+    int                         aggregate;
+    int                         debug;
+} ngx_http_ws_proxy_ffi_opts_t;
+
+typedef struct {
+    const unsigned char        *uri;
+    size_t                      uri_len;
+    const unsigned char        *headers;
+    size_t                      headers_len;
+    const unsigned char        *server_name;
+    size_t                      server_name_len;
+    int                         connect_timeout;
+    int                         send_timeout;
+    int                         read_timeout;
+    int                         ssl_verify;
+} ngx_http_ws_proxy_ffi_connect_t;
+
+int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, void **out,
+    unsigned char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, void *p,
+    ngx_http_ws_proxy_ffi_opts_t *o, unsigned char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, void *p,
+    ngx_http_ws_proxy_ffi_connect_t *o, unsigned char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_connect_result(ngx_http_request_t *r, void *p,
+    const unsigned char **resp, size_t *resp_len, unsigned char *err,
+    size_t *errlen);
+int ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r, void *p,
+    unsigned char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p,
+    unsigned char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
+    ngx_http_ws_proxy_ffi_frame_t *f, unsigned char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
+    int verdict, const unsigned char *data, size_t len, int code,
+    ngx_http_ws_proxy_ffi_frame_t *f, unsigned char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
+    const unsigned char *reason, size_t len);
+int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p,
+    unsigned char *err, size_t *errlen);
+]]
+
+
+local NGX_OK = 0
+local NGX_ERROR = -1
+local NGX_AGAIN = -2
+local NGX_DONE = -4
+local NGX_DECLINED = -5
+
+local VERDICT_FORWARD = 0
+local VERDICT_REWRITE = 1
+local VERDICT_DROP = 2
+
+local DIR_CLIENT = 0
+local DIR_UPSTREAM = 1
+local DIR_MAIN = -1
+
+local ERR_BUF_SIZE = 256
+
+local _DEBUG_PAYLOAD_MAX_LEN = 24
+
+local _STATES = {
+    INIT = 1,
+    ESTABLISHED = 2,
+    CLOSING = 3,
+}
+
+local _OPCODE2TYP = {
+    [0x0] = "continuation",
+    [0x1] = "text",
+    [0x2] = "binary",
+    [0x8] = "close",
+    [0x9] = "ping",
+    [0xa] = "pong",
+}
+
+local _ROLES = { [DIR_CLIENT] = "client", [DIR_UPSTREAM] = "upstream" }
+
+
+-- scratch cdata: filled by C and read before any yield, so one per worker
+local frame_buf = ffi_new("ngx_http_ws_proxy_ffi_frame_t[1]")
+local opts_buf = ffi_new("ngx_http_ws_proxy_ffi_opts_t[1]")
+local conn_buf = ffi_new("ngx_http_ws_proxy_ffi_connect_t[1]")
+local wp_buf = ffi_new("void *[1]")
+local resp_buf = ffi_new("const unsigned char *[1]")
+local resp_len = ffi_new("size_t[1]")
+
+
+local _M = {
+    _VERSION = "0.1.0",
+}
+
+local _mt = { __index = _M }
+
+
+local function check_size(opts, name)
+    local v = opts[name]
+    if v ~= nil and (type(v) ~= "number" or v < 1) then
+        error("opts." .. name .. " must be a number >= 1", 3)
+    end
+end
+
+
+function _M.new(opts)
+    if opts == nil then
+        opts = {}
+    end
+
+    if type(opts) ~= "table" then
+        error("opts must be a table", 2)
+    end
+
+    if opts.on_frame ~= nil and type(opts.on_frame) ~= "function" then
+        error("opts.on_frame must be a function", 2)
+    end
+
+    if opts.recv_timeout ~= nil and type(opts.recv_timeout) ~= "number" then
+        error("opts.recv_timeout must be a number", 2)
+    end
+
+    check_size(opts, "client_max_frame_size")
+    check_size(opts, "client_max_fragments")
+    check_size(opts, "upstream_max_frame_size")
+    check_size(opts, "upstream_max_fragments")
+    check_size(opts, "max_payload_size")
+
+    for _, name in ipairs({ "send_timeout", "close_timeout" }) do
+        local v = opts[name]
+        if v ~= nil and (type(v) ~= "number" or v < 0) then
+            error("opts." .. name .. " must be a number >= 0", 2)
+        end
+    end
+
+    local self = {
+        wp = nil,
+        upstream_uri = nil,
+        on_frame = opts.on_frame,
+        recv_timeout = opts.recv_timeout,
+        send_timeout = opts.send_timeout,
+        close_timeout = opts.close_timeout,
+        client_max_frame_size = opts.client_max_frame_size,
+        client_max_fragments = opts.client_max_fragments,
+        upstream_max_frame_size = opts.upstream_max_frame_size,
+        upstream_max_fragments = opts.upstream_max_fragments,
+        max_payload_size = opts.max_payload_size,
+        aggregate_fragments = opts.aggregate_fragments,
+        debug = opts.debug,
+        client_state = _STATES.INIT,
+        upstream_state = _STATES.INIT,
+    }
+
+    return setmetatable(self, _mt)
+end
+
+
+function _M:dd(...)
+    if self.debug then
+        return log(DEBUG, ...)
+    end
+end
+
+
+-- the C session of the current request, created on first use
+local function session(self)
+    local r = get_request()
+    if not r then
+        error("no request found", 3)
+    end
+
+    local wp = self.wp
+    if wp then
+        return r, wp
+    end
+
+    local err = get_string_buf(ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    errlen[0] = ERR_BUF_SIZE
+
+    if C.ngx_http_ws_proxy_ffi_new(r, wp_buf, err, errlen) ~= NGX_OK then
+        return nil, ffi_str(err, errlen[0])
+    end
+
+    wp = wp_buf[0]
+    self.wp = wp
+
+    return r, wp
+end
+
+
+-- waits on the session semaphore until C reports the end of a step
+local function wait_main(r, wp)
+    local err = get_string_buf(ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+
+    while true do
+        errlen[0] = ERR_BUF_SIZE
+        local rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, DIR_MAIN, nil, err,
+                                                errlen)
+        if rc == NGX_DONE then
+            return true
+        end
+
+        if rc ~= NGX_AGAIN then
+            return nil, ffi_str(err, errlen[0])
+        end
+
+        co_yield()
+    end
+end
+
+
+local function headers_string(opts)
+    local h = {}
+    local n = 0
+
+    local headers = opts.headers
+    if headers ~= nil then
+        if type(headers) ~= "table" then
+            return nil, "custom headers must be a table"
+        end
+
+        -- lua-resty-websocket style { "Name: value", ... } or a map
+        for k, v in pairs(headers) do
+            if type(k) == "number" then
+                n = n + 1
+                h[n] = tostring(v)
+
+            elseif type(v) == "table" then
+                for _, vv in ipairs(v) do
+                    n = n + 1
+                    h[n] = k .. ": " .. tostring(vv)
+                end
+
+            else
+                n = n + 1
+                h[n] = k .. ": " .. tostring(v)
+            end
+        end
+    end
+
+    if opts.origin then
+        n = n + 1
+        h[n] = "Origin: " .. tostring(opts.origin)
+    end
+
+    local protos = opts.protocols
+    if protos then
+        n = n + 1
+        if type(protos) == "table" then
+            h[n] = "Sec-WebSocket-Protocol: " .. concat(protos, ", ")
+        else
+            h[n] = "Sec-WebSocket-Protocol: " .. tostring(protos)
+        end
+    end
+
+    for i = 1, n do
+        if find(h[i], "[\r\n]") then
+            return nil, "header contains a CR or LF: " .. h[i]
+        end
+    end
+
+    if n == 0 then
+        return ""
+    end
+
+    return concat(h, "\r\n", 1, n) .. "\r\n"
+end
+
+
+function _M:connect_upstream(uri, opts)
+    if self.upstream_state == _STATES.ESTABLISHED then
+        log(WARN, fmt("connection with upstream at %q already established",
+                      self.upstream_uri))
+        return true
+    end
+
+    if type(uri) ~= "string" then
+        error("uri must be a string", 2)
+    end
+
+    if opts ~= nil and type(opts) ~= "table" then
+        error("opts must be a table", 2)
+    end
+
+    opts = opts or {}
+
+    self:dd("connecting to \"", uri, "\" upstream")
+
+    local r, wp = session(self)
+    if not r then
+        return nil, wp
+    end
+
+    local headers, herr = headers_string(opts)
+    if not headers then
+        return nil, herr
+    end
+
+    local timeout = opts.timeout
+    local o = conn_buf[0]
+    o.uri = uri
+    o.uri_len = #uri
+    o.headers = headers
+    o.headers_len = #headers
+    o.server_name = opts.server_name
+    o.server_name_len = opts.server_name and #opts.server_name or 0
+    o.connect_timeout = opts.connect_timeout or timeout or 0
+    o.send_timeout = opts.send_timeout or timeout or 0
+    o.read_timeout = opts.read_timeout or timeout or 0
+    o.ssl_verify = opts.ssl_verify and 1 or 0
+
+    local err = get_string_buf(ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    errlen[0] = ERR_BUF_SIZE
+
+    local rc = C.ngx_http_ws_proxy_ffi_connect(r, wp, o, err, errlen)
+    if rc == NGX_ERROR then
+        return nil, ffi_str(err, errlen[0])
+    end
+
+    if rc == NGX_AGAIN then
+        local ok, werr = wait_main(r, wp)
+        if not ok then
+            return nil, werr
+        end
+    end
+
+    err = get_string_buf(ERR_BUF_SIZE)
+    errlen = get_size_ptr()
+    errlen[0] = ERR_BUF_SIZE
+
+    rc = C.ngx_http_ws_proxy_ffi_connect_result(r, wp, resp_buf, resp_len,
+                                                err, errlen)
+    if rc ~= NGX_OK then
+        return nil, ffi_str(err, errlen[0])
+    end
+
+    local res = ffi_str(resp_buf[0], resp_len[0])
+
+    self:dd("connected to \"", uri, "\" upstream")
+
+    self.upstream_uri = uri
+    self.upstream_state = _STATES.ESTABLISHED
+
+    return true, nil, res
+end
+
+
+function _M:connect_client()
+    if self.client_state == _STATES.ESTABLISHED then
+        log(WARN, "client handshake already completed")
+        return true
+    end
+
+    self:dd("completing client handshake")
+
+    local r, wp = session(self)
+    if not r then
+        return nil, wp
+    end
+
+    local err = get_string_buf(ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    errlen[0] = ERR_BUF_SIZE
+
+    local rc = C.ngx_http_ws_proxy_ffi_client_handshake(r, wp, err, errlen)
+    if rc == NGX_ERROR then
+        return nil, ffi_str(err, errlen[0])
+    end
+
+    self:dd("completed client handshake")
+
+    self.client_state = _STATES.ESTABLISHED
+
+    return true
+end
+
+
+function _M:connect(uri, upstream_opts)
+    local ok, err = self:connect_upstream(uri, upstream_opts)
+    if not ok then
+        return nil, "failed connecting to upstream: " .. err
+    end
+
+    ok, err = self:connect_client()
+    if not ok then
+        return nil, "failed client handshake: " .. err
+    end
+
+    return true
+end
+
+
+local function debug_frame(self, role, typ, data, fin, code)
+    local arrow
+    if typ == "close" then
+        arrow = role == "client" and "--x" or "x--"
+    else
+        arrow = role == "client" and "-->" or "<--"
+    end
+
+    local payload = data and gsub(data, "\n", "\\n") or ""
+    if #payload > _DEBUG_PAYLOAD_MAX_LEN then
+        payload = sub(payload, 1, _DEBUG_PAYLOAD_MAX_LEN) .. "[...]"
+    end
+
+    local extra = ""
+    if code then
+        extra = fmt("\n  code: %d", code)
+    end
+
+    self:dd(fmt("\n[frame] downstream %s resty.proxy %s upstream\n" ..
+                "  aggregating: %s\n" ..
+                "  type: \"%s\"%s\n" ..
+                "  payload: %s (len: %d)\n" ..
+                "  fin: %s",
+                arrow, arrow,
+                self.aggregate_fragments,
+                typ, extra,
+                fmt("%q", payload), data and #data or 0,
+                fin))
+end
+
+
+local function hook_failed(r, wp, role, msg)
+    log(ERR, "on_frame handler failed for a frame from ", role, ": ", msg)
+    local reason = "Internal Error"
+    C.ngx_http_ws_proxy_ffi_abort(r, wp, 1011, reason, #reason)
+end
+
+
+-- one light thread per direction, so that a hook that yields on one
+-- direction does not hold the other
+local function hook_loop(self, r, wp, dir)
+    local role = _ROLES[dir]
+    local on_frame = self.on_frame
+    local debug = self.debug
+    local err = get_string_buf(ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    local f = frame_buf
+
+    errlen[0] = ERR_BUF_SIZE
+    local rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, f, err, errlen)
+
+    while true do
+        if rc == NGX_AGAIN then
+            co_yield()
+
+            err = get_string_buf(ERR_BUF_SIZE)
+            errlen = get_size_ptr()
+            errlen[0] = ERR_BUF_SIZE
+            rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, f, err, errlen)
+
+        elseif rc == NGX_DONE then
+            return
+
+        elseif rc ~= NGX_OK then
+            log(ERR, "failed receiving frame from ", role, ": ",
+                ffi_str(err, errlen[0]))
+            return
+
+        else
+            local fr = f[0]
+            local typ = _OPCODE2TYP[fr.opcode]
+            local payload = ffi_str(fr.data, fr.len)
+            local fin = fr.fin == 1
+            local code = fr.code >= 0 and fr.code or nil
+
+            if debug then
+                debug_frame(self, role, typ, payload, fin, code)
+            end
+
+            local verdict, data, new_code = VERDICT_FORWARD, nil, -1
+
+            if on_frame then
+                local ok, updated, updated_code = pcall(on_frame, self, role,
+                                                        typ, payload, fin,
+                                                        code)
+                if not ok then
+                    hook_failed(r, wp, role, tostring(updated))
+                    verdict = VERDICT_DROP
+
+                elseif updated == nil then
+                    if typ ~= "close" then
+                        self:dd(role, " dropping ", typ,
+                                " frame after on_frame handler requested it")
+                    end
+
+                    verdict = VERDICT_DROP
+
+                elseif type(updated) ~= "string" then
+                    hook_failed(r, wp, role, "opts.on_frame return value "
+                                             .. "must be nil or a string")
+                    verdict = VERDICT_DROP
+
+                elseif updated ~= payload then
+                    verdict = VERDICT_REWRITE
+                    data = updated
+                end
+
+                if ok and typ == "close" and updated_code ~= nil then
+                    if type(updated_code) ~= "number" then
+                        hook_failed(r, wp, role, "opts.on_frame status code "
+                                    .. "return value must be nil or a number")
+                        verdict = VERDICT_DROP
+
+                    else
+                        new_code = updated_code
+                        if verdict == VERDICT_FORWARD then
+                            verdict = VERDICT_REWRITE
+                            data = payload
+                        end
+                    end
+                end
+            end
+
+            err = get_string_buf(ERR_BUF_SIZE)
+            errlen = get_size_ptr()
+            errlen[0] = ERR_BUF_SIZE
+
+            rc = C.ngx_http_ws_proxy_ffi_verdict(r, wp, dir, verdict, data,
+                                                 data and #data or 0,
+                                                 new_code, f, err, errlen)
+            if rc == NGX_ERROR then
+                hook_failed(r, wp, role, ffi_str(err, errlen[0]))
+                errlen[0] = ERR_BUF_SIZE
+                rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, f, err, errlen)
+            end
+        end
+    end
+end
+
+
+function _M:execute()
+    if self.client_state ~= _STATES.ESTABLISHED then
+        return nil, "client handshake not complete"
+    end
+
+    if self.upstream_state ~= _STATES.ESTABLISHED then
+        return nil, "upstream connection not established"
+    end
+
+    local r, wp = session(self)
+    if not r then
+        return nil, wp
+    end
+
+    local hook = self.on_frame ~= nil or self.debug
+
+    local o = opts_buf[0]
+    o.client_max_frame_size = self.client_max_frame_size or 0
+    o.upstream_max_frame_size = self.upstream_max_frame_size or 0
+    o.max_payload = self.max_payload_size or 0
+    o.client_max_fragments = self.client_max_fragments or 0
+    o.upstream_max_fragments = self.upstream_max_fragments or 0
+    o.recv_timeout = self.recv_timeout or 0
+    o.send_timeout = self.send_timeout or 0
+    o.close_timeout = self.close_timeout or 0
+    o.hook = hook and 1 or 0
+    o.aggregate = self.aggregate_fragments and 1 or 0
+    o.debug = self.debug and 1 or 0
+
+    local err = get_string_buf(ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    errlen[0] = ERR_BUF_SIZE
+
+    if C.ngx_http_ws_proxy_ffi_set_opts(r, wp, o, err, errlen) ~= NGX_OK then
+        return nil, ffi_str(err, errlen[0])
+    end
+
+    errlen[0] = ERR_BUF_SIZE
+    if C.ngx_http_ws_proxy_ffi_execute(r, wp, err, errlen) ~= NGX_OK then
+        return nil, ffi_str(err, errlen[0])
+    end
+
+    if hook then
+        local th, terr = spawn(hook_loop, self, r, wp, DIR_UPSTREAM)
+        if not th then
+            hook_failed(r, wp, "upstream", terr)
+        end
+
+        hook_loop(self, r, wp, DIR_CLIENT)
+
+        if th then
+            local ok, werr = wait(th)
+            if not ok then
+                log(ERR, "failed to wait for websocket proxy thread: ", werr)
+            end
+        end
+    end
+
+    -- without a hook this only sleeps until the session ends
+    local ok, werr = wait_main(r, wp)
+    if not ok then
+        return nil, werr
+    end
+
+    self.client_state = _STATES.INIT
+    self.upstream_state = _STATES.INIT
+
+    err = get_string_buf(ERR_BUF_SIZE)
+    errlen = get_size_ptr()
+    errlen[0] = ERR_BUF_SIZE
+
+    if C.ngx_http_ws_proxy_ffi_result(r, wp, err, errlen) ~= NGX_OK then
+        return nil, ffi_str(err, errlen[0])
+    end
+
+    return true
+end
+
+
+return _M

@@ -1,0 +1,546 @@
+/*
+ * Copyright (C) ngx_http_ws_proxy_module authors
+ *
+ * The FFI surface for lib/resty/websocket/proxy.lua, in lua-resty-core's
+ * style: every function takes the request, returns NGX_OK, NGX_AGAIN (the
+ * caller must coroutine._yield(): a semaphore wait is registered), NGX_DONE
+ * or NGX_ERROR with a message in err/errlen.
+ *
+ * Waiting always goes through lua-nginx-module's semaphore: C posts it from
+ * event handlers, the resume happens later from the posted-event queue, and
+ * a waiter re-checks the session state after every wake-up.
+ */
+
+
+#include "ngx_http_ws_proxy_module.h"
+
+
+#define NGX_WSP_WAIT_MS   60000
+
+
+typedef struct {
+    const u_char               *data;
+    size_t                      len;
+    int                         opcode;
+    int                         fin;
+    int                         code;
+} ngx_http_ws_proxy_ffi_frame_t;
+
+
+typedef struct {
+    double                      client_max_frame_size;
+    double                      upstream_max_frame_size;
+    double                      max_payload;
+    int                         client_max_fragments;
+    int                         upstream_max_fragments;
+    int                         recv_timeout;
+    int                         send_timeout;
+    int                         close_timeout;
+    int                         hook;
+    int                         aggregate;
+    int                         debug;
+} ngx_http_ws_proxy_ffi_opts_t;
+
+
+typedef struct {
+    const u_char               *uri;
+    size_t                      uri_len;
+    const u_char               *headers;     /* "Name: value\r\n"... */
+    size_t                      headers_len;
+    const u_char               *server_name;
+    size_t                      server_name_len;
+    int                         connect_timeout;
+    int                         send_timeout;
+    int                         read_timeout;
+    int                         ssl_verify;
+} ngx_http_ws_proxy_ffi_connect_t;
+
+
+int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, void **out, u_char *err,
+    size_t *errlen);
+int ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, void *p,
+    ngx_http_ws_proxy_ffi_opts_t *o, u_char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, void *p,
+    ngx_http_ws_proxy_ffi_connect_t *o, u_char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_connect_result(ngx_http_request_t *r, void *p,
+    const u_char **resp, size_t *resp_len, u_char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r, void *p,
+    u_char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p,
+    u_char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
+    ngx_http_ws_proxy_ffi_frame_t *f, u_char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
+    int verdict, const u_char *data, size_t len, int code,
+    ngx_http_ws_proxy_ffi_frame_t *f, u_char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
+    const u_char *reason, size_t len);
+int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p,
+    u_char *err, size_t *errlen);
+
+
+static ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(ngx_http_request_t *r,
+    void *p, u_char *err, size_t *errlen);
+static int ngx_http_ws_proxy_ffi_error(u_char *err, size_t *errlen,
+    u_char *msg, size_t len);
+
+
+#define ngx_http_ws_proxy_ffi_err(err, errlen, s)                            \
+    ngx_http_ws_proxy_ffi_error(err, errlen, (u_char *) s, sizeof(s) - 1)
+
+
+static int
+ngx_http_ws_proxy_ffi_error(u_char *err, size_t *errlen, u_char *msg,
+    size_t len)
+{
+    *errlen = ngx_min(len, *errlen);
+    ngx_memcpy(err, msg, *errlen);
+
+    return NGX_ERROR;
+}
+
+
+/* a session belongs to one request: a stale or foreign pointer is refused */
+
+static ngx_http_ws_proxy_t *
+ngx_http_ws_proxy_ffi_get(ngx_http_request_t *r, void *p, u_char *err,
+    size_t *errlen)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    if (r == NULL) {
+        (void) ngx_http_ws_proxy_ffi_err(err, errlen, "no request found");
+        return NULL;
+    }
+
+    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+
+    if (wp == NULL || wp != p) {
+        (void) ngx_http_ws_proxy_ffi_err(err, errlen,
+                                         "proxy does not belong to the "
+                                         "current request");
+        return NULL;
+    }
+
+    return wp;
+}
+
+
+int
+ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, void **out, u_char *err,
+    size_t *errlen)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    if (r == NULL) {
+        return ngx_http_ws_proxy_ffi_err(err, errlen, "no request found");
+    }
+
+    if (r->connection->fd == (ngx_socket_t) -1) {
+        return ngx_http_ws_proxy_ffi_err(err, errlen,
+                                         "no client connection in this "
+                                         "context");
+    }
+
+    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+
+    if (wp == NULL) {
+        wp = ngx_http_ws_proxy_create(r);
+        if (wp == NULL) {
+            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+        }
+    }
+
+    *out = wp;
+
+    return NGX_OK;
+}
+
+
+int
+ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, void *p,
+    ngx_http_ws_proxy_ffi_opts_t *o, u_char *err, size_t *errlen)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    if (wp == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (wp->state == NGX_WSP_STATE_RUNNING) {
+        return ngx_http_ws_proxy_ffi_err(err, errlen, "proxy is running");
+    }
+
+    wp->opts.max_frame_size[NGX_WSP_DIR_CLIENT] =
+        o->client_max_frame_size > 0 ? (uint64_t) o->client_max_frame_size
+                                     : 0;
+    wp->opts.max_frame_size[NGX_WSP_DIR_UPSTREAM] =
+        o->upstream_max_frame_size > 0 ? (uint64_t) o->upstream_max_frame_size
+                                       : 0;
+    wp->opts.max_fragments[NGX_WSP_DIR_CLIENT] =
+        o->client_max_fragments > 0 ? (ngx_uint_t) o->client_max_fragments : 0;
+    wp->opts.max_fragments[NGX_WSP_DIR_UPSTREAM] =
+        o->upstream_max_fragments > 0 ? (ngx_uint_t) o->upstream_max_fragments
+                                      : 0;
+
+    if (o->max_payload > 0) {
+        wp->opts.max_payload = (uint64_t) o->max_payload;
+    }
+
+    wp->opts.recv_timeout = o->recv_timeout > 0 ? o->recv_timeout : 0;
+
+    if (o->send_timeout > 0) {
+        wp->opts.send_timeout = o->send_timeout;
+    }
+
+    if (o->close_timeout > 0) {
+        wp->opts.close_timeout = o->close_timeout;
+    }
+
+    wp->opts.hook = o->hook ? 1 : 0;
+    wp->opts.aggregate = o->aggregate ? 1 : 0;
+    wp->opts.debug = o->debug ? 1 : 0;
+
+    return NGX_OK;
+}
+
+
+int
+ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, void *p,
+    ngx_http_ws_proxy_ffi_connect_t *o, u_char *err, size_t *errlen)
+{
+    ngx_int_t             rc;
+    ngx_str_t             uri;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    if (wp == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (wp->state != NGX_WSP_STATE_NEW) {
+        return ngx_http_ws_proxy_ffi_err(err, errlen,
+                                         "upstream connection already "
+                                         "in progress or established");
+    }
+
+    uri.len = o->uri_len;
+    uri.data = ngx_pnalloc(r->pool, uri.len);
+    if (uri.data == NULL) {
+        return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+    }
+
+    ngx_memcpy(uri.data, o->uri, uri.len);
+
+    wp->extra_headers.len = o->headers_len;
+
+    if (o->headers_len) {
+        wp->extra_headers.data = ngx_pnalloc(r->pool, o->headers_len);
+        if (wp->extra_headers.data == NULL) {
+            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+        }
+
+        ngx_memcpy(wp->extra_headers.data, o->headers, o->headers_len);
+    }
+
+    if (o->connect_timeout > 0) {
+        wp->connect_timeout = o->connect_timeout;
+    }
+
+    if (o->send_timeout > 0) {
+        wp->send_timeout = o->send_timeout;
+    }
+
+    if (o->read_timeout > 0) {
+        wp->read_timeout = o->read_timeout;
+    }
+
+    wp->ssl_verify = o->ssl_verify ? 1 : 0;
+    wp->err_len = 0;
+
+    if (o->server_name_len) {
+        wp->server_name.len = o->server_name_len;
+        wp->server_name.data = ngx_pnalloc(r->pool, o->server_name_len);
+        if (wp->server_name.data == NULL) {
+            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+        }
+
+        ngx_memcpy(wp->server_name.data, o->server_name, o->server_name_len);
+    }
+
+    rc = ngx_http_ws_proxy_connect(wp, &uri);
+
+    if (rc == NGX_ERROR) {
+        if (wp->err_len == 0) {
+            ngx_http_ws_proxy_set_error(wp, "failed to connect");
+        }
+
+        return ngx_http_ws_proxy_ffi_error(err, errlen, wp->err, wp->err_len);
+    }
+
+    return (int) rc;
+}
+
+
+int
+ngx_http_ws_proxy_ffi_connect_result(ngx_http_request_t *r, void *p,
+    const u_char **resp, size_t *resp_len, u_char *err, size_t *errlen)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    if (wp == NULL) {
+        return NGX_ERROR;
+    }
+
+    *resp = wp->response.data;
+    *resp_len = wp->response.len;
+
+    if (wp->state == NGX_WSP_STATE_CONNECTED) {
+        return NGX_OK;
+    }
+
+    if (wp->err_len == 0) {
+        ngx_http_ws_proxy_set_error(wp, "failed to connect");
+    }
+
+    return ngx_http_ws_proxy_ffi_error(err, errlen, wp->err, wp->err_len);
+}
+
+
+int
+ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r, void *p,
+    u_char *err, size_t *errlen)
+{
+    ngx_int_t             rc;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    if (wp == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (wp->client_handshake) {
+        return NGX_DECLINED;
+    }
+
+    wp->err_len = 0;
+
+    rc = ngx_http_ws_proxy_client_handshake(wp);
+
+    if (rc != NGX_OK) {
+        if (wp->err_len == 0) {
+            ngx_http_ws_proxy_set_error(wp, "client handshake failed");
+        }
+
+        return ngx_http_ws_proxy_ffi_error(err, errlen, wp->err, wp->err_len);
+    }
+
+    return NGX_OK;
+}
+
+
+int
+ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p, u_char *err,
+    size_t *errlen)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    if (wp == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (!wp->client_handshake) {
+        return ngx_http_ws_proxy_ffi_err(err, errlen,
+                                         "client handshake not complete");
+    }
+
+    if (wp->state != NGX_WSP_STATE_CONNECTED) {
+        return ngx_http_ws_proxy_ffi_err(err, errlen,
+                                         "upstream connection not "
+                                         "established");
+    }
+
+    wp->err_len = 0;
+
+    if (ngx_http_ws_proxy_start(wp) != NGX_OK) {
+        return ngx_http_ws_proxy_ffi_err(err, errlen,
+                                         "failed to start proxying");
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * dir >= 0: the next frame of that direction for the hook (NGX_OK, f
+ * filled), or NGX_DONE when the session is over.  dir < 0: waits until the
+ * upstream connect finishes or the session ends (NGX_DONE).
+ */
+
+int
+ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
+    ngx_http_ws_proxy_ffi_frame_t *f, u_char *err, size_t *errlen)
+{
+    int                       rc;
+    void                     *sema;
+    ngx_http_ws_proxy_t      *wp;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    if (wp == NULL) {
+        return NGX_ERROR;
+    }
+
+    for ( ;; ) {
+
+        if (dir >= 0) {
+            if (wp->state != NGX_WSP_STATE_RUNNING) {
+                return NGX_DONE;
+            }
+
+            d = &wp->dir[dir & 1];
+
+            if (d->pending) {
+                if (d->delivered) {
+                    return ngx_http_ws_proxy_ffi_err(err, errlen,
+                                                     "a frame is waiting "
+                                                     "for its verdict");
+                }
+
+                d->delivered = 1;
+
+                f->opcode = (int) d->dopcode;
+                f->fin = d->dfin;
+                f->code = -1;
+                f->data = d->dmsg;
+                f->len = d->dlen;
+
+                if (d->dopcode == NGX_WSP_OP_CLOSE) {
+                    if (d->dlen >= 2) {
+                        f->code = (d->dmsg[0] << 8) | d->dmsg[1];
+                        f->data = d->dmsg + 2;
+                        f->len = d->dlen - 2;
+                    }
+                }
+
+                return NGX_OK;
+            }
+
+            sema = d->sema;
+
+        } else {
+            if (wp->state != NGX_WSP_STATE_CONNECTING
+                && wp->state != NGX_WSP_STATE_RUNNING)
+            {
+                return NGX_DONE;
+            }
+
+            sema = wp->sema;
+        }
+
+        rc = ngx_http_lua_ffi_sema_wait(r, sema, NGX_WSP_WAIT_MS, err,
+                                        errlen);
+
+        if (rc == NGX_OK) {
+            /* a wake-up was pending: look again */
+            continue;
+        }
+
+        return rc;
+    }
+}
+
+
+int
+ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
+    int verdict, const u_char *data, size_t len, int code,
+    ngx_http_ws_proxy_ffi_frame_t *f, u_char *err, size_t *errlen)
+{
+    ngx_int_t                 rc;
+    ngx_http_ws_proxy_t      *wp;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    if (wp == NULL) {
+        return NGX_ERROR;
+    }
+
+    d = &wp->dir[dir & 1];
+
+    if (wp->state == NGX_WSP_STATE_RUNNING && d->pending && d->delivered) {
+
+        rc = ngx_http_ws_proxy_apply_verdict(d, (ngx_uint_t) verdict,
+                                             (u_char *) data, len, code);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_ws_proxy_ffi_err(err, errlen,
+                                             "invalid frame from on_frame: "
+                                             "a control frame payload is "
+                                             "limited to 125 bytes and a "
+                                             "close status to valid codes");
+        }
+
+        if (rc != NGX_OK) {
+            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+        }
+    }
+
+    return ngx_http_ws_proxy_ffi_wait(r, p, dir, f, err, errlen);
+}
+
+
+int
+ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
+    const u_char *reason, size_t len)
+{
+    ngx_http_ws_proxy_t  *wp;
+    u_char                buf[NGX_WSP_MAX_CONTROL];
+
+    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+
+    if (wp == NULL || wp != p) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_min(len, sizeof(buf) - 3);
+    ngx_memcpy(buf, reason, len);
+    buf[len] = '\0';
+
+    if (wp->err_len == 0) {
+        ngx_http_ws_proxy_set_error(wp, "%s", buf);
+    }
+
+    ngx_http_ws_proxy_abort(wp, (ngx_uint_t) code, (char *) buf);
+
+    return NGX_OK;
+}
+
+
+int
+ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p, u_char *err,
+    size_t *errlen)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    if (wp == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (wp->state != NGX_WSP_STATE_DONE) {
+        return NGX_AGAIN;
+    }
+
+    if (wp->rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (wp->err_len == 0) {
+        ngx_http_ws_proxy_set_error(wp, "proxying failed");
+    }
+
+    return ngx_http_ws_proxy_ffi_error(err, errlen, wp->err, wp->err_len);
+}

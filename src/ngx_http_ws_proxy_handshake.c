@@ -1,0 +1,347 @@
+/*
+ * Copyright (C) ngx_http_ws_proxy_module authors
+ *
+ * The client side of the opening handshake (RFC 6455 4.2): validation of
+ * the upgrade request and the 101 response, sent by nginx's own header
+ * filters so that other modules' headers and logging still apply.
+ */
+
+
+#include "ngx_http_ws_proxy_module.h"
+#include <ngx_sha1.h>
+
+
+#define NGX_WSP_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+#define NGX_HTTP_UPGRADE_REQUIRED  426
+
+
+static ngx_table_elt_t *ngx_http_ws_proxy_find_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+static ngx_int_t ngx_http_ws_proxy_has_token(ngx_str_t *value,
+    const char *token, size_t len);
+static ngx_int_t ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp,
+    ngx_uint_t status);
+static ngx_int_t ngx_http_ws_proxy_add_header(ngx_http_request_t *r,
+    const char *name, size_t len, u_char *value, size_t vlen);
+
+
+void
+ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out)
+{
+    u_char      digest[20];
+    ngx_str_t   src, dst;
+    ngx_sha1_t  sha1;
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, key->data, key->len);
+    ngx_sha1_update(&sha1, NGX_WSP_GUID, sizeof(NGX_WSP_GUID) - 1);
+    ngx_sha1_final(digest, &sha1);
+
+    src.data = digest;
+    src.len = sizeof(digest);
+    dst.data = out;
+
+    ngx_encode_base64(&dst, &src);
+}
+
+
+ngx_int_t
+ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
+{
+    u_char               *accept;
+    ngx_int_t             rc;
+    ngx_str_t             decoded, *value;
+    ngx_table_elt_t      *h, *key, *version;
+    ngx_http_request_t   *r;
+    u_char                buf[32];
+
+    r = wp->request;
+
+    if (r != r->main) {
+        ngx_http_ws_proxy_set_error(wp, "websocket upgrade in a subrequest");
+        return NGX_ERROR;
+    }
+
+    if (r->header_sent) {
+        ngx_http_ws_proxy_set_error(wp, "response header already sent");
+        return NGX_ERROR;
+    }
+
+    if (r->method != NGX_HTTP_GET) {
+        ngx_http_ws_proxy_set_error(wp, "bad method: %V", &r->method_name);
+        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
+    }
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        ngx_http_ws_proxy_set_error(wp, "websocket over HTTP/2 "
+                                    "is not supported");
+        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
+    }
+#endif
+
+    if (r->http_version < NGX_HTTP_VERSION_11) {
+        ngx_http_ws_proxy_set_error(wp, "bad protocol version: %V",
+                                    &r->http_protocol);
+        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
+    }
+
+    h = ngx_http_ws_proxy_find_header(r, "Upgrade", 7);
+    if (h == NULL
+        || ngx_http_ws_proxy_has_token(&h->value, "websocket", 9) != NGX_OK)
+    {
+        ngx_http_ws_proxy_set_error(wp, "bad \"upgrade\" request header: %V",
+                                    h ? &h->value : &(ngx_str_t) ngx_null_string);
+        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
+    }
+
+    h = ngx_http_ws_proxy_find_header(r, "Connection", 10);
+    if (h == NULL
+        || ngx_http_ws_proxy_has_token(&h->value, "upgrade", 7) != NGX_OK)
+    {
+        ngx_http_ws_proxy_set_error(wp, "bad \"connection\" request header: "
+                                    "%V",
+                                    h ? &h->value : &(ngx_str_t) ngx_null_string);
+        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
+    }
+
+    version = ngx_http_ws_proxy_find_header(r, "Sec-WebSocket-Version", 21);
+    if (version == NULL
+        || version->value.len != 2
+        || ngx_strncmp(version->value.data, "13", 2) != 0)
+    {
+        ngx_http_ws_proxy_set_error(wp, "bad \"sec-websocket-version\" "
+                                    "request header: %V",
+                                    version ? &version->value
+                                            : &(ngx_str_t) ngx_null_string);
+        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_UPGRADE_REQUIRED);
+    }
+
+    key = ngx_http_ws_proxy_find_header(r, "Sec-WebSocket-Key", 17);
+
+    rc = NGX_ERROR;
+
+    if (key != NULL && key->value.len == 24) {
+        decoded.data = buf;
+        rc = ngx_decode_base64(&decoded, &key->value);
+        if (rc == NGX_OK && decoded.len != 16) {
+            rc = NGX_ERROR;
+        }
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_ws_proxy_set_error(wp, "bad \"sec-websocket-key\" "
+                                    "request header: %V",
+                                    key ? &key->value
+                                        : &(ngx_str_t) ngx_null_string);
+        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
+    }
+
+    accept = ngx_pnalloc(r->pool, 28);
+    if (accept == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_ws_proxy_accept_key(&key->value, accept);
+
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
+    r->headers_out.content_length_n = -1;
+    r->keepalive = 0;
+    r->lingering_close = 0;
+
+    if (ngx_http_ws_proxy_add_header(r, "Upgrade", 7,
+                                     (u_char *) "websocket", 9) != NGX_OK
+        || ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Accept", 20,
+                                        accept, 28) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    value = &wp->protocol;
+    if (value->len
+        && ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Protocol", 22,
+                                        value->data, value->len) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        ngx_http_ws_proxy_set_error(wp, "failed to send the 101 response");
+        return NGX_ERROR;
+    }
+
+    /*
+     * The 101 must reach the client before any frame; a flush pushes it
+     * out of nginx's output chain now.  Whatever the socket could not take
+     * stays in r->out and is drained by the pump before its own writes.
+     */
+
+    rc = ngx_http_send_special(r, NGX_HTTP_FLUSH);
+    if (rc == NGX_ERROR) {
+        ngx_http_ws_proxy_set_error(wp, "failed to send the 101 response");
+        return NGX_ERROR;
+    }
+
+    wp->client_handshake = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp, ngx_uint_t status)
+{
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_chain_t          out;
+    ngx_http_request_t  *r;
+
+    r = wp->request;
+
+    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                  "ws_proxy: rejecting websocket handshake with %ui: %*s",
+                  status, wp->err_len, wp->err);
+
+    r->headers_out.status = status;
+    r->keepalive = 0;
+
+    if (status == NGX_HTTP_UPGRADE_REQUIRED) {
+        ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
+
+        if (ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Version", 21,
+                                         (u_char *) "13", 2) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = wp->err;
+    b->last = wp->err + wp->err_len;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    ngx_str_set(&r->headers_out.content_type, "text/plain");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_length_n = wp->err_len + 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    /* the error text doubles as the body, with a trailing newline */
+    if (wp->err_len < sizeof(wp->err)) {
+        wp->err[wp->err_len] = '\n';
+        b->last++;
+    } else {
+        r->headers_out.content_length_n = wp->err_len;
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_http_output_filter(r, &out);
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_ws_proxy_find_header(ngx_http_request_t *r, const char *name,
+    size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+/* a case-insensitive search for a token in a comma separated list */
+
+static ngx_int_t
+ngx_http_ws_proxy_has_token(ngx_str_t *value, const char *token, size_t len)
+{
+    u_char  *p, *last, *start, *end;
+
+    p = value->data;
+    last = p + value->len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        end = p;
+
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
+            end--;
+        }
+
+        if ((size_t) (end - start) == len
+            && ngx_strncasecmp(start, (u_char *) token, len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_ws_proxy_add_header(ngx_http_request_t *r, const char *name,
+    size_t len, u_char *value, size_t vlen)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = len;
+    h->value.data = value;
+    h->value.len = vlen;
+
+    return NGX_OK;
+}

@@ -1,0 +1,269 @@
+/*
+ * Copyright (C) ngx_http_ws_proxy_module authors
+ *
+ * Module definition, directives, and the session object shared by the
+ * handshake, upstream, pump and FFI files.
+ */
+
+
+#include "ngx_http_ws_proxy_module.h"
+
+#if (NGX_HTTP_SSL)
+#include <openssl/rand.h>
+#endif
+
+
+static void *ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+
+
+static ngx_command_t  ngx_http_ws_proxy_commands[] = {
+
+    { ngx_string("ws_proxy_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, buffer_size),
+      NULL },
+
+    { ngx_string("ws_proxy_max_payload"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, max_payload),
+      NULL },
+
+    { ngx_string("ws_proxy_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("ws_proxy_send_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, send_timeout),
+      NULL },
+
+    { ngx_string("ws_proxy_read_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, read_timeout),
+      NULL },
+
+    { ngx_string("ws_proxy_close_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, close_timeout),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_ws_proxy_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_ws_proxy_create_loc_conf,     /* create location configuration */
+    ngx_http_ws_proxy_merge_loc_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_ws_proxy_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ws_proxy_module_ctx,         /* module context */
+    ngx_http_ws_proxy_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_ws_proxy_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ws_proxy_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->buffer_size = NGX_CONF_UNSET_SIZE;
+    conf->max_payload = NGX_CONF_UNSET_SIZE;
+    conf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->send_timeout = NGX_CONF_UNSET_MSEC;
+    conf->read_timeout = NGX_CONF_UNSET_MSEC;
+    conf->close_timeout = NGX_CONF_UNSET_MSEC;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_ws_proxy_loc_conf_t *prev = parent;
+    ngx_http_ws_proxy_loc_conf_t *conf = child;
+
+    ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size,
+                              16 * 1024);
+    ngx_conf_merge_size_value(conf->max_payload, prev->max_payload,
+                              16 * 1024 * 1024);
+    ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
+                              60000);
+    ngx_conf_merge_msec_value(conf->send_timeout, prev->send_timeout,
+                              60000);
+    ngx_conf_merge_msec_value(conf->read_timeout, prev->read_timeout,
+                              60000);
+    ngx_conf_merge_msec_value(conf->close_timeout, prev->close_timeout,
+                              5000);
+
+    if (conf->buffer_size < 256) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ws_proxy_buffer_size\" must be at least 256");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_http_ws_proxy_t *
+ngx_http_ws_proxy_create(ngx_http_request_t *r)
+{
+    ngx_uint_t                     i;
+    ngx_http_ws_proxy_t           *wp;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_ws_proxy_dir_t       *d;
+    ngx_http_ws_proxy_loc_conf_t  *wlcf;
+
+    wp = ngx_pcalloc(r->pool, sizeof(ngx_http_ws_proxy_t));
+    if (wp == NULL) {
+        return NULL;
+    }
+
+    /*
+     * The pool cleanup runs when the request is freed, whatever the way it
+     * ends (normal end, Lua error, client abort); it closes the upstream
+     * and frees the semaphores after lua-nginx-module has dropped its
+     * waiters, so C never posts to a freed semaphore.
+     */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module);
+
+    wp->request = r;
+    wp->pool = r->pool;
+    wp->log = r->connection->log;
+    wp->client = r->connection;
+    wp->rc = NGX_OK;
+    wp->rnd_pos = sizeof(wp->rnd);
+
+    wp->opts.max_payload = wlcf->max_payload;
+    wp->opts.send_timeout = wlcf->send_timeout;
+    wp->opts.close_timeout = wlcf->close_timeout;
+    wp->connect_timeout = wlcf->connect_timeout;
+    wp->send_timeout = wlcf->send_timeout;
+    wp->read_timeout = wlcf->read_timeout;
+
+    for (i = 0; i < 2; i++) {
+        d = &wp->dir[i];
+        d->wp = wp;
+        d->dir = i;
+        d->close_code = -1;
+    }
+
+    if (ngx_http_lua_ffi_sema_new(&wp->sema, 0, NULL) != NGX_OK
+        || ngx_http_lua_ffi_sema_new(&wp->dir[0].sema, 0, NULL) != NGX_OK
+        || ngx_http_lua_ffi_sema_new(&wp->dir[1].sema, 0, NULL) != NGX_OK)
+    {
+        ngx_http_ws_proxy_cleanup(wp);
+        return NULL;
+    }
+
+    cln->handler = ngx_http_ws_proxy_cleanup;
+    cln->data = wp;
+
+    ngx_http_set_ctx(r, wp, ngx_http_ws_proxy_module);
+
+    return wp;
+}
+
+
+void
+ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(wp->err, wp->err + sizeof(wp->err), fmt, args);
+    va_end(args);
+
+    wp->err_len = p - wp->err;
+}
+
+
+/*
+ * Posting only when the count is below one coalesces wake-ups: a waiter
+ * always re-checks the session state, so one pending post is enough.
+ */
+
+void
+ngx_http_ws_proxy_wake(void *sema)
+{
+    if (sema != NULL && ngx_http_lua_ffi_sema_count(sema) < 1) {
+        (void) ngx_http_lua_ffi_sema_post(sema, 1);
+    }
+}
+
+
+/*
+ * Masking keys must be unpredictable (RFC 6455 5.3); they come from the
+ * OpenSSL CSPRNG, drawn in blocks so that one frame costs a copy.
+ */
+
+void
+ngx_http_ws_proxy_random(ngx_http_ws_proxy_t *wp, u_char *dst, size_t n)
+{
+    ngx_uint_t  i;
+
+    if (wp->rnd_pos + n > sizeof(wp->rnd)) {
+#if (NGX_HTTP_SSL)
+        if (RAND_bytes(wp->rnd, sizeof(wp->rnd)) != 1)
+#endif
+        {
+            for (i = 0; i < sizeof(wp->rnd); i++) {
+                wp->rnd[i] = (u_char) ngx_random();
+            }
+        }
+
+        wp->rnd_pos = 0;
+    }
+
+    ngx_memcpy(dst, wp->rnd + wp->rnd_pos, n);
+    wp->rnd_pos += n;
+}

@@ -1,0 +1,259 @@
+/*
+ * Copyright (C) ngx_http_ws_proxy_module authors
+ *
+ * Shared declarations of the WebSocket frame proxy: one session per request,
+ * two directions per session, one upstream connection.  See docs/design.md.
+ */
+
+
+#ifndef _NGX_HTTP_WS_PROXY_MODULE_H_INCLUDED_
+#define _NGX_HTTP_WS_PROXY_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_wsp_frame.h"
+
+
+/* directions, named after the peer that sends the frames */
+#define NGX_WSP_DIR_CLIENT           0   /* client -> upstream */
+#define NGX_WSP_DIR_UPSTREAM         1   /* upstream -> client */
+
+/* session states */
+#define NGX_WSP_STATE_NEW            0
+#define NGX_WSP_STATE_CONNECTING     1   /* upstream connect in progress */
+#define NGX_WSP_STATE_CONNECTED      2   /* upstream 101 received */
+#define NGX_WSP_STATE_RUNNING        3   /* pump owns both connections */
+#define NGX_WSP_STATE_DONE           4
+
+/* upstream handshake steps */
+#define NGX_WSP_HS_CONNECT           0
+#define NGX_WSP_HS_SSL               1
+#define NGX_WSP_HS_SEND              2
+#define NGX_WSP_HS_READ              3
+#define NGX_WSP_HS_DONE              4
+
+/* what a direction's parser does with the payload of the current frame */
+#define NGX_WSP_PAYLOAD_RAW          0   /* forwarded in place, untouched */
+#define NGX_WSP_PAYLOAD_BUFFER       1   /* copied, unmasked, into msg */
+#define NGX_WSP_PAYLOAD_SKIP         2   /* read and discarded */
+
+/* verdicts from Lua, see ngx_http_ws_proxy_ffi_verdict() */
+#define NGX_WSP_VERDICT_FORWARD      0
+#define NGX_WSP_VERDICT_REWRITE      1
+#define NGX_WSP_VERDICT_DROP         2
+#define NGX_WSP_VERDICT_ERROR        3
+
+#define NGX_WSP_ERRBUF_SIZE          256
+
+
+typedef struct ngx_http_ws_proxy_s  ngx_http_ws_proxy_t;
+
+
+typedef struct {
+    size_t                      buffer_size;      /* ws_proxy_buffer_size */
+    size_t                      max_payload;      /* ws_proxy_max_payload */
+    ngx_msec_t                  connect_timeout;
+    ngx_msec_t                  send_timeout;
+    ngx_msec_t                  read_timeout;     /* handshake response */
+    ngx_msec_t                  close_timeout;
+} ngx_http_ws_proxy_loc_conf_t;
+
+
+/* per-session options set from Lua before execute() */
+typedef struct {
+    uint64_t                    max_frame_size[2];   /* 0: unlimited */
+    ngx_uint_t                  max_fragments[2];    /* 0: unlimited */
+    uint64_t                    max_payload;         /* buffering ceiling */
+    ngx_msec_t                  recv_timeout;        /* 0: none */
+    ngx_msec_t                  send_timeout;
+    ngx_msec_t                  close_timeout;
+    unsigned                    hook:1;
+    unsigned                    aggregate:1;
+    unsigned                    debug:1;
+} ngx_http_ws_proxy_opts_t;
+
+
+/* a frame the proxy itself sends: close frames, injected frames */
+typedef struct {
+    u_char                      data[NGX_WSP_MAX_HEADER
+                                     + NGX_WSP_MAX_CONTROL];
+    size_t                      len;
+} ngx_http_ws_proxy_ctl_t;
+
+
+typedef struct {
+    ngx_http_ws_proxy_t        *wp;
+    ngx_uint_t                  dir;
+    ngx_connection_t           *src;
+    ngx_connection_t           *dst;
+
+    /* input: [start, end) read from src; [spos, ppos) parsed, unsent raw */
+    u_char                     *start;
+    u_char                     *end;
+    u_char                     *spos;
+    u_char                     *ppos;
+    u_char                     *last;
+
+    /* the frame being parsed */
+    ngx_wsp_frame_t             frame;
+    uint64_t                    remaining;      /* payload bytes still due */
+    uint64_t                    offset;         /* payload bytes seen */
+    ngx_uint_t                  payload_mode;
+    ngx_wsp_msg_state_t         msg_state;
+    uint32_t                    utf8;
+    unsigned                    in_frame:1;     /* a header has been parsed */
+    unsigned                    check_utf8:1;
+
+    /* data message limits: bytes and fragments of the open message */
+    uint64_t                    msg_size;
+    ngx_uint_t                  msg_frames;
+
+    /* buffered data frame or message (hook, aggregation) */
+    u_char                     *msg;
+    size_t                      msg_len;
+    size_t                      msg_cap;
+    ngx_uint_t                  msg_opcode;     /* first fragment's opcode */
+
+    /* buffered control frame: apart, as it may come inside a message */
+    u_char                      cbuf[NGX_WSP_MAX_CONTROL];
+    size_t                      clen;
+
+    /* the frame handed to Lua */
+    u_char                     *dmsg;
+    size_t                      dlen;
+    ngx_uint_t                  dopcode;
+    unsigned                    dfin:1;
+    unsigned                    pending:1;      /* waiting for a verdict */
+    unsigned                    delivered:1;    /* handed to Lua */
+    unsigned                    rx_closed:1;    /* close frame received */
+    unsigned                    tx_closed:1;    /* close frame queued to dst */
+    unsigned                    eof:1;          /* src closed or failed */
+    unsigned                    aborted:1;      /* dst must not get more */
+    unsigned                    stream_mid:1;   /* raw frame partly sent */
+
+    /* output: header, then body, then the raw range, then ctl */
+    u_char                      ohdr[NGX_WSP_MAX_HEADER];
+    ngx_buf_t                   out_hdr;
+    ngx_buf_t                   out_body;
+    ngx_buf_t                   out_raw;
+    ngx_buf_t                   out_ctl;
+    ngx_http_ws_proxy_ctl_t     ctl;
+    ngx_chain_t                 out[4];
+    unsigned                    ctl_close:1;    /* a close is queued/due */
+    uint16_t                    ctl_code;
+    u_char                      ctl_reason[NGX_WSP_MAX_CONTROL];
+    size_t                      ctl_reason_len;
+
+    /* Lua side */
+    void                       *sema;
+    ngx_event_t                 recv_timer;
+
+    /* statistics */
+    uint64_t                    frames;
+    uint64_t                    bytes;
+    uint64_t                    messages;
+    ngx_int_t                   close_code;     /* -1: none received */
+} ngx_http_ws_proxy_dir_t;
+
+
+struct ngx_http_ws_proxy_s {
+    ngx_http_request_t         *request;
+    ngx_pool_t                 *pool;
+    ngx_log_t                  *log;
+    ngx_uint_t                  state;
+    ngx_http_ws_proxy_opts_t    opts;
+
+    /* client side */
+    ngx_connection_t           *client;
+    ngx_event_handler_pt        client_read_handler;
+    ngx_event_handler_pt        client_write_handler;
+    unsigned                    client_handshake:1;
+    unsigned                    handlers_set:1;
+    unsigned                    cleaned:1;
+    unsigned                    finishing:1;
+    unsigned                    closed_normally:1;
+    unsigned                    kick_posted:1;
+
+    /* upstream side */
+    ngx_peer_connection_t       peer;
+    ngx_uint_t                  hs_state;
+    ngx_connection_t           *upstream;
+    ngx_str_t                   uri;
+    ngx_str_t                   host;        /* Host header value */
+    ngx_str_t                   path;        /* path and query */
+    ngx_str_t                   sni;         /* host, for SNI/verify */
+    ngx_str_t                   server_name; /* explicit SNI, if any */
+    in_port_t                   port;
+    unsigned                    ssl:1;
+    unsigned                    ssl_verify:1;
+    ngx_str_t                   key;         /* our Sec-WebSocket-Key */
+    ngx_str_t                   extra_headers;
+    ngx_buf_t                  *hs;          /* handshake request/response */
+    ngx_str_t                   response;    /* upstream 101 head */
+    ngx_str_t                   protocol;    /* selected subprotocol */
+    ngx_msec_t                  connect_timeout;
+    ngx_msec_t                  read_timeout;
+    ngx_msec_t                  send_timeout;
+#if (NGX_HTTP_SSL)
+    ngx_ssl_t                  *ssl_ctx;
+#endif
+
+    ngx_http_ws_proxy_dir_t     dir[2];
+
+    /* Lua wake-ups: connect and the end of a session without hook */
+    void                       *sema;
+
+    ngx_event_t                 close_timer;
+    ngx_msec_t                  start_time;
+
+    u_char                      rnd[256];
+    ngx_uint_t                  rnd_pos;
+
+    ngx_int_t                   rc;           /* result of connect/execute */
+    u_char                      err[NGX_WSP_ERRBUF_SIZE];
+    size_t                      err_len;
+};
+
+
+extern ngx_module_t  ngx_http_ws_proxy_module;
+
+
+/* lua-nginx-module's exported semaphore API (public FFI symbols) */
+int ngx_http_lua_ffi_sema_new(void **psem, int n, char **errmsg);
+int ngx_http_lua_ffi_sema_post(void *sem, int n);
+int ngx_http_lua_ffi_sema_count(void *sem);
+int ngx_http_lua_ffi_sema_wait(ngx_http_request_t *r, void *sem, int wait_ms,
+    u_char *err, size_t *errlen);
+void ngx_http_lua_ffi_sema_gc(void *sem);
+
+
+/* ngx_http_ws_proxy_module.c */
+ngx_http_ws_proxy_t *ngx_http_ws_proxy_create(ngx_http_request_t *r);
+void ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt,
+    ...);
+void ngx_http_ws_proxy_wake(void *sema);
+void ngx_http_ws_proxy_random(ngx_http_ws_proxy_t *wp, u_char *dst,
+    size_t n);
+
+/* ngx_http_ws_proxy_handshake.c */
+ngx_int_t ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);
+
+/* ngx_http_ws_proxy_upstream.c */
+ngx_int_t ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri);
+void ngx_http_ws_proxy_close_upstream(ngx_http_ws_proxy_t *wp);
+
+/* ngx_http_ws_proxy_pump.c */
+ngx_int_t ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t can_read);
+ngx_int_t ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code);
+void ngx_http_ws_proxy_abort(ngx_http_ws_proxy_t *wp, ngx_uint_t code,
+    const char *reason);
+void ngx_http_ws_proxy_cleanup(void *data);
+
+
+#endif /* _NGX_HTTP_WS_PROXY_MODULE_H_INCLUDED_ */

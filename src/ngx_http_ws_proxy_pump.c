@@ -1,0 +1,1721 @@
+/*
+ * Copyright (C) ngx_http_ws_proxy_module authors
+ *
+ * The pump: once execute() runs, the module owns the events of both
+ * connections and moves frames between them.  Each direction reads into
+ * its own buffer, parses frame headers in place and either forwards the
+ * bytes untouched (raw), or copies the payload out unmasked (buffered) when
+ * the Lua hook, fragment aggregation or a close frame needs to see it.
+ *
+ * Output of a direction goes to one connection, in this order: the raw
+ * range of the input buffer, a rebuilt frame (header, body), then a frame
+ * the proxy makes itself (a close).  A buffered frame is never parsed while
+ * raw bytes before it are unsent, and no frame is parsed while a rebuilt
+ * one is unsent, so the order of frames on the wire is always kept.
+ */
+
+
+#include "ngx_http_ws_proxy_module.h"
+
+
+static void ngx_http_ws_proxy_client_handler(ngx_event_t *ev);
+static void ngx_http_ws_proxy_upstream_handler(ngx_event_t *ev);
+static void ngx_http_ws_proxy_close_handler(ngx_event_t *ev);
+static void ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev);
+static ngx_uint_t ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t can_read);
+static ngx_int_t ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d);
+static ngx_uint_t ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d);
+static ngx_int_t ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_compact(ngx_http_ws_proxy_dir_t *d);
+static ngx_int_t ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t code, u_char *reason, size_t len);
+static void ngx_http_ws_proxy_frame_done(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
+    ngx_uint_t opcode, u_char *data, size_t len);
+static void ngx_http_ws_proxy_closing(ngx_http_ws_proxy_t *wp);
+static void ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t code, const char *reason, const char *log_reason);
+static void ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t code, const char *reason);
+static void ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t code, const u_char *reason, size_t len);
+static void ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_dst_gone(ngx_http_ws_proxy_dir_t *d);
+static ngx_int_t ngx_http_ws_proxy_has_output(ngx_http_ws_proxy_dir_t *d);
+static ngx_int_t ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d,
+    size_t size);
+static ngx_int_t ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp);
+static void ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp);
+static ngx_int_t ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp);
+
+
+static const char  *ngx_wsp_role[] = { "client", "upstream" };
+
+
+/*
+ * Input buffers of the common size are kept on a per-worker free list so
+ * that idle sessions hold no buffer and busy ones do not call malloc() for
+ * every burst of frames.
+ */
+
+#define NGX_WSP_FREE_MAX   64
+
+static u_char      *ngx_wsp_free[NGX_WSP_FREE_MAX];
+static ngx_uint_t   ngx_wsp_nfree;
+static size_t       ngx_wsp_free_size;
+
+
+ngx_int_t
+ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
+{
+    size_t                     n;
+    ngx_buf_t                 *b;
+    ngx_uint_t                 i;
+    ngx_connection_t          *c, *u;
+    ngx_http_request_t        *r;
+    ngx_http_ws_proxy_dir_t   *d;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    r = wp->request;
+    c = r->connection;
+    u = wp->upstream;
+
+    wp->dir[NGX_WSP_DIR_CLIENT].src = c;
+    wp->dir[NGX_WSP_DIR_CLIENT].dst = u;
+    wp->dir[NGX_WSP_DIR_UPSTREAM].src = u;
+    wp->dir[NGX_WSP_DIR_UPSTREAM].dst = c;
+
+    for (i = 0; i < 2; i++) {
+        d = &wp->dir[i];
+        d->out_hdr.memory = 1;
+        d->out_body.memory = 1;
+        d->out_raw.memory = 1;
+        d->out_ctl.memory = 1;
+        d->recv_timer.handler = ngx_http_ws_proxy_recv_timeout_handler;
+        d->recv_timer.data = d;
+        d->recv_timer.log = wp->log;
+        d->recv_timer.cancelable = 1;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay) {
+        (void) ngx_tcp_nodelay(c);
+        (void) ngx_tcp_nodelay(u);
+    }
+
+    /* frames pipelined after the upgrade request, or after the 101 */
+
+    b = r->header_in;
+    n = b->last - b->pos;
+
+    if (n) {
+        d = &wp->dir[NGX_WSP_DIR_CLIENT];
+
+        if (ngx_http_ws_proxy_get_buffer(d) != NGX_OK
+            || (size_t) (d->end - d->start) < n)
+        {
+            return NGX_ERROR;
+        }
+
+        d->last = ngx_cpymem(d->start, b->pos, n);
+        b->pos = b->last;
+    }
+
+    b = wp->hs;
+    n = b->last - b->pos;
+
+    if (n) {
+        d = &wp->dir[NGX_WSP_DIR_UPSTREAM];
+
+        if (ngx_http_ws_proxy_get_buffer(d) != NGX_OK
+            || (size_t) (d->end - d->start) < n)
+        {
+            return NGX_ERROR;
+        }
+
+        d->last = ngx_cpymem(d->start, b->pos, n);
+        b->pos = b->last;
+    }
+
+    wp->client_read_handler = c->read->handler;
+    wp->client_write_handler = c->write->handler;
+    c->read->handler = ngx_http_ws_proxy_client_handler;
+    c->write->handler = ngx_http_ws_proxy_client_handler;
+    wp->handlers_set = 1;
+
+    u->read->handler = ngx_http_ws_proxy_upstream_handler;
+    u->write->handler = ngx_http_ws_proxy_upstream_handler;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    wp->close_timer.handler = ngx_http_ws_proxy_close_handler;
+    wp->close_timer.data = wp;
+    wp->close_timer.log = wp->log;
+    wp->close_timer.cancelable = 1;
+
+    for (i = 0; wp->opts.recv_timeout && i < 2; i++) {
+        ngx_add_timer(&wp->dir[i].recv_timer, wp->opts.recv_timeout);
+    }
+
+    wp->start_time = ngx_current_msec;
+    wp->state = NGX_WSP_STATE_RUNNING;
+    wp->closed_normally = 1;
+
+    c->log->action = "proxying websocket frames";
+
+    ngx_http_ws_proxy_run(wp, 1);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ws_proxy_client_handler(ngx_event_t *ev)
+{
+    ngx_connection_t     *c;
+    ngx_http_request_t   *r;
+    ngx_http_ws_proxy_t  *wp;
+
+    c = ev->data;
+    r = c->data;
+
+    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+
+    if (wp == NULL || wp->state != NGX_WSP_STATE_RUNNING) {
+        /* not ours any more: give the event to nginx */
+        if (wp && wp->handlers_set) {
+            c->read->handler = wp->client_read_handler;
+            c->write->handler = wp->client_write_handler;
+            wp->handlers_set = 0;
+        }
+
+        ev->handler(ev);
+        return;
+    }
+
+    if (c->close || r->done || r->connection->error) {
+        /* worker shutdown, or the request was finalized under us */
+        ngx_http_ws_proxy_set_error(wp, "client connection closed by nginx");
+        wp->closed_normally = 0;
+        ngx_http_ws_proxy_finish(wp);
+
+        if (c->close) {
+            ev->handler(ev);
+        }
+
+        return;
+    }
+
+    ngx_http_ws_proxy_run(wp, 1);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_ws_proxy_upstream_handler(ngx_event_t *ev)
+{
+    ngx_connection_t     *c;
+    ngx_http_ws_proxy_t  *wp;
+
+    c = ev->data;
+    wp = c->data;
+
+    if (wp->state != NGX_WSP_STATE_RUNNING) {
+        return;
+    }
+
+    ngx_http_ws_proxy_run(wp, 1);
+}
+
+
+/* the close timer ends a close handshake the peer never completes */
+
+static void
+ngx_http_ws_proxy_close_handler(ngx_event_t *ev)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ev->data;
+
+    if (wp->state != NGX_WSP_STATE_RUNNING) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                  "ws_proxy: close handshake timed out");
+
+    ngx_http_ws_proxy_finish(wp);
+}
+
+
+/* recv_timeout: as in Kong's library, an idle peer is only logged */
+
+static void
+ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev)
+{
+    ngx_http_ws_proxy_t      *wp;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    d = ev->data;
+    wp = d->wp;
+
+    if (wp->state != NGX_WSP_STATE_RUNNING) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                  "timeout receiving frame from %s, reopening",
+                  ngx_wsp_role[d->dir]);
+
+    ngx_add_timer(&d->recv_timer, wp->opts.recv_timeout);
+}
+
+
+void
+ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t can_read)
+{
+    ngx_uint_t                progress;
+    ngx_connection_t         *c, *u;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    if (wp->state != NGX_WSP_STATE_RUNNING) {
+        return;
+    }
+
+    c = wp->client;
+    u = wp->upstream;
+
+    if (c->write->timedout || u->write->timedout) {
+        ngx_log_error(NGX_LOG_INFO, wp->log, NGX_ETIMEDOUT,
+                      "ws_proxy: timed out sending to %s",
+                      c->write->timedout ? "client" : "upstream");
+        ngx_http_ws_proxy_set_error(wp, "timeout sending to %s",
+                                    c->write->timedout ? "client"
+                                                       : "upstream");
+        c->write->timedout = 0;
+        u->write->timedout = 0;
+        wp->closed_normally = 0;
+        ngx_http_ws_proxy_finish(wp);
+        return;
+    }
+
+    do {
+        progress = ngx_http_ws_proxy_process(&wp->dir[0], can_read);
+        progress |= ngx_http_ws_proxy_process(&wp->dir[1], can_read);
+
+        if (wp->state != NGX_WSP_STATE_RUNNING) {
+            return;
+        }
+
+    } while (progress);
+
+    if (ngx_http_ws_proxy_done(wp) == NGX_OK) {
+        ngx_http_ws_proxy_finish(wp);
+        return;
+    }
+
+    /*
+     * Reads only happen in event handlers: when Lua's verdict frees room
+     * while the socket still has data, the read is posted to the next
+     * cycle of the event loop, so that a flood of frames cannot keep the
+     * posted-event queue busy and starve epoll and timers.
+     */
+
+    if (!can_read) {
+        for (d = &wp->dir[0]; d < &wp->dir[2]; d++) {
+            if (d->src->read->ready && !d->src->read->posted && !d->eof
+                && !d->pending)
+            {
+                ngx_post_event(d->src->read, &ngx_posted_next_events);
+            }
+        }
+    }
+
+    ngx_http_ws_proxy_arm(wp);
+}
+
+
+static ngx_uint_t
+ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
+{
+    size_t                n;
+    ssize_t               rc;
+    ngx_uint_t            progress;
+    ngx_connection_t     *src;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = d->wp;
+    src = d->src;
+    progress = 0;
+
+    for ( ;; ) {
+
+        rc = ngx_http_ws_proxy_flush(d);
+
+        if (rc == NGX_ERROR || wp->state != NGX_WSP_STATE_RUNNING) {
+            return 0;
+        }
+
+        if (rc > 0) {
+            progress = 1;
+        }
+
+        if (ngx_http_ws_proxy_parse(d)) {
+            progress = 1;
+            continue;
+        }
+
+        if (!can_read || d->eof || !src->read->ready || d->pending) {
+            break;
+        }
+
+        if (d->start == NULL && ngx_http_ws_proxy_get_buffer(d) != NGX_OK) {
+            ngx_http_ws_proxy_set_error(wp, "out of memory");
+            wp->closed_normally = 0;
+            ngx_http_ws_proxy_finish(wp);
+            return 0;
+        }
+
+        if (d->last == d->end && d->spos > d->start) {
+            /* move what is left to the front */
+            n = d->last - d->spos;
+            ngx_memmove(d->start, d->spos, n);
+            d->ppos -= d->spos - d->start;
+            d->last = d->start + n;
+            d->spos = d->start;
+        }
+
+        n = d->end - d->last;
+
+        if (n == 0) {
+            break;
+        }
+
+        rc = src->recv(src, d->last, n);
+
+        if (rc == NGX_AGAIN) {
+            break;
+        }
+
+        if (rc > 0) {
+            d->last += rc;
+            d->bytes += rc;
+            progress = 1;
+
+            if (wp->opts.recv_timeout) {
+                ngx_add_timer(&d->recv_timer, wp->opts.recv_timeout);
+            }
+
+            continue;
+        }
+
+        /* 0 or NGX_ERROR: the peer is gone */
+
+        if (rc == NGX_ERROR) {
+            src->read->error = 1;
+            src->error = 1;
+        }
+
+        d->eof = 1;
+        progress = 1;
+
+        ngx_http_ws_proxy_src_gone(d);
+        break;
+    }
+
+    if (!d->pending && d->spos == d->last && d->ppos == d->last
+        && !ngx_http_ws_proxy_has_output(d))
+    {
+        ngx_http_ws_proxy_release(d);
+    }
+
+    return progress;
+}
+
+
+static ngx_int_t
+ngx_http_ws_proxy_has_output(ngx_http_ws_proxy_dir_t *d)
+{
+    return d->spos < d->ppos
+           || d->out_hdr.pos < d->out_hdr.last
+           || d->out_body.pos < d->out_body.last
+           || d->out_ctl.pos < d->out_ctl.last
+           || (d->dst == d->wp->client && d->wp->request->out);
+}
+
+
+/* returns bytes sent (0: nothing or blocked), or NGX_ERROR */
+
+static ngx_int_t
+ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
+{
+    off_t                 sent;
+    ngx_int_t             rc;
+    ngx_uint_t            i;
+    ngx_chain_t          *cl, *next;
+    ngx_connection_t     *dst;
+    ngx_http_request_t   *r;
+    ngx_http_ws_proxy_t  *wp;
+    ngx_buf_t            *bufs[4];
+
+    wp = d->wp;
+    dst = d->dst;
+
+    if (d->aborted) {
+        return 0;
+    }
+
+    if (!dst->write->ready) {
+        return 0;
+    }
+
+    r = wp->request;
+
+    if (dst == wp->client && r->out) {
+        /* the end of the 101 response is still in nginx's chain */
+        rc = ngx_http_output_filter(r, NULL);
+
+        if (rc == NGX_ERROR) {
+            goto failed;
+        }
+
+        if (r->out) {
+            return 0;
+        }
+    }
+
+    d->out_raw.pos = d->spos;
+    d->out_raw.last = d->ppos;
+
+    bufs[0] = &d->out_raw;
+    bufs[1] = &d->out_hdr;
+    bufs[2] = &d->out_body;
+    bufs[3] = &d->out_ctl;
+
+    cl = NULL;
+    next = NULL;
+
+    for (i = 4; i > 0; i--) {
+        if (bufs[i - 1]->pos < bufs[i - 1]->last) {
+            d->out[i - 1].buf = bufs[i - 1];
+            d->out[i - 1].next = next;
+            next = &d->out[i - 1];
+        }
+    }
+
+    cl = next;
+
+    if (cl == NULL) {
+        return 0;
+    }
+
+    sent = dst->sent;
+
+    cl = dst->send_chain(dst, cl, 0);
+
+    if (cl == NGX_CHAIN_ERROR) {
+        goto failed;
+    }
+
+    d->spos = d->out_raw.pos;
+
+    sent = dst->sent - sent;
+
+    return (ngx_int_t) (sent > 0 ? sent : 0);
+
+failed:
+
+    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                  "ws_proxy: failed sending to %s", ngx_wsp_role[1 - d->dir]);
+
+    if (!d->tx_closed) {
+        ngx_http_ws_proxy_set_error(wp, "failed sending to %s",
+                                    ngx_wsp_role[1 - d->dir]);
+        wp->closed_normally = 0;
+    }
+
+    ngx_http_ws_proxy_dst_gone(d);
+
+    return NGX_ERROR;
+}
+
+
+/* returns 1 when something was parsed or consumed */
+
+static ngx_uint_t
+ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
+{
+    size_t                avail;
+    u_char               *start, *to;
+    ngx_int_t             rc;
+    ngx_uint_t            progress;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = d->wp;
+    progress = 0;
+
+    for ( ;; ) {
+
+        if (d->pending) {
+            return progress;
+        }
+
+        if (d->rx_closed && !d->in_frame) {
+            /* after its close (or a violation) a peer's bytes are ignored */
+
+            if (d->spos == d->ppos && d->ppos < d->last) {
+                d->ppos = d->last;
+                d->spos = d->last;
+                progress = 1;
+            }
+
+            return progress;
+        }
+
+        if (!d->in_frame) {
+
+            if (d->ctl_close) {
+                /* a close of the proxy's own waits for a frame boundary */
+                ngx_http_ws_proxy_queue_close(d, d->ctl_code, d->ctl_reason,
+                                              d->ctl_reason_len);
+                progress = 1;
+                continue;
+            }
+
+            if (d->ppos == d->last) {
+                return progress;
+            }
+
+            if (d->tx_closed || d->aborted) {
+                rc = ngx_http_ws_proxy_skip_start(d);
+
+            } else if (d->out_hdr.pos < d->out_hdr.last
+                       || d->out_body.pos < d->out_body.last)
+            {
+                return progress;
+
+            } else {
+                rc = ngx_http_ws_proxy_frame_start(d);
+            }
+
+            if (rc == NGX_AGAIN) {
+                return progress;
+            }
+
+            progress = 1;
+
+            if (rc == NGX_ERROR) {
+                if (wp->state != NGX_WSP_STATE_RUNNING) {
+                    return 0;
+                }
+
+                continue;
+            }
+        }
+
+        avail = d->last - d->ppos;
+        if ((uint64_t) avail > d->remaining) {
+            avail = (size_t) d->remaining;
+        }
+
+        start = d->ppos;
+
+        switch (d->payload_mode) {
+
+        case NGX_WSP_PAYLOAD_RAW:
+            d->ppos += avail;
+            break;
+
+        case NGX_WSP_PAYLOAD_BUFFER:
+            if (d->frame.opcode & 0x8) {
+                to = d->cbuf + d->clen;
+                d->clen += avail;
+
+            } else {
+                to = d->msg + d->msg_len;
+                d->msg_len += avail;
+            }
+
+            if (d->frame.masked) {
+                ngx_wsp_mask(to, start, avail, d->frame.mask, d->offset);
+
+            } else {
+                ngx_memcpy(to, start, avail);
+            }
+
+            if (d->check_utf8) {
+                d->utf8 = ngx_wsp_utf8_validate(d->utf8, to, avail);
+            }
+
+            d->ppos += avail;
+            d->spos = d->ppos;
+            break;
+
+        default: /* NGX_WSP_PAYLOAD_SKIP */
+            d->ppos += avail;
+            d->spos = d->ppos;
+            break;
+        }
+
+        d->remaining -= avail;
+        d->offset += avail;
+
+        if (avail) {
+            progress = 1;
+        }
+
+        if (d->remaining) {
+            return progress;
+        }
+
+        ngx_http_ws_proxy_frame_done(d);
+        progress = 1;
+
+        if (wp->state != NGX_WSP_STATE_RUNNING) {
+            return 0;
+        }
+    }
+}
+
+
+/*
+ * Nothing more can go to dst (a close was sent, or dst is gone): frames
+ * are still parsed, to find the peer's close reply, but their payloads are
+ * dropped.  Unsent raw bytes before them must go first.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d)
+{
+    int  rc;
+
+    if (d->spos < d->ppos) {
+        return NGX_AGAIN;
+    }
+
+    rc = ngx_wsp_frame_parse_header(d->ppos, d->last - d->ppos, &d->frame);
+
+    if (rc == NGX_WSP_PARSE_AGAIN) {
+        if (d->last == d->end && d->ppos > d->start) {
+            ngx_http_ws_proxy_compact(d);
+        }
+
+        return NGX_AGAIN;
+    }
+
+    if (rc == NGX_WSP_PARSE_ERROR) {
+        d->rx_closed = 1;
+        return NGX_ERROR;
+    }
+
+    d->ppos += d->frame.header_len;
+    d->spos = d->ppos;
+    d->in_frame = 1;
+    d->payload_mode = NGX_WSP_PAYLOAD_SKIP;
+    d->remaining = d->frame.payload_len;
+    d->offset = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ws_proxy_compact(ngx_http_ws_proxy_dir_t *d)
+{
+    size_t  n;
+
+    if (d->spos == d->start) {
+        return;
+    }
+
+    n = d->last - d->spos;
+
+    if (n) {
+        ngx_memmove(d->start, d->spos, n);
+    }
+
+    d->ppos -= d->spos - d->start;
+    d->last = d->start + n;
+    d->spos = d->start;
+}
+
+
+/*
+ * A new frame at d->ppos: parse and check its header, apply the limits and
+ * choose what happens to its payload.  NGX_AGAIN: more bytes are needed or
+ * the frame must wait for output to drain; NGX_ERROR: the direction was
+ * closed for a violation.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
+{
+    int                   rc;
+    unsigned              code;
+    size_t                need;
+    uint64_t              len, size;
+    ngx_uint_t            opcode, control;
+    const char           *reason;
+    ngx_http_ws_proxy_t  *wp;
+    u_char                tmp[NGX_WSP_MAX_CONTROL];
+
+    wp = d->wp;
+
+    rc = ngx_wsp_frame_parse_header(d->ppos, d->last - d->ppos, &d->frame);
+
+    if (rc == NGX_WSP_PARSE_AGAIN) {
+        if (d->last == d->end) {
+            ngx_http_ws_proxy_compact(d);
+        }
+
+        return NGX_AGAIN;
+    }
+
+    if (rc == NGX_WSP_PARSE_ERROR) {
+        ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_PROTOCOL,
+                                    d->frame.error, d->frame.error);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_wsp_frame_check(&d->frame,
+                             d->dir == NGX_WSP_DIR_CLIENT
+                             ? NGX_WSP_ROLE_CLIENT : NGX_WSP_ROLE_UPSTREAM,
+                             &d->msg_state, &reason);
+    if (rc) {
+        ngx_http_ws_proxy_violation(d, rc, reason, reason);
+        return NGX_ERROR;
+    }
+
+    opcode = d->frame.opcode;
+    len = d->frame.payload_len;
+    control = opcode & 0x8;
+
+    if (!control) {
+        /*
+         * The size limit counts one frame, or the whole message when
+         * fragments are aggregated; the fragment limit counts the frames
+         * of one message.
+         */
+
+        size = (wp->opts.aggregate ? d->msg_size : 0) + len;
+        d->msg_size = size;
+        d->msg_frames++;
+
+        if (wp->opts.max_frame_size[d->dir]
+            && size > wp->opts.max_frame_size[d->dir])
+        {
+            ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                          "%s frame size (%uL) exceeds limit, closing",
+                          ngx_wsp_role[d->dir], size);
+            ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_TOO_BIG,
+                                        "Payload Too Large", NULL);
+            return NGX_ERROR;
+        }
+
+        if (wp->opts.max_fragments[d->dir]
+            && d->msg_frames > wp->opts.max_fragments[d->dir])
+        {
+            ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                          "%s frame count (%ui) exceeds limit, closing",
+                          ngx_wsp_role[d->dir], d->msg_frames);
+            ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_TOO_BIG,
+                                        "Payload Too Large", NULL);
+            return NGX_ERROR;
+        }
+    }
+
+    if (opcode == NGX_WSP_OP_CLOSE) {
+        /* a close frame is checked whole before any of it moves */
+
+        need = d->frame.header_len + (size_t) len;
+
+        if ((size_t) (d->last - d->ppos) < need) {
+            if (d->ppos + need > d->end) {
+                ngx_http_ws_proxy_compact(d);
+            }
+
+            return NGX_AGAIN;
+        }
+
+        if (d->frame.masked) {
+            ngx_wsp_mask(tmp, d->ppos + d->frame.header_len, (size_t) len,
+                         d->frame.mask, 0);
+
+        } else {
+            ngx_memcpy(tmp, d->ppos + d->frame.header_len, (size_t) len);
+        }
+
+        rc = ngx_wsp_close_check(tmp, (size_t) len, &code, &reason);
+        if (rc) {
+            ngx_http_ws_proxy_violation(d, rc, reason, reason);
+            return NGX_ERROR;
+        }
+
+        d->close_code = code;
+
+        if (!wp->opts.hook) {
+            ngx_http_ws_proxy_log_close(d, code, len > 2 ? tmp + 2 : tmp,
+                                        len > 2 ? (size_t) len - 2 : 0);
+        }
+    }
+
+    if (wp->opts.hook
+        || (wp->opts.aggregate && !control
+            && (!d->frame.fin || opcode == NGX_WSP_OP_CONT)))
+    {
+        if (d->spos < d->ppos) {
+            /* raw bytes before this frame go out first */
+            return NGX_AGAIN;
+        }
+
+        if (control) {
+            d->clen = 0;
+
+        } else {
+            if (opcode != NGX_WSP_OP_CONT || !wp->opts.aggregate) {
+                d->msg_len = 0;
+            }
+
+            if (opcode != NGX_WSP_OP_CONT) {
+                d->msg_opcode = opcode;
+                d->utf8 = NGX_WSP_UTF8_ACCEPT;
+                d->check_utf8 = (opcode == NGX_WSP_OP_TEXT);
+            }
+
+            if (d->msg_len + len > wp->opts.max_payload) {
+                ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                              "%s message of %uL bytes exceeds the "
+                              "buffering limit of %uL, closing",
+                              ngx_wsp_role[d->dir],
+                              (uint64_t) d->msg_len + len,
+                              wp->opts.max_payload);
+                ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_TOO_BIG,
+                                            "Payload Too Large", NULL);
+                return NGX_ERROR;
+            }
+
+            if (ngx_http_ws_proxy_reserve(d, (size_t) len) != NGX_OK) {
+                ngx_http_ws_proxy_set_error(wp, "out of memory");
+                wp->closed_normally = 0;
+                ngx_http_ws_proxy_finish(wp);
+                return NGX_ERROR;
+            }
+        }
+
+        d->payload_mode = NGX_WSP_PAYLOAD_BUFFER;
+        d->ppos += d->frame.header_len;
+        d->spos = d->ppos;
+
+    } else {
+        d->payload_mode = NGX_WSP_PAYLOAD_RAW;
+        d->ppos += d->frame.header_len;
+        d->stream_mid = 1;
+    }
+
+    d->in_frame = 1;
+    d->remaining = len;
+    d->offset = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
+    u_char *reason, size_t len)
+{
+    if (code == NGX_WSP_CLOSE_NO_STATUS) {
+        ngx_log_error(NGX_LOG_INFO, d->wp->log, 0,
+                      "forwarding close with code: nil, payload: %*s",
+                      len, reason);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, d->wp->log, 0,
+                  "forwarding close with code: %ui, payload: %*s",
+                  code, len, reason);
+}
+
+
+static void
+ngx_http_ws_proxy_frame_done(ngx_http_ws_proxy_dir_t *d)
+{
+    ngx_uint_t            opcode, control;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = d->wp;
+    opcode = d->frame.opcode;
+    control = opcode & 0x8;
+
+    d->in_frame = 0;
+    d->stream_mid = 0;
+    d->frames++;
+
+    if (d->payload_mode == NGX_WSP_PAYLOAD_SKIP) {
+        if (opcode == NGX_WSP_OP_CLOSE) {
+            d->rx_closed = 1;
+        }
+
+        return;
+    }
+
+    if (!control && d->frame.fin) {
+        d->messages++;
+        d->msg_size = 0;
+        d->msg_frames = 0;
+    }
+
+    if (d->payload_mode == NGX_WSP_PAYLOAD_RAW) {
+        if (opcode == NGX_WSP_OP_CLOSE) {
+            d->rx_closed = 1;
+            d->tx_closed = 1;
+            ngx_http_ws_proxy_closing(wp);
+        }
+
+        return;
+    }
+
+    /* buffered: a whole frame, or a fragment of an aggregated message */
+
+    if (!control && d->check_utf8
+        && (d->utf8 == NGX_WSP_UTF8_REJECT
+            || (d->frame.fin && d->utf8 != NGX_WSP_UTF8_ACCEPT)))
+    {
+        ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_INVALID_DATA,
+                                    "invalid UTF-8 text",
+                                    "invalid UTF-8 in a text message");
+        return;
+    }
+
+    if (control) {
+        d->dmsg = d->cbuf;
+        d->dlen = d->clen;
+        d->dopcode = opcode;
+        d->dfin = 1;
+
+    } else if (wp->opts.aggregate) {
+        if (!d->frame.fin) {
+            return;
+        }
+
+        d->dmsg = d->msg;
+        d->dlen = d->msg_len;
+        d->dopcode = d->msg_opcode;
+        d->dfin = 1;
+
+    } else {
+        d->dmsg = d->msg;
+        d->dlen = d->msg_len;
+        d->dopcode = opcode;
+        d->dfin = d->frame.fin;
+    }
+
+    if (wp->opts.hook) {
+        d->pending = 1;
+        d->delivered = 0;
+        ngx_http_ws_proxy_wake(d->sema);
+        return;
+    }
+
+    /* aggregation without a hook: forward the assembled message */
+
+    ngx_http_ws_proxy_emit(d, 1, d->dopcode, d->dmsg, d->dlen);
+    d->msg_len = 0;
+}
+
+
+/*
+ * Queues a rebuilt frame whose unmasked payload is in our own memory
+ * (d->msg or d->cbuf).  Frames towards the upstream are masked in place
+ * with a fresh key.
+ */
+
+static void
+ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    size_t   hlen;
+    u_char  *key;
+    u_char   mask[4];
+
+    key = NULL;
+
+    if (d->dir == NGX_WSP_DIR_CLIENT) {
+        ngx_http_ws_proxy_random(d->wp, mask, 4);
+        ngx_wsp_mask(data, data, len, mask, 0);
+        key = mask;
+    }
+
+    hlen = ngx_wsp_frame_write_header(d->ohdr, (int) fin, (int) opcode, len,
+                                      key);
+
+    d->out_hdr.pos = d->ohdr;
+    d->out_hdr.last = d->ohdr + hlen;
+    d->out_body.pos = data;
+    d->out_body.last = data + len;
+
+    if (opcode == NGX_WSP_OP_CLOSE) {
+        d->rx_closed = 1;
+        d->tx_closed = 1;
+        ngx_http_ws_proxy_closing(d->wp);
+    }
+}
+
+
+/* the first close frame on the wire starts the close handshake timer */
+
+static void
+ngx_http_ws_proxy_closing(ngx_http_ws_proxy_t *wp)
+{
+    if (!wp->close_timer.timer_set) {
+        ngx_add_timer(&wp->close_timer, wp->opts.close_timeout);
+    }
+}
+
+
+/*
+ * Lua's verdict on the frame d holds: forward it, forward a rewritten
+ * payload (data, len), or drop it; code rewrites a close status (-1: keep).
+ * NGX_DECLINED: the rewrite is invalid (a control payload over 125 bytes).
+ */
+
+ngx_int_t
+ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code)
+{
+    u_char               *p;
+    ngx_uint_t            opcode;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = d->wp;
+    opcode = d->dopcode;
+
+    if (opcode == NGX_WSP_OP_CLOSE) {
+        /* close frames cannot be dropped: the close handshake needs them */
+
+        if (verdict == NGX_WSP_VERDICT_DROP) {
+            ngx_log_error(NGX_LOG_WARN, wp->log, 0,
+                          "on_frame returned nil for a close frame from %s: "
+                          "close frames cannot be dropped, forwarding it",
+                          ngx_wsp_role[d->dir]);
+            verdict = NGX_WSP_VERDICT_FORWARD;
+            code = -1;
+        }
+
+        if (verdict == NGX_WSP_VERDICT_FORWARD) {
+            /* the payload Lua saw is the reason, after the status */
+            data = d->cbuf + (d->clen >= 2 ? 2 : 0);
+            len = d->clen >= 2 ? d->clen - 2 : 0;
+        }
+
+        if (code < 0 && d->close_code != NGX_WSP_CLOSE_NO_STATUS) {
+            code = d->close_code;
+        }
+
+        if (code < 0 && len) {
+            code = NGX_WSP_CLOSE_NORMAL;
+        }
+
+        if (code >= 0 && !ngx_wsp_close_code_valid((unsigned) code)) {
+            return NGX_DECLINED;
+        }
+
+        if (len > NGX_WSP_MAX_CONTROL - 2) {
+            len = NGX_WSP_MAX_CONTROL - 2;
+        }
+
+        ngx_http_ws_proxy_log_close(d, code < 0 ? NGX_WSP_CLOSE_NO_STATUS
+                                                : (ngx_uint_t) code,
+                                    data, len);
+
+        p = d->cbuf;
+
+        if (code >= 0) {
+            ngx_memmove(p + 2, data, len);
+            p[0] = (u_char) (code >> 8);
+            p[1] = (u_char) (code & 0xff);
+            len += 2;
+
+        } else {
+            len = 0;
+        }
+
+        d->pending = 0;
+        ngx_http_ws_proxy_emit(d, 1, opcode, p, len);
+        ngx_http_ws_proxy_run(wp, 0);
+
+        return NGX_OK;
+    }
+
+    switch (verdict) {
+
+    case NGX_WSP_VERDICT_DROP:
+        break;
+
+    case NGX_WSP_VERDICT_REWRITE:
+
+        if (opcode & 0x8) {
+            if (len > NGX_WSP_MAX_CONTROL) {
+                return NGX_DECLINED;
+            }
+
+            p = d->cbuf;
+
+        } else {
+            d->msg_len = 0;
+
+            if (ngx_http_ws_proxy_reserve(d, len) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            p = d->msg;
+        }
+
+        ngx_memcpy(p, data, len);
+        ngx_http_ws_proxy_emit(d, d->dfin, opcode, p, len);
+        break;
+
+    default: /* NGX_WSP_VERDICT_FORWARD */
+        ngx_http_ws_proxy_emit(d, d->dfin, opcode, d->dmsg, d->dlen);
+        break;
+    }
+
+    if (!(opcode & 0x8)) {
+        d->msg_len = 0;
+    }
+
+    d->pending = 0;
+
+    ngx_http_ws_proxy_run(wp, 0);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A protocol violation or a limit on direction d: the peer that sent the
+ * frame gets `code` (1002, 1007, 1009) and the other one 1001, as Kong's
+ * library does.  Frames accepted before it are still delivered; nothing
+ * after it is read from the offender.
+ */
+
+static void
+ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
+    const char *reason, const char *log_reason)
+{
+    ngx_http_ws_proxy_t      *wp;
+    ngx_http_ws_proxy_dir_t  *other;
+
+    wp = d->wp;
+    other = &wp->dir[1 - d->dir];
+
+    if (log_reason) {
+        ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                      "ws_proxy: %s protocol error: %s, closing with %ui",
+                      ngx_wsp_role[d->dir], log_reason, code);
+        ngx_http_ws_proxy_set_error(wp, "%s protocol error: %s",
+                                    ngx_wsp_role[d->dir], log_reason);
+        wp->closed_normally = 0;
+    }
+
+    d->rx_closed = 1;
+    d->in_frame = 0;
+
+    /* towards the offender, after what the other direction is sending */
+
+    ngx_http_ws_proxy_close_later(other, code, reason);
+
+    /* towards the other peer, after the frames accepted before */
+
+    ngx_http_ws_proxy_queue_close(d, NGX_WSP_CLOSE_GOING_AWAY,
+                                  (u_char *) "", 0);
+}
+
+
+/* a close from the proxy, sent when d reaches a frame boundary */
+
+static void
+ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
+    const char *reason)
+{
+    if (d->tx_closed || d->aborted || d->ctl_close) {
+        return;
+    }
+
+    d->ctl_close = 1;
+    d->ctl_code = (uint16_t) code;
+    d->ctl_reason_len = ngx_min(ngx_strlen(reason), NGX_WSP_MAX_CONTROL - 2);
+    ngx_memcpy(d->ctl_reason, reason, d->ctl_reason_len);
+
+    if (d->in_frame && !d->stream_mid) {
+        /* a frame being buffered has not been forwarded: drop it */
+        d->in_frame = 0;
+        d->payload_mode = NGX_WSP_PAYLOAD_SKIP;
+    }
+
+    if (d->pending) {
+        /* a frame held by Lua is dropped too */
+        d->pending = 0;
+    }
+}
+
+
+static void
+ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
+    const u_char *reason, size_t len)
+{
+    u_char                *p;
+    ngx_http_ws_proxy_t   *wp;
+    u_char                 mask[4];
+
+    wp = d->wp;
+
+    d->ctl_close = 0;
+
+    if (d->tx_closed || d->aborted) {
+        return;
+    }
+
+    if (len > NGX_WSP_MAX_CONTROL - 2) {
+        len = NGX_WSP_MAX_CONTROL - 2;
+    }
+
+    p = d->ctl.data;
+
+    if (d->dir == NGX_WSP_DIR_CLIENT) {
+        ngx_http_ws_proxy_random(wp, mask, 4);
+        p += ngx_wsp_frame_write_header(p, 1, NGX_WSP_OP_CLOSE, len + 2, mask);
+
+    } else {
+        p += ngx_wsp_frame_write_header(p, 1, NGX_WSP_OP_CLOSE, len + 2, NULL);
+    }
+
+    p[0] = (u_char) (code >> 8);
+    p[1] = (u_char) (code & 0xff);
+    ngx_memcpy(p + 2, reason, len);
+
+    if (d->dir == NGX_WSP_DIR_CLIENT) {
+        ngx_wsp_mask(p, p, len + 2, mask, 0);
+    }
+
+    d->ctl.len = p + 2 + len - d->ctl.data;
+    d->out_ctl.pos = d->ctl.data;
+    d->out_ctl.last = d->ctl.data + d->ctl.len;
+
+    d->tx_closed = 1;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wp->log, 0,
+                   "ws_proxy: sending close %ui to %s",
+                   code, ngx_wsp_role[1 - d->dir]);
+
+    ngx_http_ws_proxy_closing(wp);
+}
+
+
+/*
+ * The source of d closed its connection (or failed).  At a frame boundary
+ * the other peer gets a close: the reply to a close it sent, or 1001 when
+ * the source just went away.  In the middle of a forwarded frame no close
+ * can follow, so the other connection is dropped (1006 semantics).
+ */
+
+static void
+ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d)
+{
+    ngx_http_ws_proxy_t      *wp;
+    ngx_http_ws_proxy_dir_t  *other;
+
+    wp = d->wp;
+    other = &wp->dir[1 - d->dir];
+
+    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                  "ws_proxy: %s closed the connection%s",
+                  ngx_wsp_role[d->dir],
+                  d->rx_closed ? "" : " without a close frame");
+
+    /* whatever the other direction sends can no longer be delivered */
+
+    if (!other->aborted) {
+        ngx_http_ws_proxy_dst_gone(other);
+    }
+
+    if (d->rx_closed) {
+        return;
+    }
+
+    if (d->in_frame && d->stream_mid) {
+        ngx_http_ws_proxy_set_error(wp, "%s closed the connection in the "
+                                    "middle of a frame",
+                                    ngx_wsp_role[d->dir]);
+        wp->closed_normally = 0;
+        ngx_http_ws_proxy_dst_gone(d);
+        return;
+    }
+
+    d->in_frame = 0;
+    d->pending = 0;
+    d->rx_closed = 1;
+
+    if (other->tx_closed) {
+        /* we were waiting for its close reply: answer in its name */
+        ngx_http_ws_proxy_queue_close(d, other->close_code >= 1000
+                                         && other->close_code != 1005
+                                         ? (ngx_uint_t) other->close_code
+                                         : NGX_WSP_CLOSE_NORMAL,
+                                      (u_char *) "", 0);
+
+    } else {
+        ngx_http_ws_proxy_queue_close(d, NGX_WSP_CLOSE_GOING_AWAY,
+                                      (u_char *) "", 0);
+    }
+}
+
+
+/* the destination of d failed: nothing more can be delivered to it */
+
+static void
+ngx_http_ws_proxy_dst_gone(ngx_http_ws_proxy_dir_t *d)
+{
+    d->aborted = 1;
+    d->ctl_close = 0;
+    d->dst->error = 1;
+    d->spos = d->ppos;
+    d->out_hdr.pos = d->out_hdr.last;
+    d->out_body.pos = d->out_body.last;
+    d->out_ctl.pos = d->out_ctl.last;
+}
+
+
+static ngx_int_t
+ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp)
+{
+    ngx_uint_t                i;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    for (i = 0; i < 2; i++) {
+        d = &wp->dir[i];
+
+        /* output towards dst: all sent, or impossible */
+        if (!d->aborted
+            && (!d->tx_closed || ngx_http_ws_proxy_has_output(d)))
+        {
+            return NGX_AGAIN;
+        }
+
+        /* input from src: its close came, or it is gone */
+        if (!d->rx_closed && !d->eof) {
+            return NGX_AGAIN;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp)
+{
+    ngx_uint_t                i;
+    ngx_event_t              *wev;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    for (i = 0; i < 2; i++) {
+        d = &wp->dir[i];
+
+        if (ngx_handle_read_event(d->src->read, 0) != NGX_OK) {
+            goto failed;
+        }
+
+        wev = d->dst->write;
+
+        if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+            goto failed;
+        }
+
+        if (!d->aborted && ngx_http_ws_proxy_has_output(d) && !wev->ready) {
+            if (!wev->timer_set) {
+                ngx_add_timer(wev, wp->opts.send_timeout);
+            }
+
+        } else if (wev->timer_set) {
+            ngx_del_timer(wev);
+        }
+    }
+
+    return;
+
+failed:
+
+    ngx_http_ws_proxy_set_error(wp, "failed to arm events");
+    wp->closed_normally = 0;
+    ngx_http_ws_proxy_finish(wp);
+}
+
+
+/* ends the session from Lua (a failed hook): both peers get `code` */
+
+void
+ngx_http_ws_proxy_abort(ngx_http_ws_proxy_t *wp, ngx_uint_t code,
+    const char *reason)
+{
+    ngx_uint_t  i;
+
+    if (wp->state != NGX_WSP_STATE_RUNNING) {
+        return;
+    }
+
+    wp->closed_normally = 0;
+
+    for (i = 0; i < 2; i++) {
+        ngx_http_ws_proxy_close_later(&wp->dir[i], code, reason);
+    }
+
+    ngx_http_ws_proxy_run(wp, 0);
+}
+
+
+static void
+ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
+{
+    ngx_uint_t                i;
+    ngx_connection_t         *c;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    if (wp->state != NGX_WSP_STATE_RUNNING) {
+        return;
+    }
+
+    wp->state = NGX_WSP_STATE_DONE;
+
+    c = wp->client;
+
+    if (wp->close_timer.timer_set) {
+        ngx_del_timer(&wp->close_timer);
+    }
+
+    for (i = 0; i < 2; i++) {
+        d = &wp->dir[i];
+
+        if (d->recv_timer.timer_set) {
+            ngx_del_timer(&d->recv_timer);
+        }
+
+        if (d->src && d->src->read->posted) {
+            ngx_delete_posted_event(d->src->read);
+        }
+
+        d->pending = 0;
+        d->spos = d->ppos = d->last = NULL;
+        ngx_http_ws_proxy_release(d);
+
+        if (d->msg) {
+            ngx_free(d->msg);
+            d->msg = NULL;
+            d->msg_cap = 0;
+        }
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    c->log->action = NULL;
+
+    if (wp->handlers_set) {
+        c->read->handler = wp->client_read_handler;
+        c->write->handler = wp->client_write_handler;
+        wp->handlers_set = 0;
+    }
+
+    if (wp->dir[NGX_WSP_DIR_UPSTREAM].aborted
+        && !wp->dir[NGX_WSP_DIR_UPSTREAM].tx_closed)
+    {
+        /* the client cannot get a clean close: drop it without lingering */
+        c->error = 1;
+    }
+
+    ngx_http_ws_proxy_close_upstream(wp);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, wp->log, 0,
+                   "ws_proxy: session done, normal:%ud",
+                   (unsigned) wp->closed_normally);
+
+    wp->rc = wp->closed_normally ? NGX_OK : NGX_ERROR;
+
+    ngx_http_ws_proxy_wake(wp->sema);
+    ngx_http_ws_proxy_wake(wp->dir[0].sema);
+    ngx_http_ws_proxy_wake(wp->dir[1].sema);
+}
+
+
+static ngx_int_t
+ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
+{
+    size_t                         size;
+    u_char                        *p;
+    ngx_http_ws_proxy_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(d->wp->request,
+                                        ngx_http_ws_proxy_module);
+    size = wlcf->buffer_size;
+
+    if (ngx_wsp_nfree && ngx_wsp_free_size == size) {
+        p = ngx_wsp_free[--ngx_wsp_nfree];
+
+    } else {
+        p = ngx_alloc(size, d->wp->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    d->start = p;
+    d->end = p + size;
+    d->spos = p;
+    d->ppos = p;
+    d->last = p;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d)
+{
+    size_t  size;
+
+    if (d->start == NULL) {
+        return;
+    }
+
+    size = d->end - d->start;
+
+    if (ngx_wsp_nfree < NGX_WSP_FREE_MAX
+        && (ngx_wsp_nfree == 0 || ngx_wsp_free_size == size))
+    {
+        ngx_wsp_free_size = size;
+        ngx_wsp_free[ngx_wsp_nfree++] = d->start;
+
+    } else {
+        ngx_free(d->start);
+    }
+
+    d->start = NULL;
+    d->end = NULL;
+    d->spos = NULL;
+    d->ppos = NULL;
+    d->last = NULL;
+}
+
+
+/* makes room for size more bytes in d->msg after d->msg_len */
+
+static ngx_int_t
+ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d, size_t size)
+{
+    size_t   cap;
+    u_char  *p;
+
+    if (d->msg_len + size <= d->msg_cap) {
+        return NGX_OK;
+    }
+
+    cap = d->msg_cap ? d->msg_cap : 1024;
+
+    while (cap < d->msg_len + size) {
+        cap *= 2;
+    }
+
+    p = ngx_alloc(cap, d->wp->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (d->msg_len) {
+        ngx_memcpy(p, d->msg, d->msg_len);
+    }
+
+    if (d->msg) {
+        ngx_free(d->msg);
+    }
+
+    d->msg = p;
+    d->msg_cap = cap;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The request's pool cleanup: whatever way the request ends (normal end,
+ * Lua error, ngx.exit(), client abort), the upstream connection and every
+ * buffer go with it, and the semaphores are freed after lua-nginx-module
+ * dropped its waiters.  Idempotent.
+ */
+
+void
+ngx_http_ws_proxy_cleanup(void *data)
+{
+    ngx_http_ws_proxy_t  *wp = data;
+
+    ngx_uint_t                i;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    if (wp->cleaned) {
+        return;
+    }
+
+    wp->cleaned = 1;
+
+    if (wp->state == NGX_WSP_STATE_RUNNING) {
+        wp->closed_normally = 0;
+        ngx_http_ws_proxy_finish(wp);
+    }
+
+    ngx_http_ws_proxy_close_upstream(wp);
+
+    for (i = 0; i < 2; i++) {
+        d = &wp->dir[i];
+
+        if (d->recv_timer.timer_set) {
+            ngx_del_timer(&d->recv_timer);
+        }
+
+        ngx_http_ws_proxy_release(d);
+
+        if (d->msg) {
+            ngx_free(d->msg);
+            d->msg = NULL;
+        }
+
+        if (d->sema) {
+            ngx_http_lua_ffi_sema_gc(d->sema);
+            d->sema = NULL;
+        }
+    }
+
+    if (wp->close_timer.timer_set) {
+        ngx_del_timer(&wp->close_timer);
+    }
+
+    if (wp->sema) {
+        ngx_http_lua_ffi_sema_gc(wp->sema);
+        wp->sema = NULL;
+    }
+}

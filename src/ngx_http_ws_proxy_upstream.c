@@ -1,0 +1,901 @@
+/*
+ * Copyright (C) ngx_http_ws_proxy_module authors
+ *
+ * The upstream side of the opening handshake: URI parsing, non-blocking
+ * name resolution and connect, TLS, the upgrade request and the check of the
+ * 101 response.  Everything runs on nginx's event loop; Lua waits on the
+ * session semaphore until wp->state leaves NGX_WSP_STATE_CONNECTING.
+ */
+
+
+#include "ngx_http_ws_proxy_module.h"
+
+
+#define NGX_WSP_HS_BUFFER   8192
+
+
+static ngx_int_t ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp,
+    ngx_str_t *uri, ngx_str_t *host);
+static void ngx_http_ws_proxy_resolve_handler(ngx_resolver_ctx_t *ctx);
+static ngx_int_t ngx_http_ws_proxy_connect_peer(ngx_http_ws_proxy_t *wp,
+    struct sockaddr *sa, socklen_t socklen);
+static void ngx_http_ws_proxy_connect_handler(ngx_event_t *ev);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp);
+static void ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c);
+#endif
+static ngx_int_t ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp);
+static void ngx_http_ws_proxy_send_request(ngx_http_ws_proxy_t *wp);
+static void ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp);
+static ngx_int_t ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp,
+    u_char *start, u_char *end);
+static void ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp,
+    ngx_int_t rc);
+
+
+ngx_int_t
+ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
+{
+    ngx_str_t                  host;
+    ngx_addr_t                 addr;
+    ngx_resolver_ctx_t        *rctx, temp;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (ngx_http_ws_proxy_parse_uri(wp, uri, &host) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    wp->hs = ngx_create_temp_buf(wp->pool, NGX_WSP_HS_BUFFER);
+    if (wp->hs == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_ws_proxy_build_request(wp) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    wp->state = NGX_WSP_STATE_CONNECTING;
+
+    if (ngx_parse_addr_port(wp->pool, &addr, host.data, host.len) == NGX_OK) {
+        ngx_inet_set_port(addr.sockaddr, wp->port);
+        return ngx_http_ws_proxy_connect_peer(wp, addr.sockaddr, addr.socklen);
+    }
+
+    clcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_core_module);
+
+    if (clcf->resolver == NULL || clcf->resolver->connections.nelts == 0) {
+        ngx_http_ws_proxy_set_error(wp, "failed to connect: no resolver "
+                                    "defined to resolve \"%V\"", &host);
+        wp->state = NGX_WSP_STATE_NEW;
+        return NGX_ERROR;
+    }
+
+    temp.name = host;
+
+    rctx = ngx_resolve_start(clcf->resolver, &temp);
+    if (rctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (rctx == NGX_NO_RESOLVER) {
+        ngx_http_ws_proxy_set_error(wp, "failed to connect: no resolver "
+                                    "defined to resolve \"%V\"", &host);
+        wp->state = NGX_WSP_STATE_NEW;
+        return NGX_ERROR;
+    }
+
+    rctx->name = host;
+    rctx->handler = ngx_http_ws_proxy_resolve_handler;
+    rctx->data = wp;
+    rctx->timeout = clcf->resolver_timeout;
+
+    if (ngx_resolve_name(rctx) != NGX_OK) {
+        ngx_http_ws_proxy_set_error(wp, "failed to connect: cannot resolve "
+                                    "\"%V\"", &host);
+        wp->state = NGX_WSP_STATE_NEW;
+        return NGX_ERROR;
+    }
+
+    /* the handler may have run already (cached name) */
+
+    return wp->state == NGX_WSP_STATE_CONNECTING ? NGX_AGAIN : wp->rc;
+}
+
+
+static void
+ngx_http_ws_proxy_resolve_handler(ngx_resolver_ctx_t *ctx)
+{
+    ngx_uint_t            i;
+    ngx_http_ws_proxy_t  *wp;
+    struct sockaddr      *sa;
+    u_char                buf[NGX_SOCKADDR_STRLEN];
+
+    wp = ctx->data;
+
+    if (ctx->state) {
+        ngx_http_ws_proxy_set_error(wp, "failed to connect: \"%V\" could "
+                                    "not be resolved (%i: %s)",
+                                    &ctx->name, ctx->state,
+                                    ngx_resolver_strerror(ctx->state));
+        ngx_resolve_name_done(ctx);
+        ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+        return;
+    }
+
+    /* the first address, as cosockets do; no balancing across addresses */
+
+    i = 0;
+    sa = ngx_pcalloc(wp->pool, ctx->addrs[i].socklen);
+    if (sa == NULL) {
+        ngx_resolve_name_done(ctx);
+        ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+        return;
+    }
+
+    ngx_memcpy(sa, ctx->addrs[i].sockaddr, ctx->addrs[i].socklen);
+    ngx_inet_set_port(sa, wp->port);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wp->log, 0, "ws_proxy resolved: %*s",
+                   ngx_sock_ntop(sa, ctx->addrs[i].socklen, buf,
+                                 sizeof(buf), 1), buf);
+
+    (void) ngx_http_ws_proxy_connect_peer(wp, sa, ctx->addrs[i].socklen);
+
+    ngx_resolve_name_done(ctx);
+}
+
+
+/*
+ * ws://host[:port][/path][?query], wss://..., with host an IPv4 address,
+ * an [IPv6] literal or a name; "unix:/path:" as nginx writes unix sockets.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
+    ngx_str_t *host)
+{
+    u_char     *p, *last, *h, *colon, *port_start;
+    ngx_int_t   port;
+
+    p = uri->data;
+    last = p + uri->len;
+
+    if (uri->len > 5 && ngx_strncasecmp(p, (u_char *) "ws://", 5) == 0) {
+        p += 5;
+        wp->ssl = 0;
+        wp->port = 80;
+
+    } else if (uri->len > 6
+               && ngx_strncasecmp(p, (u_char *) "wss://", 6) == 0)
+    {
+#if (NGX_HTTP_SSL)
+        p += 6;
+        wp->ssl = 1;
+        wp->port = 443;
+#else
+        ngx_http_ws_proxy_set_error(wp, "wss:// needs nginx with SSL");
+        return NGX_ERROR;
+#endif
+
+    } else {
+        ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"", uri);
+        return NGX_ERROR;
+    }
+
+    h = p;
+    colon = NULL;
+
+    if (p < last && *p == '[') {
+        while (p < last && *p != ']') {
+            p++;
+        }
+
+        if (p == last) {
+            ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"", uri);
+            return NGX_ERROR;
+        }
+
+        host->data = h + 1;
+        host->len = p - h - 1;
+        p++;
+
+    } else {
+        while (p < last && *p != ':' && *p != '/' && *p != '?') {
+            p++;
+        }
+
+        host->data = h;
+        host->len = p - h;
+    }
+
+    if (host->len == 0) {
+        ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"", uri);
+        return NGX_ERROR;
+    }
+
+    if (p < last && *p == ':') {
+        colon = p++;
+        port_start = p;
+
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+
+        port = ngx_atoi(port_start, p - port_start);
+        if (port < 1 || port > 65535 || (p < last && *p != '/' && *p != '?')) {
+            ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\": "
+                                        "invalid port", uri);
+            return NGX_ERROR;
+        }
+
+        wp->port = (in_port_t) port;
+    }
+
+    /* the Host header carries the port only when it is not the default */
+
+    if (colon && wp->port != (wp->ssl ? 443 : 80)) {
+        wp->host.data = h;
+        wp->host.len = p - h;
+
+    } else {
+        wp->host.data = h;
+        wp->host.len = (colon ? colon : p) - h;
+    }
+
+    wp->sni = wp->server_name.len ? wp->server_name : *host;
+
+    if (p == last) {
+        ngx_str_set(&wp->path, "/");
+
+    } else if (*p == '?') {
+        wp->path.len = last - p + 1;
+        wp->path.data = ngx_pnalloc(wp->pool, wp->path.len);
+        if (wp->path.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        wp->path.data[0] = '/';
+        ngx_memcpy(wp->path.data + 1, p, last - p);
+
+    } else {
+        wp->path.data = p;
+        wp->path.len = last - p;
+    }
+
+    wp->uri = *uri;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ws_proxy_connect_peer(ngx_http_ws_proxy_t *wp, struct sockaddr *sa,
+    socklen_t socklen)
+{
+    ngx_int_t          rc;
+    ngx_str_t         *name;
+    ngx_connection_t  *c;
+
+    name = ngx_palloc(wp->pool, sizeof(ngx_str_t));
+    if (name == NULL) {
+        ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+        return NGX_ERROR;
+    }
+
+    *name = wp->uri;
+
+    wp->peer.sockaddr = sa;
+    wp->peer.socklen = socklen;
+    wp->peer.name = name;
+    wp->peer.get = ngx_event_get_peer;
+    wp->peer.log = wp->log;
+    wp->peer.log_error = NGX_ERROR_ERR;
+    wp->peer.tries = 1;
+
+    rc = ngx_event_connect_peer(&wp->peer);
+
+    if (rc == NGX_ERROR || rc == NGX_DECLINED || rc == NGX_BUSY) {
+        ngx_http_ws_proxy_set_error(wp, "failed to connect: %s",
+                                    rc == NGX_DECLINED ? "connection refused"
+                                                       : "connect() failed");
+        if (wp->peer.connection) {
+            ngx_close_connection(wp->peer.connection);
+            wp->peer.connection = NULL;
+        }
+
+        ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+        return NGX_ERROR;
+    }
+
+    c = wp->peer.connection;
+    wp->upstream = c;
+
+    c->data = wp;
+    c->pool = wp->pool;
+    c->read->handler = ngx_http_ws_proxy_connect_handler;
+    c->write->handler = ngx_http_ws_proxy_connect_handler;
+
+    wp->hs_state = NGX_WSP_HS_CONNECT;
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c->write, wp->connect_timeout);
+        return NGX_AGAIN;
+    }
+
+    /* connected at once (unix sockets, loopback) */
+
+    ngx_http_ws_proxy_connect_handler(c->write);
+
+    return wp->state == NGX_WSP_STATE_CONNECTING ? NGX_AGAIN : wp->rc;
+}
+
+
+static void
+ngx_http_ws_proxy_connect_handler(ngx_event_t *ev)
+{
+    int                   err;
+    socklen_t             len;
+    ngx_connection_t     *c;
+    ngx_http_ws_proxy_t  *wp;
+
+    c = ev->data;
+    wp = c->data;
+
+    if (ev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, wp->log, NGX_ETIMEDOUT,
+                      "ws_proxy: upstream timed out while %s",
+                      wp->hs_state == NGX_WSP_HS_CONNECT ? "connecting"
+                      : wp->hs_state == NGX_WSP_HS_SEND
+                        ? "sending the handshake request"
+                        : "reading the handshake response");
+        ngx_http_ws_proxy_set_error(wp,
+                      wp->hs_state == NGX_WSP_HS_CONNECT
+                      ? "failed to connect: timeout"
+                      : wp->hs_state == NGX_WSP_HS_SEND
+                        ? "failed to send the handshake request: timeout"
+                        : "failed to receive response header: timeout");
+        ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+        return;
+    }
+
+    switch (wp->hs_state) {
+
+    case NGX_WSP_HS_CONNECT:
+
+        if (!ev->write) {
+            return;
+        }
+
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+
+        err = 0;
+        len = sizeof(int);
+
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len)
+            == -1)
+        {
+            err = ngx_socket_errno;
+        }
+
+        if (err) {
+            c->log->action = "connecting to websocket upstream";
+            (void) ngx_connection_error(c, err, "connect() failed");
+            ngx_http_ws_proxy_set_error(wp, "failed to connect: %s",
+                                        err == NGX_ECONNREFUSED
+                                        ? "connection refused"
+                                        : strerror(err));
+            ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+            return;
+        }
+
+#if (NGX_HTTP_SSL)
+        if (wp->ssl) {
+            wp->hs_state = NGX_WSP_HS_SSL;
+
+            if (ngx_http_ws_proxy_ssl_init(wp) != NGX_OK) {
+                ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+            }
+
+            return;
+        }
+#endif
+
+        wp->hs_state = NGX_WSP_HS_SEND;
+        ngx_http_ws_proxy_send_request(wp);
+        return;
+
+    case NGX_WSP_HS_SEND:
+        ngx_http_ws_proxy_send_request(wp);
+        return;
+
+    case NGX_WSP_HS_READ:
+        ngx_http_ws_proxy_read_response(wp);
+        return;
+
+    default:
+        /* connected: the pump has not taken the connection over yet */
+        return;
+    }
+}
+
+
+#if (NGX_HTTP_SSL)
+
+static ngx_int_t
+ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp)
+{
+    u_char            *name;
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+    static ngx_ssl_t  *ssl;
+
+    c = wp->upstream;
+
+    /* one client context per worker; verification is per connection */
+
+    if (ssl == NULL) {
+        ssl = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_ssl_t));
+        if (ssl == NULL) {
+            return NGX_ERROR;
+        }
+
+        ssl->log = ngx_cycle->log;
+
+        if (ngx_ssl_create(ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
+            != NGX_OK)
+        {
+            ssl = NULL;
+            ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                        "cannot create SSL context");
+            return NGX_ERROR;
+        }
+    }
+
+    wp->ssl_ctx = ssl;
+
+    if (ngx_ssl_create_connection(ssl, c, NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                    "cannot create SSL connection");
+        return NGX_ERROR;
+    }
+
+    /* SNI is the host without port, and never an address literal */
+
+    if (wp->sni.len && ngx_inet_addr(wp->sni.data, wp->sni.len) == INADDR_NONE
+        && ngx_strlchr(wp->sni.data, wp->sni.data + wp->sni.len, ':') == NULL)
+    {
+        name = ngx_pnalloc(wp->pool, wp->sni.len + 1);
+        if (name == NULL) {
+            return NGX_ERROR;
+        }
+
+        (void) ngx_cpystrn(name, wp->sni.data, wp->sni.len + 1);
+
+        if (SSL_set_tlsext_host_name(c->ssl->connection, (char *) name) == 0)
+        {
+            ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                        "cannot set server name");
+            return NGX_ERROR;
+        }
+    }
+
+    c->log->action = "SSL handshaking to websocket upstream";
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        if (!c->write->timer_set) {
+            ngx_add_timer(c->write, wp->connect_timeout);
+        }
+
+        c->ssl->handler = ngx_http_ws_proxy_ssl_handshake;
+        return NGX_OK;
+    }
+
+    ngx_http_ws_proxy_ssl_handshake(c);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c)
+{
+    long                  rc;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = c->data;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (!c->ssl->handshaked) {
+        ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: %s",
+                                    c->write->timedout || c->read->timedout
+                                    ? "timeout" : "handshake failed");
+        ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+        return;
+    }
+
+    if (wp->ssl_verify) {
+        rc = SSL_get_verify_result(c->ssl->connection);
+
+        if (rc != X509_V_OK) {
+            ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                        "certificate verify error: (%l:%s)",
+                                        rc, X509_verify_cert_error_string(rc));
+            ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+            return;
+        }
+
+        if (ngx_ssl_check_host(c, &wp->sni) != NGX_OK) {
+            ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                        "certificate does not match host "
+                                        "\"%V\"", &wp->sni);
+            ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+            return;
+        }
+    }
+
+    c->log->action = NULL;
+
+    c->read->handler = ngx_http_ws_proxy_connect_handler;
+    c->write->handler = ngx_http_ws_proxy_connect_handler;
+
+    wp->hs_state = NGX_WSP_HS_SEND;
+    ngx_http_ws_proxy_send_request(wp);
+}
+
+#endif
+
+
+static ngx_int_t
+ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
+{
+    size_t      len;
+    u_char     *p;
+    ngx_buf_t  *b;
+    ngx_str_t   src;
+    u_char      raw[16];
+
+    ngx_http_ws_proxy_random(wp, raw, sizeof(raw));
+
+    wp->key.data = ngx_pnalloc(wp->pool, 24);
+    if (wp->key.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    src.data = raw;
+    src.len = sizeof(raw);
+    ngx_encode_base64(&wp->key, &src);
+
+    len = sizeof("GET  HTTP/1.1" CRLF) - 1 + wp->path.len
+          + sizeof("Host: " CRLF) - 1 + wp->host.len
+          + sizeof("Upgrade: websocket" CRLF) - 1
+          + sizeof("Connection: Upgrade" CRLF) - 1
+          + sizeof("Sec-WebSocket-Key: " CRLF) - 1 + wp->key.len
+          + sizeof("Sec-WebSocket-Version: 13" CRLF) - 1
+          + wp->extra_headers.len
+          + sizeof(CRLF) - 1;
+
+    b = wp->hs;
+
+    if (len > (size_t) (b->end - b->start)) {
+        ngx_http_ws_proxy_set_error(wp, "handshake request too large");
+        return NGX_ERROR;
+    }
+
+    p = b->start;
+    p = ngx_sprintf(p, "GET %V HTTP/1.1" CRLF "Host: %V" CRLF,
+                    &wp->path, &wp->host);
+    p = ngx_cpymem(p, "Upgrade: websocket" CRLF "Connection: Upgrade" CRLF,
+                   sizeof("Upgrade: websocket" CRLF "Connection: Upgrade" CRLF)
+                   - 1);
+    p = ngx_sprintf(p, "Sec-WebSocket-Key: %V" CRLF
+                    "Sec-WebSocket-Version: 13" CRLF, &wp->key);
+    p = ngx_cpymem(p, wp->extra_headers.data, wp->extra_headers.len);
+    *p++ = CR; *p++ = LF;
+
+    b->pos = b->start;
+    b->last = p;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ws_proxy_send_request(ngx_http_ws_proxy_t *wp)
+{
+    ssize_t            n;
+    ngx_buf_t         *b;
+    ngx_connection_t  *c;
+
+    c = wp->upstream;
+    b = wp->hs;
+
+    while (b->pos < b->last) {
+        n = c->send(c, b->pos, b->last - b->pos);
+
+        if (n == NGX_ERROR) {
+            ngx_http_ws_proxy_set_error(wp, "failed to send the handshake "
+                                        "request: %s", "send() failed");
+            ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+            return;
+        }
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+                ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+                return;
+            }
+
+            if (!c->write->timer_set) {
+                ngx_add_timer(c->write, wp->send_timeout);
+            }
+
+            return;
+        }
+
+        b->pos += n;
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    /* the buffer now receives the response */
+
+    b->pos = b->start;
+    b->last = b->start;
+    wp->hs_state = NGX_WSP_HS_READ;
+
+    ngx_http_ws_proxy_read_response(wp);
+}
+
+
+static void
+ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp)
+{
+    u_char            *p;
+    ssize_t            n;
+    ngx_buf_t         *b;
+    ngx_connection_t  *c;
+
+    c = wp->upstream;
+    b = wp->hs;
+
+    for ( ;; ) {
+
+        if (b->last == b->end) {
+            ngx_http_ws_proxy_set_error(wp, "failed to receive response "
+                                        "header: too large");
+            ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+            return;
+        }
+
+        n = c->recv(c, b->last, b->end - b->last);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+                ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+                return;
+            }
+
+            if (!c->read->timer_set) {
+                ngx_add_timer(c->read, wp->read_timeout);
+            }
+
+            return;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_http_ws_proxy_set_error(wp, "failed to receive response "
+                                        "header: %s",
+                                        n == 0 ? "closed" : "recv() failed");
+            ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+            return;
+        }
+
+        /* search for the end of the head from where it may start */
+
+        p = b->last - 3 > b->start ? b->last - 3 : b->start;
+        b->last += n;
+
+        for ( /* void */ ; p + 3 < b->last; p++) {
+            if (p[0] == CR && p[1] == LF && p[2] == CR && p[3] == LF) {
+
+                if (c->read->timer_set) {
+                    ngx_del_timer(c->read);
+                }
+
+                b->pos = p + 4;
+
+                ngx_http_ws_proxy_connect_done(wp,
+                    ngx_http_ws_proxy_check_response(wp, b->start, p + 2));
+                return;
+            }
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
+    u_char *end)
+{
+    u_char     *p, *line, *eol, *colon, *v, *ve;
+    size_t      nlen;
+    ngx_int_t   status;
+    ngx_uint_t  upgrade, connection, accept;
+    u_char      expected[28];
+
+    wp->response.data = start;
+    wp->response.len = end - start;
+
+    eol = ngx_strlchr(start, end, CR);
+
+    if (eol == NULL || eol - start < 12
+        || ngx_strncmp(start, "HTTP/1.", 7) != 0
+        || start[8] != ' ')
+    {
+        ngx_http_ws_proxy_set_error(wp, "bad HTTP response status line: %*s",
+                                    eol ? eol - start : end - start, start);
+        return NGX_ERROR;
+    }
+
+    status = ngx_atoi(start + 9, 3);
+
+    if (status != NGX_HTTP_SWITCHING_PROTOCOLS) {
+        ngx_http_ws_proxy_set_error(wp, "bad HTTP response status line: %*s",
+                                    eol - start, start);
+        return NGX_DECLINED;
+    }
+
+    ngx_http_ws_proxy_accept_key(&wp->key, expected);
+
+    upgrade = 0;
+    connection = 0;
+    accept = 0;
+
+    for (line = eol + 2; line < end; line = eol + 2) {
+
+        eol = ngx_strlchr(line, end, CR);
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        colon = ngx_strlchr(line, eol, ':');
+        if (colon == NULL) {
+            ngx_http_ws_proxy_set_error(wp, "bad HTTP response header: %*s",
+                                        eol - line, line);
+            return NGX_ERROR;
+        }
+
+        nlen = colon - line;
+
+        for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++) {
+            /* void */
+        }
+
+        for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--) {
+            /* void */
+        }
+
+        if (nlen == 7 && ngx_strncasecmp(line, (u_char *) "Upgrade", 7) == 0) {
+            upgrade = (ve - v == 9
+                       && ngx_strncasecmp(v, (u_char *) "websocket", 9) == 0);
+
+        } else if (nlen == 10
+                   && ngx_strncasecmp(line, (u_char *) "Connection", 10) == 0)
+        {
+            for (p = v; p + 7 <= ve; p++) {
+                if (ngx_strncasecmp(p, (u_char *) "upgrade", 7) == 0) {
+                    connection = 1;
+                    break;
+                }
+            }
+
+        } else if (nlen == 20
+                   && ngx_strncasecmp(line, (u_char *) "Sec-WebSocket-Accept",
+                                      20) == 0)
+        {
+            accept = (ve - v == 28 && ngx_strncmp(v, expected, 28) == 0);
+
+            if (!accept) {
+                ngx_http_ws_proxy_set_error(wp, "bad \"sec-websocket-accept\" "
+                                            "response header: %*s",
+                                            ve - v, v);
+                return NGX_ERROR;
+            }
+
+        } else if (nlen == 22
+                   && ngx_strncasecmp(line,
+                                      (u_char *) "Sec-WebSocket-Protocol", 22)
+                      == 0)
+        {
+            wp->protocol.data = v;
+            wp->protocol.len = ve - v;
+
+        } else if (nlen == 24
+                   && ngx_strncasecmp(line,
+                                      (u_char *) "Sec-WebSocket-Extensions",
+                                      24) == 0
+                   && ve > v)
+        {
+            ngx_http_ws_proxy_set_error(wp, "upstream negotiated an "
+                                        "extension that was not offered: %*s",
+                                        ve - v, v);
+            return NGX_ERROR;
+        }
+    }
+
+    if (!upgrade) {
+        ngx_http_ws_proxy_set_error(wp, "bad \"upgrade\" response header");
+        return NGX_ERROR;
+    }
+
+    if (!connection) {
+        ngx_http_ws_proxy_set_error(wp, "bad \"connection\" response header");
+        return NGX_ERROR;
+    }
+
+    if (!accept) {
+        ngx_http_ws_proxy_set_error(wp, "missing \"sec-websocket-accept\" "
+                                    "response header");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
+{
+    if (wp->state != NGX_WSP_STATE_CONNECTING) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_ws_proxy_close_upstream(wp);
+        wp->state = NGX_WSP_STATE_NEW;
+        wp->rc = NGX_ERROR;
+
+    } else {
+        wp->state = NGX_WSP_STATE_CONNECTED;
+        wp->hs_state = NGX_WSP_HS_DONE;
+        wp->rc = NGX_OK;
+    }
+
+    ngx_http_ws_proxy_wake(wp->sema);
+}
+
+
+void
+ngx_http_ws_proxy_close_upstream(ngx_http_ws_proxy_t *wp)
+{
+    ngx_connection_t  *c;
+
+    c = wp->upstream;
+
+    if (c == NULL) {
+        return;
+    }
+
+    wp->upstream = NULL;
+    wp->peer.connection = NULL;
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+#endif
+
+    ngx_close_connection(c);
+}

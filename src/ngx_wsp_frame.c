@@ -1,0 +1,270 @@
+/* interim codec (to be replaced by helper-1's) */
+#include <string.h>
+#include "ngx_wsp_frame.h"
+
+int
+ngx_wsp_frame_parse_header(const unsigned char *p, size_t len,
+    ngx_wsp_frame_t *f)
+{
+    size_t    need;
+    uint64_t  n;
+    int       i;
+
+    if (len < 2) {
+        return NGX_WSP_PARSE_AGAIN;
+    }
+
+    f->fin = p[0] >> 7;
+    f->rsv = (p[0] >> 4) & 0x7;
+    f->opcode = p[0] & 0xf;
+    f->masked = p[1] >> 7;
+    n = p[1] & 0x7f;
+    need = 2 + (n == 126 ? 2 : n == 127 ? 8 : 0) + (f->masked ? 4 : 0);
+
+    if (len < need) {
+        return NGX_WSP_PARSE_AGAIN;
+    }
+
+    p += 2;
+
+    if (n == 126) {
+        n = ((uint64_t) p[0] << 8) | p[1];
+        p += 2;
+
+    } else if (n == 127) {
+        if (p[0] & 0x80) {
+            f->error = "64-bit payload length with the most significant "
+                       "bit set";
+            return NGX_WSP_PARSE_ERROR;
+        }
+
+        n = 0;
+        for (i = 0; i < 8; i++) {
+            n = (n << 8) | p[i];
+        }
+
+        p += 8;
+    }
+
+    if (f->masked) {
+        memcpy(f->mask, p, 4);
+    }
+
+    f->payload_len = n;
+    f->header_len = (uint32_t) need;
+    f->error = NULL;
+
+    return NGX_WSP_PARSE_OK;
+}
+
+
+int
+ngx_wsp_frame_check(const ngx_wsp_frame_t *f, int role,
+    ngx_wsp_msg_state_t *st, const char **reason)
+{
+    if (f->rsv) {
+        *reason = "rsv bits set";
+        return 1002;
+    }
+
+    if ((f->opcode > 2 && f->opcode < 8) || f->opcode > 0xa) {
+        *reason = "reserved opcode";
+        return 1002;
+    }
+
+    if (role == NGX_WSP_ROLE_CLIENT && !f->masked) {
+        *reason = "unmasked client frame";
+        return 1002;
+    }
+
+    if (role == NGX_WSP_ROLE_UPSTREAM && f->masked) {
+        *reason = "masked upstream frame";
+        return 1002;
+    }
+
+    if (f->opcode & 0x8) {
+        if (f->payload_len > 125) {
+            *reason = "control frame too long";
+            return 1002;
+        }
+
+        if (!f->fin) {
+            *reason = "fragmented control frame";
+            return 1002;
+        }
+
+        return 0;
+    }
+
+    if (f->opcode == 0) {
+        if (!st->open_opcode) {
+            *reason = "continuation without message";
+            return 1002;
+        }
+
+        if (f->fin) {
+            st->open_opcode = 0;
+        }
+
+        return 0;
+    }
+
+    if (st->open_opcode) {
+        *reason = "new message inside fragmented message";
+        return 1002;
+    }
+
+    if (!f->fin) {
+        st->open_opcode = f->opcode;
+    }
+
+    return 0;
+}
+
+
+size_t
+ngx_wsp_frame_write_header(unsigned char *dst, int fin, int opcode,
+    uint64_t len, const unsigned char *mask)
+{
+    size_t  n;
+    int     i;
+
+    dst[0] = (unsigned char) ((fin ? 0x80 : 0) | (opcode & 0xf));
+
+    if (len < 126) {
+        dst[1] = (unsigned char) len;
+        n = 2;
+
+    } else if (len < 65536) {
+        dst[1] = 126;
+        dst[2] = (unsigned char) (len >> 8);
+        dst[3] = (unsigned char) len;
+        n = 4;
+
+    } else {
+        dst[1] = 127;
+        for (i = 0; i < 8; i++) {
+            dst[2 + i] = (unsigned char) (len >> (56 - 8 * i));
+        }
+        n = 10;
+    }
+
+    if (mask) {
+        dst[1] |= 0x80;
+        memcpy(dst + n, mask, 4);
+        n += 4;
+    }
+
+    return n;
+}
+
+
+void
+ngx_wsp_mask(unsigned char *dst, const unsigned char *src, size_t n,
+    const unsigned char key[4], uint64_t offset)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        dst[i] = src[i] ^ key[(offset + i) & 3];
+    }
+}
+
+
+int
+ngx_wsp_close_code_valid(unsigned code)
+{
+    return (code >= 1000 && code <= 1003)
+           || (code >= 1007 && code <= 1014)
+           || (code >= 3000 && code <= 4999);
+}
+
+
+int
+ngx_wsp_close_check(const unsigned char *p, size_t n, unsigned *code,
+    const char **reason)
+{
+    if (n == 0) {
+        *code = 1005;
+        return 0;
+    }
+
+    if (n == 1) {
+        *reason = "close frame with a 1-byte payload";
+        return 1002;
+    }
+
+    *code = (p[0] << 8) | p[1];
+
+    if (!ngx_wsp_close_code_valid(*code)) {
+        *reason = "invalid close status code";
+        return 1002;
+    }
+
+    if (ngx_wsp_utf8_validate(NGX_WSP_UTF8_ACCEPT, p + 2, n - 2)
+        != NGX_WSP_UTF8_ACCEPT)
+    {
+        *reason = "close reason is not UTF-8";
+        return 1007;
+    }
+
+    return 0;
+}
+
+
+/* state: 0 accept, 1 reject, else (need << 8) | lo-hi constraint */
+
+uint32_t
+ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p, size_t n)
+{
+    size_t         i;
+    unsigned char  c, lo, hi;
+    uint32_t       need;
+
+    for (i = 0; i < n; i++) {
+        c = p[i];
+
+        if (state == 1) {
+            return 1;
+        }
+
+        if (state == 0) {
+            if (c < 0x80) {
+                continue;
+            }
+
+            if (c >= 0xc2 && c <= 0xdf) {
+                state = (1u << 16) | (0x80 << 8) | 0xbf;
+            } else if (c == 0xe0) {
+                state = (2u << 16) | (0xa0 << 8) | 0xbf;
+            } else if (c == 0xed) {
+                state = (2u << 16) | (0x80 << 8) | 0x9f;
+            } else if (c >= 0xe1 && c <= 0xef) {
+                state = (2u << 16) | (0x80 << 8) | 0xbf;
+            } else if (c == 0xf0) {
+                state = (3u << 16) | (0x90 << 8) | 0xbf;
+            } else if (c >= 0xf1 && c <= 0xf3) {
+                state = (3u << 16) | (0x80 << 8) | 0xbf;
+            } else if (c == 0xf4) {
+                state = (3u << 16) | (0x80 << 8) | 0x8f;
+            } else {
+                return 1;
+            }
+
+            continue;
+        }
+
+        need = state >> 16;
+        lo = (state >> 8) & 0xff;
+        hi = state & 0xff;
+
+        if (c < lo || c > hi) {
+            return 1;
+        }
+
+        need--;
+        state = need ? (need << 16) | (0x80 << 8) | 0xbf : 0;
+    }
+
+    return state;
+}

@@ -1,0 +1,140 @@
+/*
+ * Copyright (C) ngx_http_ws_proxy_module authors
+ *
+ * RFC 6455 frame codec: header parsing and writing, masking, close payload
+ * checks and incremental UTF-8 validation.
+ *
+ * This file and ngx_wsp_frame.c depend on nothing but the C library, so that
+ * the codec can be unit-tested, fuzzed and benchmarked without nginx.  The
+ * module itself only ever calls it on bytes it already holds: nothing here
+ * allocates, blocks or keeps hidden state.
+ */
+
+
+#ifndef _NGX_WSP_FRAME_H_INCLUDED_
+#define _NGX_WSP_FRAME_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#define NGX_WSP_OP_CONT          0x0
+#define NGX_WSP_OP_TEXT          0x1
+#define NGX_WSP_OP_BINARY        0x2
+#define NGX_WSP_OP_CLOSE         0x8
+#define NGX_WSP_OP_PING          0x9
+#define NGX_WSP_OP_PONG          0xa
+
+#define NGX_WSP_MAX_HEADER       14
+#define NGX_WSP_MAX_CONTROL      125
+
+/* roles: who sent the bytes being parsed */
+#define NGX_WSP_ROLE_CLIENT      0   /* frames must be masked */
+#define NGX_WSP_ROLE_UPSTREAM    1   /* frames must not be masked */
+
+/* close status codes the proxy itself uses */
+#define NGX_WSP_CLOSE_NORMAL         1000
+#define NGX_WSP_CLOSE_GOING_AWAY     1001
+#define NGX_WSP_CLOSE_PROTOCOL       1002
+#define NGX_WSP_CLOSE_NO_STATUS      1005   /* never on the wire */
+#define NGX_WSP_CLOSE_ABNORMAL       1006   /* never on the wire */
+#define NGX_WSP_CLOSE_INVALID_DATA   1007
+#define NGX_WSP_CLOSE_TOO_BIG        1009
+#define NGX_WSP_CLOSE_INTERNAL       1011
+
+/* results of ngx_wsp_frame_parse_header() */
+#define NGX_WSP_PARSE_OK         0
+#define NGX_WSP_PARSE_AGAIN      1   /* fewer bytes than a whole header */
+#define NGX_WSP_PARSE_ERROR      2   /* see frame->error */
+
+
+typedef struct {
+    uint64_t        payload_len;
+    uint32_t        header_len;     /* 2 .. 14 */
+    uint8_t         fin;            /* 0 or 1 */
+    uint8_t         rsv;            /* RSV1..RSV3 as bits 0x4, 0x2, 0x1 */
+    uint8_t         opcode;         /* 0x0 .. 0xf */
+    uint8_t         masked;         /* 0 or 1 */
+    uint8_t         mask[4];
+    const char     *error;          /* static text, set on PARSE_ERROR */
+} ngx_wsp_frame_t;
+
+
+/*
+ * Per-direction message state for the fragmentation rules of RFC 6455 5.4.
+ * Zero-initialise it; it is updated by ngx_wsp_frame_check().
+ */
+typedef struct {
+    uint8_t         open_opcode;    /* TEXT/BINARY of the open message, or 0 */
+} ngx_wsp_msg_state_t;
+
+
+/*
+ * Parses one frame header from the len bytes at p.  Returns PARSE_OK and
+ * fills f (header_len says how many bytes it took), PARSE_AGAIN when more
+ * bytes are needed, or PARSE_ERROR with f->error set when the header is
+ * malformed in a way visible without context: a 64-bit length with its most
+ * significant bit set.  A non-minimal length encoding is accepted: RFC 6455
+ * asks senders for the minimal one but gives receivers no rule about it.
+ */
+int ngx_wsp_frame_parse_header(const unsigned char *p, size_t len,
+    ngx_wsp_frame_t *f);
+
+/*
+ * Applies the RFC 6455 rules that need the role and the message state:
+ * RSV bits without an extension, reserved opcodes, masking by role, control
+ * frames longer than 125 bytes or fragmented, a continuation with no open
+ * message, a new data frame inside an open message.  Returns 0 when the
+ * frame is acceptable (and updates st), else the close status to send
+ * (1002) with *reason set to a static text naming the violation.
+ */
+int ngx_wsp_frame_check(const ngx_wsp_frame_t *f, int role,
+    ngx_wsp_msg_state_t *st, const char **reason);
+
+/*
+ * Writes a frame header for a payload of len bytes into dst (which has room
+ * for NGX_WSP_MAX_HEADER bytes) and returns its length.  mask is NULL for an
+ * unmasked frame, else the 4-byte key to put in the header.
+ */
+size_t ngx_wsp_frame_write_header(unsigned char *dst, int fin, int opcode,
+    uint64_t len, const unsigned char *mask);
+
+/*
+ * XORs n bytes from src into dst with the 4-byte key, as if the first byte
+ * were at offset `offset` of the payload (so a payload can be (un)masked in
+ * pieces).  dst may equal src.  Works a word at a time whatever the
+ * alignment of src and dst.
+ */
+void ngx_wsp_mask(unsigned char *dst, const unsigned char *src, size_t n,
+    const unsigned char key[4], uint64_t offset);
+
+/*
+ * Checks an (unmasked) close payload: empty, or a 2-byte status code that
+ * may be sent on the wire followed by a valid UTF-8 reason.  Returns 0 and
+ * sets *code (1005 for an empty payload) when valid, else the close status
+ * to answer with (1002 for a 1-byte payload or a status that may not be
+ * sent, 1007 for a reason that is not UTF-8) and sets *reason.
+ */
+int ngx_wsp_close_check(const unsigned char *p, size_t n, unsigned *code,
+    const char **reason);
+
+/* 1 when the status code may appear in a close frame on the wire */
+int ngx_wsp_close_code_valid(unsigned code);
+
+
+/*
+ * Incremental UTF-8 validation (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF).  Start with state NGX_WSP_UTF8_ACCEPT, feed the
+ * bytes of a message in any number of pieces; a piece may end inside a code
+ * point.  The state becomes NGX_WSP_UTF8_REJECT (and stays so) at the first
+ * invalid byte; at the end of the message it must be NGX_WSP_UTF8_ACCEPT.
+ */
+#define NGX_WSP_UTF8_ACCEPT      0
+#define NGX_WSP_UTF8_REJECT      1
+
+uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
+    size_t n);
+
+
+#endif /* _NGX_WSP_FRAME_H_INCLUDED_ */

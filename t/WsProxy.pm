@@ -1,0 +1,147 @@
+package t::WsProxy;
+
+# Shared set-up of the Test::Nginx suites: the Lua paths, a WebSocket echo
+# upstream (Debian's lua-resty-websocket, an implementation independent of
+# this module), and defaults every block gets: "GET /t" as the request and
+# no [alert], [crit] or [emerg] in the error log.
+
+use strict;
+use warnings;
+use Test::Nginx::Socket::Lua -Base;
+use Cwd qw(cwd);
+
+our $pwd = cwd();
+
+$ENV{TEST_NGINX_UPSTREAM_PORT} ||= 1985;
+
+our $HttpConfig = qq{
+    lua_package_path "$pwd/lib/?.lua;$pwd/t/lua/?.lua;;";
+
+    init_worker_by_lua_block {
+        local proxy = require "resty.websocket.proxy"
+
+        proxy._tests = {
+            echo = "ws://127.0.0.1:$ENV{TEST_NGINX_UPSTREAM_PORT}/echo",
+            pong = "ws://127.0.0.1:$ENV{TEST_NGINX_UPSTREAM_PORT}/pong",
+            upstream = "ws://127.0.0.1:$ENV{TEST_NGINX_UPSTREAM_PORT}",
+        }
+    }
+
+    server {
+        listen $ENV{TEST_NGINX_UPSTREAM_PORT};
+
+        location /echo {
+            content_by_lua_block {
+                local server = require "nginx.websocket.server"
+
+                local wb, err = server:new({ max_payload_len = 2 ^ 31 })
+                if not wb then
+                    ngx.log(ngx.ERR, "failed creating server: ", err)
+                    return ngx.exit(444)
+                end
+
+                local once = not ngx.var.arg_repeat
+
+                repeat
+                    local data, typ, err = wb:recv_frame()
+                    if not data then
+                        ngx.log(ngx.ERR, "failed receiving frame: ", err)
+                        return ngx.exit(444)
+                    end
+
+                    ngx.log(ngx.INFO, "frame type: ", typ,
+                            ", payload: \\"", #data > 64 and #data .. " bytes"
+                                              or data, "\\"")
+
+                    local bytes
+                    if typ == "close" then
+                        bytes, err = wb:send_close(err, data)
+
+                    elseif typ == "ping" then
+                        bytes, err = wb:send_pong(data)
+
+                    elseif typ == "binary" then
+                        bytes, err = wb:send_binary(data)
+
+                    elseif typ == "text" then
+                        bytes, err = wb:send_text(data)
+
+                    else
+                        bytes = true
+                    end
+
+                    if not bytes then
+                        ngx.log(ngx.ERR, "failed sending frame: ", err)
+                        return ngx.exit(444)
+                    end
+                until typ == "close" or once
+            }
+        }
+
+        location /pong {
+            content_by_lua_block {
+                local server = require "nginx.websocket.server"
+
+                local wb, err = server:new()
+                if not wb then
+                    ngx.log(ngx.ERR, "failed creating server: ", err)
+                    return ngx.exit(444)
+                end
+
+                local once = not ngx.var.arg_repeat
+
+                repeat
+                    local data, typ, err = wb:recv_frame()
+                    if not data then
+                        ngx.log(ngx.ERR, "failed receiving frame: ", err)
+                        return ngx.exit(444)
+                    end
+
+                    ngx.log(ngx.INFO, "frame type: ", typ,
+                            ", payload: \\"", data, "\\"")
+
+                    local bytes, err = wb:send_pong("heartbeat server")
+                    if not bytes then
+                        ngx.log(ngx.ERR, "failed sending frame: ", err)
+                        return ngx.exit(444)
+                    end
+                until typ == "close" or once
+            }
+        }
+    }
+};
+
+our @EXPORT = qw(
+    $pwd
+    $HttpConfig
+);
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    if (!defined $block->request && !defined $block->raw_request) {
+        $block->set_value("request", "GET /t");
+    }
+
+    if (!defined $block->http_config) {
+        $block->set_value("http_config", $HttpConfig);
+    }
+
+    my $nel = $block->no_error_log;
+    my @lines;
+
+    if (defined $nel) {
+        @lines = ref $nel eq 'ARRAY' ? @$nel : split /\n/, $nel;
+    }
+
+    for my $lvl ('[alert]', '[crit]', '[emerg]') {
+        push @lines, $lvl unless grep { $_ eq $lvl } @lines;
+    }
+
+    $block->set_value("no_error_log", \@lines);
+});
+
+log_level('info');
+no_long_string();
+
+1;
