@@ -37,7 +37,7 @@ deps:
 	    { echo "missing packages; run 'make deps' as root"; exit 1; }; \
 	fi
 
-$(NGX_BUILD)/Makefile: config | $(NGX_SRC)/configure
+$(NGX_BUILD)/objs/Makefile: config | $(NGX_SRC)/configure
 	rm -rf $(NGX_BUILD) && mkdir -p $(BUILD)
 	cp -r $(NGX_SRC) $(NGX_BUILD)
 	cd $(NGX_BUILD) && bash -c '. ./conf_flags && \
@@ -47,7 +47,7 @@ $(NGX_BUILD)/Makefile: config | $(NGX_SRC)/configure
 	        --add-dynamic-module=$(CURDIR)' >$(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 
-$(MODULE): $(NGX_BUILD)/Makefile $(SRCS)
+$(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
 	cp $(NGX_BUILD)/objs/ngx_http_ws_proxy_module.so $@
 

@@ -56,6 +56,25 @@ typedef struct {
 } ngx_http_ws_proxy_ffi_connect_t;
 
 
+typedef struct {
+    double                      frames[2];
+    double                      bytes[2];
+    double                      messages[2];
+    int                         close_code[2];
+    int                         state;
+    int                         closed_by;
+    double                      duration;
+} ngx_http_ws_proxy_ffi_stats_t;
+
+
+int ngx_http_ws_proxy_ffi_stats(void *p, ngx_http_ws_proxy_ffi_stats_t *st);
+int ngx_http_ws_proxy_ffi_close(void *p, int client_code,
+    const u_char *client_reason, size_t client_len, int upstream_code,
+    const u_char *upstream_reason, size_t upstream_len);
+int ngx_http_ws_proxy_ffi_send_frame(void *p, int dir, int opcode,
+    const u_char *data, size_t len);
+int ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
+    int max_fragments);
 int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, void **out, u_char *err,
     size_t *errlen);
 int ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, void *p,
@@ -543,4 +562,99 @@ ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p, u_char *err,
     }
 
     return ngx_http_ws_proxy_ffi_error(err, errlen, wp->err, wp->err_len);
+}
+
+
+/*
+ * The functions below take no request: they may be called from a timer or
+ * another request of the same worker, and find the session in the live
+ * list first.  NGX_DECLINED: the session is not running (any more).
+ */
+
+int
+ngx_http_ws_proxy_ffi_stats(void *p, ngx_http_ws_proxy_ffi_stats_t *st)
+{
+    ngx_uint_t            i;
+    ngx_msec_t            end;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_lookup(p);
+    if (wp == NULL) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < 2; i++) {
+        st->frames[i] = (double) wp->dir[i].frames;
+        st->bytes[i] = (double) wp->dir[i].bytes;
+        st->messages[i] = (double) wp->dir[i].messages;
+        st->close_code[i] = (int) wp->dir[i].close_code;
+    }
+
+    st->state = (int) wp->state;
+    st->closed_by = (int) wp->closed_by;
+
+    end = wp->end_time ? wp->end_time : ngx_current_msec;
+    st->duration = wp->start_time ? (double) (end - wp->start_time) / 1000
+                                  : 0;
+
+    return NGX_OK;
+}
+
+
+int
+ngx_http_ws_proxy_ffi_close(void *p, int client_code,
+    const u_char *client_reason, size_t client_len, int upstream_code,
+    const u_char *upstream_reason, size_t upstream_len)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_lookup(p);
+    if (wp == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return (int) ngx_http_ws_proxy_close(wp, client_code,
+                                         (u_char *) client_reason, client_len,
+                                         upstream_code,
+                                         (u_char *) upstream_reason,
+                                         upstream_len);
+}
+
+
+int
+ngx_http_ws_proxy_ffi_send_frame(void *p, int dir, int opcode,
+    const u_char *data, size_t len)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_lookup(p);
+    if (wp == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return (int) ngx_http_ws_proxy_inject(wp, dir & 1, opcode,
+                                          (u_char *) data, len);
+}
+
+
+int
+ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
+    int max_fragments)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_lookup(p);
+    if (wp == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (max_frame_size >= 0) {
+        wp->opts.max_frame_size[dir & 1] = (uint64_t) max_frame_size;
+    }
+
+    if (max_fragments >= 0) {
+        wp->opts.max_fragments[dir & 1] = (ngx_uint_t) max_fragments;
+    }
+
+    return NGX_OK;
 }

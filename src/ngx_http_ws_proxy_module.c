@@ -13,6 +13,10 @@
 #endif
 
 
+static ngx_int_t ngx_http_ws_proxy_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ws_proxy_init_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_ws_proxy_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static void *ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -66,8 +70,74 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
 };
 
 
+/* variables: what each peer sent, filled live and final after the session */
+
+#define NGX_WSP_VAR_FRAMES       0
+#define NGX_WSP_VAR_BYTES        1
+#define NGX_WSP_VAR_MESSAGES     2
+#define NGX_WSP_VAR_CLOSE_CODE   3
+#define NGX_WSP_VAR_CLOSE_REASON 4
+#define NGX_WSP_VAR_CLOSED_BY    5
+#define NGX_WSP_VAR_DURATION     6
+#define NGX_WSP_VAR_PROTOCOL     7
+
+#define ngx_wsp_var(what, dir)  ((what) << 1 | (dir))
+
+
+static ngx_http_variable_t  ngx_http_ws_proxy_vars[] = {
+
+    { ngx_string("ws_proxy_client_frames"), NULL, ngx_http_ws_proxy_variable,
+      ngx_wsp_var(NGX_WSP_VAR_FRAMES, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_upstream_frames"), NULL,
+      ngx_http_ws_proxy_variable, ngx_wsp_var(NGX_WSP_VAR_FRAMES, 1),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_client_bytes"), NULL, ngx_http_ws_proxy_variable,
+      ngx_wsp_var(NGX_WSP_VAR_BYTES, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_upstream_bytes"), NULL, ngx_http_ws_proxy_variable,
+      ngx_wsp_var(NGX_WSP_VAR_BYTES, 1), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_client_messages"), NULL,
+      ngx_http_ws_proxy_variable, ngx_wsp_var(NGX_WSP_VAR_MESSAGES, 0),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_upstream_messages"), NULL,
+      ngx_http_ws_proxy_variable, ngx_wsp_var(NGX_WSP_VAR_MESSAGES, 1),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_client_close_code"), NULL,
+      ngx_http_ws_proxy_variable, ngx_wsp_var(NGX_WSP_VAR_CLOSE_CODE, 0),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_upstream_close_code"), NULL,
+      ngx_http_ws_proxy_variable, ngx_wsp_var(NGX_WSP_VAR_CLOSE_CODE, 1),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_client_close_reason"), NULL,
+      ngx_http_ws_proxy_variable, ngx_wsp_var(NGX_WSP_VAR_CLOSE_REASON, 0),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_upstream_close_reason"), NULL,
+      ngx_http_ws_proxy_variable, ngx_wsp_var(NGX_WSP_VAR_CLOSE_REASON, 1),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_closed_by"), NULL, ngx_http_ws_proxy_variable,
+      ngx_wsp_var(NGX_WSP_VAR_CLOSED_BY, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_duration"), NULL, ngx_http_ws_proxy_variable,
+      ngx_wsp_var(NGX_WSP_VAR_DURATION, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_protocol"), NULL, ngx_http_ws_proxy_variable,
+      ngx_wsp_var(NGX_WSP_VAR_PROTOCOL, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
 static ngx_http_module_t  ngx_http_ws_proxy_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_ws_proxy_add_variables,       /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
     NULL,                                  /* create main configuration */
@@ -88,13 +158,116 @@ ngx_module_t  ngx_http_ws_proxy_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_ws_proxy_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_ws_proxy_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_ws_proxy_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ws_proxy_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                   *p;
+    ngx_uint_t                what;
+    ngx_msec_int_t            ms;
+    ngx_http_ws_proxy_t      *wp;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    static const char  *by[] = { "", "client", "upstream", "proxy" };
+
+    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+
+    if (wp == NULL || wp->start_time == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    d = &wp->dir[data & 1];
+    what = data >> 1;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 8);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    switch (what) {
+
+    case NGX_WSP_VAR_FRAMES:
+        v->len = ngx_sprintf(p, "%uL", d->frames) - p;
+        break;
+
+    case NGX_WSP_VAR_BYTES:
+        v->len = ngx_sprintf(p, "%uL", d->bytes) - p;
+        break;
+
+    case NGX_WSP_VAR_MESSAGES:
+        v->len = ngx_sprintf(p, "%uL", d->messages) - p;
+        break;
+
+    case NGX_WSP_VAR_CLOSE_CODE:
+        if (d->close_code < 0) {
+            v->len = 0;
+        } else {
+            v->len = ngx_sprintf(p, "%i", d->close_code) - p;
+        }
+        break;
+
+    case NGX_WSP_VAR_CLOSE_REASON:
+        v->data = d->close_reason;
+        v->len = d->close_reason_len;
+        break;
+
+    case NGX_WSP_VAR_CLOSED_BY:
+        v->data = (u_char *) by[wp->closed_by];
+        v->len = ngx_strlen(by[wp->closed_by]);
+        break;
+
+    case NGX_WSP_VAR_DURATION:
+        ms = (ngx_msec_int_t) ((wp->end_time ? wp->end_time
+                                             : ngx_current_msec)
+                               - wp->start_time);
+        ms = ngx_max(ms, 0);
+        v->len = ngx_sprintf(p, "%T.%03M", (time_t) ms / 1000, ms % 1000)
+                 - p;
+        break;
+
+    default: /* NGX_WSP_VAR_PROTOCOL */
+        v->data = wp->protocol.data;
+        v->len = wp->protocol.len;
+        break;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
 
 
 static void *
@@ -144,6 +317,51 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The worker's live sessions: Lua may hold a proxy object in a timer or
+ * another request after its session ended, so a pointer from Lua is only
+ * used once it is found here.
+ */
+
+static ngx_queue_t  ngx_http_ws_proxy_sessions;
+
+
+static ngx_int_t
+ngx_http_ws_proxy_init_process(ngx_cycle_t *cycle)
+{
+    ngx_queue_init(&ngx_http_ws_proxy_sessions);
+    return NGX_OK;
+}
+
+
+ngx_http_ws_proxy_t *
+ngx_http_ws_proxy_lookup(void *p)
+{
+    ngx_queue_t  *q;
+
+    for (q = ngx_queue_head(&ngx_http_ws_proxy_sessions);
+         q != ngx_queue_sentinel(&ngx_http_ws_proxy_sessions);
+         q = ngx_queue_next(q))
+    {
+        if ((void *) ngx_queue_data(q, ngx_http_ws_proxy_t, queue) == p) {
+            return p;
+        }
+    }
+
+    return NULL;
+}
+
+
+void
+ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp)
+{
+    if (wp->queue.next) {
+        ngx_queue_remove(&wp->queue);
+        wp->queue.next = NULL;
+    }
 }
 
 
@@ -206,6 +424,13 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r)
 
     cln->handler = ngx_http_ws_proxy_cleanup;
     cln->data = wp;
+
+    if (ngx_http_ws_proxy_sessions.next == NULL) {
+        /* a single-process nginx does not run init_process for modules */
+        ngx_queue_init(&ngx_http_ws_proxy_sessions);
+    }
+
+    ngx_queue_insert_tail(&ngx_http_ws_proxy_sessions, &wp->queue);
 
     ngx_http_set_ctx(r, wp, ngx_http_ws_proxy_module);
 

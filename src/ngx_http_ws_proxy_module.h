@@ -40,6 +40,12 @@
 #define NGX_WSP_PAYLOAD_BUFFER       1   /* copied, unmasked, into msg */
 #define NGX_WSP_PAYLOAD_SKIP         2   /* read and discarded */
 
+/* who sent the first close frame */
+#define NGX_WSP_BY_NONE              0
+#define NGX_WSP_BY_CLIENT            1
+#define NGX_WSP_BY_UPSTREAM          2
+#define NGX_WSP_BY_PROXY             3
+
 /* verdicts from Lua, see ngx_http_ws_proxy_ffi_verdict() */
 #define NGX_WSP_VERDICT_FORWARD      0
 #define NGX_WSP_VERDICT_REWRITE      1
@@ -50,6 +56,16 @@
 
 
 typedef struct ngx_http_ws_proxy_s  ngx_http_ws_proxy_t;
+
+
+/* a frame injected from Lua (send_frame), already encoded */
+typedef struct ngx_http_ws_proxy_inject_s  ngx_http_ws_proxy_inject_t;
+
+struct ngx_http_ws_proxy_inject_s {
+    ngx_http_ws_proxy_inject_t *next;
+    size_t                      len;
+    u_char                      data[1];
+};
 
 
 typedef struct {
@@ -147,6 +163,10 @@ typedef struct {
     u_char                      ctl_reason[NGX_WSP_MAX_CONTROL];
     size_t                      ctl_reason_len;
 
+    /* frames injected from Lua, sent at the next frame boundary */
+    ngx_http_ws_proxy_inject_t *inject;
+    ngx_http_ws_proxy_inject_t *inject_cur;
+
     /* Lua side */
     void                       *sema;
     ngx_event_t                 recv_timer;
@@ -156,10 +176,13 @@ typedef struct {
     uint64_t                    bytes;
     uint64_t                    messages;
     ngx_int_t                   close_code;     /* -1: none received */
+    u_char                      close_reason[NGX_WSP_MAX_CONTROL];
+    size_t                      close_reason_len;
 } ngx_http_ws_proxy_dir_t;
 
 
 struct ngx_http_ws_proxy_s {
+    ngx_queue_t                 queue;       /* live sessions of the worker */
     ngx_http_request_t         *request;
     ngx_pool_t                 *pool;
     ngx_log_t                  *log;
@@ -208,6 +231,8 @@ struct ngx_http_ws_proxy_s {
 
     ngx_event_t                 close_timer;
     ngx_msec_t                  start_time;
+    ngx_msec_t                  end_time;
+    ngx_uint_t                  closed_by;    /* NGX_WSP_BY_* */
 
     u_char                      rnd[256];
     ngx_uint_t                  rnd_pos;
@@ -232,6 +257,8 @@ void ngx_http_lua_ffi_sema_gc(void *sem);
 
 /* ngx_http_ws_proxy_module.c */
 ngx_http_ws_proxy_t *ngx_http_ws_proxy_create(ngx_http_request_t *r);
+ngx_http_ws_proxy_t *ngx_http_ws_proxy_lookup(void *p);
+void ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt,
     ...);
 void ngx_http_ws_proxy_wake(void *sema);
@@ -253,6 +280,11 @@ ngx_int_t ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code);
 void ngx_http_ws_proxy_abort(ngx_http_ws_proxy_t *wp, ngx_uint_t code,
     const char *reason);
+ngx_int_t ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp,
+    ngx_uint_t client_code, u_char *client_reason, size_t client_len,
+    ngx_uint_t upstream_code, u_char *upstream_reason, size_t upstream_len);
+ngx_int_t ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
+    ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_ws_proxy_cleanup(void *data);
 
 

@@ -48,6 +48,9 @@ static ngx_int_t ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d,
     size_t size);
 static ngx_int_t ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
+    ngx_uint_t to_client);
 static void ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp);
 static ngx_int_t ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp);
@@ -206,6 +209,7 @@ ngx_http_ws_proxy_client_handler(ngx_event_t *ev)
 
     if (c->close || r->done || r->connection->error) {
         /* worker shutdown, or the request was finalized under us */
+        ngx_http_ws_proxy_goodbye(wp, c->close && !c->error);
         ngx_http_ws_proxy_set_error(wp, "client connection closed by nginx");
         wp->closed_normally = 0;
         ngx_http_ws_proxy_finish(wp);
@@ -531,6 +535,11 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
 
     d->spos = d->out_raw.pos;
 
+    if (d->inject_cur && d->out_body.pos == d->out_body.last) {
+        ngx_free(d->inject_cur);
+        d->inject_cur = NULL;
+    }
+
     sent = dst->sent - sent;
 
     return (ngx_int_t) (sent > 0 ? sent : 0);
@@ -585,6 +594,19 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
         }
 
         if (!d->in_frame) {
+
+            if (d->inject && !d->tx_closed && !d->aborted
+                && d->out_hdr.pos == d->out_hdr.last
+                && d->out_body.pos == d->out_body.last)
+            {
+                /* a frame from send_frame(), after the frames before it */
+                d->inject_cur = d->inject;
+                d->inject = d->inject->next;
+                d->out_body.pos = d->inject_cur->data;
+                d->out_body.last = d->inject_cur->data + d->inject_cur->len;
+                progress = 1;
+                continue;
+            }
 
             if (d->ctl_close) {
                 /* a close of the proxy's own waits for a frame boundary */
@@ -864,6 +886,13 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         }
 
         d->close_code = code;
+        d->close_reason_len = len > 2 ? (size_t) len - 2 : 0;
+        ngx_memcpy(d->close_reason, tmp + 2, d->close_reason_len);
+
+        if (wp->closed_by == NGX_WSP_BY_NONE) {
+            wp->closed_by = d->dir == NGX_WSP_DIR_CLIENT ? NGX_WSP_BY_CLIENT
+                                                         : NGX_WSP_BY_UPSTREAM;
+        }
 
         if (!wp->opts.hook) {
             ngx_http_ws_proxy_log_close(d, code, len > 2 ? tmp + 2 : tmp,
@@ -1316,6 +1345,10 @@ ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
 
     d->tx_closed = 1;
 
+    if (wp->closed_by == NGX_WSP_BY_NONE) {
+        wp->closed_by = NGX_WSP_BY_PROXY;
+    }
+
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wp->log, 0,
                    "ws_proxy: sending close %ui to %s",
                    code, ngx_wsp_role[1 - d->dir]);
@@ -1498,6 +1531,7 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
     }
 
     wp->state = NGX_WSP_STATE_DONE;
+    wp->end_time = ngx_current_msec;
 
     c = wp->client;
 
@@ -1519,6 +1553,7 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
         d->pending = 0;
         d->spos = d->ppos = d->last = NULL;
         ngx_http_ws_proxy_release(d);
+        ngx_http_ws_proxy_free_injected(d);
 
         if (d->msg) {
             ngx_free(d->msg);
@@ -1561,6 +1596,105 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
     ngx_http_ws_proxy_wake(wp->sema);
     ngx_http_ws_proxy_wake(wp->dir[0].sema);
     ngx_http_ws_proxy_wake(wp->dir[1].sema);
+}
+
+
+static void
+ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d)
+{
+    ngx_http_ws_proxy_inject_t  *in, *next;
+
+    for (in = d->inject; in; in = next) {
+        next = in->next;
+        ngx_free(in);
+    }
+
+    d->inject = NULL;
+
+    if (d->inject_cur) {
+        ngx_free(d->inject_cur);
+        d->inject_cur = NULL;
+    }
+}
+
+
+ngx_int_t
+ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    u_char                      *p;
+    ngx_http_ws_proxy_dir_t     *d;
+    ngx_http_ws_proxy_inject_t  *in, **last;
+    u_char                       mask[4];
+
+    d = &wp->dir[dir];
+
+    if (wp->state != NGX_WSP_STATE_RUNNING || d->tx_closed || d->aborted) {
+        return NGX_DECLINED;
+    }
+
+    in = ngx_alloc(sizeof(ngx_http_ws_proxy_inject_t) + NGX_WSP_MAX_HEADER
+                   + len, wp->log);
+    if (in == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = in->data;
+
+    if (dir == NGX_WSP_DIR_CLIENT) {
+        ngx_http_ws_proxy_random(wp, mask, 4);
+        p += ngx_wsp_frame_write_header(p, 1, (int) opcode, len, mask);
+        ngx_wsp_mask(p, data, len, mask, 0);
+
+    } else {
+        p += ngx_wsp_frame_write_header(p, 1, (int) opcode, len, NULL);
+        ngx_memcpy(p, data, len);
+    }
+
+    in->len = p + len - in->data;
+    in->next = NULL;
+
+    for (last = &d->inject; *last; last = &(*last)->next) { /* void */ }
+    *last = in;
+
+    if (opcode == NGX_WSP_OP_CLOSE) {
+        d->tx_closed = 1;
+    }
+
+    ngx_http_ws_proxy_run(wp, 0);
+
+    return NGX_OK;
+}
+
+
+/* proxy:close(): each peer gets its own status and reason */
+
+ngx_int_t
+ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp, ngx_uint_t client_code,
+    u_char *client_reason, size_t client_len, ngx_uint_t upstream_code,
+    u_char *upstream_reason, size_t upstream_len)
+{
+    u_char  buf[NGX_WSP_MAX_CONTROL];
+
+    if (wp->state != NGX_WSP_STATE_RUNNING) {
+        return NGX_DECLINED;
+    }
+
+    client_len = ngx_min(client_len, NGX_WSP_MAX_CONTROL - 3);
+    ngx_memcpy(buf, client_reason, client_len);
+    buf[client_len] = '\0';
+    ngx_http_ws_proxy_close_later(&wp->dir[NGX_WSP_DIR_UPSTREAM],
+                                  client_code, (char *) buf);
+
+    upstream_len = ngx_min(upstream_len, NGX_WSP_MAX_CONTROL - 3);
+    ngx_memcpy(buf, upstream_reason, upstream_len);
+    buf[upstream_len] = '\0';
+    ngx_http_ws_proxy_close_later(&wp->dir[NGX_WSP_DIR_CLIENT],
+                                  upstream_code, (char *) buf);
+
+    ngx_http_ws_proxy_run(wp, 0);
+
+    return NGX_OK;
 }
 
 
@@ -1663,6 +1797,39 @@ ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d, size_t size)
 
 
 /*
+ * The session ends under us (the request is being freed, or nginx closes
+ * the client connection): a peer that sits at a frame boundary with nothing
+ * unsent gets a 1001 "going away", written once, without waiting.
+ */
+
+static void
+ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp, ngx_uint_t to_client)
+{
+    ngx_uint_t                i;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    for (i = 0; i < 2; i++) {
+        d = &wp->dir[i];
+
+        if (d->dst == NULL || (d->dst == wp->client && !to_client)
+            || d->tx_closed || d->aborted || d->stream_mid
+            || ngx_http_ws_proxy_has_output(d) || d->dst->error)
+        {
+            continue;
+        }
+
+        ngx_http_ws_proxy_queue_close(d, NGX_WSP_CLOSE_GOING_AWAY,
+                                      (u_char *) "", 0);
+
+        (void) d->dst->send(d->dst, d->out_ctl.pos,
+                            d->out_ctl.last - d->out_ctl.pos);
+
+        d->out_ctl.pos = d->out_ctl.last;
+    }
+}
+
+
+/*
  * The request's pool cleanup: whatever way the request ends (normal end,
  * Lua error, ngx.exit(), client abort), the upstream connection and every
  * buffer go with it, and the semaphores are freed after lua-nginx-module
@@ -1683,7 +1850,10 @@ ngx_http_ws_proxy_cleanup(void *data)
 
     wp->cleaned = 1;
 
+    ngx_http_ws_proxy_unlink(wp);
+
     if (wp->state == NGX_WSP_STATE_RUNNING) {
+        ngx_http_ws_proxy_goodbye(wp, 0);
         wp->closed_normally = 0;
         ngx_http_ws_proxy_finish(wp);
     }
@@ -1698,6 +1868,7 @@ ngx_http_ws_proxy_cleanup(void *data)
         }
 
         ngx_http_ws_proxy_release(d);
+        ngx_http_ws_proxy_free_injected(d);
 
         if (d->msg) {
             ngx_free(d->msg);

@@ -338,7 +338,8 @@ hello world!
             assert(wb:connect("ws://127.0.0.1:" .. ngx.var.server_port
                               .. "/proxy"))
             assert(wb:send_text("x"))
-            ngx.say(assert(wb:recv_frame()))
+            local data = assert(wb:recv_frame())
+            ngx.say(data)
         }
     }
 --- response_body

@@ -93,6 +93,25 @@ int ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
     const unsigned char *reason, size_t len);
 int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p,
     unsigned char *err, size_t *errlen);
+
+typedef struct {
+    double                      frames[2];
+    double                      bytes[2];
+    double                      messages[2];
+    int                         close_code[2];
+    int                         state;
+    int                         closed_by;
+    double                      duration;
+} ngx_http_ws_proxy_ffi_stats_t;
+
+int ngx_http_ws_proxy_ffi_stats(void *p, ngx_http_ws_proxy_ffi_stats_t *st);
+int ngx_http_ws_proxy_ffi_close(void *p, int client_code,
+    const unsigned char *client_reason, size_t client_len, int upstream_code,
+    const unsigned char *upstream_reason, size_t upstream_len);
+int ngx_http_ws_proxy_ffi_send_frame(void *p, int dir, int opcode,
+    const unsigned char *data, size_t len);
+int ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
+    int max_fragments);
 ]]
 
 
@@ -139,6 +158,25 @@ local conn_buf = ffi_new("ngx_http_ws_proxy_ffi_connect_t[1]")
 local wp_buf = ffi_new("void *[1]")
 local resp_buf = ffi_new("const unsigned char *[1]")
 local resp_len = ffi_new("size_t[1]")
+local stats_buf = ffi_new("ngx_http_ws_proxy_ffi_stats_t[1]")
+
+local _TYP2OPCODE = {
+    text = 0x1,
+    binary = 0x2,
+    ping = 0x9,
+    pong = 0xa,
+}
+
+local _SESSION_STATES = { [0] = "new", "connecting", "connected", "running",
+                          "done" }
+local _CLOSED_BY = { [0] = nil, "client", "upstream", "proxy" }
+
+local function valid_close_code(code)
+    return type(code) == "number"
+           and ((code >= 1000 and code <= 1003)
+                or (code >= 1007 and code <= 1014)
+                or (code >= 3000 and code <= 4999))
+end
 
 
 local _M = {
@@ -662,6 +700,167 @@ function _M:execute()
     end
 
     return true
+end
+
+
+-- Kong Gateway's PDK-style controls; callable from the hook, another light
+-- thread, a timer or another request of the same worker while execute() runs
+
+function _M:close(status, message, peer_status, peer_message)
+    status = status or 1000
+    message = message or ""
+    peer_status = peer_status or status
+    peer_message = peer_message or message
+
+    if not valid_close_code(status) then
+        error("status must be a valid close status code", 2)
+    end
+
+    if not valid_close_code(peer_status) then
+        error("peer_status must be a valid close status code", 2)
+    end
+
+    if type(message) ~= "string" or type(peer_message) ~= "string" then
+        error("messages must be strings", 2)
+    end
+
+    if #message > 123 or #peer_message > 123 then
+        error("close messages are limited to 123 bytes", 2)
+    end
+
+    if not self.wp then
+        return nil, "proxy is not running"
+    end
+
+    local rc = C.ngx_http_ws_proxy_ffi_close(self.wp, status, message,
+                                             #message, peer_status,
+                                             peer_message, #peer_message)
+    if rc ~= NGX_OK then
+        return nil, "proxy is not running"
+    end
+
+    return true
+end
+
+
+-- role is the peer the frame goes to: "client" or "upstream"
+function _M:send_frame(role, typ, payload)
+    local dir
+    if role == "client" then
+        dir = DIR_UPSTREAM
+
+    elseif role == "upstream" then
+        dir = DIR_CLIENT
+
+    else
+        error("role must be \"client\" or \"upstream\"", 2)
+    end
+
+    local opcode = _TYP2OPCODE[typ]
+    if not opcode then
+        error("type must be one of \"text\", \"binary\", \"ping\", "
+              .. "\"pong\" (use close() to close)", 2)
+    end
+
+    payload = payload or ""
+    if type(payload) ~= "string" then
+        error("payload must be a string", 2)
+    end
+
+    if opcode >= 0x8 and #payload > 125 then
+        error("control frame payloads are limited to 125 bytes", 2)
+    end
+
+    if not self.wp then
+        return nil, "proxy is not running"
+    end
+
+    local rc = C.ngx_http_ws_proxy_ffi_send_frame(self.wp, dir, opcode,
+                                                  payload, #payload)
+    if rc == NGX_DECLINED then
+        return nil, "proxy is not running"
+    end
+
+    if rc ~= NGX_OK then
+        return nil, "no memory"
+    end
+
+    return true
+end
+
+
+local function set_limit(self, role, size, fragments)
+    local dir
+    if role == "client" then
+        dir = DIR_CLIENT
+
+    elseif role == "upstream" then
+        dir = DIR_UPSTREAM
+
+    else
+        error("role must be \"client\" or \"upstream\"", 3)
+    end
+
+    local field = role .. (size and "_max_frame_size" or "_max_fragments")
+    self[field] = size or fragments
+
+    if not self.wp then
+        return true
+    end
+
+    local rc = C.ngx_http_ws_proxy_ffi_set_limits(self.wp, dir, size or -1,
+                                                  fragments or -1)
+    if rc ~= NGX_OK then
+        return nil, "proxy is not running"
+    end
+
+    return true
+end
+
+
+-- the limit on frames (or aggregated messages) sent by role
+function _M:set_max_payload_size(role, size)
+    if type(size) ~= "number" or size < 0 then
+        error("size must be a number >= 0 (0: unlimited)", 2)
+    end
+
+    return set_limit(self, role, size, nil)
+end
+
+
+function _M:set_max_fragments(role, n)
+    if type(n) ~= "number" or n < 0 then
+        error("n must be a number >= 0 (0: unlimited)", 2)
+    end
+
+    return set_limit(self, role, nil, n)
+end
+
+
+function _M:stats()
+    if not self.wp then
+        return nil, "proxy is not running"
+    end
+
+    local st = stats_buf[0]
+    if C.ngx_http_ws_proxy_ffi_stats(self.wp, st) ~= NGX_OK then
+        return nil, "proxy is not running"
+    end
+
+    return {
+        state = _SESSION_STATES[st.state],
+        client_frames = tonumber(st.frames[0]),
+        upstream_frames = tonumber(st.frames[1]),
+        client_bytes = tonumber(st.bytes[0]),
+        upstream_bytes = tonumber(st.bytes[1]),
+        client_messages = tonumber(st.messages[0]),
+        upstream_messages = tonumber(st.messages[1]),
+        client_close_code = st.close_code[0] >= 0 and st.close_code[0] or nil,
+        upstream_close_code = st.close_code[1] >= 0 and st.close_code[1]
+                              or nil,
+        closed_by = _CLOSED_BY[st.closed_by],
+        duration = tonumber(st.duration),
+    }
 end
 
 
