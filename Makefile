@@ -15,7 +15,7 @@ CC           ?= cc
 CFLAGS_UNIT  := -O2 -g -Wall -Wextra -Werror -std=c99 -Isrc
 
 DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
-	lua-resty-core libluajit-5.1-dev libssl-dev libpcre2-dev zlib1g-dev \
+	lua-resty-core libluajit2-5.1-dev libssl-dev libpcre2-dev zlib1g-dev \
 	openssl gcc make perl libtest-base-perl libtest-longstring-perl \
 	liblist-moreutils-perl libtext-diff-perl liburi-perl libipc-run-perl \
 	lua-nginx-websocket python3 python3-websockets valgrind curl \
@@ -57,16 +57,20 @@ $(BUILD)/wsp_frame_test: src/ngx_wsp_frame.c src/ngx_wsp_frame.h \
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_frame.c t/unit/wsp_frame_test.c
 
-test: deps all $(BUILD)/wsp_frame_test
+UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test)
+
+test: deps all $(UNIT)
 	util/run-tests
 
 test-valgrind: deps all
-	TEST_NGINX_USE_VALGRIND=1 util/run-tests
+	TEST_NGINX_USE_VALGRIND=1 util/run-tests $(T)
 
 bench: deps all
+	@test -x bench/run || { echo "bench/run is missing"; exit 1; }
 	bench/run
 
 fuzz: deps
+	@test -x util/fuzz || { echo "util/fuzz is missing"; exit 1; }
 	util/fuzz $${FUZZ_SECONDS:-60}
 
 demo: deps all
