@@ -66,7 +66,7 @@ sub server_root () { $ServRoot }
 sub html_dir () { "$ServRoot/html" }
 sub server_port () { $ServerPort }
 sub env_to_nginx (@) { push @EnvToNginx, @_ }
-sub add_block_preprocessor (&) { push @BlockPreprocessors, shift }
+sub add_block_preprocessor (&) { unshift @BlockPreprocessors, shift }
 
 
 # $TEST_NGINX_FOO in config sections becomes the environment's value
