@@ -115,14 +115,15 @@ upstream got: binary:
 --- response_body
 pong:mid-ping
 text:100 bytes true
---- grep_error_log eval: qr/upstream got: \S+(?: \S+)? \(masked\)|hook: client \S+ \d+ \S+/
+--- grep_error_log eval: qr/upstream got: \S+(?: \S+)? \(masked\)/
 --- grep_error_log_out
-hook: client ping 8 true
 upstream got: ping:mid-ping (masked)
-hook: client pong 8 true
 upstream got: pong:mid-pong (masked)
-hook: client text 100 true
 upstream got: text:100 bytes (masked)
+--- error_log
+hook: client ping 8 true
+hook: client pong 8 true
+hook: client text 100 true
 --- no_error_log
 [error]
 
