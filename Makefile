@@ -21,7 +21,7 @@ DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
 	lua-nginx-websocket python3 python3-websockets valgrind curl \
 	procps iproute2
 
-.PHONY: all deps test test-unit test-nginx test-valgrind bench fuzz demo clean
+.PHONY: all deps unit test test-unit test-nginx test-valgrind bench fuzz demo clean
 
 all: $(MODULE)
 
@@ -58,6 +58,8 @@ $(BUILD)/wsp_frame_test: src/ngx_wsp_frame.c src/ngx_wsp_frame.h \
 	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_frame.c t/unit/wsp_frame_test.c
 
 UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test)
+
+unit: $(UNIT)
 
 test: deps all $(UNIT)
 	util/run-tests

@@ -1,6 +1,14 @@
-/* interim codec (to be replaced by helper-1's) */
+/*
+ * Copyright (C) ngx_http_ws_proxy_module authors
+ *
+ * RFC 6455 frame codec, see ngx_wsp_frame.h.  Plain C99: no nginx.
+ */
+
+
 #include <string.h>
+
 #include "ngx_wsp_frame.h"
+
 
 int
 ngx_wsp_frame_parse_header(const unsigned char *p, size_t len,
@@ -159,14 +167,50 @@ ngx_wsp_frame_write_header(unsigned char *dst, int fin, int opcode,
 }
 
 
+/*
+ * XOR with the key 8 bytes at a time: the key is rotated to the payload
+ * offset and widened to 64 bits once, and memcpy() loads and stores are
+ * plain moves on any alignment.
+ */
+
 void
 ngx_wsp_mask(unsigned char *dst, const unsigned char *src, size_t n,
     const unsigned char key[4], uint64_t offset)
 {
-    size_t  i;
+    size_t         i;
+    uint64_t       k8, w;
+    unsigned char  k[8];
 
-    for (i = 0; i < n; i++) {
-        dst[i] = src[i] ^ key[(offset + i) & 3];
+    for (i = 0; i < 8; i++) {
+        k[i] = key[(offset + i) & 3];
+    }
+
+    memcpy(&k8, k, 8);
+
+    i = 0;
+
+    for ( /* void */ ; i + 32 <= n; i += 32) {
+        uint64_t  a, b, c, d;
+
+        memcpy(&a, src + i, 8);
+        memcpy(&b, src + i + 8, 8);
+        memcpy(&c, src + i + 16, 8);
+        memcpy(&d, src + i + 24, 8);
+        a ^= k8; b ^= k8; c ^= k8; d ^= k8;
+        memcpy(dst + i, &a, 8);
+        memcpy(dst + i + 8, &b, 8);
+        memcpy(dst + i + 16, &c, 8);
+        memcpy(dst + i + 24, &d, 8);
+    }
+
+    for ( /* void */ ; i + 8 <= n; i += 8) {
+        memcpy(&w, src + i, 8);
+        w ^= k8;
+        memcpy(dst + i, &w, 8);
+    }
+
+    for ( /* void */ ; i < n; i++) {
+        dst[i] = src[i] ^ k[i & 7];
     }
 }
 
@@ -230,6 +274,19 @@ ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p, size_t n)
 
         if (state == 0) {
             if (c < 0x80) {
+                /* ASCII runs are checked 8 bytes at a time */
+                while (i + 9 <= n) {
+                    uint64_t  w;
+
+                    memcpy(&w, p + i + 1, 8);
+
+                    if (w & 0x8080808080808080ULL) {
+                        break;
+                    }
+
+                    i += 8;
+                }
+
                 continue;
             }
 
