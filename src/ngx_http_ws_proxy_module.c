@@ -15,6 +15,7 @@
 
 static ngx_int_t ngx_http_ws_proxy_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ws_proxy_init_process(ngx_cycle_t *cycle);
+static void ngx_http_ws_proxy_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_ws_proxy_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static void *ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf);
@@ -161,8 +162,8 @@ ngx_module_t  ngx_http_ws_proxy_module = {
     ngx_http_ws_proxy_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
-    NULL,                                  /* exit master */
+    ngx_http_ws_proxy_exit_process,        /* exit process */
+    ngx_http_ws_proxy_exit_process,        /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -334,6 +335,13 @@ ngx_http_ws_proxy_init_process(ngx_cycle_t *cycle)
 {
     ngx_queue_init(&ngx_http_ws_proxy_sessions);
     return NGX_OK;
+}
+
+
+static void
+ngx_http_ws_proxy_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_ws_proxy_free_buffers();
 }
 
 

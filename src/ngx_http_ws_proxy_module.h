@@ -286,6 +286,7 @@ ngx_int_t ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp,
 ngx_int_t ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_ws_proxy_cleanup(void *data);
+void ngx_http_ws_proxy_free_buffers(void);
 
 
 #endif /* _NGX_HTTP_WS_PROXY_MODULE_H_INCLUDED_ */

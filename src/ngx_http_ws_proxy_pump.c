@@ -72,6 +72,17 @@ static ngx_uint_t   ngx_wsp_nfree;
 static size_t       ngx_wsp_free_size;
 
 
+/* at worker exit, before the module is unloaded with its free list */
+
+void
+ngx_http_ws_proxy_free_buffers(void)
+{
+    while (ngx_wsp_nfree) {
+        ngx_free(ngx_wsp_free[--ngx_wsp_nfree]);
+    }
+}
+
+
 ngx_int_t
 ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
 {
@@ -1447,8 +1458,11 @@ ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp)
             return NGX_AGAIN;
         }
 
-        /* input from src: its close came, or it is gone */
-        if (!d->rx_closed && !d->eof) {
+        /*
+         * input from src: its close came, it is gone, or nothing can be
+         * sent to it any more, so its close will never be asked for
+         */
+        if (!d->rx_closed && !d->eof && !wp->dir[1 - i].aborted) {
             return NGX_AGAIN;
         }
     }
