@@ -299,7 +299,7 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_ws_proxy_loc_conf_t *conf = child;
 
     ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size,
-                              16 * 1024);
+                              64 * 1024);
     ngx_conf_merge_size_value(conf->max_payload, prev->max_payload,
                               16 * 1024 * 1024);
     ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,

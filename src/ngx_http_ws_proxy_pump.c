@@ -156,6 +156,8 @@ ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
         b->pos = b->last;
     }
 
+    ngx_http_ws_proxy_free_hs(wp);
+
     wp->client_read_handler = c->read->handler;
     wp->client_write_handler = c->write->handler;
     c->read->handler = ngx_http_ws_proxy_client_handler;
@@ -1873,6 +1875,7 @@ ngx_http_ws_proxy_cleanup(void *data)
     }
 
     ngx_http_ws_proxy_close_upstream(wp);
+    ngx_http_ws_proxy_free_hs(wp);
 
     for (i = 0; i < 2; i++) {
         d = &wp->dir[i];

@@ -45,10 +45,25 @@ ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
         return NGX_ERROR;
     }
 
-    wp->hs = ngx_create_temp_buf(wp->pool, NGX_WSP_HS_BUFFER);
+    /*
+     * The handshake buffer is the heap's, not the pool's: it is given back
+     * as soon as the pump starts, so an idle session does not keep it.
+     */
+
+    wp->hs = ngx_calloc_buf(wp->pool);
     if (wp->hs == NULL) {
         return NGX_ERROR;
     }
+
+    wp->hs->start = ngx_alloc(NGX_WSP_HS_BUFFER, wp->log);
+    if (wp->hs->start == NULL) {
+        return NGX_ERROR;
+    }
+
+    wp->hs->pos = wp->hs->start;
+    wp->hs->last = wp->hs->start;
+    wp->hs->end = wp->hs->start + NGX_WSP_HS_BUFFER;
+    wp->hs->temporary = 1;
 
     if (ngx_http_ws_proxy_build_request(wp) != NGX_OK) {
         return NGX_ERROR;
@@ -734,8 +749,17 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
     ngx_uint_t  upgrade, connection, accept;
     u_char      expected[28];
 
-    wp->response.data = start;
+    /* the head outlives the handshake buffer: it is returned to Lua */
+
     wp->response.len = end - start;
+    wp->response.data = ngx_pnalloc(wp->pool, wp->response.len);
+    if (wp->response.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(wp->response.data, start, wp->response.len);
+    start = wp->response.data;
+    end = start + wp->response.len;
 
     eol = ngx_strlchr(start, end, CR);
 
@@ -863,6 +887,7 @@ ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
 
     if (rc != NGX_OK) {
         ngx_http_ws_proxy_close_upstream(wp);
+        ngx_http_ws_proxy_free_hs(wp);
         wp->state = NGX_WSP_STATE_NEW;
         wp->rc = NGX_ERROR;
 
@@ -873,6 +898,19 @@ ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
     }
 
     ngx_http_ws_proxy_wake(wp->sema);
+}
+
+
+void
+ngx_http_ws_proxy_free_hs(ngx_http_ws_proxy_t *wp)
+{
+    if (wp->hs && wp->hs->start) {
+        ngx_free(wp->hs->start);
+        wp->hs->start = NULL;
+        wp->hs->pos = NULL;
+        wp->hs->last = NULL;
+        wp->hs->end = NULL;
+    }
 }
 
 
