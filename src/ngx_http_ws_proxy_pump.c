@@ -590,6 +590,22 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
 
     for ( ;; ) {
 
+        if (d->inject && !d->in_frame && !d->tx_closed && !d->aborted
+            && d->out_hdr.pos == d->out_hdr.last
+            && d->out_body.pos == d->out_body.last)
+        {
+            /*
+             * A frame from send_frame() goes after what was forwarded and
+             * before a frame still waiting for its verdict.
+             */
+            d->inject_cur = d->inject;
+            d->inject = d->inject->next;
+            d->out_body.pos = d->inject_cur->data;
+            d->out_body.last = d->inject_cur->data + d->inject_cur->len;
+            progress = 1;
+            continue;
+        }
+
         if (d->pending) {
             return progress;
         }
@@ -607,19 +623,6 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
         }
 
         if (!d->in_frame) {
-
-            if (d->inject && !d->tx_closed && !d->aborted
-                && d->out_hdr.pos == d->out_hdr.last
-                && d->out_body.pos == d->out_body.last)
-            {
-                /* a frame from send_frame(), after the frames before it */
-                d->inject_cur = d->inject;
-                d->inject = d->inject->next;
-                d->out_body.pos = d->inject_cur->data;
-                d->out_body.last = d->inject_cur->data + d->inject_cur->len;
-                progress = 1;
-                continue;
-            }
 
             if (d->ctl_close) {
                 /* a close of the proxy's own waits for a frame boundary */
