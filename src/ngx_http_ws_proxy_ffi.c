@@ -53,6 +53,8 @@ typedef struct {
     int                         send_timeout;
     int                         read_timeout;
     int                         ssl_verify;
+    void                       *client_cert;
+    void                       *client_priv_key;
 } ngx_http_ws_proxy_ffi_connect_t;
 
 
@@ -276,6 +278,10 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, void *p,
     }
 
     wp->ssl_verify = o->ssl_verify ? 1 : 0;
+#if (NGX_HTTP_SSL)
+    wp->client_cert = o->client_cert;
+    wp->client_key = o->client_priv_key;
+#endif
     wp->err_len = 0;
 
     if (o->server_name_len) {

@@ -67,6 +67,15 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       offsetof(ngx_http_ws_proxy_loc_conf_t, close_timeout),
       NULL },
 
+#if (NGX_HTTP_SSL)
+    { ngx_string("ws_proxy_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, ssl_trusted_certificate),
+      NULL },
+#endif
+
       ngx_null_command
 };
 
@@ -310,6 +319,45 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               60000);
     ngx_conf_merge_msec_value(conf->close_timeout, prev->close_timeout,
                               5000);
+
+#if (NGX_HTTP_SSL)
+    ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
+                             prev->ssl_trusted_certificate, "");
+
+    if (conf->ssl_trusted_certificate.len) {
+        if (prev->ssl && prev->ssl_trusted_certificate.len
+            && ngx_strcmp(prev->ssl_trusted_certificate.data,
+                          conf->ssl_trusted_certificate.data) == 0)
+        {
+            conf->ssl = prev->ssl;
+
+        } else {
+            /* a client context whose trust store verifies upstreams */
+
+            conf->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+            if (conf->ssl == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            conf->ssl->log = cf->log;
+
+            if (ngx_ssl_create(conf->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3,
+                               NULL)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            if (ngx_ssl_trusted_certificate(cf, conf->ssl,
+                                            &conf->ssl_trusted_certificate,
+                                            9)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+#endif
 
     if (conf->buffer_size < 256) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -75,6 +75,10 @@ typedef struct {
     ngx_msec_t                  send_timeout;
     ngx_msec_t                  read_timeout;     /* handshake response */
     ngx_msec_t                  close_timeout;
+#if (NGX_HTTP_SSL)
+    ngx_str_t                   ssl_trusted_certificate;
+    ngx_ssl_t                  *ssl;
+#endif
 } ngx_http_ws_proxy_loc_conf_t;
 
 
@@ -222,6 +226,8 @@ struct ngx_http_ws_proxy_s {
     ngx_msec_t                  send_timeout;
 #if (NGX_HTTP_SSL)
     ngx_ssl_t                  *ssl_ctx;
+    void                       *client_cert;     /* STACK_OF(X509) * */
+    void                       *client_key;      /* EVP_PKEY * */
 #endif
 
     ngx_http_ws_proxy_dir_t     dir[2];

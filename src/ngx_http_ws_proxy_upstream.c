@@ -441,14 +441,26 @@ ngx_http_ws_proxy_connect_handler(ngx_event_t *ev)
 static ngx_int_t
 ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp)
 {
-    u_char            *name;
-    ngx_int_t          rc;
-    ngx_connection_t  *c;
-    static ngx_ssl_t  *ssl;
+    int                            i;
+    u_char                        *name;
+    X509                          *x509;
+    ngx_int_t                      rc;
+    ngx_ssl_t                     *ssl;
+    ngx_connection_t              *c;
+    STACK_OF(X509)                *chain;
+    ngx_http_ws_proxy_loc_conf_t  *wlcf;
+    static ngx_ssl_t              *default_ssl;
 
     c = wp->upstream;
 
-    /* one client context per worker; verification is per connection */
+    /*
+     * The location's context when ws_proxy_ssl_trusted_certificate is set,
+     * else one context per worker with the system's trust store; whether
+     * to verify is decided per connection.
+     */
+
+    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_ws_proxy_module);
+    ssl = wlcf->ssl ? wlcf->ssl : default_ssl;
 
     if (ssl == NULL) {
         ssl = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_ssl_t));
@@ -466,6 +478,9 @@ ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp)
                                         "cannot create SSL context");
             return NGX_ERROR;
         }
+
+        (void) SSL_CTX_set_default_verify_paths(ssl->ctx);
+        default_ssl = ssl;
     }
 
     wp->ssl_ctx = ssl;
@@ -495,6 +510,34 @@ ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp)
             ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
                                         "cannot set server name");
             return NGX_ERROR;
+        }
+    }
+
+    /* a client certificate, as lua-resty-core's ngx.ssl parses them */
+
+    if (wp->client_cert && wp->client_key) {
+        chain = wp->client_cert;
+
+        if (sk_X509_num(chain) < 1
+            || SSL_use_certificate(c->ssl->connection,
+                                   sk_X509_value(chain, 0)) == 0
+            || SSL_use_PrivateKey(c->ssl->connection, wp->client_key) == 0)
+        {
+            ngx_ssl_error(NGX_LOG_ERR, wp->log, 0,
+                          "ws_proxy: cannot use the client certificate");
+            ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                        "bad client certificate or key");
+            return NGX_ERROR;
+        }
+
+        for (i = 1; i < sk_X509_num(chain); i++) {
+            x509 = sk_X509_value(chain, i);
+
+            if (SSL_add1_chain_cert(c->ssl->connection, x509) == 0) {
+                ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                            "bad client certificate chain");
+                return NGX_ERROR;
+            }
         }
     }
 

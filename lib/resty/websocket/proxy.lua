@@ -69,6 +69,8 @@ typedef struct {
     int                         send_timeout;
     int                         read_timeout;
     int                         ssl_verify;
+    void                       *client_cert;
+    void                       *client_priv_key;
 } ngx_http_ws_proxy_ffi_connect_t;
 
 int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, void **out,
@@ -384,6 +386,16 @@ function _M:connect_upstream(uri, opts)
         return nil, wp
     end
 
+    -- by default the client's subprotocol offer goes to the upstream, and
+    -- the upstream's choice back to the client in our 101
+    local offer = opts.protocols
+    if offer == nil and opts.forward_protocols ~= false then
+        offer = ngx.var.http_sec_websocket_protocol
+        if offer then
+            opts = setmetatable({ protocols = offer }, { __index = opts })
+        end
+    end
+
     local headers, herr = headers_string(opts)
     if not headers then
         return nil, herr
@@ -401,6 +413,12 @@ function _M:connect_upstream(uri, opts)
     o.send_timeout = opts.send_timeout or timeout or 0
     o.read_timeout = opts.read_timeout or timeout or 0
     o.ssl_verify = opts.ssl_verify and 1 or 0
+    o.client_cert = opts.client_cert
+    o.client_priv_key = opts.client_priv_key
+
+    if (opts.client_cert == nil) ~= (opts.client_priv_key == nil) then
+        return nil, "client_cert and client_priv_key go together"
+    end
 
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
@@ -429,6 +447,32 @@ function _M:connect_upstream(uri, opts)
     end
 
     local res = ffi_str(resp_buf[0], resp_len[0])
+
+    local selected = res:match("\n[Ss][Ee][Cc]%-[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee]"
+                               .. "[Tt]%-[Pp][Rr][Oo][Tt][Oo][Cc][Oo][Ll]:"
+                               .. "[ \t]*([^\r\n]-)[ \t]*\r?\n")
+    if selected then
+        local offered = false
+        if type(offer) == "table" then
+            for _, p in ipairs(offer) do
+                if p == selected then
+                    offered = true
+                end
+            end
+
+        elseif type(offer) == "string" then
+            for p in offer:gmatch("[^,%s]+") do
+                if p == selected then
+                    offered = true
+                end
+            end
+        end
+
+        if not offered then
+            return nil, "upstream selected a subprotocol that was not "
+                        .. "offered: " .. selected
+        end
+    end
 
     self:dd("connected to \"", uri, "\" upstream")
 

@@ -1,0 +1,389 @@
+# vim:set ts=4 sts=4 sw=4 et ft=:
+
+# The upstream connection: wss:// with nginx's own ssl listeners and test
+# certificates made by t/certs.sh, IPv6, subprotocols, handshake options.
+
+use lib '.';
+use t::WsProxy;
+use Cwd qw(cwd);
+
+plan 'no_plan';
+
+my $certs = cwd() . "/build/test-certs";
+system("t/certs.sh", $certs) == 0 or die "t/certs.sh failed";
+$ENV{TEST_NGINX_CERTS} = $certs;
+$ENV{TEST_NGINX_TLS_PORT} ||= 1986;
+
+our $Tls = $t::WsProxy::HttpConfig . q{
+    server {
+        listen $TEST_NGINX_TLS_PORT ssl;
+        server_name localhost;
+        ssl_certificate $TEST_NGINX_CERTS/server.crt;
+        ssl_certificate_key $TEST_NGINX_CERTS/server.key;
+
+        location / {
+            content_by_lua_block {
+                local server = require "nginx.websocket.server"
+                local wb = assert(server:new())
+                local data, typ, err = wb:recv_frame()
+                ngx.log(ngx.INFO, "tls upstream got: ", typ, " ", data,
+                        " client cert: ", ngx.var.ssl_client_s_dn)
+                if typ == "text" then
+                    wb:send_text("tls:" .. data)
+                    wb:recv_frame()
+                end
+            }
+        }
+    }
+
+    server {
+        listen $TEST_NGINX_TLS_PORT1 ssl;
+        server_name localhost;
+        ssl_certificate $TEST_NGINX_CERTS/expired.crt;
+        ssl_certificate_key $TEST_NGINX_CERTS/expired.key;
+        location / { return 404; }
+    }
+
+    server {
+        listen $TEST_NGINX_TLS_PORT2 ssl;
+        server_name localhost;
+        ssl_certificate $TEST_NGINX_CERTS/server.crt;
+        ssl_certificate_key $TEST_NGINX_CERTS/server.key;
+        ssl_verify_client on;
+        ssl_client_certificate $TEST_NGINX_CERTS/ca.crt;
+
+        location / {
+            content_by_lua_block {
+                local server = require "nginx.websocket.server"
+                local wb = assert(server:new())
+                local data = wb:recv_frame()
+                wb:send_text(ngx.var.ssl_client_s_dn .. ":" .. data)
+                wb:recv_frame()
+            }
+        }
+    }
+};
+$ENV{TEST_NGINX_TLS_PORT1} = $ENV{TEST_NGINX_TLS_PORT} + 1;
+$ENV{TEST_NGINX_TLS_PORT2} = $ENV{TEST_NGINX_TLS_PORT} + 2;
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    if (!defined $block->config && defined $block->connect) {
+        my $connect = $block->connect;
+        $block->set_value("config", <<"_EOC_");
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect($connect)
+            if not ok then
+                ngx.log(ngx.INFO, "connect: ", err)
+                return ngx.exit(444)
+            end
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local client = require "nginx.websocket.client"
+            local wb = assert(client:new())
+            local ok, err = wb:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                       .. "/proxy")
+            if not ok then
+                ngx.say("client: ", err)
+                return
+            end
+            wb:send_text("hi")
+            local data = wb:recv_frame()
+            ngx.say(data)
+            wb:send_close()
+        }
+    }
+_EOC_
+    }
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: wss upstream, no verification
+--- http_config eval: $::Tls
+--- connect
+"wss://127.0.0.1:" .. os.getenv("TEST_NGINX_TLS_PORT") .. "/"
+--- main_config
+env TEST_NGINX_TLS_PORT;
+--- response_body
+tls:hi
+--- error_log
+tls upstream got: text hi
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: wss upstream verified against the trusted CA, SNI localhost
+--- http_config eval
+"ws_proxy_ssl_trusted_certificate $ENV{TEST_NGINX_CERTS}/ca.crt;\n" . $::Tls
+--- connect
+"wss://127.0.0.1:" .. os.getenv("TEST_NGINX_TLS_PORT") .. "/",
+{ ssl_verify = true, server_name = "localhost" }
+--- main_config
+env TEST_NGINX_TLS_PORT;
+--- response_body
+tls:hi
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: verification fails with the wrong CA
+--- http_config eval
+"ws_proxy_ssl_trusted_certificate $ENV{TEST_NGINX_CERTS}/otherca.crt;\n" . $::Tls
+--- connect
+"wss://127.0.0.1:" .. os.getenv("TEST_NGINX_TLS_PORT") .. "/",
+{ ssl_verify = true, server_name = "localhost" }
+--- main_config
+env TEST_NGINX_TLS_PORT;
+--- response_body
+client: failed to receive response header: closed
+--- error_log eval
+qr/connect: failed connecting to upstream: ssl handshake failed: certificate verify error: \(\d+:unable to (?:get local issuer|verify the first) certificate\)/
+
+
+
+=== TEST 4: verification fails when the name does not match (SNI other)
+--- http_config eval
+"ws_proxy_ssl_trusted_certificate $ENV{TEST_NGINX_CERTS}/ca.crt;\n" . $::Tls
+--- connect
+"wss://127.0.0.1:" .. os.getenv("TEST_NGINX_TLS_PORT") .. "/",
+{ ssl_verify = true, server_name = "other.example" }
+--- main_config
+env TEST_NGINX_TLS_PORT;
+--- response_body
+client: failed to receive response header: closed
+--- error_log
+ssl handshake failed: certificate does not match host "other.example"
+
+
+
+=== TEST 5: an expired certificate
+--- http_config eval
+"ws_proxy_ssl_trusted_certificate $ENV{TEST_NGINX_CERTS}/ca.crt;\n" . $::Tls
+--- connect
+"wss://127.0.0.1:" .. os.getenv("TEST_NGINX_TLS_PORT1") .. "/",
+{ ssl_verify = true, server_name = "localhost" }
+--- main_config
+env TEST_NGINX_TLS_PORT1;
+--- response_body
+client: failed to receive response header: closed
+--- error_log eval
+qr/ssl handshake failed: certificate verify error: \(\d+:certificate has expired\)/
+
+
+
+=== TEST 6: a client certificate, required by the upstream
+--- http_config eval: $::Tls
+--- connect
+"wss://127.0.0.1:" .. os.getenv("TEST_NGINX_TLS_PORT2") .. "/", {
+    client_cert = assert(require("ngx.ssl").parse_pem_cert(
+        io.open(os.getenv("TEST_NGINX_CERTS") .. "/client.crt"):read("*a"))),
+    client_priv_key = assert(require("ngx.ssl").parse_pem_priv_key(
+        io.open(os.getenv("TEST_NGINX_CERTS") .. "/client.key"):read("*a"))),
+}
+--- main_config
+env TEST_NGINX_TLS_PORT2;
+env TEST_NGINX_CERTS;
+--- response_body
+CN=test-client:hi
+--- no_error_log
+[error]
+
+
+
+=== TEST 7: without the required client certificate the upstream says 400
+--- http_config eval: $::Tls
+--- connect
+"wss://127.0.0.1:" .. os.getenv("TEST_NGINX_TLS_PORT2") .. "/"
+--- main_config
+env TEST_NGINX_TLS_PORT2;
+--- response_body
+client: failed to receive response header: closed
+--- error_log
+connect: failed connecting to upstream: bad HTTP response status line: HTTP/1.1 400 Bad Request
+
+
+
+=== TEST 8: an IPv6 upstream
+--- http_config eval
+$t::WsProxy::HttpConfig . q{
+    server {
+        listen [::1]:$TEST_NGINX_UPSTREAM_PORT;
+        location / {
+            content_by_lua_block {
+                local server = require "nginx.websocket.server"
+                local wb = assert(server:new())
+                local data = wb:recv_frame()
+                wb:send_text("v6:" .. data)
+                wb:recv_frame()
+            }
+        }
+    }
+}
+--- connect
+"ws://[::1]:" .. os.getenv("TEST_NGINX_UPSTREAM_PORT") .. "/"
+--- main_config
+env TEST_NGINX_UPSTREAM_PORT;
+--- response_body
+v6:hi
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: handshake options reach the upstream: headers, origin, protocols
+--- config
+    location /upstream {
+        content_by_lua_block {
+            local h = ngx.req.get_headers()
+            ngx.log(ngx.INFO, "host: ", h.host, ", origin: ", h.origin,
+                    ", x-a: ", h["x-a"], ", x-b: ", h["x-b"],
+                    ", protocol: ", h["sec-websocket-protocol"],
+                    ", uri: ", ngx.var.request_uri)
+            local ws = require "wstest"
+            local s = assert(ws.server({
+                headers = { "Sec-WebSocket-Protocol: chat.v2" } }))
+            s:recv_frame()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err, res = wp:connect_upstream(
+                "ws://127.0.0.1:" .. ngx.var.server_port .. "/upstream?q=1",
+                { headers = { "X-A: 1", "X-B: two" },
+                  origin = "https://app.example",
+                  protocols = { "chat.v1", "chat.v2" } })
+            ngx.say(ok, " ", err, " ", res:match("Sec%-WebSocket%-Protocol: [^\r]+"))
+        }
+    }
+--- response_body
+true nil Sec-WebSocket-Protocol: chat.v2
+--- error_log eval
+qr/host: 127.0.0.1:\d+, origin: https:\/\/app.example, x-a: 1, x-b: two, protocol: chat.v1, chat.v2, uri: \/upstream\?q=1/
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: the client's subprotocol offer goes upstream, the choice comes back
+--- config
+    location /upstream {
+        content_by_lua_block {
+            ngx.log(ngx.INFO, "offer: ", ngx.var.http_sec_websocket_protocol)
+            local ws = require "wstest"
+            local s = assert(ws.server({
+                headers = { "Sec-WebSocket-Protocol: graphql-ws" } }))
+            s:recv_frame()
+        }
+    }
+
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/upstream"))
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy", { headers = {
+                "Sec-WebSocket-Protocol: graphql-transport-ws, graphql-ws" } }))
+            ngx.say(c.status, " ", c.headers["sec-websocket-protocol"])
+            c:send_close(1000)
+        }
+    }
+--- response_body
+101 graphql-ws
+--- error_log
+offer: graphql-transport-ws, graphql-ws
+--- no_error_log
+[error]
+
+
+
+=== TEST 11: an upstream that picks a subprotocol nobody offered fails
+--- config
+    location /upstream {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server({
+                headers = { "Sec-WebSocket-Protocol: evil" } }))
+            s:recv_frame()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            ngx.say(wp:connect_upstream("ws://127.0.0.1:" .. ngx.var.server_port
+                                        .. "/upstream",
+                                        { protocols = "chat" }))
+        }
+    }
+--- response_body
+nilupstream selected a subprotocol that was not offered: evil
+
+
+
+=== TEST 12: a browser's permessage-deflate offer is not passed on
+--- config
+    location /upstream {
+        content_by_lua_block {
+            ngx.log(ngx.INFO, "extensions: ",
+                    ngx.var.http_sec_websocket_extensions)
+            local ws = require "wstest"
+            local s = assert(ws.server())
+            local f = s:recv_frame()
+            s:send_frame{ opcode = 1, payload = "plain " .. f.payload }
+            s:recv_frame()
+        }
+    }
+
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/upstream"))
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy", { headers = {
+                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits" } }))
+            ngx.say(c.status, " ", c.headers["sec-websocket-extensions"])
+            c:send_text("hi")
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000)
+        }
+    }
+--- response_body
+101 nil
+text:plain hi
+--- error_log
+extensions: nil
+--- no_error_log
+[error]

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Test certificates, made fresh by the suite (openssl CLI): a CA, a server
+# certificate for "localhost", an expired one, a client certificate, and an
+# unrelated CA.  Output in $1 (default build/test-certs).
+set -euo pipefail
+d=${1:-build/test-certs}
+mkdir -p "$d"
+cd "$d"
+[ -f done ] && exit 0
+
+days() { openssl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" \
+             -CAcreateserial -out "$1.crt" "${@:3}" 2>/dev/null; }
+key() { openssl genrsa -out "$1.key" 2048 2>/dev/null; }
+
+for ca in ca otherca; do
+    key $ca
+    openssl req -x509 -new -key $ca.key -days 3650 -subj "/CN=ws-proxy test $ca" \
+        -out $ca.crt 2>/dev/null
+done
+
+printf 'subjectAltName=DNS:localhost\n' > san.ext
+
+key server
+openssl req -new -key server.key -subj /CN=localhost -out server.csr 2>/dev/null
+days server ca -days 3650 -extfile san.ext
+
+key expired
+openssl req -new -key expired.key -subj /CN=localhost -out expired.csr 2>/dev/null
+# -days -1: notAfter is a day before notBefore, so it has expired
+days expired ca -days -1 -extfile san.ext
+
+key client
+openssl req -new -key client.key -subj /CN=test-client -out client.csr 2>/dev/null
+days client ca -days 3650
+
+touch done
