@@ -21,7 +21,7 @@ DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
 	lua-nginx-websocket python3 python3-websockets valgrind curl \
 	procps iproute2
 
-.PHONY: all deps unit test test-unit test-nginx test-valgrind bench fuzz demo clean
+.PHONY: all deps e2e-deps unit test test-unit test-nginx test-valgrind bench fuzz demo clean
 
 all: $(MODULE)
 
@@ -36,6 +36,19 @@ deps:
 	    dpkg -s $(DEB_PKGS) >/dev/null 2>&1 || \
 	    { echo "missing packages; run 'make deps' as root"; exit 1; }; \
 	fi
+
+# the browser test: Debian's Chromium and Node.js, playwright-core from npm
+e2e-deps: deps
+	@if [ "$$(id -u)" = 0 ]; then \
+	    command -v node >/dev/null && command -v npm >/dev/null || \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	            --no-install-recommends nodejs npm; \
+	    [ -x /usr/bin/chromium ] || \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	            --no-install-recommends chromium; \
+	fi
+	@[ -d t/e2e/node_modules/playwright-core ] || \
+	    (cd t/e2e && npm ci --no-audit --no-fund)
 
 $(NGX_BUILD)/objs/Makefile: config | $(NGX_SRC)/configure
 	rm -rf $(NGX_BUILD) && mkdir -p $(BUILD)
@@ -61,7 +74,7 @@ UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test)
 
 unit: $(UNIT)
 
-test: deps all $(UNIT)
+test: deps e2e-deps all $(UNIT)
 	util/run-tests
 
 test-valgrind: deps all

@@ -1,0 +1,134 @@
+// End-to-end: the README's demo in a real browser.  Debian's Chromium,
+// driven by playwright-core, opens the chat page, whose WebSocket goes
+// through the module to the echo upstream; the browser offers
+// permessage-deflate and masks its frames itself.  Prints TAP.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const port = process.env.DEMO_PORT || '18090';
+const shot = join(root, 'build', 'e2e', 'demo.png');
+let n = 0, failed = 0;
+
+function ok(cond, name) {
+  n++;
+  if (!cond) failed++;
+  console.log(`${cond ? '' : 'not '}ok ${n} - ${name}`);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const demo = spawn(join(root, 'util', 'demo'), [], {
+  env: { ...process.env, DEMO_PORT: port },
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
+
+let browser;
+try {
+  for (let i = 0; i < 50; i++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/`);
+      if (r.ok) break;
+    } catch (e) { /* not up yet */ }
+    await sleep(100);
+  }
+
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic',
+           '--no-first-run', '--disable-background-networking',
+           '--disable-component-update', '--disable-sync'],
+  });
+
+  const page = await browser.newPage();
+  const offered = [];
+  page.on('websocket', (ws) => offered.push(ws.url()));
+  await page.goto(`http://127.0.0.1:${port}/`);
+
+  const log = page.locator('#log');
+  await page.waitForFunction(() =>
+    document.getElementById('log').textContent.includes('connected to /hook'));
+  ok(true, 'the page connects through the module to /hook');
+
+  async function say(text) {
+    await page.fill('#msg', text);
+    await page.press('#msg', 'Enter');
+  }
+
+  await say('hello');
+  await page.waitForFunction(() =>
+    document.getElementById('log').textContent.includes('< [via proxy] echo: hello'),
+    null, { timeout: 5000 });
+  ok(true, 'a message comes back tagged by the hook');
+
+  await say('this is bad');
+  await say('my secret plan');
+  await say('bye');
+  await page.waitForFunction(() =>
+    document.getElementById('log').textContent.includes('echo: bye'),
+    null, { timeout: 5000 });
+  const text = await log.textContent();
+  ok(text.includes('< [via proxy] echo: this is ***'),
+     'the hook rewrites "bad"');
+  ok(!text.includes('< [via proxy] echo: my secret'),
+     'the hook drops a message with "secret"');
+
+  mkdirSync(dirname(shot), { recursive: true });
+  await page.screenshot({ path: shot, fullPage: true });
+  ok(true, `screenshot in ${shot}`);
+
+  // the plain path: no hook, frames forwarded by C only
+  await page.check('input[value="/ws"]');
+  await page.click('#connect');
+  await page.waitForFunction(() =>
+    document.getElementById('log').textContent.includes('connected to /ws'));
+  await say('plain é ✓');
+  await page.waitForFunction(() =>
+    document.getElementById('log').textContent.includes('< echo: plain é ✓'),
+    null, { timeout: 5000 });
+  ok(true, 'UTF-8 text round-trips through the hook-less path');
+
+  // a large message from the browser (64 KiB, masked by Chromium)
+  const big = await page.evaluate(() => new Promise((resolve) => {
+    const ws = new WebSocket(`ws://${location.host}/ws`);
+    const payload = 'x'.repeat(65536);
+    ws.onopen = () => ws.send(payload);
+    ws.onmessage = (e) => { resolve(e.data.length); ws.close(1000, 'done'); };
+    ws.onerror = () => resolve(-1);
+  }));
+  ok(big === 65536 + 'echo: '.length, `a 64 KiB message comes back (${big})`);
+
+  // the browser closes: the session ends with a close handshake
+  const code = await page.evaluate(() => new Promise((resolve) => {
+    const ws = new WebSocket(`ws://${location.host}/hook`);
+    ws.onopen = () => ws.close(4000, 'browser leaves');
+    ws.onclose = (e) => resolve(e.code);
+  }));
+  ok(code === 4000, `close code echoed back to the browser (${code})`);
+
+  await page.close();
+  await sleep(300);
+
+  const access = readFileSync(join(root, 'build', 'demo', 'logs', 'access.log'),
+                              'utf8');
+  ok(/GET \/hook HTTP\/1.1" 101 client_frames=\d+ .*closed_by=client client_close=4000/.test(access),
+     'the access log tells the sessions\' story');
+
+  const errors = readFileSync(join(root, 'build', 'demo', 'logs', 'error.log'),
+                              'utf8');
+  ok(!/\[(alert|crit|emerg)\]/.test(errors), 'no [alert], [crit] or [emerg]');
+  ok(/dropping: my secret plan/.test(errors), 'the hook logged the drop');
+} catch (e) {
+  ok(false, `browser test: ${e.message}`);
+} finally {
+  if (browser) await browser.close();
+  demo.kill('SIGQUIT');
+}
+
+console.log(`1..${n}`);
+process.exit(failed ? 1 : 0);
