@@ -62,7 +62,8 @@ $(NGX_BUILD)/objs/Makefile: config | $(NGX_SRC)/configure
 
 $(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/ngx_http_ws_proxy_module.so $@
+	@# a new inode: a running nginx keeps its mapping of the old file
+	cp $(NGX_BUILD)/objs/ngx_http_ws_proxy_module.so $@.tmp && mv -f $@.tmp $@
 
 # unit tests of the codec, without nginx
 $(BUILD)/wsp_frame_test: src/ngx_wsp_frame.c src/ngx_wsp_frame.h \

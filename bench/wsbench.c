@@ -50,6 +50,7 @@ static int       ep;
 static size_t    msg_size;
 static int       inflight = 1;
 static uint64_t  msgs, errors, bytes;
+static uint64_t  max_msgs, sent_msgs;     /* "mN" as SECONDS: N messages */
 static double   *lat;
 static size_t    nlat, lat_cap;
 
@@ -445,6 +446,7 @@ send_msg(conn_t *c, uint64_t id, unsigned char *scratch)
     out_add(c, scratch, msg_size);
     c->sent_at[c->seq_sent % 64] = now();
     c->seq_sent++;
+    sent_msgs++;
 }
 
 
@@ -461,7 +463,7 @@ run_load(int argc, char **argv)
 {
     const char         *host = argv[2], *path = argv[4], *mode = argv[5];
     int                 port = atoi(argv[3]), nconns = atoi(argv[6]), i, n;
-    double              seconds = atof(argv[8]), start, end, t;
+    double              seconds, start, end, t;
     conn_t             *conns;
     struct sockaddr_in  sa;
     struct epoll_event  ev, evs[512];
@@ -471,6 +473,13 @@ run_load(int argc, char **argv)
     int                 open_conns = 0;
 
     msg_size = strtoul(argv[7], NULL, 10);
+
+    if (argv[8][0] == 'm') {
+        max_msgs = strtoull(argv[8] + 1, NULL, 10);
+        seconds = 600;
+    } else {
+        seconds = atof(argv[8]);
+    }
     if (argc > 9) inflight = atoi(argv[9]);
     if (strcmp(mode, "echo") == 0) inflight = 1;
     if (inflight > 64) inflight = 64;
@@ -603,7 +612,7 @@ run_load(int argc, char **argv)
                 bytes += plen;
                 off += fl;
 
-                if (t < end) {
+                if (t < end && (!max_msgs || sent_msgs < max_msgs)) {
                     send_msg(c, id, scratch);
                 }
             }
@@ -613,7 +622,7 @@ run_load(int argc, char **argv)
             if (flush_out(c) < 0) errors++;
         }
 
-        if (running && now() >= end) {
+        if (running && (now() >= end || (max_msgs && msgs >= max_msgs))) {
             break;
         }
     }

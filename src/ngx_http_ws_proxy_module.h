@@ -96,6 +96,13 @@ typedef struct {
 } ngx_http_ws_proxy_opts_t;
 
 
+/* bytes still to send from memory the direction owns */
+typedef struct {
+    u_char                     *pos;
+    u_char                     *last;
+} ngx_http_ws_proxy_range_t;
+
+
 /* a frame the proxy itself sends: close frames, injected frames */
 typedef struct {
     u_char                      data[NGX_WSP_MAX_HEADER
@@ -156,12 +163,10 @@ typedef struct {
 
     /* output: header, then body, then the raw range, then ctl */
     u_char                      ohdr[NGX_WSP_MAX_HEADER];
-    ngx_buf_t                   out_hdr;
-    ngx_buf_t                   out_body;
-    ngx_buf_t                   out_raw;
-    ngx_buf_t                   out_ctl;
+    ngx_http_ws_proxy_range_t   out_hdr;
+    ngx_http_ws_proxy_range_t   out_body;
+    ngx_http_ws_proxy_range_t   out_ctl;
     ngx_http_ws_proxy_ctl_t     ctl;
-    ngx_chain_t                 out[4];
     unsigned                    ctl_close:1;    /* a close is queued/due */
     uint16_t                    ctl_code;
     u_char                      ctl_reason[NGX_WSP_MAX_CONTROL];
@@ -240,7 +245,7 @@ struct ngx_http_ws_proxy_s {
     ngx_msec_t                  end_time;
     ngx_uint_t                  closed_by;    /* NGX_WSP_BY_* */
 
-    u_char                      rnd[256];
+    u_char                      rnd[64];
     ngx_uint_t                  rnd_pos;
 
     ngx_int_t                   rc;           /* result of connect/execute */

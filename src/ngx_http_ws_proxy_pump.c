@@ -105,10 +105,6 @@ ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
 
     for (i = 0; i < 2; i++) {
         d = &wp->dir[i];
-        d->out_hdr.memory = 1;
-        d->out_body.memory = 1;
-        d->out_raw.memory = 1;
-        d->out_ctl.memory = 1;
         d->recv_timer.handler = ngx_http_ws_proxy_recv_timeout_handler;
         d->recv_timer.data = d;
         d->recv_timer.log = wp->log;
@@ -478,14 +474,15 @@ ngx_http_ws_proxy_has_output(ngx_http_ws_proxy_dir_t *d)
 static ngx_int_t
 ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
 {
-    off_t                 sent;
-    ngx_int_t             rc;
-    ngx_uint_t            i;
-    ngx_chain_t          *cl, *next;
-    ngx_connection_t     *dst;
-    ngx_http_request_t   *r;
-    ngx_http_ws_proxy_t  *wp;
-    ngx_buf_t            *bufs[4];
+    off_t                       sent;
+    ngx_int_t                   rc;
+    ngx_uint_t                  i;
+    ngx_buf_t                   bufs[4];
+    ngx_chain_t                *cl, *next, out[4];
+    ngx_connection_t           *dst;
+    ngx_http_request_t         *r;
+    ngx_http_ws_proxy_t        *wp;
+    ngx_http_ws_proxy_range_t   ranges[4];
 
     wp = d->wp;
     dst = d->dst;
@@ -513,22 +510,31 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
         }
     }
 
-    d->out_raw.pos = d->spos;
-    d->out_raw.last = d->ppos;
+    /*
+     * One writev() for all the direction has to send, in order: the raw
+     * range of the input buffer, a rebuilt frame, a frame of the proxy's.
+     */
 
-    bufs[0] = &d->out_raw;
-    bufs[1] = &d->out_hdr;
-    bufs[2] = &d->out_body;
-    bufs[3] = &d->out_ctl;
+    ranges[0].pos = d->spos;
+    ranges[0].last = d->ppos;
+    ranges[1] = d->out_hdr;
+    ranges[2] = d->out_body;
+    ranges[3] = d->out_ctl;
 
-    cl = NULL;
     next = NULL;
 
     for (i = 4; i > 0; i--) {
-        if (bufs[i - 1]->pos < bufs[i - 1]->last) {
-            d->out[i - 1].buf = bufs[i - 1];
-            d->out[i - 1].next = next;
-            next = &d->out[i - 1];
+        if (ranges[i - 1].pos < ranges[i - 1].last) {
+            ngx_memzero(&bufs[i - 1], sizeof(ngx_buf_t));
+            bufs[i - 1].pos = ranges[i - 1].pos;
+            bufs[i - 1].last = ranges[i - 1].last;
+            bufs[i - 1].memory = 1;
+            out[i - 1].buf = &bufs[i - 1];
+            out[i - 1].next = next;
+            next = &out[i - 1];
+
+        } else {
+            bufs[i - 1].pos = ranges[i - 1].last;
         }
     }
 
@@ -546,7 +552,10 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
         goto failed;
     }
 
-    d->spos = d->out_raw.pos;
+    d->spos = bufs[0].pos;
+    d->out_hdr.pos = bufs[1].pos;
+    d->out_body.pos = bufs[2].pos;
+    d->out_ctl.pos = bufs[3].pos;
 
     if (d->inject_cur && d->out_body.pos == d->out_body.last) {
         ngx_free(d->inject_cur);
