@@ -51,6 +51,8 @@ static void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
     ngx_uint_t to_client);
+static void ngx_http_ws_proxy_shutdown(ngx_http_ws_proxy_t *wp);
+static void ngx_http_ws_proxy_free_semas(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp);
 static ngx_int_t ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp);
@@ -216,17 +218,17 @@ ngx_http_ws_proxy_client_handler(ngx_event_t *ev)
         return;
     }
 
-    if (c->close || r->done || r->connection->error) {
-        /* worker shutdown, or the request was finalized under us */
-        ngx_http_ws_proxy_goodbye(wp, c->close && !c->error);
+    if (c->close) {
+        ngx_http_ws_proxy_shutdown(wp);
+        ev->handler(ev);
+        return;
+    }
+
+    if (r->done || c->error) {
+        /* the request was finalized under us */
         ngx_http_ws_proxy_set_error(wp, "client connection closed by nginx");
         wp->closed_normally = 0;
         ngx_http_ws_proxy_finish(wp);
-
-        if (c->close) {
-            ev->handler(ev);
-        }
-
         return;
     }
 
@@ -249,7 +251,42 @@ ngx_http_ws_proxy_upstream_handler(ngx_event_t *ev)
         return;
     }
 
+    if (c->close) {
+        ngx_http_ws_proxy_shutdown(wp);
+        return;
+    }
+
     ngx_http_ws_proxy_run(wp, 1);
+}
+
+
+/*
+ * worker_shutdown_timeout ran out during a graceful shutdown (nginx sets
+ * c->close on every connection): both peers get 1001 "going away" if they
+ * are at a frame boundary, and the session ends.
+ */
+
+static void
+ngx_http_ws_proxy_shutdown(ngx_http_ws_proxy_t *wp)
+{
+    ngx_uint_t  err;
+
+    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                  "ws_proxy: worker is shutting down, closing the session");
+
+    /* nginx marks the connections failed; the sockets are still open */
+
+    err = wp->client->error;
+    wp->client->error = 0;
+    wp->upstream->error = 0;
+
+    ngx_http_ws_proxy_goodbye(wp, 1);
+
+    wp->client->error = err;
+
+    ngx_http_ws_proxy_set_error(wp, "worker is shutting down");
+    wp->closed_normally = 0;
+    ngx_http_ws_proxy_finish(wp);
 }
 
 
@@ -1904,18 +1941,77 @@ ngx_http_ws_proxy_cleanup(void *data)
             d->msg = NULL;
         }
 
-        if (d->sema) {
-            ngx_http_lua_ffi_sema_gc(d->sema);
-            d->sema = NULL;
-        }
     }
 
     if (wp->close_timer.timer_set) {
         ngx_del_timer(&wp->close_timer);
     }
 
-    if (wp->sema) {
-        ngx_http_lua_ffi_sema_gc(wp->sema);
-        wp->sema = NULL;
+    ngx_http_ws_proxy_free_semas(wp);
+}
+
+
+/*
+ * The semaphores are freed from a posted event, never from the cleanup
+ * itself: the cleanup may run inside lua-nginx-module's semaphore handler
+ * (the resumed coroutine ends the request), which reads the semaphore
+ * again after the resume; freeing it there is a use-after-free that shows
+ * when many sessions end at once.
+ */
+
+typedef struct {
+    ngx_event_t                 event;
+    void                       *sema[3];
+} ngx_http_ws_proxy_sema_gc_t;
+
+
+static void
+ngx_http_ws_proxy_sema_gc_handler(ngx_event_t *ev)
+{
+    ngx_uint_t                    i;
+    ngx_http_ws_proxy_sema_gc_t  *gc;
+
+    gc = ev->data;
+
+    for (i = 0; i < 3; i++) {
+        if (gc->sema[i]) {
+            ngx_http_lua_ffi_sema_gc(gc->sema[i]);
+        }
     }
+
+    ngx_free(gc);
+}
+
+
+static void
+ngx_http_ws_proxy_free_semas(ngx_http_ws_proxy_t *wp)
+{
+    ngx_http_ws_proxy_sema_gc_t  *gc;
+
+    if (wp->sema == NULL && wp->dir[0].sema == NULL
+        && wp->dir[1].sema == NULL)
+    {
+        return;
+    }
+
+    gc = ngx_calloc(sizeof(ngx_http_ws_proxy_sema_gc_t), ngx_cycle->log);
+
+    if (gc == NULL) {
+        /* leaking three semaphores beats a use-after-free */
+        return;
+    }
+
+    gc->sema[0] = wp->sema;
+    gc->sema[1] = wp->dir[0].sema;
+    gc->sema[2] = wp->dir[1].sema;
+
+    wp->sema = NULL;
+    wp->dir[0].sema = NULL;
+    wp->dir[1].sema = NULL;
+
+    gc->event.handler = ngx_http_ws_proxy_sema_gc_handler;
+    gc->event.data = gc;
+    gc->event.log = ngx_cycle->log;
+
+    ngx_post_event(&gc->event, &ngx_posted_events);
 }
