@@ -227,3 +227,47 @@ half: failed to receive response header: closed
 noaccept: missing "sec-websocket-accept" response header
 --- no_error_log
 [error]
+
+
+
+=== TEST 5: send_timeout ends a session whose client stops reading
+--- config
+    location /upstream {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server({ timeout = 10000 }))
+            local chunk = string.rep("u", 1024 * 1024)
+            for i = 1, 64 do
+                if not s:send_frame{ opcode = 2, payload = chunk } then
+                    break
+                end
+            end
+            s:recv_frame()
+        }
+    }
+
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new({ send_timeout = 300 }))
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/upstream"))
+            local ok, err = wp:execute()
+            ngx.log(ngx.INFO, "execute: ", ok, " ", err)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy"))
+            ngx.sleep(1.5)
+            ngx.say("slept")
+        }
+    }
+--- timeout: 5
+--- response_body
+slept
+--- error_log
+timed out sending to client
+execute: nil timeout sending to client
