@@ -523,16 +523,22 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
 
     wp = d->wp;
     dst = d->dst;
-
-    if (d->aborted) {
-        return 0;
-    }
-
-    if (!dst->write->ready) {
-        return 0;
-    }
-
     r = wp->request;
+
+    /* the common case first: nothing to send, or cannot send now */
+
+    if (d->spos == d->ppos
+        && d->out_hdr.pos == d->out_hdr.last
+        && d->out_body.pos == d->out_body.last
+        && d->out_ctl.pos == d->out_ctl.last
+        && (dst != wp->client || r->out == NULL))
+    {
+        return 0;
+    }
+
+    if (d->aborted || !dst->write->ready) {
+        return 0;
+    }
 
     if (dst == wp->client && r->out) {
         /* the end of the 101 response is still in nginx's chain */

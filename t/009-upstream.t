@@ -63,6 +63,18 @@ our $Tls = $t::WsProxy::HttpConfig . q{
         }
     }
 };
+# a listener that never accepts, with its queue full: a connect() to it
+# gets no answer, which is what connect_timeout is for
+use IO::Socket::INET;
+our $Blackhole = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                       LocalPort => 0, Listen => 1,
+                                       ReuseAddr => 1) or die $!;
+$ENV{TEST_NGINX_BLACKHOLE_PORT} = $Blackhole->sockport;
+our @Fillers = map {
+    IO::Socket::INET->new(PeerAddr => '127.0.0.1', Blocking => 0,
+                          PeerPort => $ENV{TEST_NGINX_BLACKHOLE_PORT})
+} 1 .. 8;
+
 $ENV{TEST_NGINX_TLS_PORT1} = $ENV{TEST_NGINX_TLS_PORT} + 1;
 $ENV{TEST_NGINX_TLS_PORT2} = $ENV{TEST_NGINX_TLS_PORT} + 2;
 
@@ -387,3 +399,26 @@ text:plain hi
 extensions: nil
 --- no_error_log
 [error]
+
+
+
+=== TEST 13: connect_timeout against an upstream that never answers the SYN
+--- config
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local t0 = ngx.now()
+            local ok, err = wp:connect_upstream("ws://127.0.0.1:"
+                .. os.getenv("TEST_NGINX_BLACKHOLE_PORT") .. "/",
+                { connect_timeout = 300 })
+            ngx.update_time()
+            ngx.say(ok, " ", err, " ", ngx.now() - t0 < 2)
+        }
+    }
+--- main_config
+env TEST_NGINX_BLACKHOLE_PORT;
+--- response_body
+nil failed to connect: timeout true
+--- error_log
+upstream timed out while connecting
