@@ -98,6 +98,7 @@ int ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
     const u_char *reason, size_t len);
 int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p,
     u_char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, void *p);
 
 
 static ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(ngx_http_request_t *r,
@@ -663,4 +664,21 @@ ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
     }
 
     return NGX_OK;
+}
+
+
+/* connect(): the upstream's refusal becomes the answer to the client */
+
+int
+ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, void *p)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+
+    if (wp == NULL || wp != p) {
+        return NGX_ERROR;
+    }
+
+    return (int) ngx_http_ws_proxy_relay_response(wp);
 }

@@ -345,3 +345,146 @@ ngx_http_ws_proxy_add_header(ngx_http_request_t *r, const char *name,
 
     return NGX_OK;
 }
+
+
+/*
+ * The upstream refused the upgrade: its status, end-to-end headers and the
+ * body that came with them go to the client, as a transparent proxy would
+ * pass them (a 401 stays a 401, with its WWW-Authenticate).
+ */
+
+ngx_int_t
+ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
+{
+    size_t               nlen;
+    u_char              *p, *end, *line, *eol, *colon, *v, *ve, *cl;
+    ngx_int_t            rc, clen;
+    ngx_buf_t           *b;
+    ngx_uint_t           i, skip;
+    ngx_chain_t          out;
+    ngx_http_request_t  *r;
+
+    static ngx_str_t  hop[] = {
+        ngx_string("Connection"), ngx_string("Keep-Alive"),
+        ngx_string("Transfer-Encoding"), ngx_string("Upgrade"),
+        ngx_string("TE"), ngx_string("Trailer"),
+        ngx_string("Proxy-Authenticate"), ngx_string("Proxy-Connection"),
+        ngx_string("Content-Length"), ngx_string("Date"),
+        ngx_string("Server"), ngx_string("Content-Type"),
+        ngx_string("Sec-WebSocket-Accept")
+    };
+
+    r = wp->request;
+
+    if (wp->upstream_status == 0 || r->header_sent) {
+        return NGX_DECLINED;
+    }
+
+    p = wp->response.data;
+    end = p + wp->response.len;
+
+    eol = ngx_strlchr(p, end, CR);
+    if (eol == NULL || eol - p < 13) {
+        return NGX_DECLINED;
+    }
+
+    r->headers_out.status = wp->upstream_status;
+    r->headers_out.status_line.data = p + 9;
+    r->headers_out.status_line.len = eol - p - 9;
+    r->keepalive = 0;
+
+    clen = -1;
+    cl = NULL;
+
+    for (line = eol + 2; line < end; line = eol + 2) {
+
+        eol = ngx_strlchr(line, end, CR);
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        colon = ngx_strlchr(line, eol, ':');
+        if (colon == NULL) {
+            continue;
+        }
+
+        nlen = colon - line;
+
+        for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++) {
+            /* void */
+        }
+
+        for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--) {
+            /* void */
+        }
+
+        if (nlen == 14
+            && ngx_strncasecmp(line, (u_char *) "Content-Length", 14) == 0)
+        {
+            clen = ngx_atoi(v, ve - v);
+            continue;
+        }
+
+        if (nlen == 12
+            && ngx_strncasecmp(line, (u_char *) "Content-Type", 12) == 0)
+        {
+            r->headers_out.content_type.data = v;
+            r->headers_out.content_type.len = ve - v;
+            r->headers_out.content_type_len = ve - v;
+            continue;
+        }
+
+        skip = 0;
+
+        for (i = 0; i < sizeof(hop) / sizeof(hop[0]); i++) {
+            if (nlen == hop[i].len
+                && ngx_strncasecmp(line, hop[i].data, nlen) == 0)
+            {
+                skip = 1;
+                break;
+            }
+        }
+
+        if (skip
+            || ngx_http_ws_proxy_add_header(r, (const char *) line, nlen, v,
+                                            ve - v) != NGX_OK)
+        {
+            continue;
+        }
+    }
+
+    /* the body only when all of it came with the head */
+
+    if (clen >= 0 && (size_t) clen <= wp->upstream_body.len) {
+        r->headers_out.content_length_n = clen;
+        cl = wp->upstream_body.data;
+
+    } else {
+        r->headers_out.content_length_n = 0;
+        clen = 0;
+    }
+
+    r->header_only = (clen == 0);
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = cl;
+    b->last = cl + clen;
+    b->memory = 1;
+    b->last_buf = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    (void) ngx_http_output_filter(r, &out);
+
+    return NGX_OK;
+}

@@ -224,7 +224,9 @@ struct ngx_http_ws_proxy_s {
     ngx_str_t                   key;         /* our Sec-WebSocket-Key */
     ngx_str_t                   extra_headers;
     ngx_buf_t                  *hs;          /* handshake request/response */
-    ngx_str_t                   response;    /* upstream 101 head */
+    ngx_str_t                   response;    /* upstream response head */
+    ngx_uint_t                  upstream_status;  /* a non-101 answer */
+    ngx_str_t                   upstream_body;
     ngx_str_t                   protocol;    /* selected subprotocol */
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  read_timeout;
@@ -278,6 +280,7 @@ void ngx_http_ws_proxy_random(ngx_http_ws_proxy_t *wp, u_char *dst,
 
 /* ngx_http_ws_proxy_handshake.c */
 ngx_int_t ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp);
+ngx_int_t ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);
 
 /* ngx_http_ws_proxy_upstream.c */

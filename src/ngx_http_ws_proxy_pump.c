@@ -572,6 +572,10 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
             bufs[i - 1].pos = ranges[i - 1].pos;
             bufs[i - 1].last = ranges[i - 1].last;
             bufs[i - 1].memory = 1;
+
+            /* a TLS client connection buffers output until told to flush */
+            bufs[i - 1].flush = (next == NULL);
+
             out[i - 1].buf = &bufs[i - 1];
             out[i - 1].next = next;
             next = &out[i - 1];

@@ -41,6 +41,9 @@ ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
     ngx_resolver_ctx_t        *rctx, temp;
     ngx_http_core_loc_conf_t  *clcf;
 
+    wp->upstream_status = 0;
+    ngx_str_null(&wp->upstream_body);
+
     if (ngx_http_ws_proxy_parse_uri(wp, uri, &host) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -70,6 +73,30 @@ ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
     }
 
     wp->state = NGX_WSP_STATE_CONNECTING;
+
+#if (NGX_HAVE_UNIX_DOMAIN)
+    if (host.len > 5 && ngx_strncmp(host.data, "unix:", 5) == 0) {
+        struct sockaddr_un  *sun;
+
+        if (host.len - 5 >= sizeof(sun->sun_path)) {
+            ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\": "
+                                        "unix socket path too long", uri);
+            wp->state = NGX_WSP_STATE_NEW;
+            return NGX_ERROR;
+        }
+
+        sun = ngx_pcalloc(wp->pool, sizeof(struct sockaddr_un));
+        if (sun == NULL) {
+            return NGX_ERROR;
+        }
+
+        sun->sun_family = AF_UNIX;
+        ngx_memcpy(sun->sun_path, host.data + 5, host.len - 5);
+
+        return ngx_http_ws_proxy_connect_peer(wp, (struct sockaddr *) sun,
+                                              sizeof(struct sockaddr_un));
+    }
+#endif
 
     if (ngx_parse_addr_port(wp->pool, &addr, host.data, host.len) == NGX_OK) {
         ngx_inet_set_port(addr.sockaddr, wp->port);
@@ -200,6 +227,26 @@ ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
     h = p;
     colon = NULL;
 
+    if (last - p > 5 && ngx_strncmp(p, "unix:", 5) == 0) {
+        /* ws://unix:/path/to.sock:/uri, as nginx writes unix sockets */
+
+        for (p += 5; p < last && *p != ':'; p++) { /* void */ }
+
+        host->data = h;
+        host->len = p - h;
+
+        if (host->len == 5 || p == last) {
+            ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"", uri);
+            return NGX_ERROR;
+        }
+
+        p++;
+        ngx_str_set(&wp->host, "localhost");
+        wp->sni = wp->server_name.len ? wp->server_name
+                                      : (ngx_str_t) ngx_string("localhost");
+        goto path;
+    }
+
     if (p < last && *p == '[') {
         while (p < last && *p != ']') {
             p++;
@@ -258,6 +305,8 @@ ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
     }
 
     wp->sni = wp->server_name.len ? wp->server_name : *host;
+
+path:
 
     if (p == last) {
         ngx_str_set(&wp->path, "/");
@@ -820,6 +869,28 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
     if (status != NGX_HTTP_SWITCHING_PROTOCOLS) {
         ngx_http_ws_proxy_set_error(wp, "bad HTTP response status line: %*s",
                                     eol - start, start);
+
+        /*
+         * Kept for connect(), which answers the client with it: a gateway
+         * must not turn the upstream's 401 into anything else.  The body
+         * is what came with the head (a whole small body, as servers
+         * write error responses), or none.
+         */
+
+        wp->upstream_status = status;
+        wp->upstream_body.len = wp->hs->last - wp->hs->pos;
+
+        if (wp->upstream_body.len) {
+            wp->upstream_body.data = ngx_pnalloc(wp->pool,
+                                                 wp->upstream_body.len);
+            if (wp->upstream_body.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(wp->upstream_body.data, wp->hs->pos,
+                       wp->upstream_body.len);
+        }
+
         return NGX_DECLINED;
     }
 

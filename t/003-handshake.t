@@ -227,13 +227,14 @@ upstream timed out while reading the handshake response
         content_by_lua_block {
             local proxy = require "resty.websocket.proxy"
             local wp = assert(proxy.new())
-            local ok, err = wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
-                                       .. "/notws")
+            local ok, err = wp:connect_upstream("ws://127.0.0.1:"
+                                                .. ngx.var.server_port
+                                                .. "/notws")
             ngx.say(ok, " ", err)
         }
     }
 --- response_body
-nil failed connecting to upstream: bad HTTP response status line: HTTP/1.1 404 Not Found
+nil bad HTTP response status line: HTTP/1.1 404 Not Found
 
 
 

@@ -77,6 +77,9 @@ our @Fillers = map {
 
 $ENV{TEST_NGINX_TLS_PORT1} = $ENV{TEST_NGINX_TLS_PORT} + 1;
 $ENV{TEST_NGINX_TLS_PORT2} = $ENV{TEST_NGINX_TLS_PORT} + 2;
+$ENV{TEST_NGINX_TLS_PORT3} = $ENV{TEST_NGINX_TLS_PORT} + 3;
+$ENV{TEST_NGINX_SOCK} = "$certs/ws.sock";
+$ENV{TEST_NGINX_TLS_PORT4} = $ENV{TEST_NGINX_TLS_PORT} + 4;
 
 add_block_preprocessor(sub {
     my $block = shift;
@@ -217,12 +220,29 @@ CN=test-client:hi
 
 === TEST 7: without the required client certificate the upstream says 400
 --- http_config eval: $::Tls
---- connect
-"wss://127.0.0.1:" .. os.getenv("TEST_NGINX_TLS_PORT2") .. "/"
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect("wss://127.0.0.1:"
+                                       .. os.getenv("TEST_NGINX_TLS_PORT2")
+                                       .. "/")
+            ngx.log(ngx.INFO, "connect: ", err)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c, err, res = ws.client("/proxy")
+            ngx.say(err, ": ", res.status_line)
+        }
+    }
 --- main_config
 env TEST_NGINX_TLS_PORT2;
 --- response_body
-client: failed to receive response header: closed
+status 400: HTTP/1.1 400 Bad Request
 --- error_log
 connect: failed connecting to upstream: bad HTTP response status line: HTTP/1.1 400 Bad Request
 
@@ -422,3 +442,163 @@ env TEST_NGINX_BLACKHOLE_PORT;
 nil failed to connect: timeout true
 --- error_log
 upstream timed out while connecting
+
+
+
+=== TEST 14: a unix socket upstream, as nginx writes them
+--- http_config eval
+$t::WsProxy::HttpConfig . q{
+    server {
+        listen unix:$TEST_NGINX_SOCK;
+        location / {
+            content_by_lua_block {
+                local server = require "nginx.websocket.server"
+                local wb = assert(server:new())
+                local data = wb:recv_frame()
+                wb:send_text("unix " .. ngx.var.http_host .. " "
+                             .. ngx.var.request_uri .. ": " .. data)
+                wb:recv_frame()
+            }
+        }
+    }
+}
+--- connect
+"ws://unix:" .. os.getenv("TEST_NGINX_SOCK") .. ":/path?x=1"
+--- main_config
+env TEST_NGINX_SOCK;
+--- response_body
+unix localhost /path?x=1: hi
+--- no_error_log
+[error]
+
+
+
+=== TEST 15: an upstream that refuses the upgrade answers the client (a 401 stays a 401)
+--- config
+    location /upstream {
+        content_by_lua_block {
+            ngx.status = 401
+            ngx.header["WWW-Authenticate"] = 'Bearer realm="ws"'
+            ngx.header["X-Reason"] = "no token"
+            ngx.header.content_type = "application/json"
+            ngx.header.content_length = 19
+            ngx.print('{"error":"no auth"}')
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                       .. "/upstream")
+            ngx.log(ngx.INFO, "connect: ", err)
+        }
+    }
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer realm="ws"
+X-Reason: no token
+Content-Type: application/json
+--- response_body chomp
+{"error":"no auth"}
+--- error_log
+connect: failed connecting to upstream: bad HTTP response status line: HTTP/1.1 401 Unauthorized
+--- no_error_log
+[error]
+
+
+
+=== TEST 16: forward_headers, x_forwarded and forward_path
+--- http_config eval
+$t::WsProxy::HttpConfig . q{
+    server {
+        listen 127.0.0.1:$TEST_NGINX_TLS_PORT4;
+        location /proxy {
+            content_by_lua_block {
+                local h = ngx.req.get_headers()
+                ngx.log(ngx.INFO, "cookie: ", h.cookie, ", authorization: ",
+                        h.authorization, ", x-other: ", h["x-other"],
+                        ", xff: ", h["x-forwarded-for"], ", proto: ",
+                        h["x-forwarded-proto"], ", uri: ",
+                        ngx.var.request_uri, ", host: ", h.host)
+                local ws = require "wstest"
+                local s = assert(ws.server())
+                s:recv_frame()
+            }
+        }
+    }
+}
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            assert(wp:connect("ws://127.0.0.1:"
+                              .. os.getenv("TEST_NGINX_TLS_PORT4")
+                              .. "/ignored", {
+                forward_headers = { "Cookie", "Authorization" },
+                x_forwarded = true,
+                forward_path = true,
+            }))
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy?room=7", { headers = {
+                "Cookie: session=abc", "Authorization: Bearer t0k3n",
+                "X-Other: not forwarded", "X-Forwarded-For: 10.1.2.3" } }))
+            ngx.say(c.status)
+            c:send_close(1000)
+        }
+    }
+--- main_config
+env TEST_NGINX_TLS_PORT4;
+--- response_body
+101
+--- error_log eval
+qr/cookie: session=abc, authorization: Bearer t0k3n, x-other: nil, xff: 10.1.2.3, 127.0.0.1, proto: http, uri: \/proxy\?room=7, host: 127.0.0.1:\d+/
+--- no_error_log
+[error]
+
+
+
+=== TEST 17: wss towards the client: nginx's own listen ssl, end to end
+--- http_config eval
+$::Tls . q{
+    server {
+        listen $TEST_NGINX_TLS_PORT3 ssl;
+        ssl_certificate $TEST_NGINX_CERTS/server.crt;
+        ssl_certificate_key $TEST_NGINX_CERTS/server.key;
+        location /wss {
+            content_by_lua_block {
+                local proxy = require "resty.websocket.proxy"
+                local wp = assert(proxy.new())
+                assert(wp:connect(proxy._tests.echo))
+                wp:execute()
+            }
+        }
+    }
+}
+--- config
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local port = tonumber(os.getenv("TEST_NGINX_TLS_PORT3"))
+            local c = assert(ws.client("/wss", { port = port, ssl = true }))
+            ngx.say(c.status)
+            c:send_text("over tls")
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000)
+        }
+    }
+--- main_config
+env TEST_NGINX_TLS_PORT3;
+--- response_body
+101
+text:over tls
+--- no_error_log
+[error]

@@ -171,6 +171,14 @@ function _M.client(path, opts)
         return nil, err
     end
 
+    if opts.ssl then
+        ok, err = sock:sslhandshake(nil, opts.server_name or "localhost",
+                                    false)
+        if not ok then
+            return nil, err
+        end
+    end
+
     local req = {
         "GET ", path, " HTTP/1.1\r\n",
         "Host: localhost\r\n",

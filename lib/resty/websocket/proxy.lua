@@ -114,6 +114,7 @@ int ngx_http_ws_proxy_ffi_send_frame(void *p, int dir, int opcode,
     const unsigned char *data, size_t len);
 int ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
     int max_fragments);
+int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, void *p);
 ]]
 
 
@@ -304,9 +305,69 @@ local function wait_main(r, wp)
 end
 
 
+-- never forwarded: hop-by-hop, or the handshake's own
+local _NOT_FORWARDED = {
+    ["host"] = true, ["connection"] = true, ["upgrade"] = true,
+    ["keep-alive"] = true, ["te"] = true, ["trailer"] = true,
+    ["transfer-encoding"] = true, ["proxy-connection"] = true,
+    ["proxy-authorization"] = true, ["content-length"] = true,
+    ["sec-websocket-key"] = true, ["sec-websocket-version"] = true,
+    ["sec-websocket-extensions"] = true, ["sec-websocket-accept"] = true,
+    ["sec-websocket-protocol"] = true,
+}
+
+
+local function forwarded_headers(h, n, opts)
+    local fwd = opts.forward_headers
+    if fwd then
+        local req = ngx.req.get_headers(100, true)
+        local only
+        if type(fwd) == "table" then
+            only = {}
+            for _, name in ipairs(fwd) do
+                only[name:lower()] = true
+            end
+        end
+
+        for name, v in pairs(req) do
+            local lname = name:lower()
+            if not _NOT_FORWARDED[lname] and (not only or only[lname]) then
+                if type(v) == "table" then
+                    for _, vv in ipairs(v) do
+                        n = n + 1
+                        h[n] = name .. ": " .. vv
+                    end
+                else
+                    n = n + 1
+                    h[n] = name .. ": " .. v
+                end
+            end
+        end
+    end
+
+    if opts.x_forwarded then
+        local var = ngx.var
+        local xff = var.http_x_forwarded_for
+        n = n + 1
+        h[n] = "X-Forwarded-For: " .. (xff and (xff .. ", ") or "")
+               .. var.remote_addr
+        n = n + 1
+        h[n] = "X-Forwarded-Proto: " .. var.scheme
+        n = n + 1
+        h[n] = "X-Forwarded-Host: " .. (var.http_host or var.host)
+        n = n + 1
+        h[n] = "X-Real-IP: " .. var.remote_addr
+    end
+
+    return n
+end
+
+
 local function headers_string(opts)
     local h = {}
     local n = 0
+
+    n = forwarded_headers(h, n, opts)
 
     local headers = opts.headers
     if headers ~= nil then
@@ -378,6 +439,14 @@ function _M:connect_upstream(uri, opts)
     end
 
     opts = opts or {}
+
+    if opts.forward_path then
+        -- the client's path and query replace the URI's
+        local base = uri:match("^(wss?://unix:[^:]*:)") or uri:match("^(wss?://[^/?]+)")
+        if base then
+            uri = base .. ngx.var.request_uri
+        end
+    end
 
     self:dd("connecting to \"", uri, "\" upstream")
 
@@ -516,6 +585,13 @@ end
 function _M:connect(uri, upstream_opts)
     local ok, err = self:connect_upstream(uri, upstream_opts)
     if not ok then
+        -- an upstream that refused the upgrade answers the client: its
+        -- status, headers and body (a 401 stays a 401)
+        local r = get_request()
+        if self.wp and r then
+            C.ngx_http_ws_proxy_ffi_relay_response(r, self.wp)
+        end
+
         return nil, "failed connecting to upstream: " .. err
     end
 
