@@ -55,6 +55,10 @@ typedef struct {
     int                         ssl_verify;
     void                       *client_cert;
     void                       *client_priv_key;
+    const u_char               *host;
+    size_t                      host_len;
+    const u_char               *key;
+    size_t                      key_len;
 } ngx_http_ws_proxy_ffi_connect_t;
 
 
@@ -284,6 +288,44 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, void *p,
     wp->client_key = o->client_priv_key;
 #endif
     wp->err_len = 0;
+
+    ngx_str_null(&wp->host_header);
+    ngx_str_null(&wp->key);
+
+    if (o->host_len) {
+        wp->host_header.len = o->host_len;
+        wp->host_header.data = ngx_pnalloc(r->pool, o->host_len);
+        if (wp->host_header.data == NULL) {
+            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+        }
+
+        ngx_memcpy(wp->host_header.data, o->host, o->host_len);
+    }
+
+    if (o->key_len) {
+        u_char     buf[32];
+        ngx_str_t  in, out;
+
+        in.data = (u_char *) o->key;
+        in.len = o->key_len;
+        out.data = buf;
+
+        if (o->key_len != 24 || ngx_decode_base64(&out, &in) != NGX_OK
+            || out.len != 16)
+        {
+            return ngx_http_ws_proxy_ffi_err(err, errlen,
+                                             "bad key: a Sec-WebSocket-Key "
+                                             "is 16 bytes in base64");
+        }
+
+        wp->key.len = 24;
+        wp->key.data = ngx_pnalloc(r->pool, 24);
+        if (wp->key.data == NULL) {
+            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+        }
+
+        ngx_memcpy(wp->key.data, o->key, 24);
+    }
 
     if (o->server_name_len) {
         wp->server_name.len = o->server_name_len;

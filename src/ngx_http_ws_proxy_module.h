@@ -215,6 +215,7 @@ struct ngx_http_ws_proxy_s {
     ngx_connection_t           *upstream;
     ngx_str_t                   uri;
     ngx_str_t                   host;        /* Host header value */
+    ngx_str_t                   host_header; /* the "host" option */
     ngx_str_t                   path;        /* path and query */
     ngx_str_t                   sni;         /* host, for SNI/verify */
     ngx_str_t                   server_name; /* explicit SNI, if any */

@@ -670,16 +670,22 @@ ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
     ngx_str_t   src;
     u_char      raw[16];
 
-    ngx_http_ws_proxy_random(wp, raw, sizeof(raw));
-
-    wp->key.data = ngx_pnalloc(wp->pool, 24);
-    if (wp->key.data == NULL) {
-        return NGX_ERROR;
+    if (wp->host_header.len) {
+        wp->host = wp->host_header;
     }
 
-    src.data = raw;
-    src.len = sizeof(raw);
-    ngx_encode_base64(&wp->key, &src);
+    if (wp->key.len == 0) {
+        ngx_http_ws_proxy_random(wp, raw, sizeof(raw));
+
+        wp->key.data = ngx_pnalloc(wp->pool, 24);
+        if (wp->key.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        src.data = raw;
+        src.len = sizeof(raw);
+        ngx_encode_base64(&wp->key, &src);
+    }
 
     len = sizeof("GET  HTTP/1.1" CRLF) - 1 + wp->path.len
           + sizeof("Host: " CRLF) - 1 + wp->host.len

@@ -280,7 +280,8 @@ v6:hi
     location /upstream {
         content_by_lua_block {
             local h = ngx.req.get_headers()
-            ngx.log(ngx.INFO, "host: ", h.host, ", origin: ", h.origin,
+            ngx.log(ngx.INFO, "key: ", h["sec-websocket-key"],
+                    ", host: ", h.host, ", origin: ", h.origin,
                     ", x-a: ", h["x-a"], ", x-b: ", h["x-b"],
                     ", protocol: ", h["sec-websocket-protocol"],
                     ", uri: ", ngx.var.request_uri)
@@ -298,6 +299,8 @@ v6:hi
             local ok, err, res = wp:connect_upstream(
                 "ws://127.0.0.1:" .. ngx.var.server_port .. "/upstream?q=1",
                 { headers = { "X-A: 1", "X-B: two" },
+                  host = "chat.example",
+                  key = "AAECAwQFBgcICQoLDA0ODw==",
                   origin = "https://app.example",
                   protocols = { "chat.v1", "chat.v2" } })
             ngx.say(ok, " ", err, " ", res:match("Sec%-WebSocket%-Protocol: [^\r]+"))
@@ -306,7 +309,7 @@ v6:hi
 --- response_body
 true nil Sec-WebSocket-Protocol: chat.v2
 --- error_log eval
-qr/host: 127.0.0.1:\d+, origin: https:\/\/app.example, x-a: 1, x-b: two, protocol: chat.v1, chat.v2, uri: \/upstream\?q=1/
+qr/key: AAECAwQFBgcICQoLDA0ODw==, host: chat.example, origin: https:\/\/app.example, x-a: 1, x-b: two, protocol: chat.v1, chat.v2, uri: \/upstream\?q=1/
 --- no_error_log
 [error]
 

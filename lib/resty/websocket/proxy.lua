@@ -71,6 +71,10 @@ typedef struct {
     int                         ssl_verify;
     void                       *client_cert;
     void                       *client_priv_key;
+    const unsigned char        *host;
+    size_t                      host_len;
+    const unsigned char        *key;
+    size_t                      key_len;
 } ngx_http_ws_proxy_ffi_connect_t;
 
 int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, void **out,
@@ -484,6 +488,14 @@ function _M:connect_upstream(uri, opts)
     o.ssl_verify = opts.ssl_verify and 1 or 0
     o.client_cert = opts.client_cert
     o.client_priv_key = opts.client_priv_key
+    o.host = opts.host
+    o.host_len = opts.host and #opts.host or 0
+    o.key = opts.key
+    o.key_len = opts.key and #opts.key or 0
+
+    if opts.host and find(opts.host, "[\r\n]") then
+        return nil, "host contains a CR or LF"
+    end
 
     if (opts.client_cert == nil) ~= (opts.client_priv_key == nil) then
         return nil, "client_cert and client_priv_key go together"
