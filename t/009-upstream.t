@@ -75,6 +75,36 @@ our @Fillers = map {
                           PeerPort => $ENV{TEST_NGINX_BLACKHOLE_PORT})
 } 1 .. 8;
 
+# a tiny DNS server: echo.test is 127.0.0.1, every other name NXDOMAIN
+use IO::Socket::INET;
+our $Dns = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                 Proto => 'udp') or die $!;
+$ENV{TEST_NGINX_DNS_PORT} = $Dns->sockport;
+our $DnsPid = fork;
+die "fork: $!" unless defined $DnsPid;
+if ($DnsPid == 0) {
+    while (1) {
+        my $peer = $Dns->recv(my $q, 512) or next;
+        my ($id, $flags, $qd) = unpack 'n n n', $q;
+        my $pos = 12;
+        my @labels;
+        while (my $len = ord substr($q, $pos, 1)) {
+            push @labels, substr($q, $pos + 1, $len);
+            $pos += $len + 1;
+        }
+        my $question = substr($q, 12, $pos + 5 - 12);
+        my $qtype = unpack 'n', substr($q, $pos + 1, 2);
+        my $name = lc join '.', @labels;
+        my $known = $name eq 'echo.test';
+        my $answer = $known && $qtype == 1
+            ? pack('n n n N n C4', 0xc00c, 1, 1, 60, 4, 127, 0, 0, 1) : '';
+        my $rcode = $known ? 0 : 3;
+        $Dns->send(pack('n n n n n n', $id, 0x8180 | $rcode, 1,
+                        $answer ? 1 : 0, 0, 0) . $question . $answer);
+    }
+}
+END { kill 'KILL', $DnsPid if $DnsPid }
+
 $ENV{TEST_NGINX_TLS_PORT1} = $ENV{TEST_NGINX_TLS_PORT} + 1;
 $ENV{TEST_NGINX_TLS_PORT2} = $ENV{TEST_NGINX_TLS_PORT} + 2;
 $ENV{TEST_NGINX_TLS_PORT3} = $ENV{TEST_NGINX_TLS_PORT} + 3;
@@ -605,3 +635,35 @@ env TEST_NGINX_TLS_PORT3;
 text:over tls
 --- no_error_log
 [error]
+
+
+
+=== TEST 18: a host name resolved through nginx's resolver (a test DNS server)
+--- http_config eval
+$t::WsProxy::HttpConfig . "resolver 127.0.0.1:$ENV{TEST_NGINX_DNS_PORT} ipv6=off;\n"
+--- connect
+"ws://echo.test:" .. os.getenv("TEST_NGINX_UPSTREAM_PORT") .. "/echo"
+--- main_config
+env TEST_NGINX_UPSTREAM_PORT;
+--- response_body
+hi
+--- error_log
+frame type: text, payload: "hi"
+--- no_error_log
+[error]
+
+
+
+=== TEST 19: a name the DNS server does not know
+--- http_config eval
+$t::WsProxy::HttpConfig . "resolver 127.0.0.1:$ENV{TEST_NGINX_DNS_PORT} ipv6=off;\n"
+--- config
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            ngx.say(wp:connect_upstream("ws://nowhere.test/"))
+        }
+    }
+--- response_body
+nilfailed to connect: "nowhere.test" could not be resolved (3: Host not found)
