@@ -24,6 +24,8 @@ static ngx_int_t ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp,
     ngx_uint_t status);
 static ngx_int_t ngx_http_ws_proxy_add_header(ngx_http_request_t *r,
     const char *name, size_t len, u_char *value, size_t vlen);
+static ngx_int_t ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp,
+    u_char *line, u_char *end);
 
 
 void
@@ -157,6 +159,20 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
                                         accept, 28) != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    /* the upstream's own 101 headers (cookies, ...) reach the client too */
+
+    if (wp->response.len && wp->upstream_status == 0) {
+        u_char  *eol;
+
+        eol = ngx_strlchr(wp->response.data,
+                          wp->response.data + wp->response.len, CR);
+        if (eol) {
+            (void) ngx_http_ws_proxy_copy_headers(wp, eol + 2,
+                                                  wp->response.data
+                                                  + wp->response.len);
+        }
     }
 
     value = &wp->protocol;
@@ -348,20 +364,20 @@ ngx_http_ws_proxy_add_header(ngx_http_request_t *r, const char *name,
 
 
 /*
- * The upstream refused the upgrade: its status, end-to-end headers and the
- * body that came with them go to the client, as a transparent proxy would
- * pass them (a 401 stays a 401, with its WWW-Authenticate).
+ * Copies the end-to-end headers of the upstream's response head (from
+ * `line` to `end`) to the client's response; returns the Content-Length
+ * it carried, or -1.  The handshake's own headers are the module's to
+ * write, hop-by-hop ones stop here.
  */
 
-ngx_int_t
-ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
+static ngx_int_t
+ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
+    u_char *end)
 {
     size_t               nlen;
-    u_char              *p, *end, *line, *eol, *colon, *v, *ve, *cl;
-    ngx_int_t            rc, clen;
-    ngx_buf_t           *b;
+    u_char              *eol, *colon, *v, *ve;
+    ngx_int_t            clen;
     ngx_uint_t           i, skip;
-    ngx_chain_t          out;
     ngx_http_request_t  *r;
 
     static ngx_str_t  hop[] = {
@@ -371,32 +387,16 @@ ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
         ngx_string("Proxy-Authenticate"), ngx_string("Proxy-Connection"),
         ngx_string("Content-Length"), ngx_string("Date"),
         ngx_string("Server"), ngx_string("Content-Type"),
-        ngx_string("Sec-WebSocket-Accept")
+        ngx_string("Sec-WebSocket-Accept"),
+        ngx_string("Sec-WebSocket-Protocol"),
+        ngx_string("Sec-WebSocket-Extensions"),
+        ngx_string("Sec-WebSocket-Version")
     };
 
     r = wp->request;
-
-    if (wp->upstream_status == 0 || r->header_sent) {
-        return NGX_DECLINED;
-    }
-
-    p = wp->response.data;
-    end = p + wp->response.len;
-
-    eol = ngx_strlchr(p, end, CR);
-    if (eol == NULL || eol - p < 13) {
-        return NGX_DECLINED;
-    }
-
-    r->headers_out.status = wp->upstream_status;
-    r->headers_out.status_line.data = p + 9;
-    r->headers_out.status_line.len = eol - p - 9;
-    r->keepalive = 0;
-
     clen = -1;
-    cl = NULL;
 
-    for (line = eol + 2; line < end; line = eol + 2) {
+    for ( /* void */ ; line < end; line = eol + 2) {
 
         eol = ngx_strlchr(line, end, CR);
         if (eol == NULL) {
@@ -426,7 +426,8 @@ ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
         }
 
         if (nlen == 12
-            && ngx_strncasecmp(line, (u_char *) "Content-Type", 12) == 0)
+            && ngx_strncasecmp(line, (u_char *) "Content-Type", 12) == 0
+            && wp->upstream_status)
         {
             r->headers_out.content_type.data = v;
             r->headers_out.content_type.len = ve - v;
@@ -445,13 +446,52 @@ ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
             }
         }
 
-        if (skip
-            || ngx_http_ws_proxy_add_header(r, (const char *) line, nlen, v,
-                                            ve - v) != NGX_OK)
-        {
-            continue;
+        if (!skip) {
+            (void) ngx_http_ws_proxy_add_header(r, (const char *) line, nlen,
+                                                v, ve - v);
         }
     }
+
+    return clen;
+}
+
+
+/*
+ * The upstream refused the upgrade: its status, end-to-end headers and the
+ * body that came with them go to the client, as a transparent proxy would
+ * pass them (a 401 stays a 401, with its WWW-Authenticate).
+ */
+
+ngx_int_t
+ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
+{
+    u_char              *p, *end, *eol, *cl;
+    ngx_int_t            rc, clen;
+    ngx_buf_t           *b;
+    ngx_chain_t          out;
+    ngx_http_request_t  *r;
+
+    r = wp->request;
+
+    if (wp->upstream_status == 0 || r->header_sent) {
+        return NGX_DECLINED;
+    }
+
+    p = wp->response.data;
+    end = p + wp->response.len;
+
+    eol = ngx_strlchr(p, end, CR);
+    if (eol == NULL || eol - p < 13) {
+        return NGX_DECLINED;
+    }
+
+    r->headers_out.status = wp->upstream_status;
+    r->headers_out.status_line.data = p + 9;
+    r->headers_out.status_line.len = eol - p - 9;
+    r->keepalive = 0;
+
+    clen = ngx_http_ws_proxy_copy_headers(wp, eol + 2, end);
+    cl = NULL;
 
     /* the body only when all of it came with the head */
 

@@ -352,7 +352,8 @@ qr/key: AAECAwQFBgcICQoLDA0ODw==, host: chat.example, origin: https:\/\/app.exam
             ngx.log(ngx.INFO, "offer: ", ngx.var.http_sec_websocket_protocol)
             local ws = require "wstest"
             local s = assert(ws.server({
-                headers = { "Sec-WebSocket-Protocol: graphql-ws" } }))
+                headers = { "Sec-WebSocket-Protocol: graphql-ws",
+                            "Set-Cookie: affinity=node7" } }))
             s:recv_frame()
         }
     }
@@ -372,12 +373,13 @@ qr/key: AAECAwQFBgcICQoLDA0ODw==, host: chat.example, origin: https:\/\/app.exam
             local ws = require "wstest"
             local c = assert(ws.client("/proxy", { headers = {
                 "Sec-WebSocket-Protocol: graphql-transport-ws, graphql-ws" } }))
-            ngx.say(c.status, " ", c.headers["sec-websocket-protocol"])
+            ngx.say(c.status, " ", c.headers["sec-websocket-protocol"], " ",
+                    c.headers["set-cookie"])
             c:send_close(1000)
         }
     }
 --- response_body
-101 graphql-ws
+101 graphql-ws affinity=node7
 --- error_log
 offer: graphql-transport-ws, graphql-ws
 --- no_error_log
