@@ -21,7 +21,7 @@ DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
 	lua-nginx-websocket python3 python3-websockets valgrind curl \
 	procps iproute2 clang libclang-rt-14-dev
 
-.PHONY: all deps e2e-deps unit test test-unit test-nginx test-valgrind bench fuzz demo clean
+.PHONY: all deps e2e-deps unit soak test test-unit test-nginx test-valgrind bench fuzz demo clean
 
 all: $(MODULE)
 
@@ -84,6 +84,9 @@ test-valgrind: deps all
 bench: deps all
 	@test -x bench/run || { echo "bench/run is missing"; exit 1; }
 	bench/run
+
+soak: deps all
+	bench/soak
 
 fuzz: deps
 	@test -x util/fuzz || { echo "util/fuzz is missing"; exit 1; }
