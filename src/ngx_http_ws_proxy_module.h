@@ -236,6 +236,8 @@ struct ngx_http_ws_proxy_s {
     ngx_ssl_t                  *ssl_ctx;
     void                       *client_cert;     /* STACK_OF(X509) * */
     void                       *client_key;      /* EVP_PKEY * */
+    const char                 *ssl_alert;       /* OpenSSL's text */
+    unsigned                    ssl_alert_read:1;
 #endif
 
     ngx_http_ws_proxy_dir_t     dir[2];

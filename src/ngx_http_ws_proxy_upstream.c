@@ -23,6 +23,8 @@ static void ngx_http_ws_proxy_connect_handler(ngx_event_t *ev);
 #if (NGX_HTTP_SSL)
 static ngx_int_t ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c);
+static void ngx_http_ws_proxy_ssl_info_callback(const SSL *ssl, int where,
+    int ret);
 #endif
 static ngx_int_t ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_send_request(ngx_http_ws_proxy_t *wp);
@@ -590,6 +592,12 @@ ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp)
         }
     }
 
+    /* the peer's alert, if any, is the reason a failed handshake gives */
+
+    wp->ssl_alert = NULL;
+    SSL_set_info_callback(c->ssl->connection,
+                          ngx_http_ws_proxy_ssl_info_callback);
+
     c->log->action = "SSL handshaking to websocket upstream";
 
     rc = ngx_ssl_handshake(c);
@@ -610,6 +618,31 @@ ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp)
 
 
 static void
+ngx_http_ws_proxy_ssl_info_callback(const SSL *ssl, int where, int ret)
+{
+    ngx_connection_t     *c;
+    ngx_http_ws_proxy_t  *wp;
+
+    if (!(where & SSL_CB_ALERT)) {
+        return;
+    }
+
+    c = ngx_ssl_get_connection((ngx_ssl_conn_t *) ssl);
+
+    if (c == NULL || c->data == NULL) {
+        return;
+    }
+
+    wp = c->data;
+
+    if (wp->ssl_alert == NULL || (where & SSL_CB_READ)) {
+        wp->ssl_alert = SSL_alert_desc_string_long(ret);
+        wp->ssl_alert_read = (where & SSL_CB_READ) ? 1 : 0;
+    }
+}
+
+
+static void
 ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c)
 {
     long                  rc;
@@ -622,9 +655,21 @@ ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c)
     }
 
     if (!c->ssl->handshaked) {
-        ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: %s",
-                                    c->write->timedout || c->read->timedout
-                                    ? "timeout" : "handshake failed");
+        if (c->write->timedout || c->read->timedout) {
+            ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: timeout");
+
+        } else if (wp->ssl_alert) {
+            ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                        "handshake failed (%s alert: %s)",
+                                        wp->ssl_alert_read ? "received"
+                                                           : "sent",
+                                        wp->ssl_alert);
+
+        } else {
+            ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                        "handshake failed");
+        }
+
         ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
         return;
     }

@@ -110,6 +110,7 @@ $ENV{TEST_NGINX_TLS_PORT2} = $ENV{TEST_NGINX_TLS_PORT} + 2;
 $ENV{TEST_NGINX_TLS_PORT3} = $ENV{TEST_NGINX_TLS_PORT} + 3;
 $ENV{TEST_NGINX_SOCK} = "$certs/ws.sock";
 $ENV{TEST_NGINX_TLS_PORT4} = $ENV{TEST_NGINX_TLS_PORT} + 4;
+$ENV{TEST_NGINX_TLS_PORT5} = $ENV{TEST_NGINX_TLS_PORT} + 5;
 
 add_block_preprocessor(sub {
     my $block = shift;
@@ -669,3 +670,33 @@ $t::WsProxy::HttpConfig . "resolver 127.0.0.1:$ENV{TEST_NGINX_DNS_PORT} ipv6=off
     }
 --- response_body
 nilfailed to connect: "nowhere.test" could not be resolved (3: Host not found)
+
+
+
+=== TEST 20: a TLS handshake the upstream refuses gives OpenSSL's alert
+--- http_config eval
+$t::WsProxy::HttpConfig . q{
+    server {
+        listen $TEST_NGINX_TLS_PORT5 ssl;
+        ssl_certificate $TEST_NGINX_CERTS/server.crt;
+        ssl_certificate_key $TEST_NGINX_CERTS/server.key;
+        ssl_protocols TLSv1.2;
+        # an ECDSA-only suite with an RSA key: no cipher can be agreed
+        ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256;
+        location / { return 404; }
+    }
+}
+--- config
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            ngx.say(wp:connect_upstream("wss://127.0.0.1:"
+                                        .. os.getenv("TEST_NGINX_TLS_PORT5")
+                                        .. "/"))
+        }
+    }
+--- main_config
+env TEST_NGINX_TLS_PORT5;
+--- response_body
+nilssl handshake failed: handshake failed (received alert: handshake failure)
