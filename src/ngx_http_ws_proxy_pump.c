@@ -512,6 +512,7 @@ static ngx_int_t
 ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
 {
     off_t                       sent;
+    ssize_t                     n;
     ngx_int_t                   rc;
     ngx_uint_t                  i;
     ngx_buf_t                   bufs[4];
@@ -554,8 +555,34 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
     }
 
     /*
-     * One writev() for all the direction has to send, in order: the raw
-     * range of the input buffer, a rebuilt frame, a frame of the proxy's.
+     * The common case, raw frames only: one send() of the raw range, as a
+     * plain tunnel would do it, without building a chain.
+     */
+
+    if (d->spos < d->ppos
+        && d->out_hdr.pos == d->out_hdr.last
+        && d->out_body.pos == d->out_body.last
+        && d->out_ctl.pos == d->out_ctl.last
+        && r->out == NULL)
+    {
+        n = dst->send(dst, d->spos, d->ppos - d->spos);
+
+        if (n == NGX_ERROR) {
+            goto failed;
+        }
+
+        if (n > 0) {
+            d->spos += n;
+            return n;
+        }
+
+        return 0;
+    }
+
+    /*
+     * Otherwise one writev() for all the direction has to send, in order:
+     * the raw range of the input buffer, a rebuilt frame, a frame of the
+     * proxy's.
      */
 
     ranges[0].pos = d->spos;
