@@ -18,6 +18,8 @@
 #include "ngx_http_ws_proxy_module.h"
 
 
+static ngx_int_t ngx_http_ws_proxy_preload(ngx_http_ws_proxy_dir_t *d,
+    ngx_buf_t *b);
 static void ngx_http_ws_proxy_client_handler(ngx_event_t *ev);
 static void ngx_http_ws_proxy_upstream_handler(ngx_event_t *ev);
 static void ngx_http_ws_proxy_close_handler(ngx_event_t *ev);
@@ -88,8 +90,6 @@ ngx_http_ws_proxy_free_buffers(void)
 ngx_int_t
 ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
 {
-    size_t                     n;
-    ngx_buf_t                 *b;
     ngx_uint_t                 i;
     ngx_connection_t          *c, *u;
     ngx_http_request_t        *r;
@@ -122,36 +122,12 @@ ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
 
     /* frames pipelined after the upgrade request, or after the 101 */
 
-    b = r->header_in;
-    n = b->last - b->pos;
-
-    if (n) {
-        d = &wp->dir[NGX_WSP_DIR_CLIENT];
-
-        if (ngx_http_ws_proxy_get_buffer(d) != NGX_OK
-            || (size_t) (d->end - d->start) < n)
-        {
-            return NGX_ERROR;
-        }
-
-        d->last = ngx_cpymem(d->start, b->pos, n);
-        b->pos = b->last;
-    }
-
-    b = wp->hs;
-    n = b->last - b->pos;
-
-    if (n) {
-        d = &wp->dir[NGX_WSP_DIR_UPSTREAM];
-
-        if (ngx_http_ws_proxy_get_buffer(d) != NGX_OK
-            || (size_t) (d->end - d->start) < n)
-        {
-            return NGX_ERROR;
-        }
-
-        d->last = ngx_cpymem(d->start, b->pos, n);
-        b->pos = b->last;
+    if (ngx_http_ws_proxy_preload(&wp->dir[NGX_WSP_DIR_CLIENT],
+                                  r->header_in) != NGX_OK
+        || ngx_http_ws_proxy_preload(&wp->dir[NGX_WSP_DIR_UPSTREAM],
+                                     wp->hs) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     ngx_http_ws_proxy_free_hs(wp);
@@ -189,6 +165,32 @@ ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
     c->log->action = "proxying websocket frames";
 
     ngx_http_ws_proxy_run(wp, 1);
+
+    return NGX_OK;
+}
+
+
+/* bytes read with a handshake that already belong to the frame stream */
+
+static ngx_int_t
+ngx_http_ws_proxy_preload(ngx_http_ws_proxy_dir_t *d, ngx_buf_t *b)
+{
+    size_t  n;
+
+    n = b->last - b->pos;
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_ws_proxy_get_buffer(d) != NGX_OK
+        || (size_t) (d->end - d->start) < n)
+    {
+        return NGX_ERROR;
+    }
+
+    d->last = ngx_cpymem(d->start, b->pos, n);
+    b->pos = b->last;
 
     return NGX_OK;
 }
