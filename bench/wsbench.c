@@ -43,12 +43,16 @@ typedef struct {
     uint64_t        seq_sent, seq_recv;
     double          sent_at[64];
     int             want_out;
+    unsigned char  *frag;                   /* server: message being joined */
+    size_t          frag_len, frag_cap;
+    int             frag_op;
 } conn_t;
 
 
 static int       ep;
 static size_t    msg_size;
 static int       inflight = 1;
+static int       fragments = 1;    /* "frag" mode: fragments per message */
 static uint64_t  msgs, errors, bytes;
 static uint64_t  max_msgs, sent_msgs;     /* "mN" as SECONDS: N messages */
 static double   *lat;
@@ -287,9 +291,6 @@ server_frames(conn_t *c)
     unsigned char  *payload, h[14];
 
     /* a fragmented message is echoed back as one frame when complete */
-    static unsigned char  *frag;
-    static size_t          frag_len, frag_cap;
-    static int             frag_op;
 
     while ((n = frame_parse(c->in + off, c->in_len - off, &opcode, &payload,
                             &plen)))
@@ -309,15 +310,15 @@ server_frames(conn_t *c)
 
         } else if (!fin || opcode == 0) {
             if (opcode) {
-                frag_op = opcode;
-                frag_len = 0;
+                c->frag_op = opcode;
+                c->frag_len = 0;
             }
-            reserve(&frag, &frag_cap, frag_len + plen);
-            memcpy(frag + frag_len, payload, plen);
-            frag_len += plen;
+            reserve(&c->frag, &c->frag_cap, c->frag_len + plen);
+            memcpy(c->frag + c->frag_len, payload, plen);
+            c->frag_len += plen;
             if (fin) {
-                out_add(c, h, frame_header(h, frag_op, frag_len, NULL));
-                out_add(c, frag, frag_len);
+                out_add(c, h, frame_header(h, c->frag_op, c->frag_len, NULL));
+                out_add(c, c->frag, c->frag_len);
             }
 
         } else if (opcode == 1 || opcode == 2) {
@@ -408,6 +409,7 @@ run_server(int port)
             if (c->fd >= 0) close(c->fd);
             free(c->in);
             free(c->out);
+            free(c->frag);
             free(c);
         }
     }
@@ -433,17 +435,36 @@ static void
 send_msg(conn_t *c, uint64_t id, unsigned char *scratch)
 {
     unsigned char  h[14], key[4];
-    size_t         i;
-    uint32_t       r = rand();
+    size_t         i, total, piece;
+    int            f;
+    uint32_t       r;
 
-    memcpy(key, &r, 4);
-    fill(scratch, msg_size, id, c->seq_sent);
-    for (i = 0; i < msg_size; i++) {
-        scratch[i] ^= key[i & 3];
+    /* a message is `fragments` frames of msg_size bytes each */
+
+    total = msg_size * fragments;
+    fill(scratch, total, id, c->seq_sent);
+
+    for (f = 0; f < fragments; f++) {
+        unsigned char  *p = scratch + f * msg_size;
+
+        r = rand();
+        memcpy(key, &r, 4);
+        piece = msg_size;
+
+        for (i = 0; i < piece; i++) {
+            p[i] ^= key[i & 3];
+        }
+
+        size_t  hl = frame_header(h, f == 0 ? 2 : 0, piece, key);
+
+        if (f != fragments - 1) {
+            h[0] &= 0x7f;                       /* FIN = 0 */
+        }
+
+        out_add(c, h, hl);
+        out_add(c, p, piece);
     }
 
-    out_add(c, h, frame_header(h, 2, msg_size, key));
-    out_add(c, scratch, msg_size);
     c->sent_at[c->seq_sent % 64] = now();
     c->seq_sent++;
     sent_msgs++;
@@ -481,6 +502,10 @@ run_load(int argc, char **argv)
         seconds = atof(argv[8]);
     }
     if (argc > 9) inflight = atoi(argv[9]);
+    if (strcmp(mode, "frag") == 0) {
+        fragments = inflight > 0 ? inflight : 16;
+        inflight = 1;
+    }
     if (strcmp(mode, "echo") == 0) inflight = 1;
     if (inflight > 64) inflight = 64;
 
@@ -488,8 +513,8 @@ run_load(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     srand(getpid());
 
-    scratch = malloc(msg_size + 1);
-    expect = malloc(msg_size + 1);
+    scratch = malloc(msg_size * 64 + 1);
+    expect = malloc(msg_size * 64 + 1);
     conns = calloc(nconns, sizeof(conn_t));
     ep = epoll_create1(0);
 
@@ -594,9 +619,9 @@ run_load(int argc, char **argv)
             while ((fl = frame_parse(c->in + off, c->in_len - off, &opcode,
                                      &payload, &plen)))
             {
-                fill(expect, msg_size, id, c->seq_recv);
-                if (opcode != 2 || plen != msg_size
-                    || memcmp(payload, expect, msg_size) != 0)
+                fill(expect, msg_size * fragments, id, c->seq_recv);
+                if (opcode != 2 || plen != msg_size * fragments
+                    || memcmp(payload, expect, plen) != 0)
                 {
                     errors++;
                 }
