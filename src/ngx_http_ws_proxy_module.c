@@ -307,6 +307,10 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_ws_proxy_loc_conf_t *prev = parent;
     ngx_http_ws_proxy_loc_conf_t *conf = child;
 
+#if (NGX_HTTP_SSL)
+    ngx_pool_cleanup_t  *cln;
+#endif
+
     ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size,
                               64 * 1024);
     ngx_conf_merge_size_value(conf->max_payload, prev->max_payload,
@@ -347,6 +351,15 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             {
                 return NGX_CONF_ERROR;
             }
+
+            cln = ngx_pool_cleanup_add(cf->pool, 0);
+            if (cln == NULL) {
+                ngx_ssl_cleanup_ctx(conf->ssl);
+                return NGX_CONF_ERROR;
+            }
+
+            cln->handler = ngx_ssl_cleanup_ctx;
+            cln->data = conf->ssl;
 
             if (ngx_ssl_trusted_certificate(cf, conf->ssl,
                                             &conf->ssl_trusted_certificate,
@@ -390,6 +403,9 @@ static void
 ngx_http_ws_proxy_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_ws_proxy_free_buffers();
+#if (NGX_HTTP_SSL)
+    ngx_http_ws_proxy_ssl_exit();
+#endif
 }
 
 

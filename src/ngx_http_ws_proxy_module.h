@@ -290,6 +290,9 @@ void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);
 ngx_int_t ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri);
 void ngx_http_ws_proxy_close_upstream(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_free_hs(ngx_http_ws_proxy_t *wp);
+#if (NGX_HTTP_SSL)
+void ngx_http_ws_proxy_ssl_exit(void);
+#endif
 
 /* ngx_http_ws_proxy_pump.c */
 ngx_int_t ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp);

@@ -489,6 +489,21 @@ ngx_http_ws_proxy_connect_handler(ngx_event_t *ev)
 
 #if (NGX_HTTP_SSL)
 
+/* the worker's client context for wss:// without a trust store of its own */
+
+static ngx_ssl_t  *default_ssl;
+
+
+void
+ngx_http_ws_proxy_ssl_exit(void)
+{
+    if (default_ssl) {
+        ngx_ssl_cleanup_ctx(default_ssl);
+        default_ssl = NULL;
+    }
+}
+
+
 static ngx_int_t
 ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp)
 {
@@ -500,7 +515,6 @@ ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp)
     ngx_connection_t              *c;
     STACK_OF(X509)                *chain;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
-    static ngx_ssl_t              *default_ssl;
 
     c = wp->upstream;
 
