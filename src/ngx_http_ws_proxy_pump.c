@@ -440,13 +440,9 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
             return 0;
         }
 
-        if (d->last == d->end && d->spos > d->start) {
-            /* move what is left to the front */
-            n = d->last - d->spos;
-            ngx_memmove(d->start, d->spos, n);
-            d->ppos -= d->spos - d->start;
-            d->last = d->start + n;
-            d->spos = d->start;
+        if (d->last == d->end) {
+            /* room for more: move what is left to the front */
+            ngx_http_ws_proxy_compact(d);
         }
 
         n = d->end - d->last;
