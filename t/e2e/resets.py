@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""Peers that reset their connection (TCP RST), between frames and in the
+middle of one, on either side (TAP).  Python sockets can send a real RST
+(SO_LINGER 0), which cosockets cannot.  The proxy must drop or close the
+other side as docs/design.md says, log no [alert]/[crit], and stay up."""
+
+import base64
+import hashlib
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+PREFIX = os.path.join(ROOT, "build", "resets")
+PORT = int(os.environ.get("TEST_NGINX_RESETS_PORT", "19970"))
+UP = PORT + 1
+MODS = "/usr/lib/nginx/modules"
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+CONF = """
+load_module %(mods)s/ndk_http_module.so;
+load_module %(mods)s/ngx_http_lua_module.so;
+load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+daemon on;
+master_process off;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+    lua_package_path "%(root)s/lib/?.lua;;";
+    server {
+        listen 127.0.0.1:%(port)d;
+        location /ws {
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new())
+                assert(p:connect("ws://127.0.0.1:%(up)d/"))
+                local ok, err = p:execute()
+                ngx.log(ngx.INFO, "execute: ", ok, " ", err)
+            }
+        }
+    }
+}
+"""
+
+n = 0
+failed = 0
+
+
+def ok(cond, name):
+    global n, failed
+    n += 1
+    if not cond:
+        failed += 1
+    print("%sok %d - %s" % ("" if cond else "not ", n, name), flush=True)
+
+
+def rst(sock):
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                    struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def recv_until(sock, marker):
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def frame(opcode, payload, mask=True, fin=True):
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    m = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([m | n])
+    else:
+        head += bytes([m | 126]) + struct.pack(">H", n)
+    if mask:
+        key = os.urandom(4)
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        head += key
+    return head + payload
+
+
+class Upstream(threading.Thread):
+    """Accepts one connection, completes the handshake, then does `act`."""
+
+    def __init__(self, act):
+        super().__init__(daemon=True)
+        self.act = act
+        self.got = b""
+        self.closed = None
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", UP))
+        self.srv.listen(1)
+
+    def run(self):
+        c, _ = self.srv.accept()
+        req = recv_until(c, b"\r\n\r\n")
+        key = [l.split(b":", 1)[1].strip() for l in req.split(b"\r\n")
+               if l.lower().startswith(b"sec-websocket-key")][0]
+        accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket"
+                  b"\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+                  + accept + b"\r\n\r\n")
+        self.act(self, c)
+        self.srv.close()
+
+
+def client():
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    head = recv_until(s, b"\r\n\r\n")
+    return s, head
+
+
+def read_all(sock):
+    data = b""
+    sock.settimeout(5)
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data, "closed"
+            data += chunk
+    except ConnectionResetError:
+        return data, "reset"
+    except socket.timeout:
+        return data, "timeout"
+
+
+def log():
+    with open(os.path.join(PREFIX, "logs", "error.log")) as f:
+        return f.read()
+
+
+def case_client_rst_mid_frame():
+    def act(up, c):
+        up.got, up.closed = read_all(c)
+
+    up = Upstream(act)
+    up.start()
+    s, head = client()
+    big = frame(2, b"x" * 1000)
+    s.sendall(big[:400])             # header and part of the payload
+    time.sleep(0.3)
+    rst(s)
+    up.join(6)
+    ok(head.startswith(b"HTTP/1.1 101"), "client reset mid-frame: handshake")
+    ok(up.closed in ("closed", "reset") and b"\x88" not in up.got[400:],
+       "client reset mid-frame: the upstream is dropped, no close frame "
+       "after half a frame (%s, %d bytes)" % (up.closed, len(up.got)))
+
+
+def case_client_rst_between_frames():
+    def act(up, c):
+        up.got, up.closed = read_all(c)
+
+    up = Upstream(act)
+    up.start()
+    s, head = client()
+    s.sendall(frame(1, b"whole"))
+    time.sleep(0.3)
+    rst(s)
+    up.join(6)
+    # the upstream sees the text frame, then a close frame with 1001
+    ok(b"whole" in up.got or len(up.got) > 0,
+       "client reset between frames: the frame before it was delivered")
+    # the last frame: a masked close with a 2-byte status
+    i = up.got.rfind(b"\x88\x82")
+    code = None
+    if i >= 0 and len(up.got) >= i + 8:
+        key = up.got[i + 2:i + 6]
+        code = ((up.got[i + 6] ^ key[0]) << 8) | (up.got[i + 7] ^ key[1])
+    ok(code == 1001,
+       "client reset between frames: the upstream gets 1001 (%s)" % code)
+
+
+def case_upstream_rst_mid_frame():
+    def act(up, c):
+        c.sendall(frame(2, b"y" * 1000, mask=False)[:300])
+        time.sleep(0.3)
+        rst(c)
+
+    up = Upstream(act)
+    up.start()
+    s, head = client()
+    data, how = read_all(s)
+    up.join(6)
+    ok(how in ("closed", "reset") and len(data) <= 300,
+       "upstream reset mid-frame: the client is dropped after the part "
+       "it had (%s, %d bytes)" % (how, len(data)))
+
+
+def case_upstream_rst_between_frames():
+    def act(up, c):
+        c.sendall(frame(1, b"bye", mask=False))
+        time.sleep(0.3)
+        rst(c)
+
+    up = Upstream(act)
+    up.start()
+    s, head = client()
+    data, how = read_all(s)
+    up.join(6)
+    ok(data.startswith(b"\x81\x03bye") and b"\x88\x02\x03\xe9" in data,
+       "upstream reset between frames: the client gets the frame, then "
+       "1001 (%r)" % data[:16])
+
+
+def main():
+    os.makedirs(os.path.join(PREFIX, "logs"), exist_ok=True)
+    logf = os.path.join(PREFIX, "logs", "error.log")
+    if os.path.exists(logf):
+        os.unlink(logf)
+    conf = os.path.join(PREFIX, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT, "up": UP})
+    nginx = ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c", conf]
+    r = subprocess.run(nginx, capture_output=True, text=True)
+    if r.returncode != 0:
+        ok(False, "nginx starts: " + r.stderr)
+    else:
+        time.sleep(0.3)
+        try:
+            for case in (case_client_rst_mid_frame,
+                         case_client_rst_between_frames,
+                         case_upstream_rst_mid_frame,
+                         case_upstream_rst_between_frames):
+                try:
+                    case()
+                except Exception as e:
+                    ok(False, "%s: %r" % (case.__name__, e))
+                time.sleep(0.2)
+
+            # still serving after all that?
+            up = Upstream(lambda up, c: read_all(c))
+            up.start()
+            s, head = client()
+            ok(head.startswith(b"HTTP/1.1 101"), "nginx still serves")
+            s.close()
+            up.join(6)
+        finally:
+            subprocess.run(nginx + ["-s", "stop"], capture_output=True)
+            time.sleep(0.3)
+
+    text = log()
+    ok("[alert]" not in text and "[crit]" not in text
+       and "[emerg]" not in text, "no [alert], [crit] or [emerg]")
+    ok("closed the connection in the middle of a frame" in text,
+       "the mid-frame resets are logged and reported by execute()")
+    print("1..%d" % n)
+    sys.exit(1 if failed else 0)
+
+
+main()
