@@ -123,11 +123,17 @@ def client():
               b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
     head = recv_until(s, b"\r\n\r\n")
-    return s, head
+    # bytes after the head are frames already: keep them for read_all()
+    head, _, rest = head.partition(b"\r\n\r\n")
+    PENDING[s.fileno()] = rest
+    return s, head + b"\r\n\r\n"
+
+
+PENDING = {}
 
 
 def read_all(sock):
-    data = b""
+    data = PENDING.pop(sock.fileno(), b"")
     sock.settimeout(5)
     try:
         while True:
