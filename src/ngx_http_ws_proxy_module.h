@@ -21,6 +21,10 @@
 #define NGX_WSP_DIR_CLIENT           0   /* client -> upstream */
 #define NGX_WSP_DIR_UPSTREAM         1   /* upstream -> client */
 
+/* sets of directions for ngx_http_ws_proxy_run() */
+#define NGX_WSP_RUN_DIR(dir)         ((ngx_uint_t) 1 << (dir))
+#define NGX_WSP_RUN_BOTH             3
+
 /* session states */
 #define NGX_WSP_STATE_NEW            0
 #define NGX_WSP_STATE_CONNECTING     1   /* upstream connect in progress */
@@ -207,7 +211,7 @@ struct ngx_http_ws_proxy_s {
     unsigned                    cleaned:1;
     unsigned                    finishing:1;
     unsigned                    closed_normally:1;
-    unsigned                    kick_posted:1;
+    unsigned                    closing:1;   /* a close or a peer is gone */
 
     /* upstream side */
     ngx_peer_connection_t       peer;
@@ -241,6 +245,7 @@ struct ngx_http_ws_proxy_s {
 #endif
 
     ngx_http_ws_proxy_dir_t     dir[2];
+    ngx_uint_t                  kick;        /* directions to process */
 
     /* Lua wake-ups: connect and the end of a session without hook */
     void                       *sema;
@@ -296,7 +301,8 @@ void ngx_http_ws_proxy_ssl_exit(void);
 
 /* ngx_http_ws_proxy_pump.c */
 ngx_int_t ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp);
-void ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t can_read);
+void ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs,
+    ngx_uint_t can_read);
 ngx_int_t ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code);
 void ngx_http_ws_proxy_abort(ngx_http_ws_proxy_t *wp, ngx_uint_t code,

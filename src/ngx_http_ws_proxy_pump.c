@@ -24,7 +24,7 @@ static void ngx_http_ws_proxy_client_handler(ngx_event_t *ev);
 static void ngx_http_ws_proxy_upstream_handler(ngx_event_t *ev);
 static void ngx_http_ws_proxy_close_handler(ngx_event_t *ev);
 static void ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev);
-static ngx_uint_t ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d,
+static void ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t can_read);
 static ngx_int_t ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d);
 static ngx_uint_t ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d);
@@ -56,7 +56,7 @@ static void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
 static void ngx_http_ws_proxy_shutdown(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_free_semas(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp);
-static void ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp);
+static void ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs);
 static ngx_int_t ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp);
 
 
@@ -164,7 +164,7 @@ ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
 
     c->log->action = "proxying websocket frames";
 
-    ngx_http_ws_proxy_run(wp, 1);
+    ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 1);
 
     return NGX_OK;
 }
@@ -234,7 +234,11 @@ ngx_http_ws_proxy_client_handler(ngx_event_t *ev)
         return;
     }
 
-    ngx_http_ws_proxy_run(wp, 1);
+    /* a read feeds the client's direction, a write drains the other */
+
+    ngx_http_ws_proxy_run(wp, ev->write
+                              ? NGX_WSP_RUN_DIR(NGX_WSP_DIR_UPSTREAM)
+                              : NGX_WSP_RUN_DIR(NGX_WSP_DIR_CLIENT), 1);
 
     ngx_http_run_posted_requests(c);
 }
@@ -258,7 +262,9 @@ ngx_http_ws_proxy_upstream_handler(ngx_event_t *ev)
         return;
     }
 
-    ngx_http_ws_proxy_run(wp, 1);
+    ngx_http_ws_proxy_run(wp, ev->write
+                              ? NGX_WSP_RUN_DIR(NGX_WSP_DIR_CLIENT)
+                              : NGX_WSP_RUN_DIR(NGX_WSP_DIR_UPSTREAM), 1);
 }
 
 
@@ -335,10 +341,17 @@ ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev)
 }
 
 
+/*
+ * Processes the directions in `dirs` (NGX_WSP_RUN_*): an event concerns one
+ * direction only, so only that one is looked at.  A direction that changes
+ * the other one (a close to send, a peer gone) adds it to wp->kick.
+ */
+
 void
-ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t can_read)
+ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs,
+    ngx_uint_t can_read)
 {
-    ngx_uint_t                progress;
+    ngx_uint_t                i, done;
     ngx_connection_t         *c, *u;
     ngx_http_ws_proxy_dir_t  *d;
 
@@ -363,17 +376,22 @@ ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t can_read)
         return;
     }
 
-    do {
-        progress = ngx_http_ws_proxy_process(&wp->dir[0], can_read);
-        progress |= ngx_http_ws_proxy_process(&wp->dir[1], can_read);
+    wp->kick |= dirs;
+    done = 0;
+
+    while (wp->kick) {
+        i = (wp->kick & 1) ? 0 : 1;
+        wp->kick &= ~NGX_WSP_RUN_DIR(i);
+        done |= NGX_WSP_RUN_DIR(i);
+
+        ngx_http_ws_proxy_process(&wp->dir[i], can_read);
 
         if (wp->state != NGX_WSP_STATE_RUNNING) {
             return;
         }
+    }
 
-    } while (progress);
-
-    if (ngx_http_ws_proxy_done(wp) == NGX_OK) {
+    if (wp->closing && ngx_http_ws_proxy_done(wp) == NGX_OK) {
         ngx_http_ws_proxy_finish(wp);
         return;
     }
@@ -386,46 +404,54 @@ ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t can_read)
      */
 
     if (!can_read) {
-        for (d = &wp->dir[0]; d < &wp->dir[2]; d++) {
-            if (d->src->read->ready && !d->src->read->posted && !d->eof
-                && !d->pending)
+        for (i = 0; i < 2; i++) {
+            d = &wp->dir[i];
+
+            if ((done & NGX_WSP_RUN_DIR(i))
+                && d->src->read->ready && !d->src->read->posted
+                && !d->eof && !d->pending)
             {
                 ngx_post_event(d->src->read, &ngx_posted_next_events);
             }
         }
     }
 
-    ngx_http_ws_proxy_arm(wp);
+    ngx_http_ws_proxy_arm(wp, done);
 }
 
 
-static ngx_uint_t
+/*
+ * Moves what direction d can move: parse what was read, send what was
+ * parsed, read more while the socket has data and the buffer has room.
+ */
+
+static void
 ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
 {
     size_t                n;
     ssize_t               rc;
-    ngx_uint_t            progress;
     ngx_connection_t     *src;
     ngx_http_ws_proxy_t  *wp;
 
     wp = d->wp;
     src = d->src;
-    progress = 0;
 
     for ( ;; ) {
+
+        (void) ngx_http_ws_proxy_parse(d);
+
+        if (wp->state != NGX_WSP_STATE_RUNNING) {
+            return;
+        }
 
         rc = ngx_http_ws_proxy_flush(d);
 
         if (rc == NGX_ERROR || wp->state != NGX_WSP_STATE_RUNNING) {
-            return 0;
+            return;
         }
 
-        if (rc > 0) {
-            progress = 1;
-        }
-
-        if (ngx_http_ws_proxy_parse(d)) {
-            progress = 1;
+        if (rc > 0 && (d->ppos < d->last || d->inject || d->ctl_close)) {
+            /* frames that waited for output to drain can go now */
             continue;
         }
 
@@ -437,7 +463,7 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
             ngx_http_ws_proxy_set_error(wp, "out of memory");
             wp->closed_normally = 0;
             ngx_http_ws_proxy_finish(wp);
-            return 0;
+            return;
         }
 
         if (d->last == d->end) {
@@ -460,7 +486,6 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
         if (rc > 0) {
             d->last += rc;
             d->bytes += rc;
-            progress = 1;
 
             if (wp->opts.recv_timeout) {
                 ngx_add_timer(&d->recv_timer, wp->opts.recv_timeout);
@@ -477,19 +502,19 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
         }
 
         d->eof = 1;
-        progress = 1;
+        wp->closing = 1;
 
+        /* its close, or the other peer's goodbye, still has to go */
         ngx_http_ws_proxy_src_gone(d);
-        break;
     }
 
-    if (!d->pending && d->spos == d->last && d->ppos == d->last
+    /* an idle direction holds no buffer */
+
+    if (d->start && !d->pending && d->spos == d->last && d->ppos == d->last
         && !ngx_http_ws_proxy_has_output(d))
     {
         ngx_http_ws_proxy_release(d);
     }
-
-    return progress;
 }
 
 
@@ -1205,6 +1230,8 @@ ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
 static void
 ngx_http_ws_proxy_closing(ngx_http_ws_proxy_t *wp)
 {
+    wp->closing = 1;
+
     if (!wp->close_timer.timer_set) {
         ngx_add_timer(&wp->close_timer, wp->opts.close_timeout);
     }
@@ -1280,7 +1307,7 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
 
         d->pending = 0;
         ngx_http_ws_proxy_emit(d, 1, opcode, p, len);
-        ngx_http_ws_proxy_run(wp, 0);
+        ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_DIR(d->dir), 0);
 
         return NGX_OK;
     }
@@ -1324,7 +1351,7 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
 
     d->pending = 0;
 
-    ngx_http_ws_proxy_run(wp, 0);
+    ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_DIR(d->dir), 0);
 
     return NGX_OK;
 }
@@ -1381,6 +1408,7 @@ ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     }
 
     d->ctl_close = 1;
+    d->wp->kick |= NGX_WSP_RUN_DIR(d->dir);
     d->ctl_code = (uint16_t) code;
     d->ctl_reason_len = ngx_min(ngx_strlen(reason), NGX_WSP_MAX_CONTROL - 2);
     ngx_memcpy(d->ctl_reason, reason, d->ctl_reason_len);
@@ -1518,6 +1546,8 @@ ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d)
 static void
 ngx_http_ws_proxy_dst_gone(ngx_http_ws_proxy_dir_t *d)
 {
+    d->wp->closing = 1;
+    d->wp->kick |= NGX_WSP_RUN_DIR(d->dir);
     d->aborted = 1;
     d->ctl_close = 0;
     d->dst->error = 1;
@@ -1558,13 +1588,18 @@ ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp)
 
 
 static void
-ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp)
+ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs)
 {
     ngx_uint_t                i;
     ngx_event_t              *wev;
     ngx_http_ws_proxy_dir_t  *d;
 
     for (i = 0; i < 2; i++) {
+
+        if (!(dirs & NGX_WSP_RUN_DIR(i))) {
+            continue;
+        }
+
         d = &wp->dir[i];
 
         if (ngx_handle_read_event(d->src->read, 0) != NGX_OK) {
@@ -1577,7 +1612,7 @@ ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp)
             goto failed;
         }
 
-        if (!d->aborted && ngx_http_ws_proxy_has_output(d) && !wev->ready) {
+        if (!wev->ready && !d->aborted && ngx_http_ws_proxy_has_output(d)) {
             if (!wev->timer_set) {
                 ngx_add_timer(wev, wp->opts.send_timeout);
             }
@@ -1615,7 +1650,7 @@ ngx_http_ws_proxy_abort(ngx_http_ws_proxy_t *wp, ngx_uint_t code,
         ngx_http_ws_proxy_close_later(&wp->dir[i], code, reason);
     }
 
-    ngx_http_ws_proxy_run(wp, 0);
+    ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
 }
 
 
@@ -1759,9 +1794,10 @@ ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
 
     if (opcode == NGX_WSP_OP_CLOSE) {
         d->tx_closed = 1;
+        wp->closing = 1;
     }
 
-    ngx_http_ws_proxy_run(wp, 0);
+    ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_DIR(dir), 0);
 
     return NGX_OK;
 }
@@ -1792,7 +1828,7 @@ ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp, ngx_uint_t client_code,
     ngx_http_ws_proxy_close_later(&wp->dir[NGX_WSP_DIR_CLIENT],
                                   upstream_code, (char *) buf);
 
-    ngx_http_ws_proxy_run(wp, 0);
+    ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
 
     return NGX_OK;
 }
