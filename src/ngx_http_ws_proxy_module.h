@@ -161,7 +161,9 @@ typedef struct {
     unsigned                    delivered:1;    /* handed to Lua */
     unsigned                    rx_closed:1;    /* close frame received */
     unsigned                    tx_closed:1;    /* close frame queued to dst */
-    unsigned                    eof:1;          /* src closed or failed */
+    unsigned                    hup:1;          /* src closed or failed */
+    unsigned                    eof:1;          /* ... and input consumed */
+    unsigned                    short_input:1;  /* parse needs more bytes */
     unsigned                    aborted:1;      /* dst must not get more */
     unsigned                    stream_mid:1;   /* raw frame partly sent */
 

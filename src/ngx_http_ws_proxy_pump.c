@@ -379,17 +379,22 @@ ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs,
     wp->kick |= dirs;
     done = 0;
 
-    while (wp->kick) {
-        i = (wp->kick & 1) ? 0 : 1;
-        wp->kick &= ~NGX_WSP_RUN_DIR(i);
-        done |= NGX_WSP_RUN_DIR(i);
+    do {
+        dirs = wp->kick;
+        wp->kick = 0;
+        done |= dirs;
 
-        ngx_http_ws_proxy_process(&wp->dir[i], can_read);
+        for (i = 0; i < 2; i++) {
+            if (dirs & NGX_WSP_RUN_DIR(i)) {
+                ngx_http_ws_proxy_process(&wp->dir[i], can_read);
 
-        if (wp->state != NGX_WSP_STATE_RUNNING) {
-            return;
+                if (wp->state != NGX_WSP_STATE_RUNNING) {
+                    return;
+                }
+            }
         }
-    }
+
+    } while (wp->kick);
 
     if (wp->closing && ngx_http_ws_proxy_done(wp) == NGX_OK) {
         ngx_http_ws_proxy_finish(wp);
@@ -409,7 +414,7 @@ ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs,
 
             if ((done & NGX_WSP_RUN_DIR(i))
                 && d->src->read->ready && !d->src->read->posted
-                && !d->eof && !d->pending)
+                && !d->hup && !d->pending)
             {
                 ngx_post_event(d->src->read, &ngx_posted_next_events);
             }
@@ -421,8 +426,10 @@ ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs,
 
 
 /*
- * Moves what direction d can move: parse what was read, send what was
- * parsed, read more while the socket has data and the buffer has room.
+ * Moves what direction d can move: read while the socket has data and the
+ * buffer has room, parse what was read, send what was parsed.  One pass
+ * does all three, so that the usual event (one read, one frame, one send)
+ * goes round once.
  */
 
 static void
@@ -438,10 +445,67 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
 
     for ( ;; ) {
 
-        (void) ngx_http_ws_proxy_parse(d);
+        if (can_read && src->read->ready && !d->hup && !d->pending) {
 
-        if (wp->state != NGX_WSP_STATE_RUNNING) {
-            return;
+            if (d->start == NULL
+                && ngx_http_ws_proxy_get_buffer(d) != NGX_OK)
+            {
+                ngx_http_ws_proxy_set_error(wp, "out of memory");
+                wp->closed_normally = 0;
+                ngx_http_ws_proxy_finish(wp);
+                return;
+            }
+
+            if (d->last == d->end) {
+                /* room for more: move what is left to the front */
+                ngx_http_ws_proxy_compact(d);
+            }
+
+            n = d->end - d->last;
+
+            if (n) {
+                rc = src->recv(src, d->last, n);
+
+                if (rc > 0) {
+                    d->last += rc;
+                    d->bytes += rc;
+
+                    if (wp->opts.recv_timeout) {
+                        ngx_add_timer(&d->recv_timer, wp->opts.recv_timeout);
+                    }
+
+                } else if (rc != NGX_AGAIN) {
+
+                    /* 0 or NGX_ERROR: the peer is gone */
+
+                    if (rc == NGX_ERROR) {
+                        src->read->error = 1;
+                        src->error = 1;
+                    }
+
+                    d->hup = 1;
+                    wp->closing = 1;
+                }
+            }
+        }
+
+        /* unparsed input, or a frame of the proxy's own waiting its turn */
+
+        if (d->ppos < d->last || d->inject || d->ctl_close) {
+            (void) ngx_http_ws_proxy_parse(d);
+
+            if (wp->state != NGX_WSP_STATE_RUNNING) {
+                return;
+            }
+        }
+
+        if (d->hup && !d->eof && (d->ppos == d->last || d->short_input)) {
+            /*
+             * The peer is gone and every whole frame it sent before is
+             * parsed: now its close, or the other peer's goodbye.
+             */
+            d->eof = 1;
+            ngx_http_ws_proxy_src_gone(d);
         }
 
         rc = ngx_http_ws_proxy_flush(d);
@@ -455,57 +519,14 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
             continue;
         }
 
-        if (!can_read || d->eof || !src->read->ready || d->pending) {
-            break;
-        }
-
-        if (d->start == NULL && ngx_http_ws_proxy_get_buffer(d) != NGX_OK) {
-            ngx_http_ws_proxy_set_error(wp, "out of memory");
-            wp->closed_normally = 0;
-            ngx_http_ws_proxy_finish(wp);
-            return;
-        }
-
-        if (d->last == d->end) {
-            /* room for more: move what is left to the front */
-            ngx_http_ws_proxy_compact(d);
-        }
-
-        n = d->end - d->last;
-
-        if (n == 0) {
-            break;
-        }
-
-        rc = src->recv(src, d->last, n);
-
-        if (rc == NGX_AGAIN) {
-            break;
-        }
-
-        if (rc > 0) {
-            d->last += rc;
-            d->bytes += rc;
-
-            if (wp->opts.recv_timeout) {
-                ngx_add_timer(&d->recv_timer, wp->opts.recv_timeout);
-            }
-
+        if (can_read && src->read->ready && !d->hup && !d->pending
+            && (d->last < d->end || d->spos > d->start))
+        {
+            /* the socket has more and there is room for it */
             continue;
         }
 
-        /* 0 or NGX_ERROR: the peer is gone */
-
-        if (rc == NGX_ERROR) {
-            src->read->error = 1;
-            src->error = 1;
-        }
-
-        d->eof = 1;
-        wp->closing = 1;
-
-        /* its close, or the other peer's goodbye, still has to go */
-        ngx_http_ws_proxy_src_gone(d);
+        break;
     }
 
     /* an idle direction holds no buffer */
@@ -693,6 +714,7 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
 
     wp = d->wp;
     progress = 0;
+    d->short_input = 0;
 
     for ( ;; ) {
 
@@ -856,6 +878,7 @@ ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d)
             ngx_http_ws_proxy_compact(d);
         }
 
+        d->short_input = 1;
         return NGX_AGAIN;
     }
 
@@ -924,6 +947,7 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
             ngx_http_ws_proxy_compact(d);
         }
 
+        d->short_input = 1;
         return NGX_AGAIN;
     }
 
@@ -990,6 +1014,7 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
                 ngx_http_ws_proxy_compact(d);
             }
 
+            d->short_input = 1;
             return NGX_AGAIN;
         }
 

@@ -141,7 +141,7 @@ add_block_preprocessor(sub {
     $block->set_value("no_error_log", \@lines);
 });
 
-log_level('info');
+log_level($ENV{TEST_NGINX_LOG_LEVEL} || "info");
 no_long_string();
 
 1;
