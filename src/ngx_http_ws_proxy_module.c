@@ -470,7 +470,6 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r)
     wp->log = r->connection->log;
     wp->client = r->connection;
     wp->rc = NGX_OK;
-    wp->rnd_pos = sizeof(wp->rnd);
 
     wp->opts.max_payload = wlcf->max_payload;
     wp->opts.send_timeout = wlcf->send_timeout;
@@ -540,27 +539,35 @@ ngx_http_ws_proxy_wake(void *sema)
 
 /*
  * Masking keys must be unpredictable (RFC 6455 5.3); they come from the
- * OpenSSL CSPRNG, drawn in blocks so that one frame costs a copy.
+ * OpenSSL CSPRNG, drawn in blocks that serve a thousand frames, since one
+ * RAND_bytes() call costs as much as forwarding a frame.  The pool is the
+ * worker's: it is first filled after the fork, so workers never share it.
  */
 
+#define NGX_WSP_RANDOM_POOL  4096
+
+static u_char      ngx_wsp_rnd[NGX_WSP_RANDOM_POOL];
+static ngx_uint_t  ngx_wsp_rnd_pos = NGX_WSP_RANDOM_POOL;
+
+
 void
-ngx_http_ws_proxy_random(ngx_http_ws_proxy_t *wp, u_char *dst, size_t n)
+ngx_http_ws_proxy_random(u_char *dst, size_t n)
 {
     ngx_uint_t  i;
 
-    if (wp->rnd_pos + n > sizeof(wp->rnd)) {
+    if (ngx_wsp_rnd_pos + n > NGX_WSP_RANDOM_POOL) {
 #if (NGX_HTTP_SSL)
-        if (RAND_bytes(wp->rnd, sizeof(wp->rnd)) != 1)
+        if (RAND_bytes(ngx_wsp_rnd, NGX_WSP_RANDOM_POOL) != 1)
 #endif
         {
-            for (i = 0; i < sizeof(wp->rnd); i++) {
-                wp->rnd[i] = (u_char) ngx_random();
+            for (i = 0; i < NGX_WSP_RANDOM_POOL; i++) {
+                ngx_wsp_rnd[i] = (u_char) ngx_random();
             }
         }
 
-        wp->rnd_pos = 0;
+        ngx_wsp_rnd_pos = 0;
     }
 
-    ngx_memcpy(dst, wp->rnd + wp->rnd_pos, n);
-    wp->rnd_pos += n;
+    ngx_memcpy(dst, ngx_wsp_rnd + ngx_wsp_rnd_pos, n);
+    ngx_wsp_rnd_pos += n;
 }

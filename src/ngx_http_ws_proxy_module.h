@@ -257,8 +257,6 @@ struct ngx_http_ws_proxy_s {
     ngx_msec_t                  end_time;
     ngx_uint_t                  closed_by;    /* NGX_WSP_BY_* */
 
-    u_char                      rnd[64];
-    ngx_uint_t                  rnd_pos;
 
     ngx_int_t                   rc;           /* result of connect/execute */
     u_char                      err[NGX_WSP_ERRBUF_SIZE];
@@ -285,8 +283,7 @@ void ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt,
     ...);
 void ngx_http_ws_proxy_wake(void *sema);
-void ngx_http_ws_proxy_random(ngx_http_ws_proxy_t *wp, u_char *dst,
-    size_t n);
+void ngx_http_ws_proxy_random(u_char *dst, size_t n);
 
 /* ngx_http_ws_proxy_handshake.c */
 ngx_int_t ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp);

@@ -27,6 +27,9 @@ static void ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev);
 static void ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t can_read);
 static ngx_int_t ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d);
+static ngx_int_t ngx_http_ws_proxy_writev(ngx_http_ws_proxy_dir_t *d,
+    ngx_http_ws_proxy_range_t *ranges);
+static ngx_int_t ngx_http_ws_proxy_send_failed(ngx_http_ws_proxy_dir_t *d);
 static ngx_uint_t ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_compact(ngx_http_ws_proxy_dir_t *d);
@@ -635,6 +638,13 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
     ranges[2] = d->out_body;
     ranges[3] = d->out_ctl;
 
+#if (NGX_HTTP_SSL)
+    if (dst->ssl == NULL)
+#endif
+    {
+        return ngx_http_ws_proxy_writev(d, ranges);
+    }
+
     next = NULL;
 
     for (i = 4; i > 0; i--) {
@@ -686,18 +696,100 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
 
 failed:
 
-    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+    return ngx_http_ws_proxy_send_failed(d);
+}
+
+
+static ngx_int_t
+ngx_http_ws_proxy_send_failed(ngx_http_ws_proxy_dir_t *d)
+{
+    ngx_log_error(NGX_LOG_INFO, d->wp->log, 0,
                   "ws_proxy: failed sending to %s", ngx_wsp_role[1 - d->dir]);
 
     if (!d->tx_closed) {
-        ngx_http_ws_proxy_set_error(wp, "failed sending to %s",
+        ngx_http_ws_proxy_set_error(d->wp, "failed sending to %s",
                                     ngx_wsp_role[1 - d->dir]);
-        wp->closed_normally = 0;
+        d->wp->closed_normally = 0;
     }
 
     ngx_http_ws_proxy_dst_gone(d);
 
     return NGX_ERROR;
+}
+
+
+/*
+ * A plain socket: the ranges go out with one writev(), without building
+ * the chain and buffers that send_chain() wants.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_writev(ngx_http_ws_proxy_dir_t *d,
+    ngx_http_ws_proxy_range_t *ranges)
+{
+    size_t             k;
+    ssize_t            n, rest;
+    ngx_uint_t         i;
+    ngx_iovec_t        vec;
+    ngx_connection_t  *dst;
+    struct iovec       iovs[4];
+
+    dst = d->dst;
+
+    vec.iovs = iovs;
+    vec.count = 0;
+    vec.size = 0;
+    vec.nalloc = 4;
+
+    for (i = 0; i < 4; i++) {
+        if (ranges[i].pos < ranges[i].last) {
+            k = ranges[i].last - ranges[i].pos;
+            iovs[vec.count].iov_base = ranges[i].pos;
+            iovs[vec.count].iov_len = k;
+            vec.size += k;
+            vec.count++;
+        }
+    }
+
+    if (vec.count == 0) {
+        return 0;
+    }
+
+    n = ngx_writev(dst, &vec);
+
+    if (n == NGX_ERROR) {
+        return ngx_http_ws_proxy_send_failed(d);
+    }
+
+    if (n == NGX_AGAIN) {
+        dst->write->ready = 0;
+        return 0;
+    }
+
+    if ((size_t) n < vec.size) {
+        /* the socket buffer is full: wait for the write event */
+        dst->write->ready = 0;
+    }
+
+    dst->sent += n;
+
+    for (rest = n, i = 0; i < 4 && rest; i++) {
+        k = ngx_min((size_t) rest, (size_t) (ranges[i].last - ranges[i].pos));
+        ranges[i].pos += k;
+        rest -= k;
+    }
+
+    d->spos = ranges[0].pos;
+    d->out_hdr.pos = ranges[1].pos;
+    d->out_body.pos = ranges[2].pos;
+    d->out_ctl.pos = ranges[3].pos;
+
+    if (d->inject_cur && d->out_body.pos == d->out_body.last) {
+        ngx_free(d->inject_cur);
+        d->inject_cur = NULL;
+    }
+
+    return n;
 }
 
 
@@ -1229,7 +1321,7 @@ ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
     key = NULL;
 
     if (d->dir == NGX_WSP_DIR_CLIENT) {
-        ngx_http_ws_proxy_random(d->wp, mask, 4);
+        ngx_http_ws_proxy_random(mask, 4);
         ngx_wsp_mask(data, data, len, mask, 0);
         key = mask;
     }
@@ -1474,7 +1566,7 @@ ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     p = d->ctl.data;
 
     if (d->dir == NGX_WSP_DIR_CLIENT) {
-        ngx_http_ws_proxy_random(wp, mask, 4);
+        ngx_http_ws_proxy_random(mask, 4);
         p += ngx_wsp_frame_write_header(p, 1, NGX_WSP_OP_CLOSE, len + 2, mask);
 
     } else {
@@ -1802,7 +1894,7 @@ ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     p = in->data;
 
     if (dir == NGX_WSP_DIR_CLIENT) {
-        ngx_http_ws_proxy_random(wp, mask, 4);
+        ngx_http_ws_proxy_random(mask, 4);
         p += ngx_wsp_frame_write_header(p, 1, (int) opcode, len, mask);
         ngx_wsp_mask(p, data, len, mask, 0);
 

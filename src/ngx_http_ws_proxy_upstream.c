@@ -734,7 +734,7 @@ ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
     }
 
     if (wp->key.len == 0) {
-        ngx_http_ws_proxy_random(wp, raw, sizeof(raw));
+        ngx_http_ws_proxy_random(raw, sizeof(raw));
 
         wp->key.data = ngx_pnalloc(wp->pool, 24);
         if (wp->key.data == NULL) {
