@@ -211,7 +211,8 @@ response_tests(void)
 
     {
         /* NUL bytes: strlen() cannot carry them, so by hand */
-        static const unsigned char  nul[] = "HTTP/1.1 101 OK\r\nX: a\0b\r\n\r\n";
+        static const unsigned char  nul[] =
+            "HTTP/1.1 101 OK\r\nX: a\0b\r\n\r\n";
         static const unsigned char  nul1[] = "HTTP/1.1 1\0001 OK\r\n\r\n";
 
         ok(ngx_wsp_response_parse(nul, sizeof(nul) - 1,
