@@ -71,7 +71,15 @@ $(BUILD)/wsp_frame_test: src/ngx_wsp_frame.c src/ngx_wsp_frame.h \
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_frame.c t/unit/wsp_frame_test.c
 
-UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test)
+# unit tests of the handshake parser and checks, without nginx
+$(BUILD)/wsp_handshake_test: src/ngx_wsp_handshake.c src/ngx_wsp_handshake.h \
+		t/unit/wsp_handshake_test.c
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_handshake.c \
+	    t/unit/wsp_handshake_test.c
+
+UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test) \
+	$(if $(wildcard t/unit/wsp_handshake_test.c),$(BUILD)/wsp_handshake_test)
 
 unit: $(UNIT)
 

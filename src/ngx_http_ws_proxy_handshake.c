@@ -16,10 +16,6 @@
 #define NGX_HTTP_UPGRADE_REQUIRED  426
 
 
-static ngx_table_elt_t *ngx_http_ws_proxy_find_header(ngx_http_request_t *r,
-    const char *name, size_t len);
-static ngx_int_t ngx_http_ws_proxy_has_token(ngx_str_t *value,
-    const char *token, size_t len);
 static ngx_int_t ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp,
     ngx_uint_t status);
 static ngx_int_t ngx_http_ws_proxy_add_header(ngx_http_request_t *r,
@@ -51,12 +47,15 @@ ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out)
 ngx_int_t
 ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
 {
+    int                   status;
     u_char               *accept;
     ngx_int_t             rc;
-    ngx_str_t             decoded, *value;
-    ngx_table_elt_t      *h, *key, *version;
+    ngx_str_t             key, *value;
+    ngx_uint_t            i;
+    ngx_list_part_t      *part;
+    ngx_table_elt_t      *h;
+    ngx_wsp_request_t     rq;
     ngx_http_request_t   *r;
-    u_char                buf[32];
 
     r = wp->request;
 
@@ -89,63 +88,48 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
         return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
     }
 
-    h = ngx_http_ws_proxy_find_header(r, "Upgrade", 7);
-    if (h == NULL
-        || ngx_http_ws_proxy_has_token(&h->value, "websocket", 9) != NGX_OK)
-    {
-        ngx_http_ws_proxy_set_error(wp, "bad \"upgrade\" request header: %V",
-                                    h ? &h->value : &(ngx_str_t) ngx_null_string);
-        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
-    }
+    /* the checks themselves are in ngx_wsp_handshake.c, to be fuzzed */
 
-    h = ngx_http_ws_proxy_find_header(r, "Connection", 10);
-    if (h == NULL
-        || ngx_http_ws_proxy_has_token(&h->value, "upgrade", 7) != NGX_OK)
-    {
-        ngx_http_ws_proxy_set_error(wp, "bad \"connection\" request header: "
-                                    "%V",
-                                    h ? &h->value : &(ngx_str_t) ngx_null_string);
-        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
-    }
+    ngx_memzero(&rq, sizeof(ngx_wsp_request_t));
 
-    version = ngx_http_ws_proxy_find_header(r, "Sec-WebSocket-Version", 21);
-    if (version == NULL
-        || version->value.len != 2
-        || ngx_strncmp(version->value.data, "13", 2) != 0)
-    {
-        ngx_http_ws_proxy_set_error(wp, "bad \"sec-websocket-version\" "
-                                    "request header: %V",
-                                    version ? &version->value
-                                            : &(ngx_str_t) ngx_null_string);
-        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_UPGRADE_REQUIRED);
-    }
+    part = &r->headers_in.headers.part;
+    h = part->elts;
 
-    key = ngx_http_ws_proxy_find_header(r, "Sec-WebSocket-Key", 17);
+    for (i = 0; /* void */ ; i++) {
 
-    rc = NGX_ERROR;
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
 
-    if (key != NULL && key->value.len == 24) {
-        decoded.data = buf;
-        rc = ngx_decode_base64(&decoded, &key->value);
-        if (rc == NGX_OK && decoded.len != 16) {
-            rc = NGX_ERROR;
+            part = part->next;
+            h = part->elts;
+            i = 0;
         }
+
+        ngx_wsp_request_header(&rq, h[i].key.data, h[i].key.len,
+                               h[i].value.data, h[i].value.len);
     }
 
-    if (rc != NGX_OK) {
-        ngx_http_ws_proxy_set_error(wp, "bad \"sec-websocket-key\" "
-                                    "request header: %V",
-                                    key ? &key->value
-                                        : &(ngx_str_t) ngx_null_string);
-        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
+    status = ngx_wsp_request_check(&rq);
+
+    if (status != NGX_WSP_REQ_OK) {
+        ngx_http_ws_proxy_set_error(wp, "%s%*s", rq.error,
+                                    rq.error_arg.len, rq.error_arg.data);
+        return ngx_http_ws_proxy_reject(wp, status == NGX_WSP_REQ_VERSION
+                                            ? NGX_HTTP_UPGRADE_REQUIRED
+                                            : NGX_HTTP_BAD_REQUEST);
     }
+
+    key.data = (u_char *) rq.key.data;
+    key.len = rq.key.len;
 
     accept = ngx_pnalloc(r->pool, 28);
     if (accept == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_http_ws_proxy_accept_key(&key->value, accept);
+    ngx_http_ws_proxy_accept_key(&key, accept);
 
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
     ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
@@ -266,77 +250,6 @@ ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp, ngx_uint_t status)
     }
 
     (void) ngx_http_output_filter(r, &out);
-
-    return NGX_DECLINED;
-}
-
-
-static ngx_table_elt_t *
-ngx_http_ws_proxy_find_header(ngx_http_request_t *r, const char *name,
-    size_t len)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
-}
-
-
-/* a case-insensitive search for a token in a comma separated list */
-
-static ngx_int_t
-ngx_http_ws_proxy_has_token(ngx_str_t *value, const char *token, size_t len)
-{
-    u_char  *p, *last, *start, *end;
-
-    p = value->data;
-    last = p + value->len;
-
-    while (p < last) {
-
-        while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
-            p++;
-        }
-
-        start = p;
-
-        while (p < last && *p != ',') {
-            p++;
-        }
-
-        end = p;
-
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
-            end--;
-        }
-
-        if ((size_t) (end - start) == len
-            && ngx_strncasecmp(start, (u_char *) token, len) == 0)
-        {
-            return NGX_OK;
-        }
-    }
 
     return NGX_DECLINED;
 }

@@ -15,6 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_wsp_frame.h"
+#include "ngx_wsp_handshake.h"
 
 
 /* directions, named after the peer that sends the frames */

@@ -833,7 +833,7 @@ ngx_http_ws_proxy_send_request(ngx_http_ws_proxy_t *wp)
 static void
 ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp)
 {
-    u_char            *p;
+    size_t             len, scanned;
     ssize_t            n;
     ngx_buf_t         *b;
     ngx_connection_t  *c;
@@ -873,24 +873,23 @@ ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp)
             return;
         }
 
-        /* search for the end of the head from where it may start */
+        /* every earlier read was searched already */
 
-        p = b->last - 3 > b->start ? b->last - 3 : b->start;
+        scanned = b->last - b->start;
         b->last += n;
 
-        for ( /* void */ ; p + 3 < b->last; p++) {
-            if (p[0] == CR && p[1] == LF && p[2] == CR && p[3] == LF) {
+        len = ngx_wsp_head_end(b->start, b->last - b->start, &scanned);
 
-                if (c->read->timer_set) {
-                    ngx_del_timer(c->read);
-                }
-
-                b->pos = p + 4;
-
-                ngx_http_ws_proxy_connect_done(wp,
-                    ngx_http_ws_proxy_check_response(wp, b->start, p + 2));
-                return;
+        if (len) {
+            if (c->read->timer_set) {
+                ngx_del_timer(c->read);
             }
+
+            b->pos = b->start + len;
+
+            ngx_http_ws_proxy_connect_done(wp,
+                ngx_http_ws_proxy_check_response(wp, b->start, b->pos));
+            return;
         }
     }
 }
@@ -900,40 +899,41 @@ static ngx_int_t
 ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
     u_char *end)
 {
-    u_char     *p, *line, *eol, *colon, *v, *ve;
-    size_t      nlen;
-    ngx_int_t   status;
-    ngx_uint_t  upgrade, connection, accept;
-    u_char      expected[28];
+    int                 rc;
+    size_t              len;
+    ngx_wsp_response_t  resp;
+    u_char              expected[NGX_WSP_ACCEPT_LEN];
 
-    /* the head outlives the handshake buffer: it is returned to Lua */
+    /*
+     * The head outlives the handshake buffer: it is returned to Lua, and
+     * the protocol the parser finds points into it.  wp->response leaves
+     * out the empty line that ends the head.
+     */
 
-    wp->response.len = end - start;
-    wp->response.data = ngx_pnalloc(wp->pool, wp->response.len);
+    len = end - start;
+
+    wp->response.data = ngx_pnalloc(wp->pool, len);
     if (wp->response.data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(wp->response.data, start, wp->response.len);
-    start = wp->response.data;
-    end = start + wp->response.len;
+    ngx_memcpy(wp->response.data, start, len);
+    wp->response.len = len - (len >= 2 && start[len - 2] == CR ? 2 : 1);
 
-    eol = ngx_strlchr(start, end, CR);
+    ngx_http_ws_proxy_accept_key(&wp->key, expected);
 
-    if (eol == NULL || eol - start < 12
-        || ngx_strncmp(start, "HTTP/1.", 7) != 0
-        || start[8] != ' ')
-    {
-        ngx_http_ws_proxy_set_error(wp, "bad HTTP response status line: %*s",
-                                    eol ? eol - start : end - start, start);
+    rc = ngx_wsp_response_parse(wp->response.data, len, expected, &resp);
+
+    if (rc != NGX_WSP_HEAD_OK) {
+        ngx_http_ws_proxy_set_error(wp, "%s%*s", resp.error,
+                                    resp.error_arg.len, resp.error_arg.data);
+    }
+
+    if (rc == NGX_WSP_HEAD_ERROR) {
         return NGX_ERROR;
     }
 
-    status = ngx_atoi(start + 9, 3);
-
-    if (status != NGX_HTTP_SWITCHING_PROTOCOLS) {
-        ngx_http_ws_proxy_set_error(wp, "bad HTTP response status line: %*s",
-                                    eol - start, start);
+    if (rc == NGX_WSP_HEAD_STATUS) {
 
         /*
          * Kept for connect(), which answers the client with it: a gateway
@@ -942,7 +942,7 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
          * write error responses), or none.
          */
 
-        wp->upstream_status = status;
+        wp->upstream_status = resp.status;
         wp->upstream_body.len = wp->hs->last - wp->hs->pos;
 
         if (wp->upstream_body.len) {
@@ -959,99 +959,8 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
         return NGX_DECLINED;
     }
 
-    ngx_http_ws_proxy_accept_key(&wp->key, expected);
-
-    upgrade = 0;
-    connection = 0;
-    accept = 0;
-
-    for (line = eol + 2; line < end; line = eol + 2) {
-
-        eol = ngx_strlchr(line, end, CR);
-        if (eol == NULL) {
-            eol = end;
-        }
-
-        colon = ngx_strlchr(line, eol, ':');
-        if (colon == NULL) {
-            ngx_http_ws_proxy_set_error(wp, "bad HTTP response header: %*s",
-                                        eol - line, line);
-            return NGX_ERROR;
-        }
-
-        nlen = colon - line;
-
-        for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++) {
-            /* void */
-        }
-
-        for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--) {
-            /* void */
-        }
-
-        if (nlen == 7 && ngx_strncasecmp(line, (u_char *) "Upgrade", 7) == 0) {
-            upgrade = (ve - v == 9
-                       && ngx_strncasecmp(v, (u_char *) "websocket", 9) == 0);
-
-        } else if (nlen == 10
-                   && ngx_strncasecmp(line, (u_char *) "Connection", 10) == 0)
-        {
-            for (p = v; p + 7 <= ve; p++) {
-                if (ngx_strncasecmp(p, (u_char *) "upgrade", 7) == 0) {
-                    connection = 1;
-                    break;
-                }
-            }
-
-        } else if (nlen == 20
-                   && ngx_strncasecmp(line, (u_char *) "Sec-WebSocket-Accept",
-                                      20) == 0)
-        {
-            accept = (ve - v == 28 && ngx_strncmp(v, expected, 28) == 0);
-
-            if (!accept) {
-                ngx_http_ws_proxy_set_error(wp, "bad \"sec-websocket-accept\" "
-                                            "response header: %*s",
-                                            ve - v, v);
-                return NGX_ERROR;
-            }
-
-        } else if (nlen == 22
-                   && ngx_strncasecmp(line,
-                                      (u_char *) "Sec-WebSocket-Protocol", 22)
-                      == 0)
-        {
-            wp->protocol.data = v;
-            wp->protocol.len = ve - v;
-
-        } else if (nlen == 24
-                   && ngx_strncasecmp(line,
-                                      (u_char *) "Sec-WebSocket-Extensions",
-                                      24) == 0
-                   && ve > v)
-        {
-            ngx_http_ws_proxy_set_error(wp, "upstream negotiated an "
-                                        "extension that was not offered: %*s",
-                                        ve - v, v);
-            return NGX_ERROR;
-        }
-    }
-
-    if (!upgrade) {
-        ngx_http_ws_proxy_set_error(wp, "bad \"upgrade\" response header");
-        return NGX_ERROR;
-    }
-
-    if (!connection) {
-        ngx_http_ws_proxy_set_error(wp, "bad \"connection\" response header");
-        return NGX_ERROR;
-    }
-
-    if (!accept) {
-        ngx_http_ws_proxy_set_error(wp, "missing \"sec-websocket-accept\" "
-                                    "response header");
-        return NGX_ERROR;
-    }
+    wp->protocol.data = (u_char *) resp.protocol.data;
+    wp->protocol.len = resp.protocol.len;
 
     return NGX_OK;
 }

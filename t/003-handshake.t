@@ -62,6 +62,24 @@ bad "connection" request header: keep-alive
 
 
 
+=== TEST 2b: Connection: noupgrade is not the token "upgrade"
+--- raw_request eval
+"GET /t HTTP/1.1\r
+Host: localhost\r
+Upgrade: websocket\r
+Connection: noupgrade\r
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r
+Sec-WebSocket-Version: 13\r
+\r
+"
+--- error_code: 400
+--- response_body
+bad "connection" request header: noupgrade
+--- no_error_log
+[error]
+
+
+
 === TEST 3: a wrong version gets 426 with Sec-WebSocket-Version: 13
 --- raw_request eval
 "GET /t HTTP/1.1\r

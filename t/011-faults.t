@@ -175,7 +175,7 @@ close:1000:
 
 
 
-=== TEST 4: upstreams that fail the handshake
+=== TEST 4: upstreams that fail the handshake (an LF-only head fails at once)
 --- config
     location /close-at-once {
         content_by_lua_block {
@@ -209,11 +209,30 @@ close:1000:
         }
     }
 
+    location /noupgrade {
+        content_by_lua_block {
+            local sock = ngx.req.socket(true)
+            sock:send("HTTP/1.1 101 Switching Protocols\r\n"
+                      .. "Upgrade: websocket\r\nConnection: noupgrade\r\n\r\n")
+            ngx.sleep(0.05)
+        }
+    }
+
+    location /lf-only {
+        content_by_lua_block {
+            local sock = ngx.req.socket(true)
+            sock:send("HTTP/1.1 101 Switching Protocols\n"
+                      .. "Upgrade: websocket\nConnection: upgrade\n\n")
+            ngx.sleep(1)
+        }
+    }
+
     location /t {
         content_by_lua_block {
             local proxy = require "resty.websocket.proxy"
             for _, path in ipairs({ "close-at-once", "redirect", "ok200",
-                                    "half", "noaccept" }) do
+                                    "half", "noaccept", "noupgrade",
+                                    "lf-only" }) do
                 local wp = proxy.new()
                 local ok, err = wp:connect_upstream("ws://127.0.0.1:"
                     .. ngx.var.server_port .. "/" .. path)
@@ -227,6 +246,8 @@ redirect: bad HTTP response status line: HTTP/1.1 302 Moved Temporarily
 ok200: bad HTTP response status line: HTTP/1.1 200 OK
 half: failed to receive response header: closed
 noaccept: missing "sec-websocket-accept" response header
+noupgrade: bad "connection" response header
+lf-only: bad HTTP response status line: HTTP/1.1 101 Switching Protocols
 --- no_error_log
 [error]
 

@@ -17,6 +17,8 @@ import time
 
 import websockets
 
+import vg
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 PREFIX = os.path.join(ROOT, "build", "shutdown")
@@ -28,9 +30,9 @@ load_module %(mods)s/ndk_http_module.so;
 load_module %(mods)s/ngx_http_lua_module.so;
 load_module %(root)s/build/ngx_http_ws_proxy_module.so;
 worker_processes 1;
-daemon on;
+daemon %(daemon)s;
 master_process on;
-worker_shutdown_timeout 2s;
+worker_shutdown_timeout %(wst)ds;
 error_log logs/error.log info;
 pid logs/nginx.pid;
 events { worker_connections 256; }
@@ -80,10 +82,14 @@ def ok(cond, name):
     print("%sok %d - %s" % ("" if cond else "not ", n, name), flush=True)
 
 
+def nginx_cmd():
+    return ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
+            os.path.join(PREFIX, "nginx.conf")]
+
+
 def nginx(*args):
-    return subprocess.run(["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
-                           os.path.join(PREFIX, "nginx.conf")] + list(args),
-                          capture_output=True, text=True)
+    return subprocess.run(nginx_cmd() + list(args), capture_output=True,
+                          text=True)
 
 
 def master_pid():
@@ -94,7 +100,12 @@ def master_pid():
 def alive(pid):
     try:
         os.kill(pid, 0)
-        return True
+    except OSError:
+        return False
+    # under valgrind nginx is this script's child: exited, it is a zombie
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
 
@@ -102,7 +113,11 @@ def alive(pid):
 async def main():
     url = "ws://127.0.0.1:%d/ws" % PORT
 
-    old = await websockets.connect(url)
+    # under valgrind a worker takes seconds to start and to answer
+    opts = {"open_timeout": 10 * vg.SLOW, "close_timeout": 10 * vg.SLOW,
+            "ping_interval": None}
+
+    old = await websockets.connect(url, **opts)
     await old.send("before reload")
     first = await old.recv()
     old_pid = first.split(":")[0]
@@ -110,14 +125,14 @@ async def main():
 
     r = nginx("-s", "reload")
     ok(r.returncode == 0, "nginx -s reload")
-    await asyncio.sleep(1)
+    await asyncio.sleep(1 * vg.PAUSE)
 
     await old.send("after reload")
     again = await old.recv()
     ok(again == old_pid + ": after reload",
        "the old session still runs in the old worker: " + again)
 
-    new = await websockets.connect(url)
+    new = await websockets.connect(url, **opts)
     await new.send("new session")
     fresh = await new.recv()
     ok(fresh.endswith("new session") and not fresh.startswith(old_pid + ":"),
@@ -127,7 +142,7 @@ async def main():
     mpid = master_pid()
     r = nginx("-s", "quit")
     ok(r.returncode == 0, "nginx -s quit")
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5 * vg.PAUSE)
 
     await old.send("during shutdown")
     during = await old.recv()
@@ -136,7 +151,7 @@ async def main():
 
     t0 = time.time()
     try:
-        await asyncio.wait_for(old.recv(), 10)
+        await asyncio.wait_for(old.recv(), 10 * vg.SLOW)
         ok(False, "a close frame at worker_shutdown_timeout")
     except websockets.exceptions.ConnectionClosed as e:
         ok(e.code == 1001,
@@ -145,7 +160,7 @@ async def main():
     except asyncio.TimeoutError:
         ok(False, "a close frame at worker_shutdown_timeout (timed out)")
 
-    for _ in range(50):
+    for _ in range(50 * vg.SLOW):
         if not alive(mpid):
             break
         await asyncio.sleep(0.1)
@@ -158,10 +173,15 @@ def run():
     if os.path.exists(log):
         os.unlink(log)
     with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT})
-    r = nginx()
-    if r.returncode != 0:
-        ok(False, "nginx starts: " + r.stderr)
+        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
+                        "daemon": "off" if vg.USE else "on",
+                        "wst": 2 * vg.PAUSE})
+    logdir = os.path.join(PREFIX, "logs")
+    status = None
+    try:
+        proc = vg.start(nginx_cmd(), logdir, PORT)
+    except RuntimeError as e:
+        ok(False, "nginx starts: %s" % e)
     else:
         try:
             asyncio.run(main())
@@ -172,12 +192,14 @@ def run():
                 os.kill(master_pid(), signal.SIGKILL)
             except Exception:
                 pass
+            status = vg.wait(proc)
 
     text = open(log).read() if os.path.exists(log) else ""
     ok("[alert]" not in text and "[crit]" not in text and
        "[emerg]" not in text, "no [alert], [crit] or [emerg]")
     ok("worker is shutting down, closing the session" in text,
        "the session was closed by the shutdown, and logged")
+    vg.check(ok, logdir, status)
     print("1..%d" % n)
     sys.exit(1 if failed else 0)
 

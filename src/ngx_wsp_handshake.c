@@ -1,0 +1,478 @@
+/*
+ * Copyright (C) ngx_http_ws_proxy_module authors
+ *
+ * Opening handshake parsing and checks, see ngx_wsp_handshake.h.
+ * Plain C99: no nginx.
+ */
+
+
+#include <string.h>
+
+#include "ngx_wsp_handshake.h"
+
+
+#define NGX_WSP_CR  '\r'
+#define NGX_WSP_LF  '\n'
+
+
+static int ngx_wsp_strcaseeq(const unsigned char *a, size_t len,
+    const char *b, size_t blen);
+static int ngx_wsp_is_tchar(unsigned char c);
+static void ngx_wsp_trim(const unsigned char **v, const unsigned char **ve);
+static int ngx_wsp_parse_status(const unsigned char *p, size_t len,
+    unsigned *status);
+static int ngx_wsp_head_error(ngx_wsp_response_t *r, const char *error,
+    const unsigned char *arg, size_t len);
+
+
+size_t
+ngx_wsp_head_end(const unsigned char *buf, size_t len, size_t *scanned)
+{
+    size_t  i;
+
+    /*
+     * The end is LF LF or LF CR LF: resume two bytes back, so that an end
+     * split between two reads is still seen whole.
+     */
+
+    i = *scanned > 2 ? *scanned - 2 : 0;
+
+    for ( /* void */ ; i + 1 < len; i++) {
+
+        if (buf[i] != NGX_WSP_LF) {
+            continue;
+        }
+
+        if (buf[i + 1] == NGX_WSP_LF) {
+            return i + 2;
+        }
+
+        if (buf[i + 1] == NGX_WSP_CR) {
+            if (i + 2 >= len) {
+                break;
+            }
+
+            if (buf[i + 2] == NGX_WSP_LF) {
+                return i + 3;
+            }
+        }
+    }
+
+    *scanned = len;
+
+    return 0;
+}
+
+
+int
+ngx_wsp_response_parse(const unsigned char *head, size_t len,
+    const unsigned char *accept, ngx_wsp_response_t *r)
+{
+    size_t                nlen;
+    unsigned              upgrade, upgrade_bad, connection, accepts;
+    unsigned              protocols;
+    const unsigned char  *end, *line, *eol, *colon, *v, *ve;
+
+    memset(r, 0, sizeof(ngx_wsp_response_t));
+
+    end = head + len;
+
+    /*
+     * The status line: up to its CR LF.  A line that ends otherwise is
+     * reported up to its first CR or LF, as the module always did.
+     */
+
+    for (eol = head; eol < end; eol++) {
+        if (*eol == NGX_WSP_CR || *eol == NGX_WSP_LF || *eol == '\0') {
+            break;
+        }
+    }
+
+    r->status_line.data = head;
+    r->status_line.len = eol - head;
+
+    if (eol + 1 >= end || eol[0] != NGX_WSP_CR || eol[1] != NGX_WSP_LF
+        || ngx_wsp_parse_status(head, eol - head, &r->status) != 0)
+    {
+        return ngx_wsp_head_error(r, "bad HTTP response status line: ",
+                                  head, eol - head);
+    }
+
+    if (r->status != 101) {
+        (void) ngx_wsp_head_error(r, "bad HTTP response status line: ",
+                                  head, eol - head);
+        return NGX_WSP_HEAD_STATUS;
+    }
+
+    upgrade = 0;
+    upgrade_bad = 0;
+    connection = 0;
+    accepts = 0;
+    protocols = 0;
+
+    for (line = eol + 2; line < end; line = eol + 2) {
+
+        for (eol = line; eol < end; eol++) {
+            if (*eol == NGX_WSP_CR || *eol == NGX_WSP_LF || *eol == '\0') {
+                break;
+            }
+        }
+
+        if (eol + 1 >= end || eol[0] != NGX_WSP_CR || eol[1] != NGX_WSP_LF) {
+            return ngx_wsp_head_error(r, "bad HTTP response header: ",
+                                      line, eol - line);
+        }
+
+        if (eol == line) {
+            /* the empty line: anything after it is not the head's */
+            break;
+        }
+
+        if (*line == ' ' || *line == '\t') {
+            /* obs-fold: a continuation line */
+            return ngx_wsp_head_error(r, "bad HTTP response header: ",
+                                      line, eol - line);
+        }
+
+        for (colon = line; colon < eol && ngx_wsp_is_tchar(*colon); colon++) {
+            /* void */
+        }
+
+        if (colon == line || colon == eol || *colon != ':') {
+            return ngx_wsp_head_error(r, "bad HTTP response header: ",
+                                      line, eol - line);
+        }
+
+        nlen = colon - line;
+        v = colon + 1;
+        ve = eol;
+        ngx_wsp_trim(&v, &ve);
+
+        if (ngx_wsp_strcaseeq(line, nlen, "Upgrade", 7)) {
+
+            /* one list over all lines: it must be "websocket" alone */
+
+            if (upgrade || !ngx_wsp_strcaseeq(v, ve - v, "websocket", 9)) {
+                upgrade_bad = 1;
+            }
+
+            upgrade = 1;
+
+        } else if (ngx_wsp_strcaseeq(line, nlen, "Connection", 10)) {
+
+            if (ngx_wsp_has_token(v, ve - v, "upgrade", 7)) {
+                connection = 1;
+            }
+
+        } else if (ngx_wsp_strcaseeq(line, nlen, "Sec-WebSocket-Accept", 20)) {
+
+            if (accepts++
+                || (size_t) (ve - v) != NGX_WSP_ACCEPT_LEN
+                || memcmp(v, accept, NGX_WSP_ACCEPT_LEN) != 0)
+            {
+                return ngx_wsp_head_error(r, "bad \"sec-websocket-accept\" "
+                                          "response header: ", v, ve - v);
+            }
+
+            r->accept.data = v;
+            r->accept.len = ve - v;
+
+        } else if (ngx_wsp_strcaseeq(line, nlen, "Sec-WebSocket-Protocol",
+                                     22))
+        {
+            if (protocols++) {
+                return ngx_wsp_head_error(r, "duplicate "
+                                          "\"sec-websocket-protocol\" "
+                                          "response header: ", v, ve - v);
+            }
+
+            r->protocol.data = v;
+            r->protocol.len = ve - v;
+
+        } else if (ngx_wsp_strcaseeq(line, nlen, "Sec-WebSocket-Extensions",
+                                     24)
+                   && ve > v)
+        {
+            return ngx_wsp_head_error(r, "upstream negotiated an extension "
+                                      "that was not offered: ", v, ve - v);
+        }
+    }
+
+    if (line + 2 != end) {
+        /* bytes after the empty line: the caller did not split the head */
+        return ngx_wsp_head_error(r, "bad HTTP response header: ",
+                                  line, end - line);
+    }
+
+    if (!upgrade || upgrade_bad) {
+        return ngx_wsp_head_error(r, "bad \"upgrade\" response header",
+                                  NULL, 0);
+    }
+
+    if (!connection) {
+        return ngx_wsp_head_error(r, "bad \"connection\" response header",
+                                  NULL, 0);
+    }
+
+    if (!accepts) {
+        return ngx_wsp_head_error(r, "missing \"sec-websocket-accept\" "
+                                  "response header", NULL, 0);
+    }
+
+    return NGX_WSP_HEAD_OK;
+}
+
+
+int
+ngx_wsp_has_token(const unsigned char *value, size_t len, const char *token,
+    size_t tlen)
+{
+    const unsigned char  *p, *last, *start, *end;
+
+    if (tlen == 0) {
+        /* an empty element is no token, so nothing matches "" */
+        return 0;
+    }
+
+    p = value;
+    last = value + len;
+
+    while (p < last) {
+
+        start = p;
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        end = p;
+        ngx_wsp_trim(&start, &end);
+
+        if (ngx_wsp_strcaseeq(start, end - start, token, tlen)) {
+            return 1;
+        }
+
+        if (p < last) {
+            p++;    /* the comma */
+        }
+    }
+
+    return 0;
+}
+
+
+void
+ngx_wsp_request_header(ngx_wsp_request_t *rq, const unsigned char *name,
+    size_t nlen, const unsigned char *value, size_t vlen)
+{
+    if (ngx_wsp_strcaseeq(name, nlen, "Upgrade", 7)) {
+
+        if (rq->upgrade.data == NULL) {
+            rq->upgrade.data = value;
+            rq->upgrade.len = vlen;
+        }
+
+        if (ngx_wsp_has_token(value, vlen, "websocket", 9)) {
+            rq->upgrade_ok = 1;
+        }
+
+    } else if (ngx_wsp_strcaseeq(name, nlen, "Connection", 10)) {
+
+        if (rq->connection.data == NULL) {
+            rq->connection.data = value;
+            rq->connection.len = vlen;
+        }
+
+        if (ngx_wsp_has_token(value, vlen, "upgrade", 7)) {
+            rq->connection_ok = 1;
+        }
+
+    } else if (ngx_wsp_strcaseeq(name, nlen, "Sec-WebSocket-Version", 21)) {
+
+        if (rq->versions == 0) {
+            rq->version.data = value;
+            rq->version.len = vlen;
+        }
+
+        /* saturates at 2: two are as wrong as twenty */
+        if (rq->versions < 2) {
+            rq->versions++;
+        }
+
+    } else if (ngx_wsp_strcaseeq(name, nlen, "Sec-WebSocket-Key", 17)) {
+
+        if (rq->keys == 0) {
+            rq->key.data = value;
+            rq->key.len = vlen;
+        }
+
+        if (rq->keys < 2) {
+            rq->keys++;
+        }
+    }
+}
+
+
+int
+ngx_wsp_request_check(ngx_wsp_request_t *rq)
+{
+    /*
+     * RFC 6455 11.3.1 and 11.3.5: Sec-WebSocket-Key and -Version must not
+     * appear more than once in a request; a second one is refused with
+     * the first one's value in the message.
+     */
+
+    if (!rq->upgrade_ok) {
+        rq->error = "bad \"upgrade\" request header: ";
+        rq->error_arg = rq->upgrade;
+        return NGX_WSP_REQ_BAD;
+    }
+
+    if (!rq->connection_ok) {
+        rq->error = "bad \"connection\" request header: ";
+        rq->error_arg = rq->connection;
+        return NGX_WSP_REQ_BAD;
+    }
+
+    if (rq->versions != 1
+        || rq->version.len != 2
+        || memcmp(rq->version.data, "13", 2) != 0)
+    {
+        rq->error = "bad \"sec-websocket-version\" request header: ";
+        rq->error_arg = rq->version;
+        return NGX_WSP_REQ_VERSION;
+    }
+
+    if (rq->keys != 1 || !ngx_wsp_key_valid(rq->key.data, rq->key.len)) {
+        rq->error = "bad \"sec-websocket-key\" request header: ";
+        rq->error_arg = rq->key;
+        return NGX_WSP_REQ_BAD;
+    }
+
+    return NGX_WSP_REQ_OK;
+}
+
+
+/*
+ * 16 bytes are 22 base64 digits and "==".  The last digit carries 4 bits
+ * that are not part of the 16 bytes; they are not required to be zero
+ * (nginx's decoder never required it, and the key is only ever hashed).
+ */
+
+int
+ngx_wsp_key_valid(const unsigned char *k, size_t len)
+{
+    size_t         i;
+    unsigned char  c;
+
+    if (k == NULL || len != NGX_WSP_KEY_LEN || k[22] != '=' || k[23] != '=') {
+        return 0;
+    }
+
+    for (i = 0; i < 22; i++) {
+        c = k[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '+' || c == '/'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+ngx_wsp_strcaseeq(const unsigned char *a, size_t len, const char *b,
+    size_t blen)
+{
+    size_t         i;
+    unsigned char  c1, c2;
+
+    if (len != blen) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        c1 = a[i];
+        c2 = (unsigned char) b[i];
+
+        if (c1 >= 'A' && c1 <= 'Z') {
+            c1 |= 0x20;
+        }
+
+        if (c2 >= 'A' && c2 <= 'Z') {
+            c2 |= 0x20;
+        }
+
+        if (c1 != c2) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* RFC 9110 5.6.2: tchar */
+
+static int
+ngx_wsp_is_tchar(unsigned char c)
+{
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+        || (c >= '0' && c <= '9'))
+    {
+        return 1;
+    }
+
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+
+static void
+ngx_wsp_trim(const unsigned char **v, const unsigned char **ve)
+{
+    while (*v < *ve && (**v == ' ' || **v == '\t')) {
+        (*v)++;
+    }
+
+    while (*ve > *v && ((*ve)[-1] == ' ' || (*ve)[-1] == '\t')) {
+        (*ve)--;
+    }
+}
+
+
+/* "HTTP/1.x NNN", then nothing or SP and a reason */
+
+static int
+ngx_wsp_parse_status(const unsigned char *p, size_t len, unsigned *status)
+{
+    if (len < 12
+        || memcmp(p, "HTTP/1.", 7) != 0
+        || p[7] < '0' || p[7] > '9'
+        || p[8] != ' '
+        || p[9] < '1' || p[9] > '5'
+        || p[10] < '0' || p[10] > '9'
+        || p[11] < '0' || p[11] > '9'
+        || (len > 12 && p[12] != ' '))
+    {
+        return -1;
+    }
+
+    *status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+
+    return 0;
+}
+
+
+static int
+ngx_wsp_head_error(ngx_wsp_response_t *r, const char *error,
+    const unsigned char *arg, size_t len)
+{
+    r->error = error;
+    r->error_arg.data = arg;
+    r->error_arg.len = len;
+
+    return NGX_WSP_HEAD_ERROR;
+}

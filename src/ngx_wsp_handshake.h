@@ -1,0 +1,147 @@
+/*
+ * Copyright (C) ngx_http_ws_proxy_module authors
+ *
+ * The parsing and checking half of the RFC 6455 opening handshake: the
+ * search for the end of the upstream's response head, the parser of that
+ * head, comma-separated token matching and the checks of a client's
+ * upgrade request.
+ *
+ * Like ngx_wsp_frame.[ch], this depends on nothing but the C library, so
+ * that it can be unit-tested and fuzzed without nginx.  Nothing here
+ * allocates or copies: results point into the caller's bytes, errors are
+ * static texts.  The SHA-1 of the accept key stays in the module (it uses
+ * nginx's); the parser is given the expected value.
+ *
+ * Rules of the response head (RFC 9112 as a proxy reads it, strictly,
+ * because a head the module misreads could be read differently by the
+ * client it is relayed to):
+ *
+ *   - lines end in CR LF; the head ends at the first empty line.  A bare LF
+ *     also ends a line for the end-of-head search, so that an LF-only head
+ *     fails at once ("bad HTTP response ...") instead of waiting for a
+ *     CR LF CR LF that never comes; the parser then rejects it;
+ *   - a bare CR, a bare LF or a NUL byte anywhere is an error;
+ *   - a line starting with SP or HTAB (obs-fold) is an error;
+ *   - a header line without a colon, with an empty name, or with a name
+ *     that is not an RFC 9110 token (so no space before the colon) is an
+ *     error;
+ *   - SP and HTAB around a value are not part of it;
+ *   - Connection and Upgrade are lists: their lines are read as one list;
+ *     a second Sec-WebSocket-Accept or Sec-WebSocket-Protocol is an error;
+ *     every non-empty Sec-WebSocket-Extensions is an error (the module
+ *     offers none);
+ *   - the status line is "HTTP/1.<digit> <3 digits>", then SP and any
+ *     reason, or nothing.  The header lines of a status other than 101 are
+ *     not checked: that response is relayed, not interpreted.
+ */
+
+
+#ifndef _NGX_WSP_HANDSHAKE_H_INCLUDED_
+#define _NGX_WSP_HANDSHAKE_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#define NGX_WSP_ACCEPT_LEN       28     /* base64 of a SHA-1 */
+#define NGX_WSP_KEY_LEN          24     /* base64 of 16 bytes */
+
+/* results of ngx_wsp_response_parse() */
+#define NGX_WSP_HEAD_OK          0      /* a valid 101 */
+#define NGX_WSP_HEAD_STATUS      1      /* a valid status line, not 101 */
+#define NGX_WSP_HEAD_ERROR       2      /* see error and error_arg */
+
+/* results of ngx_wsp_request_check() */
+#define NGX_WSP_REQ_OK           0
+#define NGX_WSP_REQ_BAD          400
+#define NGX_WSP_REQ_VERSION      426    /* answer with Upgrade Required */
+
+
+typedef struct {
+    const unsigned char  *data;
+    size_t                len;
+} ngx_wsp_str_t;
+
+
+typedef struct {
+    unsigned              status;       /* 100 .. 599 */
+    ngx_wsp_str_t         status_line;  /* without its CR LF */
+    ngx_wsp_str_t         accept;
+    ngx_wsp_str_t         protocol;     /* empty when absent */
+
+    /*
+     * On HEAD_ERROR and HEAD_STATUS: error is a static text and error_arg
+     * the bytes it is about (possibly empty); the message is error followed
+     * by error_arg.  The texts are the ones the module has always reported.
+     */
+    const char           *error;
+    ngx_wsp_str_t         error_arg;
+} ngx_wsp_response_t;
+
+
+/* the state of ngx_wsp_request_header(): zero-initialise it */
+
+typedef struct {
+    ngx_wsp_str_t         upgrade;      /* the first value of each */
+    ngx_wsp_str_t         connection;
+    ngx_wsp_str_t         version;
+    ngx_wsp_str_t         key;
+
+    unsigned              upgrade_ok:1;     /* "websocket" in any line */
+    unsigned              connection_ok:1;  /* "upgrade" in any line */
+    unsigned              versions:2;       /* lines seen, up to 2 */
+    unsigned              keys:2;
+
+    const char           *error;        /* set by ngx_wsp_request_check() */
+    ngx_wsp_str_t         error_arg;
+} ngx_wsp_request_t;
+
+
+/*
+ * The incremental search for the end of a response head in buf[0, len),
+ * where len only grows between calls and *scanned (0 before the first
+ * call) carries the search over.  Returns the length of the head with its
+ * empty line, or 0 when it has not ended yet.
+ */
+size_t ngx_wsp_head_end(const unsigned char *buf, size_t len,
+    size_t *scanned);
+
+/*
+ * Parses the head[0, len) that ngx_wsp_head_end() delimited, empty line
+ * included.  accept is the expected Sec-WebSocket-Accept value
+ * (NGX_WSP_ACCEPT_LEN bytes, compared exactly).  Returns a NGX_WSP_HEAD_*
+ * value and fills r.
+ */
+int ngx_wsp_response_parse(const unsigned char *head, size_t len,
+    const unsigned char *accept, ngx_wsp_response_t *r);
+
+/*
+ * 1 when the comma-separated list value[0, len) has an element equal to
+ * token[0, tlen) case-insensitively, SP and HTAB around elements ignored.
+ * An empty token matches nothing.
+ */
+int ngx_wsp_has_token(const unsigned char *value, size_t len,
+    const char *token, size_t tlen);
+
+/*
+ * Gives one request header, as the HTTP parser split it, to the request
+ * checks; headers the checks do not care about are ignored.
+ */
+void ngx_wsp_request_header(ngx_wsp_request_t *rq, const unsigned char *name,
+    size_t nlen, const unsigned char *value, size_t vlen);
+
+/*
+ * After the last header: checks Upgrade, Connection, Sec-WebSocket-Version
+ * (exactly one, "13") and Sec-WebSocket-Key (exactly one, 24 bytes of
+ * base64 that decode to 16 bytes), in that order.  Returns NGX_WSP_REQ_OK
+ * (rq->key is then the key), or the HTTP status to reject with and sets
+ * rq->error and rq->error_arg.
+ */
+int ngx_wsp_request_check(ngx_wsp_request_t *rq);
+
+/* 1 when k[0, len) is base64 (RFC 4648, padded) of exactly 16 bytes */
+int ngx_wsp_key_valid(const unsigned char *k, size_t len);
+
+
+#endif /* _NGX_WSP_HANDSHAKE_H_INCLUDED_ */
