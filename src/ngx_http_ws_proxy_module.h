@@ -44,6 +44,8 @@
 #define NGX_WSP_PAYLOAD_RAW          0   /* forwarded in place, untouched */
 #define NGX_WSP_PAYLOAD_BUFFER       1   /* copied, unmasked, into msg */
 #define NGX_WSP_PAYLOAD_SKIP         2   /* read and discarded */
+#define NGX_WSP_PAYLOAD_HOLD         3   /* whole in the input buffer, held
+                                            there for Lua's verdict */
 
 /* who sent the first close frame */
 #define NGX_WSP_BY_NONE              0
@@ -156,6 +158,7 @@ typedef struct {
     /* the frame handed to Lua */
     u_char                     *dmsg;
     size_t                      dlen;
+    size_t                      hold;           /* bytes held at ppos */
     ngx_uint_t                  dopcode;
     unsigned                    dfin:1;
     unsigned                    pending:1;      /* waiting for a verdict */

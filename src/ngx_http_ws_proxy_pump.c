@@ -921,6 +921,10 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
             d->spos = d->ppos;
             break;
 
+        case NGX_WSP_PAYLOAD_HOLD:
+            /* the whole frame is there, see frame_done() */
+            break;
+
         default: /* NGX_WSP_PAYLOAD_SKIP */
             d->ppos += avail;
             d->spos = d->ppos;
@@ -1025,7 +1029,7 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
     unsigned              code;
     size_t                need;
     uint64_t              len, size;
-    ngx_uint_t            opcode, control;
+    ngx_uint_t            opcode, control, buffered;
     const char           *reason;
     ngx_http_ws_proxy_t  *wp;
     u_char                tmp[NGX_WSP_MAX_CONTROL];
@@ -1049,6 +1053,22 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         return NGX_ERROR;
     }
 
+    opcode = d->frame.opcode;
+    len = d->frame.payload_len;
+    control = opcode & 0x8;
+
+    buffered = wp->opts.hook
+               || (wp->opts.aggregate && !control
+                   && (!d->frame.fin || opcode == NGX_WSP_OP_CONT));
+
+    if (buffered && d->spos < d->ppos) {
+        /*
+         * Raw bytes before this frame go out first; the frame is checked
+         * only then, as the check moves the fragmentation state.
+         */
+        return NGX_AGAIN;
+    }
+
     rc = ngx_wsp_frame_check(&d->frame,
                              d->dir == NGX_WSP_DIR_CLIENT
                              ? NGX_WSP_ROLE_CLIENT : NGX_WSP_ROLE_UPSTREAM,
@@ -1057,10 +1077,6 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         ngx_http_ws_proxy_violation(d, rc, reason, reason);
         return NGX_ERROR;
     }
-
-    opcode = d->frame.opcode;
-    len = d->frame.payload_len;
-    control = opcode & 0x8;
 
     if (!control) {
         /*
@@ -1139,13 +1155,31 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         }
     }
 
-    if (wp->opts.hook
-        || (wp->opts.aggregate && !control
-            && (!d->frame.fin || opcode == NGX_WSP_OP_CONT)))
-    {
-        if (d->spos < d->ppos) {
-            /* raw bytes before this frame go out first */
-            return NGX_AGAIN;
+    if (buffered) {
+
+        if (wp->opts.hook && opcode != NGX_WSP_OP_CLOSE
+            && (!wp->opts.aggregate
+                || (opcode != NGX_WSP_OP_CONT && d->frame.fin))
+            && len <= wp->opts.max_payload
+            && (uint64_t) (d->last - d->ppos) >= d->frame.header_len + len)
+        {
+            /*
+             * A whole frame in the buffer stays there: Lua sees it in
+             * place, and one forwarded unchanged leaves as it came, with
+             * neither a copy nor a new frame.
+             */
+
+            if (!control && opcode != NGX_WSP_OP_CONT) {
+                d->utf8 = NGX_WSP_UTF8_ACCEPT;
+                d->check_utf8 = (opcode == NGX_WSP_OP_TEXT);
+            }
+
+            d->payload_mode = NGX_WSP_PAYLOAD_HOLD;
+            d->in_frame = 1;
+            d->remaining = 0;
+            d->offset = 0;
+
+            return NGX_OK;
         }
 
         if (control) {
@@ -1220,12 +1254,16 @@ ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
 static void
 ngx_http_ws_proxy_frame_done(ngx_http_ws_proxy_dir_t *d)
 {
+    size_t                len;
+    u_char               *p;
     ngx_uint_t            opcode, control;
     ngx_http_ws_proxy_t  *wp;
 
     wp = d->wp;
     opcode = d->frame.opcode;
     control = opcode & 0x8;
+    p = NULL;
+    len = 0;
 
     d->in_frame = 0;
     d->stream_mid = 0;
@@ -1255,6 +1293,21 @@ ngx_http_ws_proxy_frame_done(ngx_http_ws_proxy_dir_t *d)
         return;
     }
 
+    if (d->payload_mode == NGX_WSP_PAYLOAD_HOLD) {
+        /* held at d->ppos: unmasked in place for Lua */
+
+        p = d->ppos + d->frame.header_len;
+        len = (size_t) d->frame.payload_len;
+
+        if (d->frame.masked) {
+            ngx_wsp_mask(p, p, len, d->frame.mask, 0);
+        }
+
+        if (!control && d->check_utf8) {
+            d->utf8 = ngx_wsp_utf8_validate(d->utf8, p, len);
+        }
+    }
+
     /* buffered: a whole frame, or a fragment of an aggregated message */
 
     if (!control && d->check_utf8
@@ -1267,7 +1320,14 @@ ngx_http_ws_proxy_frame_done(ngx_http_ws_proxy_dir_t *d)
         return;
     }
 
-    if (control) {
+    if (d->payload_mode == NGX_WSP_PAYLOAD_HOLD) {
+        d->hold = d->frame.header_len + len;
+        d->dmsg = p;
+        d->dlen = len;
+        d->dopcode = opcode;
+        d->dfin = d->frame.fin;
+
+    } else if (control) {
         d->dmsg = d->cbuf;
         d->dlen = d->clen;
         d->dopcode = opcode;
@@ -1365,6 +1425,7 @@ ngx_int_t
 ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code)
 {
+    size_t                held;
     u_char               *p;
     ngx_uint_t            opcode;
     ngx_http_ws_proxy_t  *wp;
@@ -1429,6 +1490,16 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
         return NGX_OK;
     }
 
+    held = d->hold;
+    d->hold = 0;
+
+    if (held && (verdict != NGX_WSP_VERDICT_FORWARD || d->aborted)) {
+        /* the held frame leaves the input buffer unsent */
+        d->ppos += held;
+        d->spos = d->ppos;
+        held = 0;
+    }
+
     switch (verdict) {
 
     case NGX_WSP_VERDICT_DROP:
@@ -1458,7 +1529,22 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
         break;
 
     default: /* NGX_WSP_VERDICT_FORWARD */
-        ngx_http_ws_proxy_emit(d, d->dfin, opcode, d->dmsg, d->dlen);
+
+        if (held) {
+            /* masked again with the sender's key, it goes out as it came */
+
+            if (d->frame.masked) {
+                ngx_wsp_mask(d->dmsg, d->dmsg, d->dlen, d->frame.mask, 0);
+            }
+
+            d->ppos += held;
+            break;
+        }
+
+        if (!d->aborted) {
+            ngx_http_ws_proxy_emit(d, d->dfin, opcode, d->dmsg, d->dlen);
+        }
+
         break;
     }
 
@@ -1539,6 +1625,9 @@ ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     if (d->pending) {
         /* a frame held by Lua is dropped too */
         d->pending = 0;
+        d->ppos += d->hold;
+        d->spos = d->ppos;
+        d->hold = 0;
     }
 }
 
@@ -1803,6 +1892,7 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
         }
 
         d->pending = 0;
+        d->hold = 0;
         d->spos = d->ppos = d->last = NULL;
         ngx_http_ws_proxy_release(d);
         ngx_http_ws_proxy_free_injected(d);

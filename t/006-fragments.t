@@ -212,3 +212,34 @@ binary:3000 bytes true true
 hook: upstream binary 3000 true
 --- no_error_log
 [error]
+
+
+
+=== TEST 9: a whole frame and a fragmented message in one write, aggregated
+The fragments wait for the whole frame to be sent before they are checked:
+checked twice, the first fragment would look like a new message inside the
+open one.
+--- proxy_opts
+{ aggregate_fragments = true }
+--- upstream
+                local f1 = s:recv_frame()
+                local f2 = s:recv_frame()
+                ngx.log(ngx.INFO, "upstream got: ", ws.describe(f1), " | ",
+                        ws.describe(f2))
+                s:recv_frame()
+--- client
+            c:send_raw(ws.build_frame{ opcode = 1, payload = "whole" }
+                       .. ws.build_frame{ opcode = 1, fin = false,
+                                          payload = "frag-" }
+                       .. ws.build_frame{ opcode = 0, fin = false,
+                                          payload = "ment-" }
+                       .. ws.build_frame{ opcode = 0, payload = "ed" })
+            ngx.sleep(0.1)
+            c:send_close(1000)
+            say_next()
+--- response_body
+close:1000:
+--- error_log
+upstream got: text:whole (masked) | text:frag-ment-ed (masked)
+--- no_error_log
+[error]
