@@ -433,6 +433,16 @@ ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p, u_char *err,
 
     wp->err_len = 0;
 
+    /* the hook's two light threads wait on semaphores of their own */
+
+    if (wp->opts.hook && wp->dir[0].sema == NULL
+        && (ngx_http_lua_ffi_sema_new(&wp->dir[0].sema, 0, NULL) != NGX_OK
+            || ngx_http_lua_ffi_sema_new(&wp->dir[1].sema, 0, NULL)
+               != NGX_OK))
+    {
+        return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+    }
+
     if (ngx_http_ws_proxy_start(wp) != NGX_OK) {
         return ngx_http_ws_proxy_ffi_err(err, errlen,
                                          "failed to start proxying");
@@ -498,6 +508,11 @@ ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
             }
 
             sema = d->sema;
+
+            if (sema == NULL) {
+                /* the session was started without a hook */
+                return NGX_DONE;
+            }
 
         } else {
             if (wp->state != NGX_WSP_STATE_CONNECTING

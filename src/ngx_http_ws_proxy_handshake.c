@@ -201,6 +201,11 @@ ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp, ngx_uint_t status)
 
     r = wp->request;
 
+    if (wp->err == NULL) {
+        /* no memory even for the reason */
+        return NGX_ERROR;
+    }
+
     ngx_log_error(NGX_LOG_INFO, wp->log, 0,
                   "ws_proxy: rejecting websocket handshake with %ui: %*s",
                   status, wp->err_len, wp->err);
@@ -237,7 +242,7 @@ ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp, ngx_uint_t status)
     out.next = NULL;
 
     /* the error text doubles as the body, with a trailing newline */
-    if (wp->err_len < sizeof(wp->err)) {
+    if (wp->err_len < NGX_WSP_ERRBUF_SIZE) {
         wp->err[wp->err_len] = '\n';
         b->last++;
     } else {

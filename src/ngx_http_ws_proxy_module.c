@@ -248,8 +248,13 @@ ngx_http_ws_proxy_variable(ngx_http_request_t *r,
         break;
 
     case NGX_WSP_VAR_CLOSE_REASON:
-        v->data = d->close_reason;
-        v->len = d->close_reason_len;
+        if (d->ctl) {
+            v->data = d->ctl->close_reason;
+            v->len = d->ctl->close_reason_len;
+
+        } else {
+            v->len = 0;
+        }
         break;
 
     case NGX_WSP_VAR_CLOSED_BY:
@@ -446,20 +451,22 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r)
     ngx_http_ws_proxy_dir_t       *d;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
-    wp = ngx_pcalloc(r->pool, sizeof(ngx_http_ws_proxy_t));
-    if (wp == NULL) {
-        return NULL;
-    }
-
     /*
      * The pool cleanup runs when the request is freed, whatever the way it
-     * ends (normal end, Lua error, client abort); it closes the upstream
-     * and frees the semaphores after lua-nginx-module has dropped its
-     * waiters, so C never posts to a freed semaphore.
+     * ends (normal end, Lua error, client abort); it closes the upstream,
+     * frees the semaphores after lua-nginx-module has dropped its waiters,
+     * so C never posts to a freed semaphore, and frees the session.  The
+     * session is the heap's: in the request pool it would open a new 4k
+     * block for every idle session.
      */
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
+        return NULL;
+    }
+
+    wp = ngx_calloc(sizeof(ngx_http_ws_proxy_t), r->connection->log);
+    if (wp == NULL) {
         return NULL;
     }
 
@@ -485,10 +492,7 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r)
         d->close_code = -1;
     }
 
-    if (ngx_http_lua_ffi_sema_new(&wp->sema, 0, NULL) != NGX_OK
-        || ngx_http_lua_ffi_sema_new(&wp->dir[0].sema, 0, NULL) != NGX_OK
-        || ngx_http_lua_ffi_sema_new(&wp->dir[1].sema, 0, NULL) != NGX_OK)
-    {
+    if (ngx_http_lua_ffi_sema_new(&wp->sema, 0, NULL) != NGX_OK) {
         ngx_http_ws_proxy_cleanup(wp);
         return NULL;
     }
@@ -515,8 +519,17 @@ ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt, ...)
     u_char   *p;
     va_list   args;
 
+    if (wp->err == NULL) {
+        /* errors are rare: a session gets the buffer with its first one */
+        wp->err = ngx_pnalloc(wp->pool, NGX_WSP_ERRBUF_SIZE);
+        if (wp->err == NULL) {
+            wp->err_len = 0;
+            return;
+        }
+    }
+
     va_start(args, fmt);
-    p = ngx_vslprintf(wp->err, wp->err + sizeof(wp->err), fmt, args);
+    p = ngx_vslprintf(wp->err, wp->err + NGX_WSP_ERRBUF_SIZE, fmt, args);
     va_end(args);
 
     wp->err_len = p - wp->err;

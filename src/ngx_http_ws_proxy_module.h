@@ -110,11 +110,24 @@ typedef struct {
 } ngx_http_ws_proxy_range_t;
 
 
-/* a frame the proxy itself sends: close frames, injected frames */
+/*
+ * What a direction needs only around control frames, allocated the first
+ * time one is met, so that an idle session does not carry it.
+ */
 typedef struct {
-    u_char                      data[NGX_WSP_MAX_HEADER
-                                     + NGX_WSP_MAX_CONTROL];
-    size_t                      len;
+    /* a control frame being buffered: apart, as it may come in a message */
+    u_char                      cbuf[NGX_WSP_MAX_CONTROL];
+    size_t                      clen;
+
+    /* a close frame of the proxy's, and its reason until it is due */
+    u_char                      frame[NGX_WSP_MAX_HEADER
+                                      + NGX_WSP_MAX_CONTROL];
+    u_char                      reason[NGX_WSP_MAX_CONTROL];
+    size_t                      reason_len;
+
+    /* the reason of the close frame the peer sent */
+    u_char                      close_reason[NGX_WSP_MAX_CONTROL];
+    size_t                      close_reason_len;
 } ngx_http_ws_proxy_ctl_t;
 
 
@@ -151,10 +164,6 @@ typedef struct {
     size_t                      msg_cap;
     ngx_uint_t                  msg_opcode;     /* first fragment's opcode */
 
-    /* buffered control frame: apart, as it may come inside a message */
-    u_char                      cbuf[NGX_WSP_MAX_CONTROL];
-    size_t                      clen;
-
     /* the frame handed to Lua */
     u_char                     *dmsg;
     size_t                      dlen;
@@ -176,11 +185,9 @@ typedef struct {
     ngx_http_ws_proxy_range_t   out_hdr;
     ngx_http_ws_proxy_range_t   out_body;
     ngx_http_ws_proxy_range_t   out_ctl;
-    ngx_http_ws_proxy_ctl_t     ctl;
+    ngx_http_ws_proxy_ctl_t    *ctl;
     unsigned                    ctl_close:1;    /* a close is queued/due */
     uint16_t                    ctl_code;
-    u_char                      ctl_reason[NGX_WSP_MAX_CONTROL];
-    size_t                      ctl_reason_len;
 
     /* frames injected from Lua, sent at the next frame boundary */
     ngx_http_ws_proxy_inject_t *inject;
@@ -195,8 +202,6 @@ typedef struct {
     uint64_t                    bytes;
     uint64_t                    messages;
     ngx_int_t                   close_code;     /* -1: none received */
-    u_char                      close_reason[NGX_WSP_MAX_CONTROL];
-    size_t                      close_reason_len;
 } ngx_http_ws_proxy_dir_t;
 
 
@@ -221,6 +226,7 @@ struct ngx_http_ws_proxy_s {
 
     /* upstream side */
     ngx_peer_connection_t       peer;
+    ngx_resolver_ctx_t         *resolving;  /* a name lookup in flight */
     ngx_uint_t                  hs_state;
     ngx_connection_t           *upstream;
     ngx_str_t                   uri;
@@ -263,7 +269,7 @@ struct ngx_http_ws_proxy_s {
 
 
     ngx_int_t                   rc;           /* result of connect/execute */
-    u_char                      err[NGX_WSP_ERRBUF_SIZE];
+    u_char                     *err;          /* NGX_WSP_ERRBUF_SIZE, lazy */
     size_t                      err_len;
 };
 
@@ -316,6 +322,7 @@ ngx_int_t ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp,
 ngx_int_t ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_ws_proxy_cleanup(void *data);
+ngx_http_ws_proxy_ctl_t *ngx_http_ws_proxy_get_ctl(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_free_buffers(void);
 
 

@@ -846,8 +846,9 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
 
             if (d->ctl_close) {
                 /* a close of the proxy's own waits for a frame boundary */
-                ngx_http_ws_proxy_queue_close(d, d->ctl_code, d->ctl_reason,
-                                              d->ctl_reason_len);
+                ngx_http_ws_proxy_queue_close(d, d->ctl_code,
+                                              d->ctl->reason,
+                                              d->ctl->reason_len);
                 progress = 1;
                 continue;
             }
@@ -898,8 +899,8 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
 
         case NGX_WSP_PAYLOAD_BUFFER:
             if (d->frame.opcode & 0x8) {
-                to = d->cbuf + d->clen;
-                d->clen += avail;
+                to = d->ctl->cbuf + d->ctl->clen;
+                d->ctl->clen += avail;
 
             } else {
                 to = d->msg + d->msg_len;
@@ -1140,9 +1141,13 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
             return NGX_ERROR;
         }
 
+        if (ngx_http_ws_proxy_get_ctl(d) == NULL) {
+            goto nomem;
+        }
+
         d->close_code = code;
-        d->close_reason_len = len > 2 ? (size_t) len - 2 : 0;
-        ngx_memcpy(d->close_reason, tmp + 2, d->close_reason_len);
+        d->ctl->close_reason_len = len > 2 ? (size_t) len - 2 : 0;
+        ngx_memcpy(d->ctl->close_reason, tmp + 2, d->ctl->close_reason_len);
 
         if (wp->closed_by == NGX_WSP_BY_NONE) {
             wp->closed_by = d->dir == NGX_WSP_DIR_CLIENT ? NGX_WSP_BY_CLIENT
@@ -1183,7 +1188,11 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         }
 
         if (control) {
-            d->clen = 0;
+            if (ngx_http_ws_proxy_get_ctl(d) == NULL) {
+                goto nomem;
+            }
+
+            d->ctl->clen = 0;
 
         } else {
             if (opcode != NGX_WSP_OP_CONT || !wp->opts.aggregate) {
@@ -1209,10 +1218,7 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
             }
 
             if (ngx_http_ws_proxy_reserve(d, (size_t) len) != NGX_OK) {
-                ngx_http_ws_proxy_set_error(wp, "out of memory");
-                wp->closed_normally = 0;
-                ngx_http_ws_proxy_finish(wp);
-                return NGX_ERROR;
+                goto nomem;
             }
         }
 
@@ -1231,6 +1237,14 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
     d->offset = 0;
 
     return NGX_OK;
+
+nomem:
+
+    ngx_http_ws_proxy_set_error(wp, "out of memory");
+    wp->closed_normally = 0;
+    ngx_http_ws_proxy_finish(wp);
+
+    return NGX_ERROR;
 }
 
 
@@ -1328,8 +1342,8 @@ ngx_http_ws_proxy_frame_done(ngx_http_ws_proxy_dir_t *d)
         d->dfin = d->frame.fin;
 
     } else if (control) {
-        d->dmsg = d->cbuf;
-        d->dlen = d->clen;
+        d->dmsg = d->ctl->cbuf;
+        d->dlen = d->ctl->clen;
         d->dopcode = opcode;
         d->dfin = 1;
 
@@ -1366,7 +1380,7 @@ ngx_http_ws_proxy_frame_done(ngx_http_ws_proxy_dir_t *d)
 
 /*
  * Queues a rebuilt frame whose unmasked payload is in our own memory
- * (d->msg or d->cbuf).  Frames towards the upstream are masked in place
+ * (d->msg or d->ctl->cbuf).  Frames towards the upstream are masked in place
  * with a fresh key.
  */
 
@@ -1447,8 +1461,8 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
 
         if (verdict == NGX_WSP_VERDICT_FORWARD) {
             /* the payload Lua saw is the reason, after the status */
-            data = d->cbuf + (d->clen >= 2 ? 2 : 0);
-            len = d->clen >= 2 ? d->clen - 2 : 0;
+            data = d->ctl->cbuf + (d->ctl->clen >= 2 ? 2 : 0);
+            len = d->ctl->clen >= 2 ? d->ctl->clen - 2 : 0;
         }
 
         if (code < 0 && d->close_code != NGX_WSP_CLOSE_NO_STATUS) {
@@ -1471,7 +1485,7 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
                                                 : (ngx_uint_t) code,
                                     data, len);
 
-        p = d->cbuf;
+        p = d->ctl->cbuf;
 
         if (code >= 0) {
             ngx_memmove(p + 2, data, len);
@@ -1512,7 +1526,11 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
                 return NGX_DECLINED;
             }
 
-            p = d->cbuf;
+            if (ngx_http_ws_proxy_get_ctl(d) == NULL) {
+                return NGX_ERROR;
+            }
+
+            p = d->ctl->cbuf;
 
         } else {
             d->msg_len = 0;
@@ -1610,11 +1628,17 @@ ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
         return;
     }
 
+    if (ngx_http_ws_proxy_get_ctl(d) == NULL) {
+        /* no memory for a close frame: that peer is dropped instead */
+        ngx_http_ws_proxy_dst_gone(d);
+        return;
+    }
+
     d->ctl_close = 1;
     d->wp->kick |= NGX_WSP_RUN_DIR(d->dir);
     d->ctl_code = (uint16_t) code;
-    d->ctl_reason_len = ngx_min(ngx_strlen(reason), NGX_WSP_MAX_CONTROL - 2);
-    ngx_memcpy(d->ctl_reason, reason, d->ctl_reason_len);
+    d->ctl->reason_len = ngx_min(ngx_strlen(reason), NGX_WSP_MAX_CONTROL - 2);
+    ngx_memcpy(d->ctl->reason, reason, d->ctl->reason_len);
 
     if (d->in_frame && !d->stream_mid) {
         /* a frame being buffered has not been forwarded: drop it */
@@ -1648,11 +1672,17 @@ ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
         return;
     }
 
+    if (ngx_http_ws_proxy_get_ctl(d) == NULL) {
+        /* no memory for a close frame: that peer is dropped instead */
+        ngx_http_ws_proxy_dst_gone(d);
+        return;
+    }
+
     if (len > NGX_WSP_MAX_CONTROL - 2) {
         len = NGX_WSP_MAX_CONTROL - 2;
     }
 
-    p = d->ctl.data;
+    p = d->ctl->frame;
 
     if (d->dir == NGX_WSP_DIR_CLIENT) {
         ngx_http_ws_proxy_random(mask, 4);
@@ -1670,9 +1700,8 @@ ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
         ngx_wsp_mask(p, p, len + 2, mask, 0);
     }
 
-    d->ctl.len = p + 2 + len - d->ctl.data;
-    d->out_ctl.pos = d->ctl.data;
-    d->out_ctl.last = d->ctl.data + d->ctl.len;
+    d->out_ctl.pos = d->ctl->frame;
+    d->out_ctl.last = p + 2 + len;
 
     d->tx_closed = 1;
 
@@ -2041,6 +2070,19 @@ ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp, ngx_uint_t client_code,
 }
 
 
+/* the direction's control block, allocated when first needed */
+
+ngx_http_ws_proxy_ctl_t *
+ngx_http_ws_proxy_get_ctl(ngx_http_ws_proxy_dir_t *d)
+{
+    if (d->ctl == NULL) {
+        d->ctl = ngx_pcalloc(d->wp->pool, sizeof(ngx_http_ws_proxy_ctl_t));
+    }
+
+    return d->ctl;
+}
+
+
 static ngx_int_t
 ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
 {
@@ -2225,7 +2267,16 @@ ngx_http_ws_proxy_cleanup(void *data)
         ngx_del_timer(&wp->close_timer);
     }
 
+    if (wp->resolving) {
+        /* the request ends during a name lookup: its answer is not ours */
+        ngx_resolve_name_done(wp->resolving);
+        wp->resolving = NULL;
+    }
+
     ngx_http_ws_proxy_free_semas(wp);
+
+    ngx_http_set_ctx(wp->request, NULL, ngx_http_ws_proxy_module);
+    ngx_free(wp);
 }
 
 

@@ -133,6 +133,8 @@ ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
     rctx->data = wp;
     rctx->timeout = clcf->resolver_timeout;
 
+    wp->resolving = rctx;
+
     if (ngx_resolve_name(rctx) != NGX_OK) {
         ngx_http_ws_proxy_set_error(wp, "failed to connect: cannot resolve "
                                     "\"%V\"", &host);
@@ -155,6 +157,7 @@ ngx_http_ws_proxy_resolve_handler(ngx_resolver_ctx_t *ctx)
     u_char                buf[NGX_SOCKADDR_STRLEN];
 
     wp = ctx->data;
+    wp->resolving = NULL;
 
     if (ctx->state) {
         ngx_http_ws_proxy_set_error(wp, "failed to connect: \"%V\" could "
@@ -905,19 +908,16 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
     u_char              expected[NGX_WSP_ACCEPT_LEN];
 
     /*
-     * The head outlives the handshake buffer: it is returned to Lua, and
-     * the protocol the parser finds points into it.  wp->response leaves
-     * out the empty line that ends the head.
+     * The head stays in the handshake buffer, where connect() and the
+     * client's handshake read it, until the pump starts and gives the
+     * buffer back; only the subprotocol, which the session's variables
+     * show, is copied.  wp->response leaves out the empty line that ends
+     * the head.
      */
 
     len = end - start;
 
-    wp->response.data = ngx_pnalloc(wp->pool, len);
-    if (wp->response.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(wp->response.data, start, len);
+    wp->response.data = start;
     wp->response.len = len - (len >= 2 && start[len - 2] == CR ? 2 : 1);
 
     ngx_http_ws_proxy_accept_key(&wp->key, expected);
@@ -959,8 +959,15 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
         return NGX_DECLINED;
     }
 
-    wp->protocol.data = (u_char *) resp.protocol.data;
-    wp->protocol.len = resp.protocol.len;
+    if (resp.protocol.len) {
+        wp->protocol.data = ngx_pnalloc(wp->pool, resp.protocol.len);
+        if (wp->protocol.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(wp->protocol.data, resp.protocol.data, resp.protocol.len);
+        wp->protocol.len = resp.protocol.len;
+    }
 
     return NGX_OK;
 }
@@ -969,12 +976,26 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
 static void
 ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
 {
+    u_char  *p;
+
     if (wp->state != NGX_WSP_STATE_CONNECTING) {
         return;
     }
 
     if (rc != NGX_OK) {
         ngx_http_ws_proxy_close_upstream(wp);
+
+        if (wp->response.len) {
+            /* a refusal is relayed to the client after the buffer is gone */
+            p = ngx_pnalloc(wp->pool, wp->response.len);
+            if (p != NULL) {
+                ngx_memcpy(p, wp->response.data, wp->response.len);
+            }
+
+            wp->response.data = p;
+            wp->response.len = p ? wp->response.len : 0;
+        }
+
         ngx_http_ws_proxy_free_hs(wp);
         wp->state = NGX_WSP_STATE_NEW;
         wp->rc = NGX_ERROR;
@@ -993,6 +1014,12 @@ void
 ngx_http_ws_proxy_free_hs(ngx_http_ws_proxy_t *wp)
 {
     if (wp->hs && wp->hs->start) {
+        if (wp->response.data >= wp->hs->start
+            && wp->response.data < wp->hs->end)
+        {
+            ngx_str_null(&wp->response);
+        }
+
         ngx_free(wp->hs->start);
         wp->hs->start = NULL;
         wp->hs->pos = NULL;
