@@ -445,7 +445,8 @@ ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp)
 ngx_http_ws_proxy_t *
 ngx_http_ws_proxy_create(ngx_http_request_t *r)
 {
-    ngx_uint_t                     i;
+    ngx_uint_t                     i, heap;
+    ngx_pool_t                    *pool;
     ngx_http_ws_proxy_t           *wp;
     ngx_pool_cleanup_t            *cln;
     ngx_http_ws_proxy_dir_t       *d;
@@ -453,11 +454,9 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r)
 
     /*
      * The pool cleanup runs when the request is freed, whatever the way it
-     * ends (normal end, Lua error, client abort); it closes the upstream,
-     * frees the semaphores after lua-nginx-module has dropped its waiters,
-     * so C never posts to a freed semaphore, and frees the session.  The
-     * session is the heap's: in the request pool it would open a new 4k
-     * block for every idle session.
+     * ends (normal end, Lua error, client abort); it closes the upstream
+     * and frees the semaphores after lua-nginx-module has dropped its
+     * waiters, so C never posts to a freed semaphore.
      */
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -465,10 +464,31 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r)
         return NULL;
     }
 
-    wp = ngx_calloc(sizeof(ngx_http_ws_proxy_t), r->connection->log);
+    /*
+     * The session goes where it costs no new memory: the request pool when
+     * one of its blocks has room (nginx's own request data leaves some
+     * in the second one), the heap otherwise, as a new pool block would
+     * cost 4k for every idle session.  The test is ngx_palloc()'s own.
+     */
+
+    heap = 1;
+
+    for (pool = r->pool->current; pool; pool = pool->d.next) {
+        if ((size_t) (pool->d.end - ngx_align_ptr(pool->d.last, NGX_ALIGNMENT))
+            >= sizeof(ngx_http_ws_proxy_t))
+        {
+            heap = 0;
+            break;
+        }
+    }
+
+    wp = heap ? ngx_calloc(sizeof(ngx_http_ws_proxy_t), r->connection->log)
+              : ngx_pcalloc(r->pool, sizeof(ngx_http_ws_proxy_t));
     if (wp == NULL) {
         return NULL;
     }
+
+    wp->heap = heap;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module);
 

@@ -223,6 +223,7 @@ struct ngx_http_ws_proxy_s {
     unsigned                    finishing:1;
     unsigned                    closed_normally:1;
     unsigned                    closing:1;   /* a close or a peer is gone */
+    unsigned                    heap:1;      /* not in the request pool */
 
     /* upstream side */
     ngx_peer_connection_t       peer;

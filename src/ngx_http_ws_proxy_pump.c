@@ -2276,7 +2276,10 @@ ngx_http_ws_proxy_cleanup(void *data)
     ngx_http_ws_proxy_free_semas(wp);
 
     ngx_http_set_ctx(wp->request, NULL, ngx_http_ws_proxy_module);
-    ngx_free(wp);
+
+    if (wp->heap) {
+        ngx_free(wp);
+    }
 }
 
 

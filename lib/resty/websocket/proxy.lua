@@ -157,6 +157,14 @@ local _OPCODE2TYP = {
 
 local _ROLES = { [DIR_CLIENT] = "client", [DIR_UPSTREAM] = "upstream" }
 
+-- the options of new() a proxy object keeps
+local _OPTIONS = {
+    "on_frame", "recv_timeout", "send_timeout", "close_timeout",
+    "client_max_frame_size", "client_max_fragments",
+    "upstream_max_frame_size", "upstream_max_fragments",
+    "max_payload_size", "aggregate_fragments", "debug",
+}
+
 
 -- scratch cdata: filled by C and read before any yield, so one per worker
 local frame_buf = ffi_new("ngx_http_ws_proxy_ffi_frame_t[1]")
@@ -231,23 +239,20 @@ function _M.new(opts)
         end
     end
 
+    -- only the options given take a slot: an idle session keeps its object
+    -- for as long as it lives, and most set two or three options
     local self = {
-        wp = nil,
-        upstream_uri = nil,
-        on_frame = opts.on_frame,
-        recv_timeout = opts.recv_timeout,
-        send_timeout = opts.send_timeout,
-        close_timeout = opts.close_timeout,
-        client_max_frame_size = opts.client_max_frame_size,
-        client_max_fragments = opts.client_max_fragments,
-        upstream_max_frame_size = opts.upstream_max_frame_size,
-        upstream_max_fragments = opts.upstream_max_fragments,
-        max_payload_size = opts.max_payload_size,
-        aggregate_fragments = opts.aggregate_fragments,
-        debug = opts.debug,
         client_state = _STATES.INIT,
         upstream_state = _STATES.INIT,
     }
+
+    for i = 1, #_OPTIONS do
+        local name = _OPTIONS[i]
+        local v = opts[name]
+        if v ~= nil then
+            self[name] = v
+        end
+    end
 
     return setmetatable(self, _mt)
 end
