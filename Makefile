@@ -21,7 +21,8 @@ DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
 	lua-nginx-websocket python3 python3-websockets valgrind curl \
 	procps iproute2 clang libclang-rt-14-dev
 
-.PHONY: all deps e2e-deps unit soak test test-unit test-nginx test-valgrind bench fuzz demo clean
+.PHONY: all deps e2e-deps unit soak test test-unit test-nginx test-valgrind \
+	test-debug bench fuzz demo clean
 
 all: $(MODULE)
 
@@ -88,6 +89,11 @@ test: deps e2e-deps all $(UNIT)
 
 test-valgrind: deps all
 	TEST_NGINX_USE_VALGRIND=1 util/run-tests $(T)
+
+# the suite with nginx's debug log on (Debian's nginx is built --with-debug):
+# every ngx_log_debug*() of the module runs, with its arguments
+test-debug: deps all
+	TEST_NGINX_LOG_LEVEL=debug util/run-tests $(T)
 
 bench: deps all
 	@test -x bench/run || { echo "bench/run is missing"; exit 1; }
