@@ -539,6 +539,19 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
     {
         ngx_http_ws_proxy_release(d);
     }
+
+    /*
+     * Nor a message buffer once its message is gone: one large message
+     * must not cost its size for the rest of the session.
+     */
+
+    if (d->msg && d->msg_len == 0 && !d->in_frame && !d->pending
+        && d->out_body.pos == d->out_body.last)
+    {
+        ngx_free(d->msg);
+        d->msg = NULL;
+        d->msg_cap = 0;
+    }
 }
 
 
