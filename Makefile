@@ -67,13 +67,14 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 	cp $(NGX_BUILD)/objs/ngx_http_ws_proxy_module.so $@.tmp && mv -f $@.tmp $@
 
 # unit tests of the codec, without nginx
-$(BUILD)/wsp_frame_test: src/ngx_wsp_frame.c src/ngx_wsp_frame.h \
+$(BUILD)/wsp_frame_test: src/ngx_wsp_frame.c src/ngx_wsp_frame.h t/unit/tap.h \
 		t/unit/wsp_frame_test.c
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_frame.c t/unit/wsp_frame_test.c
 
 # unit tests of the handshake parser and checks, without nginx
 $(BUILD)/wsp_handshake_test: src/ngx_wsp_handshake.c src/ngx_wsp_handshake.h \
+		t/unit/tap.h \
 		t/unit/wsp_handshake_test.c
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_handshake.c \

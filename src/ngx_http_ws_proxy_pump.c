@@ -29,6 +29,8 @@ static void ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d,
 static ngx_int_t ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_writev(ngx_http_ws_proxy_dir_t *d,
     ngx_http_ws_proxy_range_t *ranges);
+static void ngx_http_ws_proxy_sent(ngx_http_ws_proxy_dir_t *d,
+    ngx_http_ws_proxy_range_t *ranges);
 static ngx_int_t ngx_http_ws_proxy_send_failed(ngx_http_ws_proxy_dir_t *d);
 static ngx_uint_t ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d);
@@ -693,15 +695,11 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
         goto failed;
     }
 
-    d->spos = bufs[0].pos;
-    d->out_hdr.pos = bufs[1].pos;
-    d->out_body.pos = bufs[2].pos;
-    d->out_ctl.pos = bufs[3].pos;
-
-    if (d->inject_cur && d->out_body.pos == d->out_body.last) {
-        ngx_free(d->inject_cur);
-        d->inject_cur = NULL;
+    for (i = 0; i < 4; i++) {
+        ranges[i].pos = bufs[i].pos;
     }
+
+    ngx_http_ws_proxy_sent(d, ranges);
 
     sent = dst->sent - sent;
 
@@ -792,6 +790,18 @@ ngx_http_ws_proxy_writev(ngx_http_ws_proxy_dir_t *d,
         rest -= k;
     }
 
+    ngx_http_ws_proxy_sent(d, ranges);
+
+    return n;
+}
+
+
+/* what a send left of the ranges goes back to the direction */
+
+static void
+ngx_http_ws_proxy_sent(ngx_http_ws_proxy_dir_t *d,
+    ngx_http_ws_proxy_range_t *ranges)
+{
     d->spos = ranges[0].pos;
     d->out_hdr.pos = ranges[1].pos;
     d->out_body.pos = ranges[2].pos;
@@ -801,8 +811,6 @@ ngx_http_ws_proxy_writev(ngx_http_ws_proxy_dir_t *d,
         ngx_free(d->inject_cur);
         d->inject_cur = NULL;
     }
-
-    return n;
 }
 
 

@@ -8,22 +8,9 @@
 #include <string.h>
 
 #include "ngx_wsp_frame.h"
+#include "tap.h"
 
 
-static int  tests, failed;
-
-
-static void
-ok(int cond, const char *name)
-{
-    tests++;
-
-    if (!cond) {
-        failed++;
-    }
-
-    printf("%sok %d - %s\n", cond ? "" : "not ", tests, name);
-}
 
 
 static uint32_t  seed = 12345;
@@ -244,7 +231,5 @@ main(void)
         ok(all, "UTF-8 boundaries, overlongs, surrogates, every split");
     }
 
-    printf("1..%d\n", tests);
-
-    return failed ? 1 : 0;
+    return done_testing();
 }

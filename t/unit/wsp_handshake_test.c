@@ -11,25 +11,12 @@
 #include <string.h>
 
 #include "ngx_wsp_handshake.h"
+#include "tap.h"
 
 
 #define ACCEPT  "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 
-static int  tests, failed;
-
-
-static void
-ok(int cond, const char *name)
-{
-    tests++;
-
-    if (!cond) {
-        failed++;
-    }
-
-    printf("%sok %d - %s\n", cond ? "" : "not ", tests, name);
-}
 
 
 /* parses a head given as a C string; returns the result, fills msg */
@@ -465,7 +452,5 @@ main(void)
     response_tests();
     request_tests();
 
-    printf("1..%d\n", tests);
-
-    return failed ? 1 : 0;
+    return done_testing();
 }
