@@ -46,6 +46,7 @@ static void ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const char *reason, const char *log_reason);
 static void ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const char *reason);
+static void ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const u_char *reason, size_t len);
 static void ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d);
@@ -1667,13 +1668,24 @@ ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
         d->payload_mode = NGX_WSP_PAYLOAD_SKIP;
     }
 
-    if (d->pending) {
-        /* a frame held by Lua is dropped too */
-        d->pending = 0;
-        d->ppos += d->hold;
-        d->spos = d->ppos;
-        d->hold = 0;
+    /* a frame held by Lua is dropped too */
+    ngx_http_ws_proxy_drop_pending(d);
+}
+
+
+/* the frame Lua holds will not be forwarded: a held one is skipped */
+
+static void
+ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d)
+{
+    if (!d->pending) {
+        return;
     }
+
+    d->pending = 0;
+    d->ppos += d->hold;
+    d->spos = d->ppos;
+    d->hold = 0;
 }
 
 
@@ -1779,8 +1791,8 @@ ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d)
     }
 
     d->in_frame = 0;
-    d->pending = 0;
     d->rx_closed = 1;
+    ngx_http_ws_proxy_drop_pending(d);
 
     if (other->tx_closed) {
         /* we were waiting for its close reply: answer in its name */
