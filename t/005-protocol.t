@@ -414,3 +414,42 @@ client closed the connection without a close frame
 upstream got: close:1001:
 --- no_error_log
 [error]
+
+
+
+=== TEST 22b: the upstream vanishes in the middle of a frame header: 1001
+Nothing of a frame whose header is not whole has been forwarded, so the
+client can still get a clean close; a whole frame read with the same bytes
+goes first.
+--- upstream
+            s:send_raw(ws.build_frame{ opcode = 1, mask = false,
+                                       payload = "last words" }
+                       .. string.char(0x82, 0x7e, 0x01))
+--- client
+            say_next()
+            say_next()
+--- response_body
+text:last words
+close:1001:
+--- error_log
+upstream closed the connection without a close frame
+execute: true nil
+--- no_error_log
+[error]
+
+
+
+=== TEST 22c: the client vanishes in the middle of a frame header: 1001
+--- client
+            c:send_raw(ws.build_frame{ opcode = 1, payload = "hello" }
+                       .. string.char(0x81, 0x85, 0x01))
+            say_next()
+            c:close()
+            ngx.sleep(0.2)
+--- response_body
+text:hello
+--- error_log
+client closed the connection without a close frame
+upstream got: close:1001:
+--- no_error_log
+[error]
