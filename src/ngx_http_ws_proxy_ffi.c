@@ -81,8 +81,8 @@ int ngx_http_ws_proxy_ffi_send_frame(void *p, int dir, int opcode,
     const u_char *data, size_t len);
 int ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
     int max_fragments);
-int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, void **out, u_char *err,
-    size_t *errlen);
+int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, void **out,
+    u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, void *p,
     ngx_http_ws_proxy_ffi_opts_t *o, u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, void *p,
@@ -103,6 +103,16 @@ int ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
 int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p,
     u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, void *p);
+int ngx_http_ws_proxy_ffi_abi(void);
+
+
+/*
+ * The version of the functions below and of their structures, checked by
+ * lib/resty/websocket/proxy.lua when it loads: bump it with any change of
+ * a signature or a structure the library declares.
+ */
+
+#define NGX_WSP_FFI_ABI   2
 
 
 static ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(ngx_http_request_t *r,
@@ -153,8 +163,8 @@ ngx_http_ws_proxy_ffi_get(ngx_http_request_t *r, void *p, u_char *err,
 
 
 int
-ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, void **out, u_char *err,
-    size_t *errlen)
+ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, void **out,
+    u_char *err, size_t *errlen)
 {
     ngx_http_ws_proxy_t  *wp;
 
@@ -171,7 +181,7 @@ ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, void **out, u_char *err,
     wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
 
     if (wp == NULL) {
-        wp = ngx_http_ws_proxy_create(r);
+        wp = ngx_http_ws_proxy_create(r, hook);
         if (wp == NULL) {
             return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
         }
@@ -738,4 +748,11 @@ ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, void *p)
     }
 
     return (int) ngx_http_ws_proxy_relay_response(wp);
+}
+
+
+int
+ngx_http_ws_proxy_ffi_abi(void)
+{
+    return NGX_WSP_FFI_ABI;
 }

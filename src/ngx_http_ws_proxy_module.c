@@ -443,7 +443,7 @@ ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp)
 
 
 ngx_http_ws_proxy_t *
-ngx_http_ws_proxy_create(ngx_http_request_t *r)
+ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
 {
     ngx_uint_t                     i, heap;
     ngx_pool_t                    *pool;
@@ -469,11 +469,13 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r)
      * one of its blocks has room (nginx's own request data leaves some
      * in the second one), the heap otherwise, as a new pool block would
      * cost 4k for every idle session.  The test is ngx_palloc()'s own.
+     * With a hook that room is taken later by the contexts of the light
+     * thread lua-nginx-module spawns for it: the session goes to the heap.
      */
 
     heap = 1;
 
-    for (pool = r->pool->current; pool; pool = pool->d.next) {
+    for (pool = r->pool->current; pool && !hook; pool = pool->d.next) {
         if ((size_t) (pool->d.end - ngx_align_ptr(pool->d.last, NGX_ALIGNMENT))
             >= sizeof(ngx_http_ws_proxy_t))
         {

@@ -288,7 +288,8 @@ void ngx_http_lua_ffi_sema_gc(void *sem);
 
 
 /* ngx_http_ws_proxy_module.c */
-ngx_http_ws_proxy_t *ngx_http_ws_proxy_create(ngx_http_request_t *r);
+ngx_http_ws_proxy_t *ngx_http_ws_proxy_create(ngx_http_request_t *r,
+    ngx_uint_t hook);
 ngx_http_ws_proxy_t *ngx_http_ws_proxy_lookup(void *p);
 void ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt,

@@ -77,7 +77,7 @@ typedef struct {
     size_t                      key_len;
 } ngx_http_ws_proxy_ffi_connect_t;
 
-int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, void **out,
+int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, void **out,
     unsigned char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, void *p,
     ngx_http_ws_proxy_ffi_opts_t *o, unsigned char *err, size_t *errlen);
@@ -119,7 +119,29 @@ int ngx_http_ws_proxy_ffi_send_frame(void *p, int dir, int opcode,
 int ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
     int max_fragments);
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, void *p);
+int ngx_http_ws_proxy_ffi_abi(void);
 ]]
+
+
+-- The declarations above are the C module's ABI: a .so built from another
+-- version would be called with other arguments and crash the worker, so a
+-- mismatch stops the require instead.
+local FFI_ABI = 2
+
+do
+    local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
+    if not ok then
+        error("resty.websocket.proxy: ngx_http_ws_proxy_module is not loaded "
+              .. "or older than this library (load_module it after "
+              .. "ngx_http_lua_module.so)", 2)
+    end
+
+    if abi ~= FFI_ABI then
+        error("resty.websocket.proxy: ngx_http_ws_proxy_module has FFI ABI "
+              .. abi .. ", this library needs " .. FFI_ABI
+              .. ": load the module built with it", 2)
+    end
+end
 
 
 local NGX_OK = 0
@@ -281,7 +303,10 @@ local function session(self)
     local errlen = get_size_ptr()
     errlen[0] = ERR_BUF_SIZE
 
-    if C.ngx_http_ws_proxy_ffi_new(r, wp_buf, err, errlen) ~= NGX_OK then
+    local hook = (self.on_frame ~= nil or self.debug) and 1 or 0
+
+    if C.ngx_http_ws_proxy_ffi_new(r, hook, wp_buf, err, errlen) ~= NGX_OK
+    then
         return nil, ffi_str(err, errlen[0])
     end
 
