@@ -133,24 +133,7 @@ _EOC_
 
 # the recorder of t/WsRaw.pm, with time for valgrind: streams written 16
 # bytes at a time leave gaps longer than its 3 s between frames there
-our $Upstream = <<'_EOC_';
-                s.sock:settimeout(60000)
-                while true do
-                    local f, err = s:recv_frame()
-                    ngx.log(ngx.INFO, "upstream got: ", ws.describe(f, err))
-                    if not f then
-                        break
-                    end
-                    if f.opcode == 0x8 then
-                        s:send_close(f.code, f.reason)
-                        break
-                    end
-                    if f.opcode <= 0x2 then
-                        s:send_frame{ opcode = f.opcode, fin = f.fin,
-                                      payload = f.payload }
-                    end
-                end
-_EOC_
+our $Upstream = "                s.sock:settimeout(60000)\n" . $t::WsRaw::Recorder;
 
 run_tests();
 

@@ -12,7 +12,7 @@ use strict;
 use warnings;
 use t::WsProxy -Base;
 
-my $recorder = <<'_EOC_';
+our $Recorder = <<'_EOC_';
                 while true do
                     local f, err = s:recv_frame()
                     ngx.log(ngx.INFO, "upstream got: ", ws.describe(f, err))
@@ -41,7 +41,7 @@ add_block_preprocessor(sub {
     return if defined sec($block, 'config') || !defined sec($block, 'client');
 
     my $opts = sec($block, 'proxy_opts') // '{}';
-    my $upstream = sec($block, 'upstream') // $recorder;
+    my $upstream = sec($block, 'upstream') // $Recorder;
     my $client = sec($block, 'client');
 
     $block->set_value("config", <<"_EOC_");
