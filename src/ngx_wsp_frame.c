@@ -256,72 +256,131 @@ ngx_wsp_close_check(const unsigned char *p, size_t n, unsigned *code,
 }
 
 
-/* state: 0 accept, 1 reject, else (need << 8) | lo-hi constraint */
+/*
+ * state: 0 accept, 1 reject, else (bytes still due << 16) | (lo << 8) | hi,
+ * the range the next byte must be in: a sequence cut between two pieces
+ * of a message goes on in the next call.
+ */
+
+static uint32_t
+ngx_wsp_utf8_lead(unsigned c)
+{
+    if (c >= 0xc2 && c <= 0xdf) {
+        return (1u << 16) | (0x80 << 8) | 0xbf;
+    }
+
+    if (c == 0xe0) {
+        return (2u << 16) | (0xa0 << 8) | 0xbf;
+    }
+
+    if (c == 0xed) {
+        return (2u << 16) | (0x80 << 8) | 0x9f;
+    }
+
+    if (c >= 0xe1 && c <= 0xef) {
+        return (2u << 16) | (0x80 << 8) | 0xbf;
+    }
+
+    if (c == 0xf0) {
+        return (3u << 16) | (0x90 << 8) | 0xbf;
+    }
+
+    if (c >= 0xf1 && c <= 0xf3) {
+        return (3u << 16) | (0x80 << 8) | 0xbf;
+    }
+
+    if (c == 0xf4) {
+        return (3u << 16) | (0x80 << 8) | 0x8f;
+    }
+
+    return NGX_WSP_UTF8_REJECT;
+}
+
 
 uint32_t
 ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p, size_t n)
 {
-    size_t         i;
-    unsigned char  c, lo, hi;
-    uint32_t       need;
+    uint32_t              need;
+    uint64_t              w;
+    unsigned char         c, lo, hi;
+    const unsigned char  *end;
 
-    for (i = 0; i < n; i++) {
-        c = p[i];
+    end = p + n;
 
-        if (state == 1) {
-            return 1;
-        }
+    for ( ;; ) {
 
-        if (state == 0) {
-            if (c < 0x80) {
-                /* ASCII runs are checked 8 bytes at a time */
-                while (i + 9 <= n) {
-                    uint64_t  w;
+        /* the rest of a sequence, byte by byte, as it may be cut again */
 
-                    memcpy(&w, p + i + 1, 8);
+        while (state != NGX_WSP_UTF8_ACCEPT) {
 
-                    if (w & 0x8080808080808080ULL) {
-                        break;
-                    }
-
-                    i += 8;
-                }
-
-                continue;
+            if (state == NGX_WSP_UTF8_REJECT || p == end) {
+                return state;
             }
 
-            if (c >= 0xc2 && c <= 0xdf) {
-                state = (1u << 16) | (0x80 << 8) | 0xbf;
-            } else if (c == 0xe0) {
-                state = (2u << 16) | (0xa0 << 8) | 0xbf;
-            } else if (c == 0xed) {
-                state = (2u << 16) | (0x80 << 8) | 0x9f;
-            } else if (c >= 0xe1 && c <= 0xef) {
-                state = (2u << 16) | (0x80 << 8) | 0xbf;
-            } else if (c == 0xf0) {
-                state = (3u << 16) | (0x90 << 8) | 0xbf;
-            } else if (c >= 0xf1 && c <= 0xf3) {
-                state = (3u << 16) | (0x80 << 8) | 0xbf;
-            } else if (c == 0xf4) {
-                state = (3u << 16) | (0x80 << 8) | 0x8f;
-            } else {
-                return 1;
+            need = state >> 16;
+            lo = (state >> 8) & 0xff;
+            hi = state & 0xff;
+
+            if (*p < lo || *p > hi) {
+                return NGX_WSP_UTF8_REJECT;
+            }
+
+            p++;
+            need--;
+            state = need ? (need << 16) | (0x80 << 8) | 0xbf : 0;
+        }
+
+        if (p == end) {
+            return NGX_WSP_UTF8_ACCEPT;
+        }
+
+        c = *p;
+
+        if (c < 0x80) {
+            /* ASCII runs are checked 8 bytes at a time */
+
+            p++;
+
+            while (end - p >= 8) {
+                memcpy(&w, p, 8);
+
+                if (w & 0x8080808080808080ULL) {
+                    break;
+                }
+
+                p += 8;
             }
 
             continue;
         }
 
+        state = ngx_wsp_utf8_lead(c);
+
+        if (state == NGX_WSP_UTF8_REJECT) {
+            return state;
+        }
+
         need = state >> 16;
+
+        if ((size_t) (end - p) <= need) {
+            /* cut by the end of this piece: the loop above takes it on */
+            p++;
+            continue;
+        }
+
+        /* a whole sequence: checked at once */
+
         lo = (state >> 8) & 0xff;
         hi = state & 0xff;
 
-        if (c < lo || c > hi) {
-            return 1;
+        if (p[1] < lo || p[1] > hi
+            || (need >= 2 && (p[2] & 0xc0) != 0x80)
+            || (need == 3 && (p[3] & 0xc0) != 0x80))
+        {
+            return NGX_WSP_UTF8_REJECT;
         }
 
-        need--;
-        state = need ? (need << 16) | (0x80 << 8) | 0xbf : 0;
+        p += need + 1;
+        state = NGX_WSP_UTF8_ACCEPT;
     }
-
-    return state;
 }
