@@ -146,7 +146,7 @@ $t::WsProxy::HttpConfig . "init_by_lua_block {\n$::Cases\n}"
     }
 --- timeout: 15
 --- response_body eval
-join "", map { "$_: client got close:1001:\n" }
+CORE::join "", map { "$_: client got close:1001:\n" }
     qw(rsv opcode4 opcode15 longping fragping orphan msb close1 close1004
        close2999 close5000 closeutf8 badtext)
 --- grep_error_log eval: qr/case \w+ upstream got: close:\d+:[^,]*/
