@@ -18,13 +18,6 @@
 #define NGX_WSP_WAIT_MS   60000
 
 
-typedef struct {
-    const u_char               *data;
-    size_t                      len;
-    int                         opcode;
-    int                         fin;
-    int                         code;
-} ngx_http_ws_proxy_ffi_frame_t;
 
 
 typedef struct {
@@ -93,11 +86,13 @@ int ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r, void *p,
     u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p,
     u_char *err, size_t *errlen);
+ngx_http_ws_proxy_slot_t *ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r,
+    void *p, int dir);
 int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
-    ngx_http_ws_proxy_ffi_frame_t *f, u_char *err, size_t *errlen);
+    u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
-    int verdict, const u_char *data, size_t len, int code,
-    ngx_http_ws_proxy_ffi_frame_t *f, u_char *err, size_t *errlen);
+    uint32_t seq, int verdict, const u_char *data, size_t len, int code,
+    u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
     const u_char *reason, size_t len);
 int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p,
@@ -112,11 +107,11 @@ int ngx_http_ws_proxy_ffi_abi(void);
  * a signature or a structure the library declares.
  */
 
-#define NGX_WSP_FFI_ABI   2
+#define NGX_WSP_FFI_ABI   3
 
 
-static ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(ngx_http_request_t *r,
-    void *p, u_char *err, size_t *errlen);
+static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
+    ngx_http_request_t *r, void *p, u_char *err, size_t *errlen);
 static int ngx_http_ws_proxy_ffi_error(u_char *err, size_t *errlen,
     u_char *msg, size_t len);
 
@@ -138,7 +133,7 @@ ngx_http_ws_proxy_ffi_error(u_char *err, size_t *errlen, u_char *msg,
 
 /* a session belongs to one request: a stale or foreign pointer is refused */
 
-static ngx_http_ws_proxy_t *
+static ngx_inline ngx_http_ws_proxy_t *
 ngx_http_ws_proxy_ffi_get(ngx_http_request_t *r, void *p, u_char *err,
     size_t *errlen)
 {
@@ -463,94 +458,124 @@ ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p, u_char *err,
 
 
 /*
- * dir >= 0: the next frame of that direction for the hook (NGX_OK, f
- * filled), or NGX_DONE when the session is over.  dir < 0: waits until the
- * upstream connect finishes or the session ends (NGX_DONE).
+ * Where Lua reads the frame a direction holds (ngx_http_ws_proxy_slot_t):
+ * a light thread woken with slot->ready set goes straight to its hook.
+ */
+
+ngx_http_ws_proxy_slot_t *
+ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r, void *p, int dir)
+{
+    size_t                errlen;
+    u_char                err[1];
+    ngx_http_ws_proxy_t  *wp;
+
+    errlen = 0;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, p, err, &errlen);
+    if (wp == NULL) {
+        return NULL;
+    }
+
+    return &wp->dir[dir & 1].slot;
+}
+
+
+/*
+ * The next frame of direction d for its hook: NGX_OK when one is in the
+ * slot, NGX_AGAIN when the light thread must yield on the direction's
+ * semaphore, NGX_DONE when the session is over.
+ */
+
+static ngx_inline int
+ngx_http_ws_proxy_ffi_next(ngx_http_request_t *r, ngx_http_ws_proxy_t *wp,
+    ngx_http_ws_proxy_dir_t *d, u_char *err, size_t *errlen)
+{
+    int  rc;
+
+    for ( ;; ) {
+
+        if (wp->state != NGX_WSP_STATE_RUNNING) {
+            return NGX_DONE;
+        }
+
+        if (d->slot.ready) {
+            return NGX_OK;
+        }
+
+        if (d->sema == NULL) {
+            /* the session was started without a hook */
+            return NGX_DONE;
+        }
+
+        rc = ngx_http_lua_ffi_sema_wait(r, d->sema, NGX_WSP_WAIT_MS, err,
+                                        errlen);
+
+        if (rc == NGX_AGAIN) {
+            /* the next frame posts the semaphore, see frame_done() */
+            d->parked = 1;
+            return rc;
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        /* a wake-up was pending: look again */
+    }
+}
+
+
+/*
+ * dir >= 0: the next frame of that direction, see
+ * ngx_http_ws_proxy_ffi_next().  dir < 0: waits until the upstream connect
+ * finishes or the session ends (NGX_DONE).
  */
 
 int
 ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
-    ngx_http_ws_proxy_ffi_frame_t *f, u_char *err, size_t *errlen)
+    u_char *err, size_t *errlen)
 {
-    int                       rc;
-    void                     *sema;
-    ngx_http_ws_proxy_t      *wp;
-    ngx_http_ws_proxy_dir_t  *d;
+    int                   rc;
+    ngx_http_ws_proxy_t  *wp;
 
     wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
     if (wp == NULL) {
         return NGX_ERROR;
     }
 
+    if (dir >= 0) {
+        return ngx_http_ws_proxy_ffi_next(r, wp, &wp->dir[dir & 1], err,
+                                          errlen);
+    }
+
     for ( ;; ) {
 
-        if (dir >= 0) {
-            if (wp->state != NGX_WSP_STATE_RUNNING) {
-                return NGX_DONE;
-            }
-
-            d = &wp->dir[dir & 1];
-
-            if (d->pending) {
-                if (d->delivered) {
-                    return ngx_http_ws_proxy_ffi_err(err, errlen,
-                                                     "a frame is waiting "
-                                                     "for its verdict");
-                }
-
-                d->delivered = 1;
-
-                f->opcode = (int) d->dopcode;
-                f->fin = d->dfin;
-                f->code = -1;
-                f->data = d->dmsg;
-                f->len = d->dlen;
-
-                if (d->dopcode == NGX_WSP_OP_CLOSE) {
-                    if (d->dlen >= 2) {
-                        f->code = (d->dmsg[0] << 8) | d->dmsg[1];
-                        f->data = d->dmsg + 2;
-                        f->len = d->dlen - 2;
-                    }
-                }
-
-                return NGX_OK;
-            }
-
-            sema = d->sema;
-
-            if (sema == NULL) {
-                /* the session was started without a hook */
-                return NGX_DONE;
-            }
-
-        } else {
-            if (wp->state != NGX_WSP_STATE_CONNECTING
-                && wp->state != NGX_WSP_STATE_RUNNING)
-            {
-                return NGX_DONE;
-            }
-
-            sema = wp->sema;
+        if (wp->state != NGX_WSP_STATE_CONNECTING
+            && wp->state != NGX_WSP_STATE_RUNNING)
+        {
+            return NGX_DONE;
         }
 
-        rc = ngx_http_lua_ffi_sema_wait(r, sema, NGX_WSP_WAIT_MS, err,
+        rc = ngx_http_lua_ffi_sema_wait(r, wp->sema, NGX_WSP_WAIT_MS, err,
                                         errlen);
 
-        if (rc == NGX_OK) {
-            /* a wake-up was pending: look again */
-            continue;
+        if (rc != NGX_OK) {
+            return rc;
         }
-
-        return rc;
     }
 }
 
 
+/*
+ * The verdict on frame `seq` of direction dir, then the wait for the next
+ * frame.  A verdict on a frame the session has dropped meanwhile (a peer
+ * gone, a violation) is ignored.
+ */
+
 int
 ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
-    int verdict, const u_char *data, size_t len, int code,
-    ngx_http_ws_proxy_ffi_frame_t *f, u_char *err, size_t *errlen)
+    uint32_t seq, int verdict, const u_char *data, size_t len, int code,
+    u_char *err, size_t *errlen)
 {
     ngx_int_t                 rc;
     ngx_http_ws_proxy_t      *wp;
@@ -563,8 +588,9 @@ ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
 
     d = &wp->dir[dir & 1];
 
-    if (wp->state == NGX_WSP_STATE_RUNNING && d->pending && d->delivered) {
-
+    if (wp->state == NGX_WSP_STATE_RUNNING && d->slot.ready
+        && d->slot.seq == seq)
+    {
         rc = ngx_http_ws_proxy_apply_verdict(d, (ngx_uint_t) verdict,
                                              (u_char *) data, len, code);
 
@@ -581,7 +607,7 @@ ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
         }
     }
 
-    return ngx_http_ws_proxy_ffi_wait(r, p, dir, f, err, errlen);
+    return ngx_http_ws_proxy_ffi_next(r, wp, d, err, errlen);
 }
 
 

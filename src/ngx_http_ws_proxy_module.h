@@ -103,6 +103,22 @@ typedef struct {
 } ngx_http_ws_proxy_opts_t;
 
 
+/*
+ * The frame a direction holds for Lua's verdict.  Lua reads it in place
+ * (FFI) once its light thread is woken, without a call into C: keep it in
+ * step with the declaration in lib/resty/websocket/proxy.lua.
+ */
+typedef struct {
+    const u_char               *data;     /* payload; a close: its reason */
+    size_t                      len;
+    int                         opcode;
+    int                         fin;
+    int                         code;     /* a close status, -1: none */
+    int                         ready;    /* 1: waiting for a verdict */
+    uint32_t                    seq;      /* numbers the frames handed over */
+} ngx_http_ws_proxy_slot_t;
+
+
 /* bytes still to send from memory the direction owns */
 typedef struct {
     u_char                     *pos;
@@ -164,14 +180,9 @@ typedef struct {
     size_t                      msg_cap;
     ngx_uint_t                  msg_opcode;     /* first fragment's opcode */
 
-    /* the frame handed to Lua */
-    u_char                     *dmsg;
-    size_t                      dlen;
+    /* the frame handed to Lua: slot.ready while it waits for a verdict */
+    ngx_http_ws_proxy_slot_t    slot;
     size_t                      hold;           /* bytes held at ppos */
-    ngx_uint_t                  dopcode;
-    unsigned                    dfin:1;
-    unsigned                    pending:1;      /* waiting for a verdict */
-    unsigned                    delivered:1;    /* handed to Lua */
     unsigned                    rx_closed:1;    /* close frame received */
     unsigned                    tx_closed:1;    /* close frame queued to dst */
     unsigned                    hup:1;          /* src closed or failed */
@@ -195,6 +206,7 @@ typedef struct {
 
     /* Lua side */
     void                       *sema;
+    unsigned                    parked:1;       /* the hook waits on sema */
     ngx_event_t                 recv_timer;
 
     /* statistics */

@@ -26,7 +26,9 @@ static void ngx_http_ws_proxy_close_handler(ngx_event_t *ev);
 static void ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev);
 static void ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t can_read);
+static void ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_writev(ngx_http_ws_proxy_dir_t *d,
     ngx_http_ws_proxy_range_t *ranges);
 static void ngx_http_ws_proxy_sent(ngx_http_ws_proxy_dir_t *d,
@@ -51,7 +53,8 @@ static void ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const u_char *reason, size_t len);
 static void ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_dst_gone(ngx_http_ws_proxy_dir_t *d);
-static ngx_int_t ngx_http_ws_proxy_has_output(ngx_http_ws_proxy_dir_t *d);
+static ngx_inline ngx_int_t ngx_http_ws_proxy_has_output(
+    ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d,
     size_t size);
 static ngx_int_t ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d);
@@ -59,6 +62,8 @@ static void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
     ngx_uint_t to_client);
+static ngx_int_t ngx_http_ws_proxy_nothing_to_write(ngx_http_ws_proxy_t *wp,
+    ngx_event_t *wev, ngx_uint_t dir);
 static void ngx_http_ws_proxy_shutdown(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_free_semas(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp);
@@ -242,6 +247,12 @@ ngx_http_ws_proxy_client_handler(ngx_event_t *ev)
 
     /* a read feeds the client's direction, a write drains the other */
 
+    if (ev->write && ngx_http_ws_proxy_nothing_to_write(wp, ev,
+                                                  NGX_WSP_DIR_UPSTREAM))
+    {
+        return;
+    }
+
     ngx_http_ws_proxy_run(wp, ev->write
                               ? NGX_WSP_RUN_DIR(NGX_WSP_DIR_UPSTREAM)
                               : NGX_WSP_RUN_DIR(NGX_WSP_DIR_CLIENT), 1);
@@ -268,9 +279,34 @@ ngx_http_ws_proxy_upstream_handler(ngx_event_t *ev)
         return;
     }
 
+    if (ev->write && ngx_http_ws_proxy_nothing_to_write(wp, ev,
+                                                  NGX_WSP_DIR_CLIENT))
+    {
+        return;
+    }
+
     ngx_http_ws_proxy_run(wp, ev->write
                               ? NGX_WSP_RUN_DIR(NGX_WSP_DIR_CLIENT)
                               : NGX_WSP_RUN_DIR(NGX_WSP_DIR_UPSTREAM), 1);
+}
+
+
+/*
+ * The upstream connection is registered for reads and writes at once, so
+ * epoll reports it writable with every read: a write event for a direction
+ * with nothing queued would only go round the pump for nothing.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_nothing_to_write(ngx_http_ws_proxy_t *wp, ngx_event_t *wev,
+    ngx_uint_t dir)
+{
+    ngx_http_ws_proxy_dir_t  *d;
+
+    d = &wp->dir[dir];
+
+    return !wev->timedout && !wp->kick && !d->inject && !d->ctl_close
+           && !ngx_http_ws_proxy_has_output(d);
 }
 
 
@@ -420,7 +456,7 @@ ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs,
 
             if ((done & NGX_WSP_RUN_DIR(i))
                 && d->src->read->ready && !d->src->read->posted
-                && !d->hup && !d->pending)
+                && !d->hup && !d->slot.ready)
             {
                 ngx_post_event(d->src->read, &ngx_posted_next_events);
             }
@@ -451,7 +487,7 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
 
     for ( ;; ) {
 
-        if (can_read && src->read->ready && !d->hup && !d->pending) {
+        if (can_read && src->read->ready && !d->hup && !d->slot.ready) {
 
             if (d->start == NULL
                 && ngx_http_ws_proxy_get_buffer(d) != NGX_OK)
@@ -514,7 +550,7 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
             ngx_http_ws_proxy_src_gone(d);
         }
 
-        rc = ngx_http_ws_proxy_flush(d);
+        rc = ngx_http_ws_proxy_has_output(d) ? ngx_http_ws_proxy_flush(d) : 0;
 
         if (rc == NGX_ERROR || wp->state != NGX_WSP_STATE_RUNNING) {
             return;
@@ -525,7 +561,7 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
             continue;
         }
 
-        if (can_read && src->read->ready && !d->hup && !d->pending
+        if (can_read && src->read->ready && !d->hup && !d->slot.ready
             && (d->last < d->end || d->spos > d->start))
         {
             /* the socket has more and there is room for it */
@@ -535,10 +571,17 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
         break;
     }
 
+    ngx_http_ws_proxy_idle(d);
+}
+
+
+static void
+ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d)
+{
     /* an idle direction holds no buffer */
 
-    if (d->start && !d->pending && d->spos == d->last && d->ppos == d->last
-        && !ngx_http_ws_proxy_has_output(d))
+    if (d->start && !d->slot.ready && d->spos == d->last
+        && d->ppos == d->last && !ngx_http_ws_proxy_has_output(d))
     {
         ngx_http_ws_proxy_release(d);
     }
@@ -548,7 +591,7 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
      * must not cost its size for the rest of the session.
      */
 
-    if (d->msg && d->msg_len == 0 && !d->in_frame && !d->pending
+    if (d->msg && d->msg_len == 0 && !d->in_frame && !d->slot.ready
         && d->out_body.pos == d->out_body.last)
     {
         ngx_free(d->msg);
@@ -558,7 +601,7 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
 }
 
 
-static ngx_int_t
+static ngx_inline ngx_int_t
 ngx_http_ws_proxy_has_output(ngx_http_ws_proxy_dir_t *d)
 {
     return d->spos < d->ppos
@@ -848,7 +891,7 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
             continue;
         }
 
-        if (d->pending) {
+        if (d->slot.ready) {
             return progress;
         }
 
@@ -1290,10 +1333,11 @@ ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
 static void
 ngx_http_ws_proxy_frame_done(ngx_http_ws_proxy_dir_t *d)
 {
-    size_t                len;
-    u_char               *p;
-    ngx_uint_t            opcode, control;
-    ngx_http_ws_proxy_t  *wp;
+    size_t                     len;
+    u_char                    *p;
+    ngx_uint_t                 opcode, control, fin;
+    ngx_http_ws_proxy_t       *wp;
+    ngx_http_ws_proxy_slot_t  *slot;
 
     wp = d->wp;
     opcode = d->frame.opcode;
@@ -1356,47 +1400,58 @@ ngx_http_ws_proxy_frame_done(ngx_http_ws_proxy_dir_t *d)
         return;
     }
 
+    fin = d->frame.fin;
+
     if (d->payload_mode == NGX_WSP_PAYLOAD_HOLD) {
         d->hold = d->frame.header_len + len;
-        d->dmsg = p;
-        d->dlen = len;
-        d->dopcode = opcode;
-        d->dfin = d->frame.fin;
 
     } else if (control) {
-        d->dmsg = d->ctl->cbuf;
-        d->dlen = d->ctl->clen;
-        d->dopcode = opcode;
-        d->dfin = 1;
+        p = d->ctl->cbuf;
+        len = d->ctl->clen;
+        fin = 1;
 
     } else if (wp->opts.aggregate) {
-        if (!d->frame.fin) {
+        if (!fin) {
             return;
         }
 
-        d->dmsg = d->msg;
-        d->dlen = d->msg_len;
-        d->dopcode = d->msg_opcode;
-        d->dfin = 1;
+        p = d->msg;
+        len = d->msg_len;
+        opcode = d->msg_opcode;
 
     } else {
-        d->dmsg = d->msg;
-        d->dlen = d->msg_len;
-        d->dopcode = opcode;
-        d->dfin = d->frame.fin;
+        p = d->msg;
+        len = d->msg_len;
     }
 
-    if (wp->opts.hook) {
-        d->pending = 1;
-        d->delivered = 0;
-        ngx_http_ws_proxy_wake(d->sema);
+    if (!wp->opts.hook) {
+        /* aggregation without a hook: forward the assembled message */
+        ngx_http_ws_proxy_emit(d, 1, opcode, p, len);
+        d->msg_len = 0;
         return;
     }
 
-    /* aggregation without a hook: forward the assembled message */
+    slot = &d->slot;
+    slot->data = p;
+    slot->len = len;
+    slot->opcode = (int) opcode;
+    slot->fin = (int) fin;
+    slot->code = -1;
 
-    ngx_http_ws_proxy_emit(d, 1, d->dopcode, d->dmsg, d->dlen);
-    d->msg_len = 0;
+    if (opcode == NGX_WSP_OP_CLOSE && len >= 2) {
+        slot->code = (p[0] << 8) | p[1];
+        slot->data = p + 2;
+        slot->len = len - 2;
+    }
+
+    slot->seq++;
+    slot->ready = 1;
+
+    if (d->parked) {
+        /* the light thread sleeps on the semaphore: this wakes it */
+        d->parked = 0;
+        (void) ngx_http_lua_ffi_sema_post(d->sema, 1);
+    }
 }
 
 
@@ -1461,13 +1516,32 @@ ngx_int_t
 ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code)
 {
-    size_t                held;
     u_char               *p;
     ngx_uint_t            opcode;
     ngx_http_ws_proxy_t  *wp;
 
     wp = d->wp;
-    opcode = d->dopcode;
+    opcode = (ngx_uint_t) d->slot.opcode;
+
+    if (verdict == NGX_WSP_VERDICT_FORWARD && d->hold && !d->aborted) {
+        /*
+         * The usual verdict, kept short: the held frame (never a close)
+         * goes out as it came, masked again with the sender's key.
+         */
+
+        if (d->frame.masked) {
+            p = (u_char *) d->slot.data;
+            ngx_wsp_mask(p, p, d->slot.len, d->frame.mask, 0);
+        }
+
+        d->ppos += d->hold;
+        d->hold = 0;
+        d->slot.ready = 0;
+
+        ngx_http_ws_proxy_resume(d);
+
+        return NGX_OK;
+    }
 
     if (opcode == NGX_WSP_OP_CLOSE) {
         /* close frames cannot be dropped: the close handshake needs them */
@@ -1519,21 +1593,18 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
             len = 0;
         }
 
-        d->pending = 0;
+        d->slot.ready = 0;
         ngx_http_ws_proxy_emit(d, 1, opcode, p, len);
         ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_DIR(d->dir), 0);
 
         return NGX_OK;
     }
 
-    held = d->hold;
-    d->hold = 0;
-
-    if (held && (verdict != NGX_WSP_VERDICT_FORWARD || d->aborted)) {
-        /* the held frame leaves the input buffer unsent */
-        d->ppos += held;
+    if (d->hold) {
+        /* dropped, rewritten or for a peer gone: it leaves the buffer unsent */
+        d->ppos += d->hold;
         d->spos = d->ppos;
-        held = 0;
+        d->hold = 0;
     }
 
     switch (verdict) {
@@ -1565,24 +1636,14 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
         }
 
         ngx_memcpy(p, data, len);
-        ngx_http_ws_proxy_emit(d, d->dfin, opcode, p, len);
+        ngx_http_ws_proxy_emit(d, d->slot.fin, opcode, p, len);
         break;
 
-    default: /* NGX_WSP_VERDICT_FORWARD */
-
-        if (held) {
-            /* masked again with the sender's key, it goes out as it came */
-
-            if (d->frame.masked) {
-                ngx_wsp_mask(d->dmsg, d->dmsg, d->dlen, d->frame.mask, 0);
-            }
-
-            d->ppos += held;
-            break;
-        }
+    default: /* NGX_WSP_VERDICT_FORWARD, of a frame not held */
 
         if (!d->aborted) {
-            ngx_http_ws_proxy_emit(d, d->dfin, opcode, d->dmsg, d->dlen);
+            ngx_http_ws_proxy_emit(d, d->slot.fin, opcode,
+                                   (u_char *) d->slot.data, d->slot.len);
         }
 
         break;
@@ -1592,11 +1653,64 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
         d->msg_len = 0;
     }
 
-    d->pending = 0;
+    d->slot.ready = 0;
 
-    ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_DIR(d->dir), 0);
+    ngx_http_ws_proxy_resume(d);
 
     return NGX_OK;
+}
+
+
+/*
+ * After a verdict the usual case is one frame to send and nothing else to
+ * do: that takes a send, not a round of the pump.  Anything else (more
+ * input, a peer gone, a close, output that blocks) goes through
+ * ngx_http_ws_proxy_run().
+ */
+
+static void
+ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d)
+{
+    ngx_int_t             rc;
+    ngx_event_t          *wev;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = d->wp;
+    wev = d->dst->write;
+
+    /* a peer gone or failed, or a direction aborted, sets wp->closing */
+
+    if (d->ppos == d->last && !wp->closing && !wp->kick && !d->inject
+        && !d->ctl_close && !d->src->read->ready)
+    {
+        rc = ngx_http_ws_proxy_flush(d);
+
+        if (wp->state != NGX_WSP_STATE_RUNNING) {
+            return;
+        }
+
+        if (rc != NGX_ERROR && !wp->kick && !wp->closing
+            && !ngx_http_ws_proxy_has_output(d))
+        {
+            /* all input sent: the direction is idle */
+
+            ngx_http_ws_proxy_release(d);
+
+            if (d->msg && d->msg_len == 0) {
+                ngx_free(d->msg);
+                d->msg = NULL;
+                d->msg_cap = 0;
+            }
+
+            if (wev->timer_set) {
+                ngx_del_timer(wev);
+            }
+
+            return;
+        }
+    }
+
+    ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_DIR(d->dir), 0);
 }
 
 
@@ -1678,11 +1792,11 @@ ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
 static void
 ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d)
 {
-    if (!d->pending) {
+    if (!d->slot.ready) {
         return;
     }
 
-    d->pending = 0;
+    d->slot.ready = 0;
     d->ppos += d->hold;
     d->spos = d->ppos;
     d->hold = 0;
@@ -1953,7 +2067,7 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
             ngx_delete_posted_event(d->src->read);
         }
 
-        d->pending = 0;
+        d->slot.ready = 0;
         d->hold = 0;
         d->spos = d->ppos = d->last = NULL;
         ngx_http_ws_proxy_release(d);

@@ -169,8 +169,9 @@ ngx_wsp_frame_write_header(unsigned char *dst, int fin, int opcode,
 
 /*
  * XOR with the key 8 bytes at a time: the key is rotated to the payload
- * offset and widened to 64 bits once, and memcpy() loads and stores are
- * plain moves on any alignment.
+ * offset and widened to 64 bits once (an 8-byte window into the key
+ * repeated three times), and memcpy() loads and stores are plain moves on
+ * any alignment.
  */
 
 void
@@ -179,13 +180,12 @@ ngx_wsp_mask(unsigned char *dst, const unsigned char *src, size_t n,
 {
     size_t         i;
     uint64_t       k8, w;
-    unsigned char  k[8];
+    unsigned char  k[12];
 
-    for (i = 0; i < 8; i++) {
-        k[i] = key[(offset + i) & 3];
-    }
-
-    memcpy(&k8, k, 8);
+    memcpy(k, key, 4);
+    memcpy(k + 4, key, 4);
+    memcpy(k + 8, key, 4);
+    memcpy(&k8, k + (offset & 3), 8);
 
     i = 0;
 
@@ -210,7 +210,7 @@ ngx_wsp_mask(unsigned char *dst, const unsigned char *src, size_t n,
     }
 
     for ( /* void */ ; i < n; i++) {
-        dst[i] = src[i] ^ k[i & 7];
+        dst[i] = src[i] ^ k[(offset + i) & 3];
     }
 }
 

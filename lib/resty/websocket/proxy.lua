@@ -42,7 +42,9 @@ typedef struct {
     int                         opcode;
     int                         fin;
     int                         code;
-} ngx_http_ws_proxy_ffi_frame_t;
+    int                         ready;
+    uint32_t                    seq;
+} ngx_http_ws_proxy_slot_t;
 
 typedef struct {
     double                      client_max_frame_size;
@@ -90,11 +92,13 @@ int ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r, void *p,
     unsigned char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p,
     unsigned char *err, size_t *errlen);
+ngx_http_ws_proxy_slot_t *ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r,
+    void *p, int dir);
 int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
-    ngx_http_ws_proxy_ffi_frame_t *f, unsigned char *err, size_t *errlen);
+    unsigned char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
-    int verdict, const unsigned char *data, size_t len, int code,
-    ngx_http_ws_proxy_ffi_frame_t *f, unsigned char *err, size_t *errlen);
+    uint32_t seq, int verdict, const unsigned char *data, size_t len,
+    int code, unsigned char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
     const unsigned char *reason, size_t len);
 int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p,
@@ -126,7 +130,7 @@ int ngx_http_ws_proxy_ffi_abi(void);
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 2
+local FFI_ABI = 3
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -189,7 +193,6 @@ local _OPTIONS = {
 
 
 -- scratch cdata: filled by C and read before any yield, so one per worker
-local frame_buf = ffi_new("ngx_http_ws_proxy_ffi_frame_t[1]")
 local opts_buf = ffi_new("ngx_http_ws_proxy_ffi_opts_t[1]")
 local conn_buf = ffi_new("ngx_http_ws_proxy_ffi_connect_t[1]")
 local wp_buf = ffi_new("void *[1]")
@@ -324,8 +327,7 @@ local function wait_main(r, wp)
 
     while true do
         errlen[0] = ERR_BUF_SIZE
-        local rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, DIR_MAIN, nil, err,
-                                                errlen)
+        local rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, DIR_MAIN, err, errlen)
         if rc == NGX_DONE then
             return true
         end
@@ -684,27 +686,39 @@ local function hook_failed(r, wp, role, msg)
 end
 
 
--- one light thread per direction, so that a hook that yields on one
--- direction does not hold the other
+-- One light thread per direction, so that a hook that yields on one
+-- direction does not hold the other.  The frame is read from the
+-- direction's slot, which C fills before it wakes the thread: a wake-up
+-- with a frame ready costs no call into C.  The error buffers are taken
+-- once: they are read only right after the call that fills them.
 local function hook_loop(self, r, wp, dir)
     local role = _ROLES[dir]
     local on_frame = self.on_frame
     local debug = self.debug
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
-    local f = frame_buf
+    local slot = C.ngx_http_ws_proxy_ffi_slot(r, wp, dir)
+
+    if slot == nil then
+        log(ERR, "failed receiving frame from ", role, ": proxy does not ",
+            "belong to the current request")
+        return
+    end
 
     errlen[0] = ERR_BUF_SIZE
-    local rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, f, err, errlen)
+    local rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, err, errlen)
 
     while true do
         if rc == NGX_AGAIN then
             co_yield()
 
-            err = get_string_buf(ERR_BUF_SIZE)
-            errlen = get_size_ptr()
-            errlen[0] = ERR_BUF_SIZE
-            rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, f, err, errlen)
+            if slot.ready ~= 0 then
+                rc = NGX_OK
+
+            else
+                errlen[0] = ERR_BUF_SIZE
+                rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, err, errlen)
+            end
 
         elseif rc == NGX_DONE then
             return
@@ -715,11 +729,14 @@ local function hook_loop(self, r, wp, dir)
             return
 
         else
-            local fr = f[0]
-            local typ = _OPCODE2TYP[fr.opcode]
-            local payload = ffi_str(fr.data, fr.len)
-            local fin = fr.fin == 1
-            local code = fr.code >= 0 and fr.code or nil
+            local seq = slot.seq
+            local typ = _OPCODE2TYP[slot.opcode]
+            local payload = ffi_str(slot.data, slot.len)
+            local fin = slot.fin == 1
+            local code = slot.code
+            if code < 0 then
+                code = nil
+            end
 
             if debug then
                 debug_frame(self, role, typ, payload, fin, code)
@@ -769,17 +786,14 @@ local function hook_loop(self, r, wp, dir)
                 end
             end
 
-            err = get_string_buf(ERR_BUF_SIZE)
-            errlen = get_size_ptr()
             errlen[0] = ERR_BUF_SIZE
-
-            rc = C.ngx_http_ws_proxy_ffi_verdict(r, wp, dir, verdict, data,
-                                                 data and #data or 0,
-                                                 new_code, f, err, errlen)
+            rc = C.ngx_http_ws_proxy_ffi_verdict(r, wp, dir, seq, verdict,
+                                                 data, data and #data or 0,
+                                                 new_code, err, errlen)
             if rc == NGX_ERROR then
                 hook_failed(r, wp, role, ffi_str(err, errlen[0]))
                 errlen[0] = ERR_BUF_SIZE
-                rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, f, err, errlen)
+                rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, err, errlen)
             end
         end
     end
