@@ -167,8 +167,6 @@ typedef struct {
     ngx_uint_t                  payload_mode;
     ngx_wsp_msg_state_t         msg_state;
     uint32_t                    utf8;
-    unsigned                    in_frame:1;     /* a header has been parsed */
-    unsigned                    check_utf8:1;
 
     /* data message limits: bytes and fragments of the open message */
     uint64_t                    msg_size;
@@ -183,13 +181,19 @@ typedef struct {
     /* the frame handed to Lua: slot.ready while it waits for a verdict */
     ngx_http_ws_proxy_slot_t    slot;
     size_t                      hold;           /* bytes held at ppos */
-    unsigned                    rx_closed:1;    /* close frame received */
-    unsigned                    tx_closed:1;    /* close frame queued to dst */
-    unsigned                    hup:1;          /* src closed or failed */
-    unsigned                    eof:1;          /* ... and input consumed */
-    unsigned                    short_input:1;  /* parse needs more bytes */
-    unsigned                    aborted:1;      /* dst must not get more */
-    unsigned                    stream_mid:1;   /* raw frame partly sent */
+
+    /* flags: bytes, not bits, as the pump sets and tests them per frame */
+    u_char                      in_frame;       /* a header has been parsed */
+    u_char                      check_utf8;
+    u_char                      rx_closed;      /* close frame received */
+    u_char                      tx_closed;      /* close frame queued to dst */
+    u_char                      hup;            /* src closed or failed */
+    u_char                      eof;            /* ... and input consumed */
+    u_char                      short_input;    /* parse needs more bytes */
+    u_char                      aborted;        /* dst must not get more */
+    u_char                      stream_mid;     /* raw frame partly sent */
+    u_char                      ctl_close;      /* a close is queued/due */
+    u_char                      parked;         /* the hook waits on sema */
 
     /* output: header, then body, then the raw range, then ctl */
     u_char                      ohdr[NGX_WSP_MAX_HEADER];
@@ -197,7 +201,6 @@ typedef struct {
     ngx_http_ws_proxy_range_t   out_body;
     ngx_http_ws_proxy_range_t   out_ctl;
     ngx_http_ws_proxy_ctl_t    *ctl;
-    unsigned                    ctl_close:1;    /* a close is queued/due */
     uint16_t                    ctl_code;
 
     /* frames injected from Lua, sent at the next frame boundary */
@@ -206,7 +209,6 @@ typedef struct {
 
     /* Lua side */
     void                       *sema;
-    unsigned                    parked:1;       /* the hook waits on sema */
     ngx_event_t                 recv_timer;
 
     /* statistics */
@@ -234,7 +236,6 @@ struct ngx_http_ws_proxy_s {
     unsigned                    cleaned:1;
     unsigned                    finishing:1;
     unsigned                    closed_normally:1;
-    unsigned                    closing:1;   /* a close or a peer is gone */
     unsigned                    heap:1;      /* not in the request pool */
 
     /* upstream side */
@@ -271,6 +272,7 @@ struct ngx_http_ws_proxy_s {
 
     ngx_http_ws_proxy_dir_t     dir[2];
     ngx_uint_t                  kick;        /* directions to process */
+    u_char                      closing;     /* a close or a peer is gone */
 
     /* Lua wake-ups: connect and the end of a session without hook */
     void                       *sema;

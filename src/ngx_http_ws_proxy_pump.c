@@ -57,8 +57,9 @@ static ngx_inline ngx_int_t ngx_http_ws_proxy_has_output(
     ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d,
     size_t size);
-static ngx_int_t ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d);
-static void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
+static ngx_inline ngx_int_t ngx_http_ws_proxy_get_buffer(
+    ngx_http_ws_proxy_dir_t *d);
+static ngx_inline void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
     ngx_uint_t to_client);
@@ -151,6 +152,25 @@ ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
 
     u->read->handler = ngx_http_ws_proxy_upstream_handler;
     u->write->handler = ngx_http_ws_proxy_upstream_handler;
+
+    /*
+     * The connect registered the upstream socket for writes as well, and
+     * epoll reports it writable with every read.  As nginx does for the
+     * client, the write event is registered again only when a send blocks
+     * (ngx_handle_write_event() in ngx_http_ws_proxy_arm()).
+     */
+
+    if ((ngx_event_flags & NGX_USE_CLEAR_EVENT) && u->write->active
+        && u->write->ready)
+    {
+        /* the read event stays edge-triggered: epoll's MOD takes flags */
+
+        if (ngx_del_event(u->write, NGX_WRITE_EVENT, NGX_CLEAR_EVENT)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
 
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
@@ -2230,7 +2250,7 @@ ngx_http_ws_proxy_get_ctl(ngx_http_ws_proxy_dir_t *d)
 }
 
 
-static ngx_int_t
+static ngx_inline ngx_int_t
 ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
 {
     size_t                         size;
@@ -2261,7 +2281,7 @@ ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
 }
 
 
-static void
+static ngx_inline void
 ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d)
 {
     size_t  size;
