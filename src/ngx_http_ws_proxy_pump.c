@@ -1621,7 +1621,7 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     }
 
     if (d->hold) {
-        /* dropped, rewritten or for a peer gone: it leaves the buffer unsent */
+        /* dropped, rewritten or for a peer gone: it leaves unsent */
         d->ppos += d->hold;
         d->spos = d->ppos;
         d->hold = 0;
