@@ -294,3 +294,76 @@ slept
 --- error_log
 timed out sending to client
 execute: nil timeout sending to client
+
+
+
+=== TEST 6: an upstream that reads late: sends to it block, then drain, with and without a hook
+--- config
+    location /upstream {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server({ timeout = 20000 }))
+            -- the proxy fills this socket's buffers, blocks and waits
+            ngx.sleep(0.5)
+            local n, bytes, bad = 0, 0, 0
+            while true do
+                local f = assert(s:recv_frame())
+                if f.opcode == 8 then
+                    break
+                end
+                n = n + 1
+                bytes = bytes + #f.payload
+                if f.payload ~= string.rep(string.char(n % 256), #f.payload)
+                then
+                    bad = bad + 1
+                end
+                if n == 1024 then
+                    s:send_frame{ opcode = 1, payload = n .. " frames, "
+                                  .. bytes .. " bytes, " .. bad .. " bad" }
+                end
+            end
+            s:send_close(1000)
+        }
+    }
+
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local opts = {}
+            if ngx.var.arg_hook then
+                opts.on_frame = function(_, _, _, payload) return payload end
+            end
+            local wp = assert(proxy.new(opts))
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/upstream"))
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, path in ipairs{ "/proxy", "/proxy?hook=1" } do
+                local c = assert(ws.client(path, { timeout = 20000 }))
+                -- 1024 frames of 16 KiB, 16 MiB in all, in one write
+                local frames = {}
+                for i = 1, 1024 do
+                    frames[i] = ws.build_frame{
+                        opcode = 2,
+                        payload = string.rep(string.char(i % 256), 16384) }
+                end
+                assert(c:send_raw(table.concat(frames)))
+                ngx.say(path, ": ", ws.describe(c:recv_frame()))
+                c:send_close(1000)
+                c:recv_frame()
+                c:close()
+            end
+        }
+    }
+--- timeout: 30
+--- response_body
+/proxy: text:1024 frames, 16777216 bytes, 0 bad
+/proxy?hook=1: text:1024 frames, 16777216 bytes, 0 bad
+--- no_error_log
+[error]
+[alert]
