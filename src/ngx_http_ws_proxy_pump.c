@@ -1716,7 +1716,7 @@ ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d)
 
             ngx_http_ws_proxy_release(d);
 
-            if (d->msg && d->msg_len == 0) {
+            if (d->msg && d->msg_len == 0 && !d->in_frame) {
                 ngx_free(d->msg);
                 d->msg = NULL;
                 d->msg_cap = 0;
