@@ -561,6 +561,15 @@ ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp)
         return NGX_ERROR;
     }
 
+    /*
+     * The pump sends straight from its input buffer and moves what is
+     * unsent to the front when the buffer is full, so a TLS write that
+     * blocked is retried with the same bytes at another address: OpenSSL
+     * refuses that ("bad write retry") unless told it may happen.
+     */
+
+    SSL_set_mode(c->ssl->connection, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+
     /* SNI is the host without port, and never an address literal */
 
     if (wp->sni.len && ngx_inet_addr(wp->sni.data, wp->sni.len) == INADDR_NONE

@@ -1,0 +1,110 @@
+# vim:set ts=4 sts=4 sw=4 et ft=:
+
+# Backpressure towards a wss:// upstream: the pump moves unsent bytes to the
+# front of its input buffer while a TLS write may be pending, which OpenSSL
+# allows only with SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER.
+
+use lib '.';
+use t::WsRaw;
+use Cwd qw(cwd);
+
+plan 'no_plan';
+
+my $certs = cwd() . "/build/test-certs";
+system("t/certs.sh", $certs) == 0 or die "t/certs.sh failed";
+$ENV{TEST_NGINX_CERTS} = $certs;
+$ENV{TEST_NGINX_TLS_PORT} ||= 1986;
+
+# a raw upstream that sleeps before it reads, so that the proxy's sends
+# to it block
+our $TlsUpstream = $t::WsProxy::HttpConfig . q{
+    server {
+        listen $TEST_NGINX_TLS_PORT ssl;
+        server_name localhost;
+        ssl_certificate $TEST_NGINX_CERTS/server.crt;
+        ssl_certificate_key $TEST_NGINX_CERTS/server.key;
+
+        location / {
+            content_by_lua_block {
+                local ws = require "wstest"
+                local s = assert(ws.server({ timeout = 20000 }))
+                ngx.sleep(0.5)
+                local n, bytes, bad = 0, 0, 0
+                while true do
+                    local f = assert(s:recv_frame())
+                    if f.opcode == 8 then
+                        break
+                    end
+                    n = n + 1
+                    bytes = bytes + #f.payload
+                    if f.payload ~= string.rep(string.char(n % 256),
+                                               #f.payload)
+                    then
+                        bad = bad + 1
+                    end
+                    if n == 1024 then
+                        s:send_frame{ opcode = 1, payload = n .. " frames, "
+                                      .. bytes .. " bytes, " .. bad
+                                      .. " bad" }
+                    end
+                end
+                s:send_close(1000)
+            }
+        }
+    }
+};
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a wss upstream that reads late: TLS sends block, the input buffer is compacted under them, all frames arrive in order
+--- main_config
+env TEST_NGINX_TLS_PORT;
+--- http_config eval: $::TlsUpstream
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local opts = {}
+            if ngx.var.arg_hook then
+                opts.on_frame = function(_, _, _, payload) return payload end
+            end
+            local wp = assert(proxy.new(opts))
+            assert(wp:connect("wss://127.0.0.1:"
+                              .. os.getenv("TEST_NGINX_TLS_PORT") .. "/"))
+            local ok, err = wp:execute()
+            if not ok then
+                ngx.log(ngx.ERR, "execute: ", err)
+            end
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, path in ipairs{ "/proxy", "/proxy?hook=1" } do
+                local c = assert(ws.client(path, { timeout = 20000 }))
+                -- 1024 frames of 16 KiB minus a little, so that frames
+                -- straddle the end of the proxy's input buffer
+                local frames = {}
+                for i = 1, 1024 do
+                    frames[i] = ws.build_frame{
+                        opcode = 2,
+                        payload = string.rep(string.char(i % 256), 16000) }
+                end
+                assert(c:send_raw(table.concat(frames)))
+                ngx.say(path, ": ", ws.describe(c:recv_frame()))
+                c:send_close(1000)
+                c:recv_frame()
+                c:close()
+            end
+        }
+    }
+--- timeout: 30
+--- response_body
+/proxy: text:1024 frames, 16384000 bytes, 0 bad
+/proxy?hook=1: text:1024 frames, 16384000 bytes, 0 bad
+--- no_error_log
+[error]
+[alert]
