@@ -63,8 +63,10 @@ static ngx_inline void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
     ngx_uint_t to_client);
+static void ngx_http_ws_proxy_send_timedout(ngx_http_ws_proxy_t *wp,
+    ngx_event_t *wev);
 static ngx_int_t ngx_http_ws_proxy_nothing_to_write(ngx_http_ws_proxy_t *wp,
-    ngx_event_t *wev, ngx_uint_t dir);
+    ngx_uint_t dir);
 static void ngx_http_ws_proxy_shutdown(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_free_semas(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp);
@@ -267,10 +269,16 @@ ngx_http_ws_proxy_client_handler(ngx_event_t *ev)
 
     /* a read feeds the client's direction, a write drains the other */
 
-    if (ev->write && ngx_http_ws_proxy_nothing_to_write(wp, ev,
-                                                  NGX_WSP_DIR_UPSTREAM))
-    {
-        return;
+    if (ev->write) {
+        if (ev->timedout) {
+            ngx_http_ws_proxy_send_timedout(wp, ev);
+            return;
+        }
+
+        if (ngx_http_ws_proxy_nothing_to_write(wp, NGX_WSP_DIR_UPSTREAM))
+        {
+            return;
+        }
     }
 
     ngx_http_ws_proxy_run(wp, ev->write
@@ -299,15 +307,39 @@ ngx_http_ws_proxy_upstream_handler(ngx_event_t *ev)
         return;
     }
 
-    if (ev->write && ngx_http_ws_proxy_nothing_to_write(wp, ev,
-                                                  NGX_WSP_DIR_CLIENT))
-    {
-        return;
+    if (ev->write) {
+        if (ev->timedout) {
+            ngx_http_ws_proxy_send_timedout(wp, ev);
+            return;
+        }
+
+        if (ngx_http_ws_proxy_nothing_to_write(wp, NGX_WSP_DIR_CLIENT)) {
+            return;
+        }
     }
 
     ngx_http_ws_proxy_run(wp, ev->write
                               ? NGX_WSP_RUN_DIR(NGX_WSP_DIR_CLIENT)
                               : NGX_WSP_RUN_DIR(NGX_WSP_DIR_UPSTREAM), 1);
+}
+
+
+/* the send timer of a blocked write ran out: the session ends */
+
+static void
+ngx_http_ws_proxy_send_timedout(ngx_http_ws_proxy_t *wp, ngx_event_t *wev)
+{
+    const char  *peer;
+
+    wev->timedout = 0;
+    peer = (wev == wp->client->write) ? "client" : "upstream";
+
+    ngx_log_error(NGX_LOG_INFO, wp->log, NGX_ETIMEDOUT,
+                  "ws_proxy: timed out sending to %s", peer);
+    ngx_http_ws_proxy_set_error(wp, "timeout sending to %s", peer);
+
+    wp->closed_normally = 0;
+    ngx_http_ws_proxy_finish(wp);
 }
 
 
@@ -318,14 +350,13 @@ ngx_http_ws_proxy_upstream_handler(ngx_event_t *ev)
  */
 
 static ngx_int_t
-ngx_http_ws_proxy_nothing_to_write(ngx_http_ws_proxy_t *wp, ngx_event_t *wev,
-    ngx_uint_t dir)
+ngx_http_ws_proxy_nothing_to_write(ngx_http_ws_proxy_t *wp, ngx_uint_t dir)
 {
     ngx_http_ws_proxy_dir_t  *d;
 
     d = &wp->dir[dir];
 
-    return !wev->timedout && !wp->kick && !d->inject && !d->ctl_close
+    return !wp->kick && !d->inject && !d->ctl_close
            && !ngx_http_ws_proxy_has_output(d);
 }
 
@@ -414,27 +445,9 @@ ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs,
     ngx_uint_t can_read)
 {
     ngx_uint_t                i, done;
-    ngx_connection_t         *c, *u;
     ngx_http_ws_proxy_dir_t  *d;
 
     if (wp->state != NGX_WSP_STATE_RUNNING) {
-        return;
-    }
-
-    c = wp->client;
-    u = wp->upstream;
-
-    if (c->write->timedout || u->write->timedout) {
-        ngx_log_error(NGX_LOG_INFO, wp->log, NGX_ETIMEDOUT,
-                      "ws_proxy: timed out sending to %s",
-                      c->write->timedout ? "client" : "upstream");
-        ngx_http_ws_proxy_set_error(wp, "timeout sending to %s",
-                                    c->write->timedout ? "client"
-                                                       : "upstream");
-        c->write->timedout = 0;
-        u->write->timedout = 0;
-        wp->closed_normally = 0;
-        ngx_http_ws_proxy_finish(wp);
         return;
     }
 

@@ -367,3 +367,50 @@ execute: nil timeout sending to client
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 7: send_timeout ends a session whose upstream stops reading
+--- config
+    location /upstream {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server({ timeout = 10000 }))
+            -- never reads: the proxy's sends to it block, its timer runs
+            ngx.sleep(2)
+        }
+    }
+
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new({ send_timeout = 300 }))
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/upstream"))
+            local ok, err = wp:execute()
+            ngx.log(ngx.INFO, "execute: ", ok, " ", err)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy", { timeout = 5000 }))
+            local chunk = string.rep("c", 1024 * 1024)
+            for i = 1, 32 do
+                if not c:send_frame{ opcode = 2, payload = chunk } then
+                    break
+                end
+            end
+            local f, err = c:recv_frame()
+            ngx.say(ws.describe(f, err))
+        }
+    }
+--- timeout: 10
+--- response_body_like
+^(close:1001:|error: closed)
+--- error_log
+timed out sending to upstream
+execute: nil timeout sending to upstream
+--- no_error_log
+[alert]
