@@ -377,7 +377,8 @@ execute: nil timeout sending to client
             local ws = require "wstest"
             local s = assert(ws.server({ timeout = 10000 }))
             -- never reads: the proxy's sends to it block, its timer runs
-            ngx.sleep(2)
+            -- (long enough for a worker under valgrind to fill the socket)
+            ngx.sleep(8)
         }
     }
 
@@ -395,7 +396,7 @@ execute: nil timeout sending to client
     location /t {
         content_by_lua_block {
             local ws = require "wstest"
-            local c = assert(ws.client("/proxy", { timeout = 5000 }))
+            local c = assert(ws.client("/proxy", { timeout = 15000 }))
             local chunk = string.rep("c", 1024 * 1024)
             for i = 1, 32 do
                 if not c:send_frame{ opcode = 2, payload = chunk } then
@@ -406,7 +407,7 @@ execute: nil timeout sending to client
             ngx.say(ws.describe(f, err))
         }
     }
---- timeout: 10
+--- timeout: 20
 --- response_body_like
 ^(close:1001:|error: closed)
 --- error_log
