@@ -26,6 +26,7 @@ static void ngx_http_ws_proxy_close_handler(ngx_event_t *ev);
 static void ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev);
 static void ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t can_read);
+static ngx_inline void ngx_http_ws_proxy_free_msg(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d);
@@ -608,6 +609,15 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
 }
 
 
+static ngx_inline void
+ngx_http_ws_proxy_free_msg(ngx_http_ws_proxy_dir_t *d)
+{
+    ngx_free(d->msg);
+    d->msg = NULL;
+    d->msg_cap = 0;
+}
+
+
 static void
 ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d)
 {
@@ -627,9 +637,7 @@ ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d)
     if (d->msg && d->msg_len == 0 && !d->in_frame && !d->slot.ready
         && d->out_body.pos == d->out_body.last)
     {
-        ngx_free(d->msg);
-        d->msg = NULL;
-        d->msg_cap = 0;
+        ngx_http_ws_proxy_free_msg(d);
     }
 }
 
@@ -1730,9 +1738,7 @@ ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d)
             ngx_http_ws_proxy_release(d);
 
             if (d->msg && d->msg_len == 0 && !d->in_frame) {
-                ngx_free(d->msg);
-                d->msg = NULL;
-                d->msg_cap = 0;
+                ngx_http_ws_proxy_free_msg(d);
             }
 
             if (wev->timer_set) {
@@ -2107,9 +2113,7 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
         ngx_http_ws_proxy_free_injected(d);
 
         if (d->msg) {
-            ngx_free(d->msg);
-            d->msg = NULL;
-            d->msg_cap = 0;
+            ngx_http_ws_proxy_free_msg(d);
         }
     }
 

@@ -29,26 +29,7 @@ our $TlsUpstream = $t::WsProxy::HttpConfig . q{
                 local ws = require "wstest"
                 local s = assert(ws.server({ timeout = 20000 }))
                 ngx.sleep(0.5)
-                local n, bytes, bad = 0, 0, 0
-                while true do
-                    local f = assert(s:recv_frame())
-                    if f.opcode == 8 then
-                        break
-                    end
-                    n = n + 1
-                    bytes = bytes + #f.payload
-                    if f.payload ~= string.rep(string.char(n % 256),
-                                               #f.payload)
-                    then
-                        bad = bad + 1
-                    end
-                    if n == 1024 then
-                        s:send_frame{ opcode = 1, payload = n .. " frames, "
-                                      .. bytes .. " bytes, " .. bad
-                                      .. " bad" }
-                    end
-                end
-                s:send_close(1000)
+                assert(s:check_numbered(1024))
             }
         }
     }
@@ -85,15 +66,9 @@ env TEST_NGINX_TLS_PORT;
             local ws = require "wstest"
             for _, path in ipairs{ "/proxy", "/proxy?hook=1" } do
                 local c = assert(ws.client(path, { timeout = 20000 }))
-                -- 1024 frames of 16 KiB minus a little, so that frames
-                -- straddle the end of the proxy's input buffer
-                local frames = {}
-                for i = 1, 1024 do
-                    frames[i] = ws.build_frame{
-                        opcode = 2,
-                        payload = string.rep(string.char(i % 256), 16000) }
-                end
-                assert(c:send_raw(table.concat(frames)))
+                -- 1024 frames of 16,000 bytes, so that frames straddle the end
+                -- of the proxy's input buffer, in one write
+                assert(c:send_numbered(1024, 16000))
                 ngx.say(path, ": ", ws.describe(c:recv_frame()))
                 c:send_close(1000)
                 c:recv_frame()

@@ -13,6 +13,7 @@ local bit = require "bit"
 local band, bor, bxor = bit.band, bit.bor, bit.bxor
 local rshift, lshift = bit.rshift, bit.lshift
 local char, byte, concat = string.char, string.byte, table.concat
+local rep = string.rep
 local floor = math.floor
 
 local _M = {}
@@ -327,6 +328,48 @@ end
 
 function _M:close()
     return self.sock:close()
+end
+
+
+-- n binary frames of `size` bytes, frame i filled with byte i % 256, all
+-- built first and written at once (backpressure tests)
+function _M:send_numbered(n, size)
+    local frames = {}
+    for i = 1, n do
+        frames[i] = _M.build_frame{ opcode = 0x2, mask = self.masked,
+                                    payload = rep(char(i % 256), size) }
+    end
+
+    return self.sock:send(concat(frames))
+end
+
+
+-- reads what send_numbered() sent until the peer's close; after n frames,
+-- answers with a text frame "<n> frames, <bytes> bytes, <bad> bad"
+function _M:check_numbered(n)
+    local got, bytes, bad = 0, 0, 0
+
+    while true do
+        local f, err = self:recv_frame()
+        if not f then
+            return nil, err
+        end
+
+        if f.opcode == 0x8 then
+            return self:send_close(1000)
+        end
+
+        got = got + 1
+        bytes = bytes + #f.payload
+        if f.payload ~= rep(char(got % 256), #f.payload) then
+            bad = bad + 1
+        end
+
+        if got == n then
+            self:send_text(got .. " frames, " .. bytes .. " bytes, " .. bad
+                           .. " bad")
+        end
+    end
 end
 
 
