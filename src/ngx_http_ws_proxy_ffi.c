@@ -18,8 +18,6 @@
 #define NGX_WSP_WAIT_MS   60000
 
 
-
-
 typedef struct {
     double                      client_max_frame_size;
     double                      upstream_max_frame_size;
