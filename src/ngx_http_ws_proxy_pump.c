@@ -703,14 +703,21 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
 
     /*
      * The common case, raw frames only: one send() of the raw range, as a
-     * plain tunnel would do it, without building a chain.
+     * plain tunnel would do it, without building a chain.  Not on TLS: a
+     * blocked SSL_write() must be retried the way it was made, and the
+     * other cases go through send_chain(), which on the client copies
+     * into nginx's TLS buffer.
      */
 
     if (d->spos < d->ppos
         && d->out_hdr.pos == d->out_hdr.last
         && d->out_body.pos == d->out_body.last
         && d->out_ctl.pos == d->out_ctl.last
-        && r->out == NULL)
+        && r->out == NULL
+#if (NGX_HTTP_SSL)
+        && dst->ssl == NULL
+#endif
+       )
     {
         n = dst->send(dst, d->spos, d->ppos - d->spos);
 
