@@ -5,14 +5,10 @@
 
 use lib '.';
 use t::WsProxy;
-use Cwd qw(cwd);
 
 plan 'no_plan';
 
-my $certs = cwd() . "/build/test-certs";
-system("t/certs.sh", $certs) == 0 or die "t/certs.sh failed";
-$ENV{TEST_NGINX_CERTS} = $certs;
-$ENV{TEST_NGINX_TLS_PORT} ||= 1986;
+use_test_certs();
 
 our $Tls = $t::WsProxy::HttpConfig . q{
     server {
@@ -108,7 +104,7 @@ END { kill 'KILL', $DnsPid if $DnsPid }
 $ENV{TEST_NGINX_TLS_PORT1} = $ENV{TEST_NGINX_TLS_PORT} + 1;
 $ENV{TEST_NGINX_TLS_PORT2} = $ENV{TEST_NGINX_TLS_PORT} + 2;
 $ENV{TEST_NGINX_TLS_PORT3} = $ENV{TEST_NGINX_TLS_PORT} + 3;
-$ENV{TEST_NGINX_SOCK} = "$certs/ws.sock";
+$ENV{TEST_NGINX_SOCK} = "$ENV{TEST_NGINX_CERTS}/ws.sock";
 $ENV{TEST_NGINX_TLS_PORT4} = $ENV{TEST_NGINX_TLS_PORT} + 4;
 $ENV{TEST_NGINX_TLS_PORT5} = $ENV{TEST_NGINX_TLS_PORT} + 5;
 

@@ -6,14 +6,10 @@
 
 use lib '.';
 use t::WsRaw;
-use Cwd qw(cwd);
 
 plan 'no_plan';
 
-my $certs = cwd() . "/build/test-certs";
-system("t/certs.sh", $certs) == 0 or die "t/certs.sh failed";
-$ENV{TEST_NGINX_CERTS} = $certs;
-$ENV{TEST_NGINX_TLS_PORT} ||= 1986;
+use_test_certs();
 
 # a raw upstream that sleeps before it reads, so that the proxy's sends
 # to it block

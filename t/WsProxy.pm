@@ -114,7 +114,18 @@ our $HttpConfig = qq{
 our @EXPORT = qw(
     $pwd
     $HttpConfig
+    use_test_certs
 );
+
+
+# test certificates (t/certs.sh) in build/test-certs, named by
+# $TEST_NGINX_CERTS in configs, and the port of a TLS server
+sub use_test_certs () {
+    my $certs = "$pwd/build/test-certs";
+    system("t/certs.sh", $certs) == 0 or die "t/certs.sh failed";
+    $ENV{TEST_NGINX_CERTS} = $certs;
+    $ENV{TEST_NGINX_TLS_PORT} ||= 1986;
+}
 
 add_block_preprocessor(sub {
     my $block = shift;
