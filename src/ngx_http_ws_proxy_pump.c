@@ -1258,6 +1258,13 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
             goto nomem;
         }
 
+        /*
+         * The peer's reader is closed by its close frame from here on,
+         * whether the frame goes out raw or waits for Lua: a FIN that
+         * follows is the end of a close handshake, not a peer gone.
+         */
+
+        d->rx_closed = 1;
         d->close_code = code;
         d->ctl->close_reason_len = len > 2 ? (size_t) len - 2 : 0;
         ngx_memcpy(d->ctl->close_reason, tmp + 2, d->ctl->close_reason_len);

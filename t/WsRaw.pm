@@ -43,6 +43,9 @@ add_block_preprocessor(sub {
     my $opts = sec($block, 'proxy_opts') // '{}';
     my $upstream = sec($block, 'upstream') // $Recorder;
     my $client = sec($block, 'client');
+    my $pause = sec($block, 'proxy_pause');
+    my $copts = sec($block, 'client_opts') // 'nil';
+    my $sleep = defined $pause ? "ngx.sleep($pause)" : '';
 
     $block->set_value("config", <<"_EOC_");
     location /upstream {
@@ -59,6 +62,7 @@ $upstream
             local wp = assert(proxy.new($opts))
             assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
                               .. "/upstream"))
+            $sleep
             local ok, err = wp:execute()
             ngx.log(ngx.INFO, "execute: ", ok, " ", err)
         }
@@ -67,7 +71,7 @@ $upstream
     location /t {
         content_by_lua_block {
             local ws = require "wstest"
-            local c = assert(ws.client("/proxy"))
+            local c = assert(ws.client("/proxy", $copts))
             local function say_next()
                 ngx.say(ws.describe(c:recv_frame()))
             end
