@@ -193,6 +193,9 @@ typedef struct {
     u_char                      aborted;        /* dst must not get more */
     u_char                      stream_mid;     /* raw frame partly sent */
     u_char                      ctl_close;      /* a close is queued/due */
+    u_char                      ctl_wait;       /* ... once src's close
+                                                   reply came (a violation
+                                                   of the other peer) */
     u_char                      parked;         /* the hook waits on sema */
 
     /* output: header, then body, then the raw range, then ctl */

@@ -49,6 +49,8 @@ static void ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const char *reason, const char *log_reason);
 static void ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const char *reason);
+static void ngx_http_ws_proxy_close_at_boundary(ngx_http_ws_proxy_dir_t *d);
+static ngx_uint_t ngx_http_ws_proxy_release_deferred(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const u_char *reason, size_t len);
@@ -405,10 +407,35 @@ ngx_http_ws_proxy_close_handler(ngx_event_t *ev)
         return;
     }
 
+    if (ngx_http_ws_proxy_release_deferred(wp)) {
+        /* the offender gets its close; its reply gets another period */
+        ngx_add_timer(&wp->close_timer, wp->opts.close_timeout);
+        ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
+        return;
+    }
+
     ngx_log_error(NGX_LOG_INFO, wp->log, 0,
                   "ws_proxy: close handshake timed out");
 
     ngx_http_ws_proxy_finish(wp);
+}
+
+
+/* closes that waited for a peer's close reply are due: returns how many */
+
+static ngx_uint_t
+ngx_http_ws_proxy_release_deferred(ngx_http_ws_proxy_t *wp)
+{
+    ngx_uint_t  i, n;
+
+    for (n = 0, i = 0; i < 2; i++) {
+        if (wp->dir[i].ctl_wait) {
+            ngx_http_ws_proxy_close_at_boundary(&wp->dir[i]);
+            n++;
+        }
+    }
+
+    return n;
 }
 
 
@@ -943,6 +970,17 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
             return progress;
         }
 
+        if (d->ctl_close && !d->in_frame
+            && (!d->ctl_wait || d->rx_closed))
+        {
+            /* a close of the proxy's own waits for a frame boundary */
+            d->ctl_wait = 0;
+            ngx_http_ws_proxy_queue_close(d, d->ctl_code, d->ctl->reason,
+                                          d->ctl->reason_len);
+            progress = 1;
+            continue;
+        }
+
         if (d->rx_closed && !d->in_frame) {
             /* after its close (or a violation) a peer's bytes are ignored */
 
@@ -956,15 +994,6 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
         }
 
         if (!d->in_frame) {
-
-            if (d->ctl_close) {
-                /* a close of the proxy's own waits for a frame boundary */
-                ngx_http_ws_proxy_queue_close(d, d->ctl_code,
-                                              d->ctl->reason,
-                                              d->ctl->reason_len);
-                progress = 1;
-                continue;
-            }
 
             if (d->ppos == d->last) {
                 return progress;
@@ -1175,7 +1204,9 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
                || (wp->opts.aggregate && !control
                    && (!d->frame.fin || opcode == NGX_WSP_OP_CONT));
 
-    if (buffered && d->spos < d->ppos) {
+    if ((buffered || (opcode == NGX_WSP_OP_CLOSE && d->ctl_close))
+        && d->spos < d->ppos)
+    {
         /*
          * Raw bytes before this frame go out first; the frame is checked
          * only then, as the check moves the fragmentation state.
@@ -1272,6 +1303,20 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         if (wp->closed_by == NGX_WSP_BY_NONE) {
             wp->closed_by = d->dir == NGX_WSP_DIR_CLIENT ? NGX_WSP_BY_CLIENT
                                                          : NGX_WSP_BY_UPSTREAM;
+        }
+
+        if (d->ctl_close) {
+            /*
+             * The reply to the proxy's 1001 after the other peer's
+             * violation: the offender gets the proxy's close instead.
+             */
+            d->payload_mode = NGX_WSP_PAYLOAD_SKIP;
+            d->ppos += d->frame.header_len;
+            d->spos = d->ppos;
+            d->in_frame = 1;
+            d->remaining = len;
+            d->offset = 0;
+            return NGX_OK;
         }
 
         if (!wp->opts.hook) {
@@ -1796,9 +1841,20 @@ ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     d->rx_closed = 1;
     d->in_frame = 0;
 
-    /* towards the offender, after what the other direction is sending */
+    /*
+     * Towards the offender, after what the other peer sends until its
+     * close reply (to the 1001 below) or close_timeout: what it had sent
+     * towards the offender is delivered first.
+     */
 
     ngx_http_ws_proxy_close_later(other, code, reason);
+
+    if (other->ctl_close && !other->rx_closed && !other->hup) {
+        other->ctl_wait = 1;
+
+    } else {
+        ngx_http_ws_proxy_close_at_boundary(other);
+    }
 
     /* towards the other peer, after the frames accepted before */
 
@@ -1813,6 +1869,12 @@ static void
 ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     const char *reason)
 {
+    if (d->ctl_wait) {
+        /* a close that waited for the peer's reply is due now */
+        ngx_http_ws_proxy_close_at_boundary(d);
+        return;
+    }
+
     if (d->tx_closed || d->aborted || d->ctl_close) {
         return;
     }
@@ -1828,6 +1890,23 @@ ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     d->ctl_code = (uint16_t) code;
     d->ctl->reason_len = ngx_min(ngx_strlen(reason), NGX_WSP_MAX_CONTROL - 2);
     ngx_memcpy(d->ctl->reason, reason, d->ctl->reason_len);
+}
+
+
+/*
+ * The close d has due goes out at the next frame boundary: a frame being
+ * buffered or held for Lua is not forwarded.
+ */
+
+static void
+ngx_http_ws_proxy_close_at_boundary(ngx_http_ws_proxy_dir_t *d)
+{
+    if (!d->ctl_close) {
+        return;
+    }
+
+    d->ctl_wait = 0;
+    d->wp->kick |= NGX_WSP_RUN_DIR(d->dir);
 
     if (d->in_frame && !d->stream_mid) {
         /* a frame being buffered has not been forwarded: drop it */
@@ -1961,7 +2040,11 @@ ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d)
     d->rx_closed = 1;
     ngx_http_ws_proxy_drop_pending(d);
 
-    if (other->tx_closed) {
+    if (d->ctl_close) {
+        /* the close that waited for this peer's reply goes now */
+        ngx_http_ws_proxy_close_at_boundary(d);
+
+    } else if (other->tx_closed) {
         /* we were waiting for its close reply: answer in its name */
         ngx_http_ws_proxy_queue_close(d, other->close_code >= 1000
                                          && other->close_code != 1005
@@ -2083,6 +2166,7 @@ ngx_http_ws_proxy_abort(ngx_http_ws_proxy_t *wp, ngx_uint_t code,
 
     for (i = 0; i < 2; i++) {
         ngx_http_ws_proxy_close_later(&wp->dir[i], code, reason);
+        ngx_http_ws_proxy_close_at_boundary(&wp->dir[i]);
     }
 
     ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
@@ -2255,12 +2339,14 @@ ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp, ngx_uint_t client_code,
     buf[client_len] = '\0';
     ngx_http_ws_proxy_close_later(&wp->dir[NGX_WSP_DIR_UPSTREAM],
                                   client_code, (char *) buf);
+    ngx_http_ws_proxy_close_at_boundary(&wp->dir[NGX_WSP_DIR_UPSTREAM]);
 
     upstream_len = ngx_min(upstream_len, NGX_WSP_MAX_CONTROL - 3);
     ngx_memcpy(buf, upstream_reason, upstream_len);
     buf[upstream_len] = '\0';
     ngx_http_ws_proxy_close_later(&wp->dir[NGX_WSP_DIR_CLIENT],
                                   upstream_code, (char *) buf);
+    ngx_http_ws_proxy_close_at_boundary(&wp->dir[NGX_WSP_DIR_CLIENT]);
 
     ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
 
