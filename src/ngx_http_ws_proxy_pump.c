@@ -50,6 +50,7 @@ static void ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d,
 static void ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const char *reason);
 static void ngx_http_ws_proxy_close_at_boundary(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_invalid_utf8(ngx_http_ws_proxy_dir_t *d);
 static ngx_uint_t ngx_http_ws_proxy_release_deferred(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d,
@@ -1036,6 +1037,22 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
         switch (d->payload_mode) {
 
         case NGX_WSP_PAYLOAD_RAW:
+
+            if (d->check_utf8 && !(d->frame.opcode & 0x8)) {
+                /* in place, before the bytes can be sent */
+                d->utf8 = d->frame.masked
+                          ? ngx_wsp_utf8_validate_masked(d->utf8, start,
+                                                         avail, d->frame.mask,
+                                                         d->offset)
+                          : ngx_wsp_utf8_validate(d->utf8, start, avail);
+
+                if (d->utf8 == NGX_WSP_UTF8_REJECT) {
+                    ngx_http_ws_proxy_invalid_utf8(d);
+                    progress = 1;
+                    continue;
+                }
+            }
+
             d->ppos += avail;
             break;
 
@@ -1056,12 +1073,20 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
                 ngx_memcpy(to, start, avail);
             }
 
-            if (d->check_utf8) {
-                d->utf8 = ngx_wsp_utf8_validate(d->utf8, to, avail);
-            }
-
             d->ppos += avail;
             d->spos = d->ppos;
+
+            if (d->check_utf8 && !(d->frame.opcode & 0x8)) {
+                d->utf8 = ngx_wsp_utf8_validate(d->utf8, to, avail);
+
+                if (d->utf8 == NGX_WSP_UTF8_REJECT) {
+                    /* fail fast: not when the frame is complete */
+                    ngx_http_ws_proxy_invalid_utf8(d);
+                    progress = 1;
+                    continue;
+                }
+            }
+
             break;
 
         case NGX_WSP_PAYLOAD_HOLD:
@@ -1392,6 +1417,11 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         d->spos = d->ppos;
 
     } else {
+        if (!control && opcode != NGX_WSP_OP_CONT) {
+            d->utf8 = NGX_WSP_UTF8_ACCEPT;
+            d->check_utf8 = (opcode == NGX_WSP_OP_TEXT);
+        }
+
         d->payload_mode = NGX_WSP_PAYLOAD_RAW;
         d->ppos += d->frame.header_len;
         d->stream_mid = 1;
@@ -1464,6 +1494,14 @@ ngx_http_ws_proxy_frame_done(ngx_http_ws_proxy_dir_t *d)
     }
 
     if (d->payload_mode == NGX_WSP_PAYLOAD_RAW) {
+        if (!control && d->check_utf8 && d->frame.fin
+            && d->utf8 != NGX_WSP_UTF8_ACCEPT)
+        {
+            /* a code point cut by the end of the message */
+            ngx_http_ws_proxy_invalid_utf8(d);
+            return;
+        }
+
         if (opcode == NGX_WSP_OP_CLOSE) {
             d->rx_closed = 1;
             d->tx_closed = 1;
@@ -1819,6 +1857,46 @@ ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d)
  * after it is read from the offender.
  */
 
+/*
+ * Invalid UTF-8 in the text message d is parsing.  A frame of which nothing
+ * was sent yet is taken back from the raw range: the other peer gets 1001
+ * after the frames before it.  One that is partly sent cannot be followed
+ * by a close: the other peer's connection is dropped.  Either way, the
+ * invalid bytes are never sent.
+ */
+
+static void
+ngx_http_ws_proxy_invalid_utf8(ngx_http_ws_proxy_dir_t *d)
+{
+    size_t      seen;
+    ngx_uint_t  sent;
+
+    sent = 0;
+
+    if (d->payload_mode == NGX_WSP_PAYLOAD_RAW) {
+        seen = d->frame.header_len + (size_t) d->offset;
+
+        if ((size_t) (d->ppos - d->spos) >= seen) {
+            d->ppos -= seen;
+
+        } else {
+            sent = 1;
+        }
+    }
+
+    d->stream_mid = 0;
+
+    ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_INVALID_DATA,
+                                "invalid UTF-8 text",
+                                "invalid UTF-8 in a text message");
+
+    if (sent) {
+        ngx_http_ws_proxy_dst_gone(d);
+        ngx_http_ws_proxy_close_at_boundary(&d->wp->dir[1 - d->dir]);
+    }
+}
+
+
 static void
 ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     const char *reason, const char *log_reason)
@@ -2017,14 +2095,19 @@ ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d)
                   ngx_wsp_role[d->dir],
                   d->rx_closed ? "" : " without a close frame");
 
+    if (d->rx_closed) {
+        /*
+         * A FIN after its close frame (or after its violation) is a
+         * half-close: the peer may still read the close reply, which the
+         * other direction delivers until close_timeout.
+         */
+        return;
+    }
+
     /* whatever the other direction sends can no longer be delivered */
 
     if (!other->aborted) {
         ngx_http_ws_proxy_dst_gone(other);
-    }
-
-    if (d->rx_closed) {
-        return;
     }
 
     if (d->in_frame && d->stream_mid) {

@@ -384,3 +384,25 @@ ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p, size_t n)
         state = NGX_WSP_UTF8_ACCEPT;
     }
 }
+
+
+uint32_t
+ngx_wsp_utf8_validate_masked(uint32_t state, const unsigned char *p,
+    size_t n, const unsigned char key[4], uint64_t offset)
+{
+    size_t         k;
+    unsigned char  tmp[256];
+
+    while (n && state != NGX_WSP_UTF8_REJECT) {
+        k = n < sizeof(tmp) ? n : sizeof(tmp);
+
+        ngx_wsp_mask(tmp, p, k, key, offset);
+        state = ngx_wsp_utf8_validate(state, tmp, k);
+
+        p += k;
+        n -= k;
+        offset += k;
+    }
+
+    return state;
+}

@@ -136,5 +136,13 @@ int ngx_wsp_close_code_valid(unsigned code);
 uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
     size_t n);
 
+/*
+ * The same on payload bytes still masked with `key` (a client's frame in
+ * place), `offset` being the position of p in the payload: unmasked a
+ * small piece at a time on the stack, the payload itself is not touched.
+ */
+uint32_t ngx_wsp_utf8_validate_masked(uint32_t state, const unsigned char *p,
+    size_t n, const unsigned char key[4], uint64_t offset);
+
 
 #endif /* _NGX_WSP_FRAME_H_INCLUDED_ */

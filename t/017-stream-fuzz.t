@@ -7,7 +7,10 @@
 # aggregation and a hook.  The raw upstream echoes every data frame as it
 # gets it; the client must read back exactly what the options say.  Then
 # the same streams with random bytes changed: whatever happens, a close
-# carries a code of RFC 6455 and the worker keeps serving.
+# carries a code of RFC 6455 and the worker keeps serving.  Then streams
+# that end with a close and the sender's FIN at once, and streams that end
+# with a violation: every frame before arrives, then the close.  (Half-
+# closes need shutdown(), which cosockets lack: t/e2e/resets.py has them.)
 
 use lib '.';
 use t::WsRaw;
@@ -52,7 +55,7 @@ our $Gen = <<'_EOC_';
                             65536, 70000 }
 
             -- frames to send and frames expected back, for one session
-            local function stream(aggregate)
+            local function stream(aggregate, unmasked)
                 local out, want = {}, {}
                 for m = 1, random(1, 6) do
                     local opcode = random(1, 2)
@@ -72,15 +75,17 @@ our $Gen = <<'_EOC_';
                         from = to + 1
                         out[#out + 1] = ws.build_frame{
                             opcode = i == 1 and opcode or 0,
-                            fin = i == n, payload = part }
+                            fin = i == n, payload = part,
+                            mask = not unmasked }
                         if not aggregate then
                             want[#want + 1] = { opcode = i == 1 and opcode
                                                          or 0,
                                                 fin = i == n, payload = part }
                         end
                         if random() < 0.2 then
-                            out[#out + 1] = ws.build_frame{ opcode = 9,
-                                                            payload = "hb" }
+                            out[#out + 1] = ws.build_frame{
+                                opcode = 9, payload = "hb",
+                                mask = not unmasked }
                         end
                     end
                     if aggregate then
@@ -245,6 +250,158 @@ _EOC_
 --- response_body
 text:still here
 close codes ok
+--- timeout: 60
+--- no_error_log
+[alert]
+
+
+
+=== TEST 6: random streams from the upstream that end with a close and its FIN
+The upstream takes the seed from the client's first frame, sends that
+stream in random pieces, a close, and ends its handler (FIN) at once.
+--- proxy_opts
+{ aggregate_fragments = (ngx.var.arg_agg == "1"),
+  on_frame = ngx.var.arg_hook == "1"
+             and function(p, role, typ, payload) return payload end
+             or nil }
+--- upstream eval
+$::Gen . <<'_EOC_';
+                local f = assert(s:recv_frame())
+                if f.opcode == 8 then
+                    -- the session of t/WsRaw.pm's own client, unused
+                    return
+                end
+                local seed, agg = f.payload:match("^(%d+) (%d)$")
+                math.randomseed(tonumber(seed))
+                local stream_s = stream(agg == "1", true)
+                send_pieces(s, stream_s)
+                s:send_close(1000, "bye " .. seed)
+_EOC_
+--- client eval
+$::Gen . <<'_EOC_';
+            local bad = 0
+            for seed = 1, 24 do
+                local agg, hook = seed % 2, math.floor(seed / 2) % 2
+                local c = assert(ws.client("/proxy?agg=" .. agg
+                                           .. "&hook=" .. hook))
+                c:send_text(seed .. " " .. agg)
+                math.randomseed(seed)
+                local _, want = stream(agg == 1, true)
+                for i, w in ipairs(want) do
+                    local f, err
+                    repeat
+                        f, err = c:recv_frame()
+                    until not f or f.opcode ~= 9
+                    if not f or f.opcode ~= w.opcode or f.fin ~= w.fin
+                       or f.payload ~= w.payload
+                    then
+                        bad = bad + 1
+                        ngx.say("seed ", seed, " frame ", i, ": got ",
+                                ws.describe(f, err))
+                        break
+                    end
+                end
+                local f
+                repeat f = c:recv_frame() until not f or f.opcode ~= 9
+                if not f or f.opcode ~= 8 or f.code ~= 1000
+                   or f.reason ~= "bye " .. seed
+                then
+                    bad = bad + 1
+                    ngx.say("seed ", seed, ": close ", ws.describe(f))
+                end
+                c:send_close(1000)
+                c:close()
+            end
+            ngx.say(bad == 0 and "24 closes arrived" or bad .. " failed")
+_EOC_
+--- response_body
+24 closes arrived
+--- timeout: 60
+--- no_error_log
+[alert]
+[error]
+
+
+
+=== TEST 7: random streams that end with a violation, from either side
+The client sends a random stream and a frame with RSV2 set (odd seeds),
+or asks the upstream for a stream that ends with one (even seeds): every
+echo or frame before the violation arrives, then the close (1002 to the
+offender, 1001 to the other peer).
+--- proxy_opts
+{ aggregate_fragments = (ngx.var.arg_agg == "1"),
+  on_frame = ngx.var.arg_hook == "1"
+             and function(p, role, typ, payload) return payload end
+             or nil }
+--- upstream eval
+$::Gen . <<'_EOC_';
+                s.sock:settimeout(60000)
+                while true do
+                    local f = s:recv_frame()
+                    if not f then
+                        break
+                    end
+                    if f.opcode == 8 then
+                        s:send_close(f.code, f.reason)
+                        break
+                    end
+                    local seed, agg = f.payload:match("^upstream (%d+) (%d)$")
+                    if seed then
+                        math.randomseed(tonumber(seed))
+                        send_pieces(s, (stream(agg == "1", true)))
+                        s:send_frame{ opcode = 1, rsv = 2, payload = "x" }
+                    elseif f.opcode <= 2 then
+                        s:send_frame{ opcode = f.opcode, fin = f.fin,
+                                      payload = f.payload }
+                    end
+                end
+_EOC_
+--- client eval
+$::Gen . <<'_EOC_';
+            local bad = 0
+            for seed = 1, 24 do
+                local agg, hook = seed % 2, math.floor(seed / 4) % 2
+                local from_client = math.floor(seed / 2) % 2 == 1
+                local c = assert(ws.client("/proxy?agg=" .. agg
+                                           .. "&hook=" .. hook))
+                math.randomseed(seed)
+                local s, want = stream(agg == 1, not from_client)
+                if from_client then
+                    send_pieces(c, s)
+                    c:send_frame{ opcode = 1, rsv = 2, payload = "x" }
+                else
+                    c:send_text("upstream " .. seed .. " " .. agg)
+                end
+                for i, w in ipairs(want) do
+                    local f, err
+                    repeat
+                        f, err = c:recv_frame()
+                    until not f or f.opcode ~= 9
+                    if not f or f.opcode ~= w.opcode or f.fin ~= w.fin
+                       or f.payload ~= w.payload
+                    then
+                        bad = bad + 1
+                        ngx.say("seed ", seed, " frame ", i, ": got ",
+                                ws.describe(f, err))
+                        break
+                    end
+                end
+                local f
+                repeat f = c:recv_frame() until not f or f.opcode ~= 9
+                local code = from_client and 1002 or 1001
+                if not f or f.opcode ~= 8 or f.code ~= code then
+                    bad = bad + 1
+                    ngx.say("seed ", seed, ": close ", ws.describe(f))
+                end
+                if not from_client then
+                    c:send_close(1001)
+                end
+                c:close()
+            end
+            ngx.say(bad == 0 and "24 violations drained" or bad .. " failed")
+_EOC_
+--- response_body
+24 violations drained
 --- timeout: 60
 --- no_error_log
 [alert]

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Peers that reset their connection (TCP RST), between frames and in the
-middle of one, on either side (TAP).  Python sockets can send a real RST
+middle of one, on either side, and peers that half-close it (shutdown of
+the write side) after their close frame (TAP).  Python sockets can send a real RST
 (SO_LINGER 0), which cosockets cannot.  The proxy must drop or close the
 other side as docs/design.md says, log no [alert]/[crit], and stay up."""
 
@@ -228,6 +229,60 @@ def case_upstream_rst_between_frames():
        "1001 (%r)" % data[:16])
 
 
+def close_frame(code, reason, mask):
+    return frame(8, struct.pack(">H", code) + reason, mask=mask)
+
+
+def case_client_half_close():
+    """The client sends its close, then FIN: it still reads the reply."""
+    def act(up, c):
+        c.settimeout(5 * vg.SLOW)
+        up.got = b""
+        while len(up.got) < 11:          # a masked close with "bye"
+            chunk = c.recv(64)
+            if not chunk:
+                break
+            up.got += chunk
+        c.sendall(close_frame(1000, b"bye", False))
+        up.rest, up.closed = read_all(c)
+
+    up = Upstream(act)
+    up.start()
+    s, head = client()
+    s.sendall(close_frame(1000, b"bye", True))
+    s.shutdown(socket.SHUT_WR)
+    data, how = read_all(s)
+    up.join(6 * vg.SLOW)
+    s.close()
+    ok(data == b"\x88\x05\x03\xe8bye" and how == "closed",
+       "client half-closes after its close: it gets the reply, then the "
+       "TCP close (%r, %s)" % (data[:16], how))
+
+
+def case_upstream_half_close():
+    """The upstream sends its close, then FIN: it still reads the reply."""
+    def act(up, c):
+        c.sendall(close_frame(1000, b"bye", False))
+        c.shutdown(socket.SHUT_WR)
+        up.got, up.closed = read_all(c)
+
+    up = Upstream(act)
+    up.start()
+    s, head = client()
+    data = PENDING.pop(s.fileno(), b"")
+    if not data.endswith(b"bye"):
+        data += recv_until(s, b"bye")
+    s.sendall(close_frame(1000, b"bye", True))
+    rest, how = read_all(s)
+    up.join(6 * vg.SLOW)
+    s.close()
+    got = up.got
+    ok(data.endswith(b"\x88\x05\x03\xe8bye") and len(got) == 11
+       and got[:2] == b"\x88\x85",
+       "upstream half-closes after its close: it gets the client's reply "
+       "(%r, %s)" % (got[:16], up.closed))
+
+
 def main():
     os.makedirs(os.path.join(PREFIX, "logs"), exist_ok=True)
     logf = os.path.join(PREFIX, "logs", "error.log")
@@ -250,7 +305,9 @@ def main():
             for case in (case_client_rst_mid_frame,
                          case_client_rst_between_frames,
                          case_upstream_rst_mid_frame,
-                         case_upstream_rst_between_frames):
+                         case_upstream_rst_between_frames,
+                         case_client_half_close,
+                         case_upstream_half_close):
                 try:
                     case()
                 except Exception as e:

@@ -78,6 +78,7 @@ main(void)
                                                   65536, 4294967301ULL };
     unsigned         code;
     const char      *reason;
+    unsigned char    buf2[700];
     unsigned char    buf[300], out[300], ref[300], hdr[14], key[4] = {
                          0x12, 0x34, 0x56, 0x78 };
     ngx_wsp_frame_t  f;
@@ -230,6 +231,34 @@ main(void)
         }
         ok(all, "UTF-8 boundaries, overlongs, surrogates, every split");
     }
+
+    /* through the mask: random text, masked, split, any offset */
+
+    all = 1;
+    for (i = 0; i < 20000; i++) {
+        size_t         k;
+        uint32_t       st;
+        unsigned char  key[4], mbuf[700];
+
+        n = rnd() % sizeof(mbuf);
+        for (k = 0; k < n; k++) {
+            unsigned  r = rnd() % 16;
+            buf2[k] = r < 12 ? (unsigned char) (rnd() % 0x80)
+                    : (unsigned char) (0x80 + rnd() % 0x80);
+        }
+        for (k = 0; k < 4; k++) {
+            key[k] = (unsigned char) rnd();
+        }
+        ngx_wsp_mask(mbuf, buf2, n, key, 0);
+        cut = n ? rnd() % (n + 1) : 0;
+        st = ngx_wsp_utf8_validate_masked(NGX_WSP_UTF8_ACCEPT, mbuf, cut,
+                                          key, 0);
+        st = ngx_wsp_utf8_validate_masked(st, mbuf + cut, n - cut, key, cut);
+        if ((st == NGX_WSP_UTF8_ACCEPT) != utf8_ref(buf2, n)) {
+            all = 0;
+        }
+    }
+    ok(all, "UTF-8 through the mask agrees with the reference, any split");
 
     return done_testing();
 }
