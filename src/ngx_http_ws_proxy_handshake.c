@@ -44,13 +44,19 @@ ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out)
 }
 
 
+/*
+ * The checks of the client's upgrade request, without an answer to a good
+ * one: connect() runs them before it dials the upstream, so that a request
+ * the client handshake would refuse never opens an upstream session.  A
+ * bad request is answered here (400, or 426 for another version) and
+ * NGX_DECLINED returned.  On NGX_OK, key (if given) is the client's
+ * Sec-WebSocket-Key.
+ */
+
 ngx_int_t
-ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
+ngx_http_ws_proxy_client_check(ngx_http_ws_proxy_t *wp, ngx_str_t *key)
 {
     int                   status;
-    u_char               *accept;
-    ngx_int_t             rc;
-    ngx_str_t             key, *value;
     ngx_uint_t            i;
     ngx_list_part_t      *part;
     ngx_table_elt_t      *h;
@@ -88,6 +94,27 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
         return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
     }
 
+    /*
+     * An upgrade request has no body: bytes after its head are frames, and
+     * a body would be read as frames (nginx has parsed both headers).
+     */
+
+    if (r->headers_in.transfer_encoding) {
+        ngx_http_ws_proxy_set_error(wp, "bad \"transfer-encoding\" request "
+                                    "header: %V (an upgrade request has no "
+                                    "body)",
+                                    &r->headers_in.transfer_encoding->value);
+        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
+    }
+
+    if (r->headers_in.content_length_n > 0) {
+        ngx_http_ws_proxy_set_error(wp, "bad \"content-length\" request "
+                                    "header: %V (an upgrade request has no "
+                                    "body)",
+                                    &r->headers_in.content_length->value);
+        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
+    }
+
     /* the checks themselves are in ngx_wsp_handshake.c, to be fuzzed */
 
     ngx_memzero(&rq, sizeof(ngx_wsp_request_t));
@@ -121,8 +148,29 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
                                             : NGX_HTTP_BAD_REQUEST);
     }
 
-    key.data = (u_char *) rq.key.data;
-    key.len = rq.key.len;
+    if (key) {
+        key->data = (u_char *) rq.key.data;
+        key->len = rq.key.len;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
+{
+    u_char               *accept;
+    ngx_int_t             rc;
+    ngx_str_t             key, *value;
+    ngx_http_request_t   *r;
+
+    r = wp->request;
+
+    rc = ngx_http_ws_proxy_client_check(wp, &key);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     accept = ngx_pnalloc(r->pool, 28);
     if (accept == NULL) {

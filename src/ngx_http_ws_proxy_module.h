@@ -221,6 +221,7 @@ typedef struct {
 
 struct ngx_http_ws_proxy_s {
     ngx_queue_t                 queue;       /* live sessions of the worker */
+    uint64_t                    id;          /* the worker's, never reused */
     ngx_http_request_t         *request;
     ngx_pool_t                 *pool;
     ngx_log_t                  *log;
@@ -304,7 +305,7 @@ void ngx_http_lua_ffi_sema_gc(void *sem);
 /* ngx_http_ws_proxy_module.c */
 ngx_http_ws_proxy_t *ngx_http_ws_proxy_create(ngx_http_request_t *r,
     ngx_uint_t hook);
-ngx_http_ws_proxy_t *ngx_http_ws_proxy_lookup(void *p);
+ngx_http_ws_proxy_t *ngx_http_ws_proxy_lookup(uint64_t id);
 void ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt,
     ...);
@@ -312,6 +313,8 @@ void ngx_http_ws_proxy_wake(void *sema);
 void ngx_http_ws_proxy_random(u_char *dst, size_t n);
 
 /* ngx_http_ws_proxy_handshake.c */
+ngx_int_t ngx_http_ws_proxy_client_check(ngx_http_ws_proxy_t *wp,
+    ngx_str_t *key);
 ngx_int_t ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp);
 ngx_int_t ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);

@@ -527,6 +527,11 @@ unix localhost /path?x=1: hi
             ngx.log(ngx.INFO, "connect: ", err)
         }
     }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="ws"
