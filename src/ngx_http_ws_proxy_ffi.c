@@ -50,6 +50,9 @@ typedef struct {
     size_t                      host_len;
     const u_char               *key;
     size_t                      key_len;
+    const u_char               *protocols;   /* "a, b": the offer */
+    size_t                      protocols_len;
+    int                         forward_protocols;
 } ngx_http_ws_proxy_ffi_connect_t;
 
 
@@ -356,6 +359,27 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
         }
 
         ngx_memcpy(wp->key.data, o->key, 24);
+    }
+
+    /* the subprotocols offered: these, or the client's offer */
+
+    ngx_str_null(&wp->offer);
+
+    if (o->protocols_len) {
+        wp->offer.len = o->protocols_len;
+        wp->offer.data = ngx_pnalloc(r->pool, o->protocols_len);
+        if (wp->offer.data == NULL) {
+            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+        }
+
+        ngx_memcpy(wp->offer.data, o->protocols, o->protocols_len);
+
+    } else if (o->forward_protocols
+               && ngx_http_ws_proxy_client_list(r, NGX_WSP_LIST_PROTOCOL,
+                                                &wp->offer)
+                  != NGX_OK)
+    {
+        return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
     }
 
     if (o->server_name_len) {

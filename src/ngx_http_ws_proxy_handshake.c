@@ -162,7 +162,7 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
 {
     u_char               *accept;
     ngx_int_t             rc;
-    ngx_str_t             key, *value;
+    ngx_str_t             key, offer, *value;
     ngx_http_request_t   *r;
 
     r = wp->request;
@@ -207,12 +207,35 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
         }
     }
 
+    /*
+     * The upstream's subprotocol is the client's only when the client
+     * offered it (RFC 6455 4.2.2); a choice among protocols the "protocols"
+     * option offered is the proxy's business and is not named in the 101.
+     */
+
     value = &wp->protocol;
-    if (value->len
-        && ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Protocol", 22,
-                                        value->data, value->len) != NGX_OK)
-    {
-        return NGX_ERROR;
+
+    if (value->len) {
+        if (ngx_http_ws_proxy_client_list(r, NGX_WSP_LIST_PROTOCOL, &offer)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (!ngx_wsp_has_element(offer.data, offer.len, value->data,
+                                 value->len))
+        {
+            ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                          "ws_proxy: the upstream's subprotocol \"%V\" was "
+                          "not offered by the client: not sent to it",
+                          value);
+
+        } else if (ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Protocol",
+                                                22, value->data, value->len)
+                   != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     rc = ngx_http_send_header(r);
@@ -234,6 +257,71 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
     }
 
     wp->client_handshake = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The client's list header `list` (NGX_WSP_LIST_*) over all its lines, as
+ * one list in the request pool (RFC 9110 5.3); empty when absent.
+ */
+
+ngx_int_t
+ngx_http_ws_proxy_client_list(ngx_http_request_t *r, ngx_int_t list,
+    ngx_str_t *out)
+{
+    size_t            len;
+    u_char           *dst;
+    ngx_uint_t        i, pass;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_str_null(out);
+    dst = NULL;
+    len = 0;
+
+    /* the first pass counts, the second one writes */
+
+    for (pass = 0; pass < 2; pass++) {
+
+        if (pass == 1) {
+            if (len == 0) {
+                return NGX_OK;
+            }
+
+            dst = ngx_pnalloc(r->pool, len);
+            if (dst == NULL) {
+                return NGX_ERROR;
+            }
+
+            len = 0;
+        }
+
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */ ; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (ngx_wsp_list_header(h[i].key.data, h[i].key.len) == list) {
+                len = ngx_wsp_list_append(dst, len, h[i].value.data,
+                                          h[i].value.len);
+            }
+        }
+    }
+
+    out->data = dst;
+    out->len = len;
 
     return NGX_OK;
 }

@@ -255,6 +255,7 @@ struct ngx_http_ws_proxy_s {
     unsigned                    ssl_verify:1;
     ngx_str_t                   key;         /* our Sec-WebSocket-Key */
     ngx_str_t                   extra_headers;
+    ngx_str_t                   offer;       /* Sec-WebSocket-Protocol sent */
     ngx_buf_t                  *hs;          /* handshake request/response */
     ngx_str_t                   response;    /* upstream response head */
     ngx_uint_t                  upstream_status;  /* a non-101 answer */
@@ -317,6 +318,8 @@ ngx_int_t ngx_http_ws_proxy_client_check(ngx_http_ws_proxy_t *wp,
     ngx_str_t *key);
 ngx_int_t ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp);
 ngx_int_t ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp);
+ngx_int_t ngx_http_ws_proxy_client_list(ngx_http_request_t *r,
+    ngx_int_t list, ngx_str_t *out);
 void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);
 
 /* ngx_http_ws_proxy_upstream.c */

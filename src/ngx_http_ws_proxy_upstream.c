@@ -765,6 +765,9 @@ ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
           + sizeof("Sec-WebSocket-Key: " CRLF) - 1 + wp->key.len
           + sizeof("Sec-WebSocket-Version: 13" CRLF) - 1
           + wp->extra_headers.len
+          + (wp->offer.len ? sizeof("Sec-WebSocket-Protocol: " CRLF) - 1
+                             + wp->offer.len
+                           : 0)
           + sizeof(CRLF) - 1;
 
     b = wp->hs;
@@ -783,6 +786,11 @@ ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
     p = ngx_sprintf(p, "Sec-WebSocket-Key: %V" CRLF
                     "Sec-WebSocket-Version: 13" CRLF, &wp->key);
     p = ngx_cpymem(p, wp->extra_headers.data, wp->extra_headers.len);
+
+    if (wp->offer.len) {
+        p = ngx_sprintf(p, "Sec-WebSocket-Protocol: %V" CRLF, &wp->offer);
+    }
+
     *p++ = CR; *p++ = LF;
 
     b->pos = b->start;
@@ -966,6 +974,18 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
         }
 
         return NGX_DECLINED;
+    }
+
+    /* RFC 6455 4.1: the choice must be one of the subprotocols offered */
+
+    if (resp.protocol.len
+        && !ngx_wsp_has_element(wp->offer.data, wp->offer.len,
+                                resp.protocol.data, resp.protocol.len))
+    {
+        ngx_http_ws_proxy_set_error(wp, "upstream selected a subprotocol "
+                                    "that was not offered: %*s",
+                                    resp.protocol.len, resp.protocol.data);
+        return NGX_ERROR;
     }
 
     if (resp.protocol.len) {

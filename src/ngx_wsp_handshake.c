@@ -18,6 +18,8 @@
 static int ngx_wsp_strcaseeq(const unsigned char *a, size_t len,
     const char *b, size_t blen);
 static int ngx_wsp_is_tchar(unsigned char c);
+static int ngx_wsp_list_find(const unsigned char *value, size_t len,
+    const unsigned char *token, size_t tlen, int icase);
 static void ngx_wsp_trim(const unsigned char **v, const unsigned char **ve);
 static int ngx_wsp_parse_status(const unsigned char *p, size_t len,
     unsigned *status);
@@ -227,6 +229,23 @@ int
 ngx_wsp_has_token(const unsigned char *value, size_t len, const char *token,
     size_t tlen)
 {
+    return ngx_wsp_list_find(value, len, (const unsigned char *) token, tlen,
+                             1);
+}
+
+
+int
+ngx_wsp_has_element(const unsigned char *value, size_t len,
+    const unsigned char *token, size_t tlen)
+{
+    return ngx_wsp_list_find(value, len, token, tlen, 0);
+}
+
+
+static int
+ngx_wsp_list_find(const unsigned char *value, size_t len,
+    const unsigned char *token, size_t tlen, int icase)
+{
     const unsigned char  *p, *last, *start, *end;
 
     if (tlen == 0) {
@@ -248,7 +267,11 @@ ngx_wsp_has_token(const unsigned char *value, size_t len, const char *token,
         end = p;
         ngx_wsp_trim(&start, &end);
 
-        if (ngx_wsp_strcaseeq(start, end - start, token, tlen)) {
+        if (icase ? ngx_wsp_strcaseeq(start, end - start,
+                                      (const char *) token, tlen)
+                  : ((size_t) (end - start) == tlen
+                     && memcmp(start, token, tlen) == 0))
+        {
             return 1;
         }
 
@@ -258,6 +281,52 @@ ngx_wsp_has_token(const unsigned char *value, size_t len, const char *token,
     }
 
     return 0;
+}
+
+
+int
+ngx_wsp_list_header(const unsigned char *name, size_t nlen)
+{
+    if (ngx_wsp_strcaseeq(name, nlen, "Sec-WebSocket-Protocol", 22)) {
+        return NGX_WSP_LIST_PROTOCOL;
+    }
+
+    if (ngx_wsp_strcaseeq(name, nlen, "Sec-WebSocket-Extensions", 24)) {
+        return NGX_WSP_LIST_EXTENSIONS;
+    }
+
+    return -1;
+}
+
+
+size_t
+ngx_wsp_list_append(unsigned char *dst, size_t len,
+    const unsigned char *value, size_t vlen)
+{
+    const unsigned char  *v, *ve;
+
+    v = value;
+    ve = value + vlen;
+    ngx_wsp_trim(&v, &ve);
+
+    if (v == ve) {
+        return len;
+    }
+
+    if (len) {
+        if (dst) {
+            dst[len] = ',';
+            dst[len + 1] = ' ';
+        }
+
+        len += 2;
+    }
+
+    if (dst) {
+        memcpy(dst + len, v, ve - v);
+    }
+
+    return len + (ve - v);
 }
 
 

@@ -52,6 +52,10 @@
 #define NGX_WSP_HEAD_STATUS      1      /* a valid status line, not 101 */
 #define NGX_WSP_HEAD_ERROR       2      /* see error and error_arg */
 
+/* the list headers of a client's request, see ngx_wsp_list_header() */
+#define NGX_WSP_LIST_PROTOCOL    0      /* Sec-WebSocket-Protocol */
+#define NGX_WSP_LIST_EXTENSIONS  1      /* Sec-WebSocket-Extensions */
+
 /* results of ngx_wsp_request_check() */
 #define NGX_WSP_REQ_OK           0
 #define NGX_WSP_REQ_BAD          400
@@ -123,6 +127,29 @@ int ngx_wsp_response_parse(const unsigned char *head, size_t len,
  */
 int ngx_wsp_has_token(const unsigned char *value, size_t len,
     const char *token, size_t tlen);
+
+/*
+ * 1 when the comma-separated list value[0, len) has an element equal to
+ * token[0, tlen) byte for byte (a subprotocol name), SP and HTAB around
+ * elements ignored.  An empty token matches nothing.
+ */
+int ngx_wsp_has_element(const unsigned char *value, size_t len,
+    const unsigned char *token, size_t tlen);
+
+/*
+ * Offers over several header lines are one offer (RFC 6455 4.1, 11.3.4;
+ * RFC 9110 5.3: the lines of a list header combine, in order, into one
+ * list).  ngx_wsp_list_header() says which list header name[0, nlen) is:
+ * NGX_WSP_LIST_PROTOCOL, NGX_WSP_LIST_EXTENSIONS, or -1.
+ * ngx_wsp_list_append() appends one line's value to the list dst[0, len)
+ * as the lines combine ("foo" then "chat": "foo, chat"), SP and HTAB
+ * around the value left out, an empty value adding nothing; it returns
+ * the new length.  With dst NULL it only counts: a first pass over the
+ * lines gives the size, a second one writes.
+ */
+int ngx_wsp_list_header(const unsigned char *name, size_t nlen);
+size_t ngx_wsp_list_append(unsigned char *dst, size_t len,
+    const unsigned char *value, size_t vlen);
 
 /*
  * Gives one request header, as the HTTP parser split it, to the request

@@ -409,6 +409,100 @@ nilupstream selected a subprotocol that was not offered: evil
 
 
 
+=== TEST 11b: an offer over two header lines is one offer of both
+--- config
+    location /upstream {
+        content_by_lua_block {
+            ngx.log(ngx.INFO, "offer: ", ngx.var.http_sec_websocket_protocol)
+            local ws = require "wstest"
+            local s = assert(ws.server({
+                headers = { "Sec-WebSocket-Protocol: chat" } }))
+            s:recv_frame()
+        }
+    }
+
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                       .. "/upstream")
+            ngx.log(ngx.INFO, "connect: ", ok, " ", err)
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy", { headers = {
+                "Sec-WebSocket-Protocol: foo",
+                "Sec-WebSocket-Protocol: chat" } }))
+            ngx.say(c.status, " ", c.headers["sec-websocket-protocol"])
+            c:send_close(1000)
+        }
+    }
+--- response_body
+101 chat
+--- error_log
+offer: foo, chat
+connect: true nil
+--- no_error_log
+[error]
+
+
+
+=== TEST 11c: the 101 never names a subprotocol the client did not offer
+--- http_config eval
+$t::WsProxy::HttpConfig . q{
+    log_format proto 'protocol=$ws_proxy_protocol';
+}
+--- config
+    location /upstream {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server({
+                headers = { "Sec-WebSocket-Protocol: superchat" } }))
+            s:recv_frame()
+        }
+    }
+
+    location /proxy {
+        access_log logs/error.log proto;
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/upstream", { protocols = "superchat" }))
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, offer in ipairs({ false, "chat" }) do
+                local c = assert(ws.client("/proxy", { headers = offer and {
+                    "Sec-WebSocket-Protocol: " .. offer } or nil }))
+                ngx.say(tostring(offer), ": ", c.status, " ",
+                        tostring(c.headers["sec-websocket-protocol"]))
+                c:send_close(1000)
+                c:recv_frame()
+            end
+        }
+    }
+--- response_body
+false: 101 nil
+chat: 101 nil
+--- wait: 0.1
+--- error_log
+the upstream's subprotocol "superchat" was not offered by the client: not sent to it
+protocol=superchat
+--- no_error_log
+[error]
+
+
+
 === TEST 12: a browser's permessage-deflate offer is not passed on
 --- config
     location /upstream {

@@ -446,11 +446,90 @@ request_tests(void)
 }
 
 
+/*
+ * The lines of a list header combined as one list, as a request that
+ * offers "foo" on one Sec-WebSocket-Protocol line and "chat" on the next
+ * is read: the count pass must agree with the writing pass.
+ */
+
+static size_t
+combine(const char **lines, size_t n, unsigned char *dst)
+{
+    size_t  i, len, counted;
+
+    counted = 0;
+    for (i = 0; i < n; i++) {
+        counted = ngx_wsp_list_append(NULL, counted,
+                                      (const unsigned char *) lines[i],
+                                      strlen(lines[i]));
+    }
+
+    len = 0;
+    for (i = 0; i < n; i++) {
+        len = ngx_wsp_list_append(dst, len, (const unsigned char *) lines[i],
+                                  strlen(lines[i]));
+    }
+
+    return len == counted ? len : (size_t) -1;
+}
+
+
+static void
+list_tests(void)
+{
+    size_t          len;
+    unsigned char   buf[128];
+
+    static const char  *two[] = { "foo", "chat" };
+    static const char  *ows[] = { " \tfoo, bar ", "", "  ", "chat\t" };
+    static const char  *one[] = { "chat" };
+
+    ok(ngx_wsp_list_header((const unsigned char *) "sec-websocket-protocol",
+                           22) == NGX_WSP_LIST_PROTOCOL
+       && ngx_wsp_list_header((const unsigned char *)
+                              "SEC-WEBSOCKET-EXTENSIONS", 24)
+          == NGX_WSP_LIST_EXTENSIONS
+       && ngx_wsp_list_header((const unsigned char *) "Sec-WebSocket-Key",
+                              17) == -1
+       && ngx_wsp_list_header((const unsigned char *)
+                              "Sec-WebSocket-Protocols", 23) == -1,
+       "list headers: Sec-WebSocket-Protocol and -Extensions, any case");
+
+    len = combine(two, 2, buf);
+    ok(len == 9 && memcmp(buf, "foo, chat", 9) == 0,
+       "two Sec-WebSocket-Protocol lines are one offer: \"foo, chat\"");
+
+    ok(ngx_wsp_has_element(buf, len, (const unsigned char *) "chat", 4)
+       && ngx_wsp_has_element(buf, len, (const unsigned char *) "foo", 3),
+       "both lines' subprotocols are offered");
+
+    len = combine(ows, 4, buf);
+    ok(len == 14 && memcmp(buf, "foo, bar, chat", 14) == 0,
+       "OWS around a line's value and empty lines add nothing");
+
+    len = combine(one, 1, buf);
+    ok(len == 4 && memcmp(buf, "chat", 4) == 0, "one line is itself");
+
+    ok(combine(NULL, 0, buf) == 0, "no line: an empty list");
+
+    ok(ngx_wsp_has_element((const unsigned char *) "foo, chat", 9,
+                           (const unsigned char *) "chat", 4)
+       && !ngx_wsp_has_element((const unsigned char *) "foo, chat", 9,
+                               (const unsigned char *) "Chat", 4)
+       && !ngx_wsp_has_element((const unsigned char *) "foo, chat", 9,
+                               (const unsigned char *) "cha", 3)
+       && !ngx_wsp_has_element((const unsigned char *) "foo, chat", 9,
+                               (const unsigned char *) "", 0),
+       "subprotocol names match byte for byte, whole elements only");
+}
+
+
 int
 main(void)
 {
     response_tests();
     request_tests();
+    list_tests();
 
     return done_testing();
 }

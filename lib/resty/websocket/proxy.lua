@@ -77,6 +77,9 @@ typedef struct {
     size_t                      host_len;
     const unsigned char        *key;
     size_t                      key_len;
+    const unsigned char        *protocols;
+    size_t                      protocols_len;
+    int                         forward_protocols;
 } ngx_http_ws_proxy_ffi_connect_t;
 
 int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, uint64_t *id,
@@ -442,16 +445,6 @@ local function headers_string(opts)
         h[n] = "Origin: " .. tostring(opts.origin)
     end
 
-    local protos = opts.protocols
-    if protos then
-        n = n + 1
-        if type(protos) == "table" then
-            h[n] = "Sec-WebSocket-Protocol: " .. concat(protos, ", ")
-        else
-            h[n] = "Sec-WebSocket-Protocol: " .. tostring(protos)
-        end
-    end
-
     for i = 1, n do
         if find(h[i], "[\r\n]") then
             return nil, "header contains a CR or LF: " .. h[i]
@@ -498,14 +491,18 @@ function _M:connect_upstream(uri, opts)
         return nil, sid
     end
 
-    -- by default the client's subprotocol offer goes to the upstream, and
-    -- the upstream's choice back to the client in our 101
+    -- the offer: these protocols, or (by default) the client's offer over
+    -- all its lines, which C reads; C checks the upstream's choice
     local offer = opts.protocols
-    if offer == nil and opts.forward_protocols ~= false then
-        offer = ngx.var.http_sec_websocket_protocol
-        if offer then
-            opts = setmetatable({ protocols = offer }, { __index = opts })
-        end
+    if type(offer) == "table" then
+        offer = concat(offer, ", ")
+
+    elseif offer ~= nil then
+        offer = tostring(offer)
+    end
+
+    if offer and find(offer, "[%z\r\n]") then
+        return nil, "protocols contain a CR, LF or NUL"
     end
 
     local headers, herr = headers_string(opts)
@@ -531,6 +528,9 @@ function _M:connect_upstream(uri, opts)
     o.host_len = opts.host and #opts.host or 0
     o.key = opts.key
     o.key_len = opts.key and #opts.key or 0
+    o.protocols = offer
+    o.protocols_len = offer and #offer or 0
+    o.forward_protocols = opts.forward_protocols ~= false and 1 or 0
 
     if opts.host and find(opts.host, "[\r\n]") then
         return nil, "host contains a CR or LF"
@@ -567,32 +567,6 @@ function _M:connect_upstream(uri, opts)
     end
 
     local res = ffi_str(resp_buf[0], resp_len[0])
-
-    local selected = res:match("\n[Ss][Ee][Cc]%-[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee]"
-                               .. "[Tt]%-[Pp][Rr][Oo][Tt][Oo][Cc][Oo][Ll]:"
-                               .. "[ \t]*([^\r\n]-)[ \t]*\r?\n")
-    if selected then
-        local offered = false
-        if type(offer) == "table" then
-            for _, p in ipairs(offer) do
-                if p == selected then
-                    offered = true
-                end
-            end
-
-        elseif type(offer) == "string" then
-            for p in offer:gmatch("[^,%s]+") do
-                if p == selected then
-                    offered = true
-                end
-            end
-        end
-
-        if not offered then
-            return nil, "upstream selected a subprotocol that was not "
-                        .. "offered: " .. selected
-        end
-    end
 
     self:dd("connected to \"", uri, "\" upstream")
 
