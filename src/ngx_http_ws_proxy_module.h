@@ -264,6 +264,7 @@ struct ngx_http_ws_proxy_s {
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  read_timeout;
     ngx_msec_t                  send_timeout;
+    char                       *log_action;  /* the request's, restored */
 #if (NGX_HTTP_SSL)
     ngx_ssl_t                  *ssl_ctx;
     void                       *client_cert;     /* STACK_OF(X509) * */

@@ -46,6 +46,14 @@ ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
     wp->upstream_status = 0;
     ngx_str_null(&wp->upstream_body);
 
+    /*
+     * The upstream connection logs through the request's log, whose action
+     * the handshake steps set ("SSL handshaking to websocket upstream"):
+     * the handler's own, restored when the handshake ends either way.
+     */
+
+    wp->log_action = wp->log->action;
+
     if (ngx_http_ws_proxy_parse_uri(wp, uri, &host) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -720,7 +728,7 @@ ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c)
         }
     }
 
-    c->log->action = NULL;
+    c->log->action = wp->log_action;
 
     c->read->handler = ngx_http_ws_proxy_connect_handler;
     c->write->handler = ngx_http_ws_proxy_connect_handler;
@@ -1010,6 +1018,8 @@ ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
     if (wp->state != NGX_WSP_STATE_CONNECTING) {
         return;
     }
+
+    wp->log->action = wp->log_action;
 
     if (rc != NGX_OK) {
         ngx_http_ws_proxy_close_upstream(wp);

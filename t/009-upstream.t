@@ -226,6 +226,32 @@ qr/ssl handshake failed: certificate verify error: \(\d+:certificate has expired
 
 
 
+=== TEST 5b: after a failed wss:// connect the handler's log lines are its own
+--- http_config eval
+"ws_proxy_ssl_trusted_certificate $ENV{TEST_NGINX_CERTS}/otherca.crt;\n" . $::Tls
+--- config
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect_upstream("wss://127.0.0.1:"
+                                                .. os.getenv("TEST_NGINX_TLS_PORT")
+                                                .. "/", { ssl_verify = true })
+            ngx.log(ngx.INFO, "after the failed connect: ", err)
+            ngx.say(ok)
+        }
+    }
+--- main_config
+env TEST_NGINX_TLS_PORT;
+--- response_body
+nil
+--- error_log eval
+qr/after the failed connect: ssl handshake failed: certificate verify error/
+--- no_error_log eval
+qr/after the failed connect.*while/
+
+
+
 === TEST 6: a client certificate, required by the upstream
 --- http_config eval: $::Tls
 --- connect
