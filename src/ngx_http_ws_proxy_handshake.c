@@ -20,7 +20,7 @@ static ngx_int_t ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp,
     ngx_uint_t status);
 static ngx_int_t ngx_http_ws_proxy_add_header(ngx_http_request_t *r,
     const char *name, size_t len, u_char *value, size_t vlen);
-static ngx_int_t ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp,
+static void ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp,
     u_char *line, u_char *end);
 
 
@@ -201,9 +201,9 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
         eol = ngx_strlchr(wp->response.data,
                           wp->response.data + wp->response.len, CR);
         if (eol) {
-            (void) ngx_http_ws_proxy_copy_headers(wp, eol + 2,
-                                                  wp->response.data
-                                                  + wp->response.len);
+            ngx_http_ws_proxy_copy_headers(wp, eol + 2,
+                                           wp->response.data
+                                           + wp->response.len);
         }
     }
 
@@ -419,18 +419,17 @@ ngx_http_ws_proxy_add_header(ngx_http_request_t *r, const char *name,
 
 /*
  * Copies the end-to-end headers of the upstream's response head (from
- * `line` to `end`) to the client's response; returns the Content-Length
- * it carried, or -1.  The handshake's own headers are the module's to
- * write, hop-by-hop ones stop here.
+ * `line` to `end`) to the client's response.  The handshake's own headers
+ * are the module's to write, hop-by-hop ones stop here, and the body's
+ * length is that of the body relayed.
  */
 
-static ngx_int_t
+static void
 ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
     u_char *end)
 {
     size_t               nlen;
     u_char              *eol, *colon, *v, *ve;
-    ngx_int_t            clen;
     ngx_uint_t           i, skip;
     ngx_http_request_t  *r;
 
@@ -448,7 +447,6 @@ ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
     };
 
     r = wp->request;
-    clen = -1;
 
     for ( /* void */ ; line < end; line = eol + 2) {
 
@@ -470,13 +468,6 @@ ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
 
         for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--) {
             /* void */
-        }
-
-        if (nlen == 14
-            && ngx_strncasecmp(line, (u_char *) "Content-Length", 14) == 0)
-        {
-            clen = ngx_atoi(v, ve - v);
-            continue;
         }
 
         if (nlen == 12
@@ -505,22 +496,21 @@ ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
                                                 v, ve - v);
         }
     }
-
-    return clen;
 }
 
 
 /*
- * The upstream refused the upgrade: its status, end-to-end headers and the
- * body that came with them go to the client, as a transparent proxy would
- * pass them (a 401 stays a 401, with its WWW-Authenticate).
+ * The upstream refused the upgrade: its status, end-to-end headers and
+ * body go to the client, as a transparent proxy would pass them (a 401
+ * stays a 401, with its WWW-Authenticate).  The body is the one the
+ * handshake read to its end (decoded, if it was chunked), or none.
  */
 
 ngx_int_t
 ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
 {
-    u_char              *p, *end, *eol, *cl;
-    ngx_int_t            rc, clen;
+    u_char              *p, *end, *eol;
+    ngx_int_t            rc;
     ngx_buf_t           *b;
     ngx_chain_t          out;
     ngx_http_request_t  *r;
@@ -544,21 +534,10 @@ ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
     r->headers_out.status_line.len = eol - p - 9;
     r->keepalive = 0;
 
-    clen = ngx_http_ws_proxy_copy_headers(wp, eol + 2, end);
-    cl = NULL;
+    ngx_http_ws_proxy_copy_headers(wp, eol + 2, end);
 
-    /* the body only when all of it came with the head */
-
-    if (clen >= 0 && (size_t) clen <= wp->upstream_body.len) {
-        r->headers_out.content_length_n = clen;
-        cl = wp->upstream_body.data;
-
-    } else {
-        r->headers_out.content_length_n = 0;
-        clen = 0;
-    }
-
-    r->header_only = (clen == 0);
+    r->headers_out.content_length_n = wp->upstream_body.len;
+    r->header_only = (wp->upstream_body.len == 0);
 
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
@@ -570,8 +549,8 @@ ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
         return NGX_ERROR;
     }
 
-    b->pos = cl;
-    b->last = cl + clen;
+    b->pos = wp->upstream_body.data;
+    b->last = wp->upstream_body.data + wp->upstream_body.len;
     b->memory = 1;
     b->last_buf = 1;
 

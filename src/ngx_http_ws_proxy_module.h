@@ -39,6 +39,7 @@
 #define NGX_WSP_HS_SEND              2
 #define NGX_WSP_HS_READ              3
 #define NGX_WSP_HS_DONE              4
+#define NGX_WSP_HS_BODY              5   /* a refusal's body, to relay it */
 
 /* what a direction's parser does with the payload of the current frame */
 #define NGX_WSP_PAYLOAD_RAW          0   /* forwarded in place, untouched */

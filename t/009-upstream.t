@@ -666,6 +666,118 @@ connect: failed connecting to upstream: bad HTTP response status line: HTTP/1.1 
 
 
 
+=== TEST 15b: a refusal's body that comes after its head is relayed whole
+--- config
+    location /upstream {
+        content_by_lua_block {
+            ngx.status = 403
+            ngx.header.content_length = 22
+            ngx.send_headers()
+            ngx.flush(true)
+            ngx.sleep(0.1)
+            ngx.print("forbidden: no ticket\r\n")
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                       .. "/upstream", { timeout = 1000 })
+            ngx.log(ngx.INFO, "connect: ", err)
+        }
+    }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
+--- error_code: 403
+--- response_headers
+Content-Length: 22
+--- response_body eval
+"forbidden: no ticket\r\n"
+--- no_error_log
+[error]
+
+
+
+=== TEST 15c: a chunked refusal's body is relayed decoded, with its length
+--- config
+    location /upstream {
+        content_by_lua_block {
+            ngx.status = 403
+            ngx.print("forbidden: ")
+            ngx.flush(true)
+            ngx.sleep(0.1)
+            ngx.print("no ticket")
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                       .. "/upstream", { timeout = 1000 })
+            ngx.log(ngx.INFO, "connect: ", err)
+        }
+    }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
+--- error_code: 403
+--- response_headers
+Content-Length: 20
+Transfer-Encoding:
+--- response_body chomp
+forbidden: no ticket
+--- no_error_log
+[error]
+
+
+
+=== TEST 15d: a refusal's body that does not end in read_timeout is left out
+--- config
+    location /upstream {
+        content_by_lua_block {
+            ngx.status = 403
+            ngx.header.content_length = 100
+            ngx.print("partial")
+            ngx.flush(true)
+            ngx.sleep(2)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                       .. "/upstream", { timeout = 1000 })
+            ngx.log(ngx.INFO, "connect: ", err)
+        }
+    }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
+--- error_code: 403
+--- response_headers
+Content-Length: 0
+--- response_body chomp
+--- error_log
+the body of the upstream's 403 response did not end within the handshake buffer and read_timeout: relayed without it
+connect: failed connecting to upstream: bad HTTP response status line: HTTP/1.1 403 Forbidden
+--- no_error_log
+[error]
+
+
+
 === TEST 16: forward_headers, x_forwarded and forward_path
 --- http_config eval
 $t::WsProxy::HttpConfig . q{

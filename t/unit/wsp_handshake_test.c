@@ -524,12 +524,101 @@ list_tests(void)
 }
 
 
+/* how a refusal's body ends, from its head */
+
+static int
+framing(const char *head, unsigned status, uint64_t *length)
+{
+    return ngx_wsp_body_framing((const unsigned char *) head, strlen(head),
+                                status, length);
+}
+
+
+static void
+body_tests(void)
+{
+    int             rc, every;
+    size_t          i, len, dlen;
+    uint64_t        n;
+    unsigned char   buf[256];
+
+    static const char  chunked[] =
+        "5;ext=1\r\nhello\r\n"
+        "B\r\n, the world\r\n"
+        "0\r\nX-Trailer: yes\r\n\r\n";
+
+    ok(framing("HTTP/1.1 403 Forbidden\r\nContent-Length: 22\r\n\r\n",
+               403, &n) == NGX_WSP_BODY_LENGTH && n == 22,
+       "Content-Length: the body is that long");
+
+    ok(framing("HTTP/1.1 403 Forbidden\r\ncontent-length:0\r\n\r\n",
+               403, &n) == NGX_WSP_BODY_LENGTH && n == 0,
+       "Content-Length: 0, any case, no OWS");
+
+    ok(framing("HTTP/1.1 401 No\r\nContent-Length: 5\r\n"
+               "Transfer-Encoding: gzip, chunked\r\n\r\n", 401, &n)
+       == NGX_WSP_BODY_CHUNKED,
+       "Transfer-Encoding ending in chunked wins over Content-Length");
+
+    ok(framing("HTTP/1.1 401 No\r\nTransfer-Encoding: chunked, gzip\r\n"
+               "\r\n", 401, &n) == NGX_WSP_BODY_CLOSE,
+       "a coding after chunked: the body ends with the connection");
+
+    ok(framing("HTTP/1.1 400 Bad\r\nX-A: b\r\n\r\n", 400, &n)
+       == NGX_WSP_BODY_CLOSE, "no length: the body ends with the connection");
+
+    ok(framing("HTTP/1.1 400 Bad\r\nContent-Length: 5\r\n"
+               "Content-Length: 6\r\n\r\n", 400, &n) == NGX_WSP_BODY_ERROR
+       && framing("HTTP/1.1 400 Bad\r\nContent-Length: 5x\r\n\r\n", 400,
+                  &n) == NGX_WSP_BODY_ERROR
+       && framing("HTTP/1.1 400 Bad\r\nContent-Length: 5\r\n"
+                  "Content-Length: 5\r\n\r\n", 400, &n)
+          == NGX_WSP_BODY_LENGTH,
+       "conflicting or bad lengths are errors, a repeated one is not");
+
+    ok(framing("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+               204, &n) == NGX_WSP_BODY_NONE
+       && framing("HTTP/1.1 304 Not Modified\r\n\r\n", 304, &n)
+          == NGX_WSP_BODY_NONE,
+       "204 and 304 have no body");
+
+    len = sizeof(chunked) - 1;
+
+    every = 1;
+    for (i = 0; i < len; i++) {
+        if (ngx_wsp_chunked((const unsigned char *) chunked, i, NULL, &dlen)
+            != 0)
+        {
+            every = 0;
+        }
+    }
+
+    ok(every, "a chunked body cut anywhere needs more bytes");
+
+    memcpy(buf, chunked, len);
+    rc = ngx_wsp_chunked(buf, len, NULL, &dlen);
+    ok(rc == 1 && dlen == 16, "a whole chunked body is complete");
+
+    rc = ngx_wsp_chunked(buf, len, buf, &dlen);
+    ok(rc == 1 && dlen == 16 && memcmp(buf, "hello, the world", 16) == 0,
+       "decoded in place: extensions and trailers left out");
+
+    ok(ngx_wsp_chunked((const unsigned char *) "x\r\n", 3, NULL, &dlen) == -1
+       && ngx_wsp_chunked((const unsigned char *) "3\r\nabcd\r\n0\r\n\r\n",
+                          15, NULL, &dlen) == -1
+       && ngx_wsp_chunked((const unsigned char *) "3x\r\n", 4, NULL, &dlen)
+          == -1,
+       "not chunked: no size, data longer than its size, junk after it");
+}
+
+
 int
 main(void)
 {
     response_tests();
     request_tests();
     list_tests();
+    body_tests();
 
     return done_testing();
 }
