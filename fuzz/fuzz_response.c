@@ -4,7 +4,11 @@
  * same end whether it is fed the reads or the whole input.  The head it
  * delimits is parsed from a heap copy of exactly its length (ASan sees a
  * read past it), and so is the whole input, delimited or not.  Every
- * string a result holds must lie inside the parsed bytes.
+ * string a result holds must lie inside the parsed bytes.  The bytes after
+ * a head are a refusal's body: its framing must be one of the known
+ * answers, and the chunked decoder must agree with itself (scan and
+ * in-place decode, on an exact-size copy; cut at the half, it must want
+ * more or end at the same place).
  */
 
 #include <stdint.h>
@@ -85,6 +89,49 @@ check(const uint8_t *data, size_t size)
 }
 
 
+static void
+body(const uint8_t *head, size_t hlen, const uint8_t *data, size_t size)
+{
+    int        rc, rc2, framing;
+    size_t     dlen, dlen2;
+    uint8_t   *p;
+    uint64_t   length;
+
+    framing = ngx_wsp_body_framing(head, hlen, 403, &length);
+
+    if (framing < NGX_WSP_BODY_NONE || framing > NGX_WSP_BODY_ERROR
+        || (framing != NGX_WSP_BODY_LENGTH && length != 0))
+    {
+        abort();
+    }
+
+    p = malloc(size ? size : 1);
+    memcpy(p, data, size);
+
+    dlen = 0;
+    rc = ngx_wsp_chunked(p, size, NULL, &dlen);
+
+    if (rc < -1 || rc > 1 || (rc == 1 && dlen > size)) {
+        abort();
+    }
+
+    rc2 = ngx_wsp_chunked(p, size / 2, NULL, &dlen2);
+
+    if (rc2 == -1 && rc != -1) {
+        abort();
+    }
+
+    if (rc == 1) {
+        dlen2 = 0;
+        if (ngx_wsp_chunked(p, size, p, &dlen2) != 1 || dlen2 != dlen) {
+            abort();
+        }
+    }
+
+    free(p);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -133,6 +180,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
         (void) check(data, whole);
+        body(data, whole, data + whole, size - whole);
     }
 
     (void) check(data, size);

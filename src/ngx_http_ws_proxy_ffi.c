@@ -50,6 +50,9 @@ typedef struct {
     size_t                      host_len;
     const u_char               *key;
     size_t                      key_len;
+    const u_char               *protocols;   /* "a, b": the offer */
+    size_t                      protocols_len;
+    int                         forward_protocols;
 } ngx_http_ws_proxy_ffi_connect_t;
 
 
@@ -64,38 +67,41 @@ typedef struct {
 } ngx_http_ws_proxy_ffi_stats_t;
 
 
-int ngx_http_ws_proxy_ffi_stats(void *p, ngx_http_ws_proxy_ffi_stats_t *st);
-int ngx_http_ws_proxy_ffi_close(void *p, int client_code,
+int ngx_http_ws_proxy_ffi_stats(uint64_t id,
+    ngx_http_ws_proxy_ffi_stats_t *st);
+int ngx_http_ws_proxy_ffi_close(uint64_t id, int client_code,
     const u_char *client_reason, size_t client_len, int upstream_code,
     const u_char *upstream_reason, size_t upstream_len);
-int ngx_http_ws_proxy_ffi_send_frame(void *p, int dir, int opcode,
+int ngx_http_ws_proxy_ffi_send_frame(uint64_t id, int dir, int opcode,
     const u_char *data, size_t len);
-int ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
-    int max_fragments);
-int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, void **out,
+int ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir,
+    double max_frame_size, int max_fragments);
+int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, uint64_t *id,
     u_char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
     ngx_http_ws_proxy_ffi_opts_t *o, u_char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
     ngx_http_ws_proxy_ffi_connect_t *o, u_char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_connect_result(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_connect_result(ngx_http_request_t *r, uint64_t id,
     const u_char **resp, size_t *resp_len, u_char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_client_check(ngx_http_request_t *r, uint64_t id,
     u_char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r, uint64_t id,
+    u_char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, uint64_t id,
     u_char *err, size_t *errlen);
 ngx_http_ws_proxy_slot_t *ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r,
-    void *p, int dir);
-int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
+    uint64_t id, int dir);
+int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, uint64_t id, int dir,
     u_char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
+int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, uint64_t id, int dir,
     uint32_t seq, int verdict, const u_char *data, size_t len, int code,
     u_char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
+int ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, uint64_t id, int code,
     const u_char *reason, size_t len);
-int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, uint64_t id,
     u_char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, void *p);
+int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
 int ngx_http_ws_proxy_ffi_abi(void);
 
 
@@ -105,11 +111,13 @@ int ngx_http_ws_proxy_ffi_abi(void);
  * a signature or a structure the library declares.
  */
 
-#define NGX_WSP_FFI_ABI   3
+#define NGX_WSP_FFI_ABI   4
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
-    ngx_http_request_t *r, void *p, u_char *err, size_t *errlen);
+    ngx_http_request_t *r, uint64_t id, u_char *err, size_t *errlen);
+static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_own(
+    ngx_http_request_t *r, uint64_t id);
 static int ngx_http_ws_proxy_ffi_error(u_char *err, size_t *errlen,
     u_char *msg, size_t len);
 
@@ -129,10 +137,33 @@ ngx_http_ws_proxy_ffi_error(u_char *err, size_t *errlen, u_char *msg,
 }
 
 
-/* a session belongs to one request: a stale or foreign pointer is refused */
+/*
+ * A Lua handle names its session by the session's id, never by its
+ * address: an id is not reused, memory is.  The session of the current
+ * request, when the handle is its own; a stale or foreign one is refused.
+ */
 
 static ngx_inline ngx_http_ws_proxy_t *
-ngx_http_ws_proxy_ffi_get(ngx_http_request_t *r, void *p, u_char *err,
+ngx_http_ws_proxy_ffi_own(ngx_http_request_t *r, uint64_t id)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    if (r == NULL) {
+        return NULL;
+    }
+
+    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+
+    if (wp == NULL || wp->id != id) {
+        return NULL;
+    }
+
+    return wp;
+}
+
+
+static ngx_inline ngx_http_ws_proxy_t *
+ngx_http_ws_proxy_ffi_get(ngx_http_request_t *r, uint64_t id, u_char *err,
     size_t *errlen)
 {
     ngx_http_ws_proxy_t  *wp;
@@ -142,9 +173,9 @@ ngx_http_ws_proxy_ffi_get(ngx_http_request_t *r, void *p, u_char *err,
         return NULL;
     }
 
-    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+    wp = ngx_http_ws_proxy_ffi_own(r, id);
 
-    if (wp == NULL || wp != p) {
+    if (wp == NULL) {
         (void) ngx_http_ws_proxy_ffi_err(err, errlen,
                                          "proxy does not belong to the "
                                          "current request");
@@ -156,7 +187,7 @@ ngx_http_ws_proxy_ffi_get(ngx_http_request_t *r, void *p, u_char *err,
 
 
 int
-ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, void **out,
+ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, uint64_t *id,
     u_char *err, size_t *errlen)
 {
     ngx_http_ws_proxy_t  *wp;
@@ -180,19 +211,19 @@ ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, void **out,
         }
     }
 
-    *out = wp;
+    *id = wp->id;
 
     return NGX_OK;
 }
 
 
 int
-ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, void *p,
+ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
     ngx_http_ws_proxy_ffi_opts_t *o, u_char *err, size_t *errlen)
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
     if (wp == NULL) {
         return NGX_ERROR;
     }
@@ -236,14 +267,14 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, void *p,
 
 
 int
-ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, void *p,
+ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
     ngx_http_ws_proxy_ffi_connect_t *o, u_char *err, size_t *errlen)
 {
     ngx_int_t             rc;
     ngx_str_t             uri;
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
     if (wp == NULL) {
         return NGX_ERROR;
     }
@@ -330,6 +361,27 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, void *p,
         ngx_memcpy(wp->key.data, o->key, 24);
     }
 
+    /* the subprotocols offered: these, or the client's offer */
+
+    ngx_str_null(&wp->offer);
+
+    if (o->protocols_len) {
+        wp->offer.len = o->protocols_len;
+        wp->offer.data = ngx_pnalloc(r->pool, o->protocols_len);
+        if (wp->offer.data == NULL) {
+            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+        }
+
+        ngx_memcpy(wp->offer.data, o->protocols, o->protocols_len);
+
+    } else if (o->forward_protocols
+               && ngx_http_ws_proxy_client_list(r, NGX_WSP_LIST_PROTOCOL,
+                                                &wp->offer)
+                  != NGX_OK)
+    {
+        return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+    }
+
     if (o->server_name_len) {
         wp->server_name.len = o->server_name_len;
         wp->server_name.data = ngx_pnalloc(r->pool, o->server_name_len);
@@ -355,12 +407,12 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, void *p,
 
 
 int
-ngx_http_ws_proxy_ffi_connect_result(ngx_http_request_t *r, void *p,
+ngx_http_ws_proxy_ffi_connect_result(ngx_http_request_t *r, uint64_t id,
     const u_char **resp, size_t *resp_len, u_char *err, size_t *errlen)
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
     if (wp == NULL) {
         return NGX_ERROR;
     }
@@ -380,14 +432,45 @@ ngx_http_ws_proxy_ffi_connect_result(ngx_http_request_t *r, void *p,
 }
 
 
+/* connect(): the client's request is checked before the upstream is dialed */
+
 int
-ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r, void *p,
+ngx_http_ws_proxy_ffi_client_check(ngx_http_request_t *r, uint64_t id,
+    u_char *err, size_t *errlen)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
+    if (wp == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (wp->client_handshake) {
+        return NGX_OK;
+    }
+
+    wp->err_len = 0;
+
+    if (ngx_http_ws_proxy_client_check(wp, NULL) != NGX_OK) {
+        if (wp->err_len == 0) {
+            ngx_http_ws_proxy_set_error(wp, "client handshake failed");
+        }
+
+        return ngx_http_ws_proxy_ffi_error(err, errlen, wp->err, wp->err_len);
+    }
+
+    return NGX_OK;
+}
+
+
+int
+ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r, uint64_t id,
     u_char *err, size_t *errlen)
 {
     ngx_int_t             rc;
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
     if (wp == NULL) {
         return NGX_ERROR;
     }
@@ -413,12 +496,12 @@ ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r, void *p,
 
 
 int
-ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p, u_char *err,
+ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, uint64_t id, u_char *err,
     size_t *errlen)
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
     if (wp == NULL) {
         return NGX_ERROR;
     }
@@ -461,7 +544,7 @@ ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p, u_char *err,
  */
 
 ngx_http_ws_proxy_slot_t *
-ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r, void *p, int dir)
+ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r, uint64_t id, int dir)
 {
     size_t                errlen;
     u_char                err[1];
@@ -469,7 +552,7 @@ ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r, void *p, int dir)
 
     errlen = 0;
 
-    wp = ngx_http_ws_proxy_ffi_get(r, p, err, &errlen);
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, &errlen);
     if (wp == NULL) {
         return NULL;
     }
@@ -530,13 +613,13 @@ ngx_http_ws_proxy_ffi_next(ngx_http_request_t *r, ngx_http_ws_proxy_t *wp,
  */
 
 int
-ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
+ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, uint64_t id, int dir,
     u_char *err, size_t *errlen)
 {
     int                   rc;
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
     if (wp == NULL) {
         return NGX_ERROR;
     }
@@ -571,7 +654,7 @@ ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
  */
 
 int
-ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
+ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, uint64_t id, int dir,
     uint32_t seq, int verdict, const u_char *data, size_t len, int code,
     u_char *err, size_t *errlen)
 {
@@ -579,7 +662,7 @@ ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
     ngx_http_ws_proxy_t      *wp;
     ngx_http_ws_proxy_dir_t  *d;
 
-    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
     if (wp == NULL) {
         return NGX_ERROR;
     }
@@ -610,15 +693,15 @@ ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
 
 
 int
-ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
+ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, uint64_t id, int code,
     const u_char *reason, size_t len)
 {
     ngx_http_ws_proxy_t  *wp;
     u_char                buf[NGX_WSP_MAX_CONTROL];
 
-    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+    wp = ngx_http_ws_proxy_ffi_own(r, id);
 
-    if (wp == NULL || wp != p) {
+    if (wp == NULL) {
         return NGX_ERROR;
     }
 
@@ -637,12 +720,12 @@ ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
 
 
 int
-ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p, u_char *err,
+ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, uint64_t id, u_char *err,
     size_t *errlen)
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_ws_proxy_ffi_get(r, p, err, errlen);
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
     if (wp == NULL) {
         return NGX_ERROR;
     }
@@ -670,13 +753,13 @@ ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p, u_char *err,
  */
 
 int
-ngx_http_ws_proxy_ffi_stats(void *p, ngx_http_ws_proxy_ffi_stats_t *st)
+ngx_http_ws_proxy_ffi_stats(uint64_t id, ngx_http_ws_proxy_ffi_stats_t *st)
 {
     ngx_uint_t            i;
     ngx_msec_t            end;
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_ws_proxy_lookup(p);
+    wp = ngx_http_ws_proxy_lookup(id);
     if (wp == NULL) {
         return NGX_DECLINED;
     }
@@ -700,13 +783,13 @@ ngx_http_ws_proxy_ffi_stats(void *p, ngx_http_ws_proxy_ffi_stats_t *st)
 
 
 int
-ngx_http_ws_proxy_ffi_close(void *p, int client_code,
+ngx_http_ws_proxy_ffi_close(uint64_t id, int client_code,
     const u_char *client_reason, size_t client_len, int upstream_code,
     const u_char *upstream_reason, size_t upstream_len)
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_ws_proxy_lookup(p);
+    wp = ngx_http_ws_proxy_lookup(id);
     if (wp == NULL) {
         return NGX_DECLINED;
     }
@@ -720,12 +803,12 @@ ngx_http_ws_proxy_ffi_close(void *p, int client_code,
 
 
 int
-ngx_http_ws_proxy_ffi_send_frame(void *p, int dir, int opcode,
+ngx_http_ws_proxy_ffi_send_frame(uint64_t id, int dir, int opcode,
     const u_char *data, size_t len)
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_ws_proxy_lookup(p);
+    wp = ngx_http_ws_proxy_lookup(id);
     if (wp == NULL) {
         return NGX_DECLINED;
     }
@@ -736,13 +819,13 @@ ngx_http_ws_proxy_ffi_send_frame(void *p, int dir, int opcode,
 
 
 int
-ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
+ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir, double max_frame_size,
     int max_fragments)
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_ws_proxy_lookup(p);
-    if (wp == NULL) {
+    wp = ngx_http_ws_proxy_lookup(id);
+    if (wp == NULL || wp->state == NGX_WSP_STATE_DONE) {
         return NGX_DECLINED;
     }
 
@@ -761,13 +844,13 @@ ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
 /* connect(): the upstream's refusal becomes the answer to the client */
 
 int
-ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, void *p)
+ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id)
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+    wp = ngx_http_ws_proxy_ffi_own(r, id);
 
-    if (wp == NULL || wp != p) {
+    if (wp == NULL) {
         return NGX_ERROR;
     }
 

@@ -20,7 +20,7 @@ static ngx_int_t ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp,
     ngx_uint_t status);
 static ngx_int_t ngx_http_ws_proxy_add_header(ngx_http_request_t *r,
     const char *name, size_t len, u_char *value, size_t vlen);
-static ngx_int_t ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp,
+static void ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp,
     u_char *line, u_char *end);
 
 
@@ -44,13 +44,19 @@ ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out)
 }
 
 
+/*
+ * The checks of the client's upgrade request, without an answer to a good
+ * one: connect() runs them before it dials the upstream, so that a request
+ * the client handshake would refuse never opens an upstream session.  A
+ * bad request is answered here (400, or 426 for another version) and
+ * NGX_DECLINED returned.  On NGX_OK, key (if given) is the client's
+ * Sec-WebSocket-Key.
+ */
+
 ngx_int_t
-ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
+ngx_http_ws_proxy_client_check(ngx_http_ws_proxy_t *wp, ngx_str_t *key)
 {
     int                   status;
-    u_char               *accept;
-    ngx_int_t             rc;
-    ngx_str_t             key, *value;
     ngx_uint_t            i;
     ngx_list_part_t      *part;
     ngx_table_elt_t      *h;
@@ -88,6 +94,27 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
         return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
     }
 
+    /*
+     * An upgrade request has no body: bytes after its head are frames, and
+     * a body would be read as frames (nginx has parsed both headers).
+     */
+
+    if (r->headers_in.transfer_encoding) {
+        ngx_http_ws_proxy_set_error(wp, "bad \"transfer-encoding\" request "
+                                    "header: %V (an upgrade request has no "
+                                    "body)",
+                                    &r->headers_in.transfer_encoding->value);
+        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
+    }
+
+    if (r->headers_in.content_length_n > 0) {
+        ngx_http_ws_proxy_set_error(wp, "bad \"content-length\" request "
+                                    "header: %V (an upgrade request has no "
+                                    "body)",
+                                    &r->headers_in.content_length->value);
+        return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
+    }
+
     /* the checks themselves are in ngx_wsp_handshake.c, to be fuzzed */
 
     ngx_memzero(&rq, sizeof(ngx_wsp_request_t));
@@ -121,8 +148,29 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
                                             : NGX_HTTP_BAD_REQUEST);
     }
 
-    key.data = (u_char *) rq.key.data;
-    key.len = rq.key.len;
+    if (key) {
+        key->data = (u_char *) rq.key.data;
+        key->len = rq.key.len;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
+{
+    u_char               *accept;
+    ngx_int_t             rc;
+    ngx_str_t             key, offer, *value;
+    ngx_http_request_t   *r;
+
+    r = wp->request;
+
+    rc = ngx_http_ws_proxy_client_check(wp, &key);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     accept = ngx_pnalloc(r->pool, 28);
     if (accept == NULL) {
@@ -153,18 +201,41 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
         eol = ngx_strlchr(wp->response.data,
                           wp->response.data + wp->response.len, CR);
         if (eol) {
-            (void) ngx_http_ws_proxy_copy_headers(wp, eol + 2,
-                                                  wp->response.data
-                                                  + wp->response.len);
+            ngx_http_ws_proxy_copy_headers(wp, eol + 2,
+                                           wp->response.data
+                                           + wp->response.len);
         }
     }
 
+    /*
+     * The upstream's subprotocol is the client's only when the client
+     * offered it (RFC 6455 4.2.2); a choice among protocols the "protocols"
+     * option offered is the proxy's business and is not named in the 101.
+     */
+
     value = &wp->protocol;
-    if (value->len
-        && ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Protocol", 22,
-                                        value->data, value->len) != NGX_OK)
-    {
-        return NGX_ERROR;
+
+    if (value->len) {
+        if (ngx_http_ws_proxy_client_list(r, NGX_WSP_LIST_PROTOCOL, &offer)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (!ngx_wsp_has_element(offer.data, offer.len, value->data,
+                                 value->len))
+        {
+            ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                          "ws_proxy: the upstream's subprotocol \"%V\" was "
+                          "not offered by the client: not sent to it",
+                          value);
+
+        } else if (ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Protocol",
+                                                22, value->data, value->len)
+                   != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     rc = ngx_http_send_header(r);
@@ -186,6 +257,71 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
     }
 
     wp->client_handshake = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The client's list header `list` (NGX_WSP_LIST_*) over all its lines, as
+ * one list in the request pool (RFC 9110 5.3); empty when absent.
+ */
+
+ngx_int_t
+ngx_http_ws_proxy_client_list(ngx_http_request_t *r, ngx_int_t list,
+    ngx_str_t *out)
+{
+    size_t            len;
+    u_char           *dst;
+    ngx_uint_t        i, pass;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_str_null(out);
+    dst = NULL;
+    len = 0;
+
+    /* the first pass counts, the second one writes */
+
+    for (pass = 0; pass < 2; pass++) {
+
+        if (pass == 1) {
+            if (len == 0) {
+                return NGX_OK;
+            }
+
+            dst = ngx_pnalloc(r->pool, len);
+            if (dst == NULL) {
+                return NGX_ERROR;
+            }
+
+            len = 0;
+        }
+
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */ ; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (ngx_wsp_list_header(h[i].key.data, h[i].key.len) == list) {
+                len = ngx_wsp_list_append(dst, len, h[i].value.data,
+                                          h[i].value.len);
+            }
+        }
+    }
+
+    out->data = dst;
+    out->len = len;
 
     return NGX_OK;
 }
@@ -283,18 +419,17 @@ ngx_http_ws_proxy_add_header(ngx_http_request_t *r, const char *name,
 
 /*
  * Copies the end-to-end headers of the upstream's response head (from
- * `line` to `end`) to the client's response; returns the Content-Length
- * it carried, or -1.  The handshake's own headers are the module's to
- * write, hop-by-hop ones stop here.
+ * `line` to `end`) to the client's response.  The handshake's own headers
+ * are the module's to write, hop-by-hop ones stop here, and the body's
+ * length is that of the body relayed.
  */
 
-static ngx_int_t
+static void
 ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
     u_char *end)
 {
     size_t               nlen;
     u_char              *eol, *colon, *v, *ve;
-    ngx_int_t            clen;
     ngx_uint_t           i, skip;
     ngx_http_request_t  *r;
 
@@ -312,7 +447,6 @@ ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
     };
 
     r = wp->request;
-    clen = -1;
 
     for ( /* void */ ; line < end; line = eol + 2) {
 
@@ -334,13 +468,6 @@ ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
 
         for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--) {
             /* void */
-        }
-
-        if (nlen == 14
-            && ngx_strncasecmp(line, (u_char *) "Content-Length", 14) == 0)
-        {
-            clen = ngx_atoi(v, ve - v);
-            continue;
         }
 
         if (nlen == 12
@@ -369,22 +496,21 @@ ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
                                                 v, ve - v);
         }
     }
-
-    return clen;
 }
 
 
 /*
- * The upstream refused the upgrade: its status, end-to-end headers and the
- * body that came with them go to the client, as a transparent proxy would
- * pass them (a 401 stays a 401, with its WWW-Authenticate).
+ * The upstream refused the upgrade: its status, end-to-end headers and
+ * body go to the client, as a transparent proxy would pass them (a 401
+ * stays a 401, with its WWW-Authenticate).  The body is the one the
+ * handshake read to its end (decoded, if it was chunked), or none.
  */
 
 ngx_int_t
 ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
 {
-    u_char              *p, *end, *eol, *cl;
-    ngx_int_t            rc, clen;
+    u_char              *p, *end, *eol;
+    ngx_int_t            rc;
     ngx_buf_t           *b;
     ngx_chain_t          out;
     ngx_http_request_t  *r;
@@ -408,21 +534,10 @@ ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
     r->headers_out.status_line.len = eol - p - 9;
     r->keepalive = 0;
 
-    clen = ngx_http_ws_proxy_copy_headers(wp, eol + 2, end);
-    cl = NULL;
+    ngx_http_ws_proxy_copy_headers(wp, eol + 2, end);
 
-    /* the body only when all of it came with the head */
-
-    if (clen >= 0 && (size_t) clen <= wp->upstream_body.len) {
-        r->headers_out.content_length_n = clen;
-        cl = wp->upstream_body.data;
-
-    } else {
-        r->headers_out.content_length_n = 0;
-        clen = 0;
-    }
-
-    r->header_only = (clen == 0);
+    r->headers_out.content_length_n = wp->upstream_body.len;
+    r->header_only = (wp->upstream_body.len == 0);
 
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
@@ -434,8 +549,8 @@ ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp)
         return NGX_ERROR;
     }
 
-    b->pos = cl;
-    b->last = cl + clen;
+    b->pos = wp->upstream_body.data;
+    b->last = wp->upstream_body.data + wp->upstream_body.len;
     b->memory = 1;
     b->last_buf = 1;
 

@@ -389,11 +389,14 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
 /*
  * The worker's live sessions: Lua may hold a proxy object in a timer or
- * another request after its session ended, so a pointer from Lua is only
- * used once it is found here.
+ * another request after its session ended, and the memory of that session
+ * may hold another one by then.  A handle carries the session's id, drawn
+ * from a 64-bit counter that never wraps in practice, and a session is
+ * only reached once it is found here under that id.
  */
 
 static ngx_queue_t  ngx_http_ws_proxy_sessions;
+static uint64_t     ngx_http_ws_proxy_last_id;
 
 
 static ngx_int_t
@@ -415,16 +418,23 @@ ngx_http_ws_proxy_exit_process(ngx_cycle_t *cycle)
 
 
 ngx_http_ws_proxy_t *
-ngx_http_ws_proxy_lookup(void *p)
+ngx_http_ws_proxy_lookup(uint64_t id)
 {
-    ngx_queue_t  *q;
+    ngx_queue_t          *q;
+    ngx_http_ws_proxy_t  *wp;
+
+    if (ngx_http_ws_proxy_sessions.next == NULL) {
+        return NULL;
+    }
 
     for (q = ngx_queue_head(&ngx_http_ws_proxy_sessions);
          q != ngx_queue_sentinel(&ngx_http_ws_proxy_sessions);
          q = ngx_queue_next(q))
     {
-        if ((void *) ngx_queue_data(q, ngx_http_ws_proxy_t, queue) == p) {
-            return p;
+        wp = ngx_queue_data(q, ngx_http_ws_proxy_t, queue);
+
+        if (wp->id == id) {
+            return wp;
         }
     }
 
@@ -491,6 +501,7 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
     }
 
     wp->heap = heap;
+    wp->id = ++ngx_http_ws_proxy_last_id;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module);
 

@@ -39,6 +39,7 @@
 #define NGX_WSP_HS_SEND              2
 #define NGX_WSP_HS_READ              3
 #define NGX_WSP_HS_DONE              4
+#define NGX_WSP_HS_BODY              5   /* a refusal's body, to relay it */
 
 /* what a direction's parser does with the payload of the current frame */
 #define NGX_WSP_PAYLOAD_RAW          0   /* forwarded in place, untouched */
@@ -224,6 +225,7 @@ typedef struct {
 
 struct ngx_http_ws_proxy_s {
     ngx_queue_t                 queue;       /* live sessions of the worker */
+    uint64_t                    id;          /* the worker's, never reused */
     ngx_http_request_t         *request;
     ngx_pool_t                 *pool;
     ngx_log_t                  *log;
@@ -257,6 +259,7 @@ struct ngx_http_ws_proxy_s {
     unsigned                    ssl_verify:1;
     ngx_str_t                   key;         /* our Sec-WebSocket-Key */
     ngx_str_t                   extra_headers;
+    ngx_str_t                   offer;       /* Sec-WebSocket-Protocol sent */
     ngx_buf_t                  *hs;          /* handshake request/response */
     ngx_str_t                   response;    /* upstream response head */
     ngx_uint_t                  upstream_status;  /* a non-101 answer */
@@ -265,6 +268,7 @@ struct ngx_http_ws_proxy_s {
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  read_timeout;
     ngx_msec_t                  send_timeout;
+    char                       *log_action;  /* the request's, restored */
 #if (NGX_HTTP_SSL)
     ngx_ssl_t                  *ssl_ctx;
     void                       *client_cert;     /* STACK_OF(X509) * */
@@ -307,7 +311,7 @@ void ngx_http_lua_ffi_sema_gc(void *sem);
 /* ngx_http_ws_proxy_module.c */
 ngx_http_ws_proxy_t *ngx_http_ws_proxy_create(ngx_http_request_t *r,
     ngx_uint_t hook);
-ngx_http_ws_proxy_t *ngx_http_ws_proxy_lookup(void *p);
+ngx_http_ws_proxy_t *ngx_http_ws_proxy_lookup(uint64_t id);
 void ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt,
     ...);
@@ -315,8 +319,12 @@ void ngx_http_ws_proxy_wake(void *sema);
 void ngx_http_ws_proxy_random(u_char *dst, size_t n);
 
 /* ngx_http_ws_proxy_handshake.c */
+ngx_int_t ngx_http_ws_proxy_client_check(ngx_http_ws_proxy_t *wp,
+    ngx_str_t *key);
 ngx_int_t ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp);
 ngx_int_t ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp);
+ngx_int_t ngx_http_ws_proxy_client_list(ngx_http_request_t *r,
+    ngx_int_t list, ngx_str_t *out);
 void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);
 
 /* ngx_http_ws_proxy_upstream.c */

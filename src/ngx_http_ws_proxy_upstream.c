@@ -31,6 +31,11 @@ static void ngx_http_ws_proxy_send_request(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp);
 static ngx_int_t ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp,
     u_char *start, u_char *end);
+static void ngx_http_ws_proxy_read_body(ngx_http_ws_proxy_t *wp);
+static ngx_int_t ngx_http_ws_proxy_body_done(ngx_http_ws_proxy_t *wp,
+    ngx_int_t closed);
+static void ngx_http_ws_proxy_body_end(ngx_http_ws_proxy_t *wp,
+    ngx_int_t complete);
 static void ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp,
     ngx_int_t rc);
 
@@ -45,6 +50,14 @@ ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
 
     wp->upstream_status = 0;
     ngx_str_null(&wp->upstream_body);
+
+    /*
+     * The upstream connection logs through the request's log, whose action
+     * the handshake steps set ("SSL handshaking to websocket upstream"):
+     * the handler's own, restored when the handshake ends either way.
+     */
+
+    wp->log_action = wp->log->action;
 
     if (ngx_http_ws_proxy_parse_uri(wp, uri, &host) != NGX_OK) {
         return NGX_ERROR;
@@ -410,6 +423,12 @@ ngx_http_ws_proxy_connect_handler(ngx_event_t *ev)
     c = ev->data;
     wp = c->data;
 
+    if (ev->timedout && wp->hs_state == NGX_WSP_HS_BODY) {
+        /* the refusal is relayed without the body that did not come */
+        ngx_http_ws_proxy_body_end(wp, 0);
+        return;
+    }
+
     if (ev->timedout) {
         ngx_log_error(NGX_LOG_ERR, wp->log, NGX_ETIMEDOUT,
                       "ws_proxy: upstream timed out while %s",
@@ -481,6 +500,10 @@ ngx_http_ws_proxy_connect_handler(ngx_event_t *ev)
 
     case NGX_WSP_HS_READ:
         ngx_http_ws_proxy_read_response(wp);
+        return;
+
+    case NGX_WSP_HS_BODY:
+        ngx_http_ws_proxy_read_body(wp);
         return;
 
     default:
@@ -720,7 +743,7 @@ ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c)
         }
     }
 
-    c->log->action = NULL;
+    c->log->action = wp->log_action;
 
     c->read->handler = ngx_http_ws_proxy_connect_handler;
     c->write->handler = ngx_http_ws_proxy_connect_handler;
@@ -765,6 +788,9 @@ ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
           + sizeof("Sec-WebSocket-Key: " CRLF) - 1 + wp->key.len
           + sizeof("Sec-WebSocket-Version: 13" CRLF) - 1
           + wp->extra_headers.len
+          + (wp->offer.len ? sizeof("Sec-WebSocket-Protocol: " CRLF) - 1
+                             + wp->offer.len
+                           : 0)
           + sizeof(CRLF) - 1;
 
     b = wp->hs;
@@ -783,6 +809,11 @@ ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
     p = ngx_sprintf(p, "Sec-WebSocket-Key: %V" CRLF
                     "Sec-WebSocket-Version: 13" CRLF, &wp->key);
     p = ngx_cpymem(p, wp->extra_headers.data, wp->extra_headers.len);
+
+    if (wp->offer.len) {
+        p = ngx_sprintf(p, "Sec-WebSocket-Protocol: %V" CRLF, &wp->offer);
+    }
+
     *p++ = CR; *p++ = LF;
 
     b->pos = b->start;
@@ -847,6 +878,7 @@ ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp)
 {
     size_t             len, scanned;
     ssize_t            n;
+    ngx_int_t          rc;
     ngx_buf_t         *b;
     ngx_connection_t  *c;
 
@@ -893,14 +925,22 @@ ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp)
         len = ngx_wsp_head_end(b->start, b->last - b->start, &scanned);
 
         if (len) {
+            b->pos = b->start + len;
+
+            rc = ngx_http_ws_proxy_check_response(wp, b->start, b->pos);
+
+            if (rc == NGX_DECLINED) {
+                /* a refusal: its body, under the same read_timeout */
+                wp->hs_state = NGX_WSP_HS_BODY;
+                ngx_http_ws_proxy_read_body(wp);
+                return;
+            }
+
             if (c->read->timer_set) {
                 ngx_del_timer(c->read);
             }
 
-            b->pos = b->start + len;
-
-            ngx_http_ws_proxy_connect_done(wp,
-                ngx_http_ws_proxy_check_response(wp, b->start, b->pos));
+            ngx_http_ws_proxy_connect_done(wp, rc);
             return;
         }
     }
@@ -946,26 +986,25 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
 
         /*
          * Kept for connect(), which answers the client with it: a gateway
-         * must not turn the upstream's 401 into anything else.  The body
-         * is what came with the head (a whole small body, as servers
-         * write error responses), or none.
+         * must not turn the upstream's 401 into anything else.  Its body
+         * is read next (ngx_http_ws_proxy_read_body()).
          */
 
         wp->upstream_status = resp.status;
-        wp->upstream_body.len = wp->hs->last - wp->hs->pos;
-
-        if (wp->upstream_body.len) {
-            wp->upstream_body.data = ngx_pnalloc(wp->pool,
-                                                 wp->upstream_body.len);
-            if (wp->upstream_body.data == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(wp->upstream_body.data, wp->hs->pos,
-                       wp->upstream_body.len);
-        }
 
         return NGX_DECLINED;
+    }
+
+    /* RFC 6455 4.1: the choice must be one of the subprotocols offered */
+
+    if (resp.protocol.len
+        && !ngx_wsp_has_element(wp->offer.data, wp->offer.len,
+                                resp.protocol.data, resp.protocol.len))
+    {
+        ngx_http_ws_proxy_set_error(wp, "upstream selected a subprotocol "
+                                    "that was not offered: %*s",
+                                    resp.protocol.len, resp.protocol.data);
+        return NGX_ERROR;
     }
 
     if (resp.protocol.len) {
@@ -982,6 +1021,163 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
 }
 
 
+/*
+ * The body of a refusal, for connect() to relay: read to its end (its
+ * Content-Length, the end of a chunked body, or the close) within the
+ * handshake buffer and the read_timeout that bounds the head too.  A body
+ * that does not end there is not relayed (the status and headers are).
+ */
+
+static void
+ngx_http_ws_proxy_read_body(ngx_http_ws_proxy_t *wp)
+{
+    ssize_t            n;
+    ngx_int_t          rc;
+    ngx_buf_t         *b;
+    ngx_connection_t  *c;
+
+    c = wp->upstream;
+    b = wp->hs;
+
+    for ( ;; ) {
+
+        rc = ngx_http_ws_proxy_body_done(wp, 0);
+
+        if (rc != NGX_AGAIN) {
+            ngx_http_ws_proxy_body_end(wp, rc == NGX_OK);
+            return;
+        }
+
+        if (b->last == b->end) {
+            ngx_http_ws_proxy_body_end(wp, 0);
+            return;
+        }
+
+        n = c->recv(c, b->last, b->end - b->last);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+                ngx_http_ws_proxy_body_end(wp, 0);
+                return;
+            }
+
+            if (!c->read->timer_set) {
+                ngx_add_timer(c->read, wp->read_timeout);
+            }
+
+            return;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_http_ws_proxy_body_end(wp, n == 0
+                                  && ngx_http_ws_proxy_body_done(wp, 1)
+                                     == NGX_OK);
+            return;
+        }
+
+        b->last += n;
+    }
+}
+
+
+/*
+ * NGX_OK: the body in [hs->pos, hs->last) is whole (a chunked one is then
+ * decoded in place and hs->last moved to the end of its data); NGX_AGAIN:
+ * more is due; NGX_DECLINED: it cannot be relayed.  closed: the upstream
+ * closed the connection, which ends a body without a length.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_body_done(ngx_http_ws_proxy_t *wp, ngx_int_t closed)
+{
+    int         rc;
+    size_t      len;
+    uint64_t    clen;
+    ngx_buf_t  *b;
+
+    b = wp->hs;
+
+    switch (ngx_wsp_body_framing(b->start, b->pos - b->start,
+                                 wp->upstream_status, &clen))
+    {
+
+    case NGX_WSP_BODY_NONE:
+        b->last = b->pos;
+        return NGX_OK;
+
+    case NGX_WSP_BODY_LENGTH:
+        if (clen > (uint64_t) (b->end - b->pos)) {
+            return NGX_DECLINED;
+        }
+
+        if ((uint64_t) (b->last - b->pos) < clen) {
+            return NGX_AGAIN;
+        }
+
+        b->last = b->pos + clen;
+        return NGX_OK;
+
+    case NGX_WSP_BODY_CHUNKED:
+        rc = ngx_wsp_chunked(b->pos, b->last - b->pos, NULL, &len);
+
+        if (rc == 0) {
+            return NGX_AGAIN;
+        }
+
+        if (rc < 0) {
+            return NGX_DECLINED;
+        }
+
+        (void) ngx_wsp_chunked(b->pos, b->last - b->pos, b->pos, &len);
+        b->last = b->pos + len;
+        return NGX_OK;
+
+    case NGX_WSP_BODY_CLOSE:
+        return closed ? NGX_OK : NGX_AGAIN;
+
+    default: /* NGX_WSP_BODY_ERROR */
+        return NGX_DECLINED;
+    }
+}
+
+
+static void
+ngx_http_ws_proxy_body_end(ngx_http_ws_proxy_t *wp, ngx_int_t complete)
+{
+    size_t      len;
+    ngx_buf_t  *b;
+
+    b = wp->hs;
+
+    if (wp->upstream && wp->upstream->read->timer_set) {
+        ngx_del_timer(wp->upstream->read);
+    }
+
+    len = complete ? (size_t) (b->last - b->pos) : 0;
+
+    if (!complete) {
+        ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                      "ws_proxy: the body of the upstream's %ui response "
+                      "did not end within the handshake buffer and "
+                      "read_timeout: relayed without it",
+                      wp->upstream_status);
+    }
+
+    ngx_str_null(&wp->upstream_body);
+
+    if (len) {
+        wp->upstream_body.data = ngx_pnalloc(wp->pool, len);
+
+        if (wp->upstream_body.data) {
+            ngx_memcpy(wp->upstream_body.data, b->pos, len);
+            wp->upstream_body.len = len;
+        }
+    }
+
+    ngx_http_ws_proxy_connect_done(wp, NGX_DECLINED);
+}
+
+
 static void
 ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
 {
@@ -990,6 +1186,8 @@ ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
     if (wp->state != NGX_WSP_STATE_CONNECTING) {
         return;
     }
+
+    wp->log->action = wp->log_action;
 
     if (rc != NGX_OK) {
         ngx_http_ws_proxy_close_upstream(wp);

@@ -18,6 +18,9 @@
 static int ngx_wsp_strcaseeq(const unsigned char *a, size_t len,
     const char *b, size_t blen);
 static int ngx_wsp_is_tchar(unsigned char c);
+static const unsigned char *ngx_wsp_crlf(const unsigned char *p, size_t len);
+static int ngx_wsp_list_find(const unsigned char *value, size_t len,
+    const unsigned char *token, size_t tlen, int icase);
 static void ngx_wsp_trim(const unsigned char **v, const unsigned char **ve);
 static int ngx_wsp_parse_status(const unsigned char *p, size_t len,
     unsigned *status);
@@ -227,6 +230,23 @@ int
 ngx_wsp_has_token(const unsigned char *value, size_t len, const char *token,
     size_t tlen)
 {
+    return ngx_wsp_list_find(value, len, (const unsigned char *) token, tlen,
+                             1);
+}
+
+
+int
+ngx_wsp_has_element(const unsigned char *value, size_t len,
+    const unsigned char *token, size_t tlen)
+{
+    return ngx_wsp_list_find(value, len, token, tlen, 0);
+}
+
+
+static int
+ngx_wsp_list_find(const unsigned char *value, size_t len,
+    const unsigned char *token, size_t tlen, int icase)
+{
     const unsigned char  *p, *last, *start, *end;
 
     if (tlen == 0) {
@@ -248,7 +268,11 @@ ngx_wsp_has_token(const unsigned char *value, size_t len, const char *token,
         end = p;
         ngx_wsp_trim(&start, &end);
 
-        if (ngx_wsp_strcaseeq(start, end - start, token, tlen)) {
+        if (icase ? ngx_wsp_strcaseeq(start, end - start,
+                                      (const char *) token, tlen)
+                  : ((size_t) (end - start) == tlen
+                     && memcmp(start, token, tlen) == 0))
+        {
             return 1;
         }
 
@@ -258,6 +282,268 @@ ngx_wsp_has_token(const unsigned char *value, size_t len, const char *token,
     }
 
     return 0;
+}
+
+
+int
+ngx_wsp_body_framing(const unsigned char *head, size_t len, unsigned status,
+    uint64_t *length)
+{
+    int                   te, chunked, lengths;
+    size_t                nlen;
+    uint64_t              n, cl;
+    const unsigned char  *p, *end, *eol, *colon, *v, *ve, *last;
+
+    *length = 0;
+
+    if (status < 200 || status == 204 || status == 304) {
+        return NGX_WSP_BODY_NONE;
+    }
+
+    te = 0;
+    chunked = 0;
+    lengths = 0;
+    cl = 0;
+
+    end = head + len;
+    p = memchr(head, NGX_WSP_LF, len);
+
+    for (p = p ? p + 1 : end; p < end; p = eol + 1) {
+
+        eol = memchr(p, NGX_WSP_LF, end - p);
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        colon = memchr(p, ':', eol - p);
+        if (colon == NULL) {
+            continue;
+        }
+
+        nlen = colon - p;
+        v = colon + 1;
+        ve = (eol > v && eol[-1] == NGX_WSP_CR) ? eol - 1 : eol;
+        ngx_wsp_trim(&v, &ve);
+
+        if (ngx_wsp_strcaseeq(p, nlen, "Transfer-Encoding", 17)) {
+
+            /* chunked must be the last coding of the last line */
+
+            te = 1;
+
+            for (last = ve; last > v && last[-1] != ','; last--) {
+                /* void */
+            }
+
+            ngx_wsp_trim(&last, &ve);
+            chunked = ngx_wsp_strcaseeq(last, ve - last, "chunked", 7);
+
+        } else if (ngx_wsp_strcaseeq(p, nlen, "Content-Length", 14)) {
+
+            if (v == ve) {
+                return NGX_WSP_BODY_ERROR;
+            }
+
+            for (n = 0; v < ve; v++) {
+                if (*v < '0' || *v > '9' || n > (UINT64_MAX - 9) / 10) {
+                    return NGX_WSP_BODY_ERROR;
+                }
+
+                n = n * 10 + (*v - '0');
+            }
+
+            if (lengths++ && n != cl) {
+                return NGX_WSP_BODY_ERROR;
+            }
+
+            cl = n;
+        }
+    }
+
+    if (te) {
+        return chunked ? NGX_WSP_BODY_CHUNKED : NGX_WSP_BODY_CLOSE;
+    }
+
+    if (lengths) {
+        *length = cl;
+        return NGX_WSP_BODY_LENGTH;
+    }
+
+    return NGX_WSP_BODY_CLOSE;
+}
+
+
+int
+ngx_wsp_chunked(const unsigned char *src, size_t len, unsigned char *dst,
+    size_t *dlen)
+{
+    int                   digits;
+    size_t                pos, out;
+    uint64_t              size;
+    const unsigned char  *crlf;
+
+    pos = 0;
+    out = 0;
+
+    for ( ;; ) {
+
+        /* chunk-size [ chunk-ext ] CRLF */
+
+        size = 0;
+        digits = 0;
+
+        while (pos < len) {
+            unsigned char  c = src[pos];
+
+            if (c >= '0' && c <= '9') {
+                c -= '0';
+
+            } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+                c = (c | 0x20) - 'a' + 10;
+
+            } else {
+                break;
+            }
+
+            if (size >> 56) {
+                return -1;
+            }
+
+            size = size * 16 + c;
+            digits++;
+            pos++;
+        }
+
+        if (pos == len) {
+            return 0;
+        }
+
+        if (digits == 0
+            || (src[pos] != NGX_WSP_CR && src[pos] != ';'
+                && src[pos] != ' ' && src[pos] != '\t'))
+        {
+            return -1;
+        }
+
+        crlf = ngx_wsp_crlf(src + pos, len - pos);
+        if (crlf == NULL) {
+            return 0;
+        }
+
+        pos = crlf - src + 2;
+
+        if (size == 0) {
+            break;
+        }
+
+        /* chunk-data CRLF */
+
+        if (size > len - pos || len - pos - size < 2) {
+            return 0;
+        }
+
+        if (src[pos + size] != NGX_WSP_CR || src[pos + size + 1] != NGX_WSP_LF)
+        {
+            return -1;
+        }
+
+        if (dst) {
+            memmove(dst + out, src + pos, size);
+        }
+
+        out += size;
+        pos += size + 2;
+    }
+
+    /* trailer lines up to an empty one */
+
+    for ( ;; ) {
+        crlf = ngx_wsp_crlf(src + pos, len - pos);
+        if (crlf == NULL) {
+            return 0;
+        }
+
+        if (crlf == src + pos) {
+            break;
+        }
+
+        pos = crlf - src + 2;
+    }
+
+    *dlen = out;
+
+    return 1;
+}
+
+
+/* the first CR LF in p[0, len), or NULL */
+
+static const unsigned char *
+ngx_wsp_crlf(const unsigned char *p, size_t len)
+{
+    const unsigned char  *cr;
+
+    while ((cr = memchr(p, NGX_WSP_CR, len)) != NULL) {
+
+        if ((size_t) (cr - p) + 1 >= len) {
+            return NULL;
+        }
+
+        if (cr[1] == NGX_WSP_LF) {
+            return cr;
+        }
+
+        len -= cr - p + 1;
+        p = cr + 1;
+    }
+
+    return NULL;
+}
+
+
+int
+ngx_wsp_list_header(const unsigned char *name, size_t nlen)
+{
+    if (ngx_wsp_strcaseeq(name, nlen, "Sec-WebSocket-Protocol", 22)) {
+        return NGX_WSP_LIST_PROTOCOL;
+    }
+
+    if (ngx_wsp_strcaseeq(name, nlen, "Sec-WebSocket-Extensions", 24)) {
+        return NGX_WSP_LIST_EXTENSIONS;
+    }
+
+    return -1;
+}
+
+
+size_t
+ngx_wsp_list_append(unsigned char *dst, size_t len,
+    const unsigned char *value, size_t vlen)
+{
+    const unsigned char  *v, *ve;
+
+    v = value;
+    ve = value + vlen;
+    ngx_wsp_trim(&v, &ve);
+
+    if (v == ve) {
+        return len;
+    }
+
+    if (len) {
+        if (dst) {
+            dst[len] = ',';
+            dst[len + 1] = ' ';
+        }
+
+        len += 2;
+    }
+
+    if (dst) {
+        memcpy(dst + len, v, ve - v);
+    }
+
+    return len + (ve - v);
 }
 
 

@@ -52,6 +52,17 @@
 #define NGX_WSP_HEAD_STATUS      1      /* a valid status line, not 101 */
 #define NGX_WSP_HEAD_ERROR       2      /* see error and error_arg */
 
+/* results of ngx_wsp_body_framing() */
+#define NGX_WSP_BODY_NONE        0      /* 1xx, 204, 304 */
+#define NGX_WSP_BODY_LENGTH      1      /* Content-Length */
+#define NGX_WSP_BODY_CHUNKED     2      /* Transfer-Encoding: ..., chunked */
+#define NGX_WSP_BODY_CLOSE       3      /* up to the close */
+#define NGX_WSP_BODY_ERROR       4      /* a bad or conflicting length */
+
+/* the list headers of a client's request, see ngx_wsp_list_header() */
+#define NGX_WSP_LIST_PROTOCOL    0      /* Sec-WebSocket-Protocol */
+#define NGX_WSP_LIST_EXTENSIONS  1      /* Sec-WebSocket-Extensions */
+
 /* results of ngx_wsp_request_check() */
 #define NGX_WSP_REQ_OK           0
 #define NGX_WSP_REQ_BAD          400
@@ -123,6 +134,49 @@ int ngx_wsp_response_parse(const unsigned char *head, size_t len,
  */
 int ngx_wsp_has_token(const unsigned char *value, size_t len,
     const char *token, size_t tlen);
+
+/*
+ * How the body of a response other than 101 ends (RFC 9112 6.3), from its
+ * head[0, len) as ngx_wsp_head_end() delimited it: returns a
+ * NGX_WSP_BODY_* value, and for NGX_WSP_BODY_LENGTH the length.  Only
+ * Transfer-Encoding and Content-Length are read; the head is not checked
+ * otherwise (a refusal is relayed, not interpreted).
+ */
+int ngx_wsp_body_framing(const unsigned char *head, size_t len,
+    unsigned status, uint64_t *length);
+
+/*
+ * The chunked body src[0, len): returns 1 when it is complete (then *dlen
+ * is the length of its data), 0 when more bytes are needed, -1 when it is
+ * not a chunked body.  With dst not NULL the data of a complete body is
+ * written there; dst may be src (the data never passes the bytes read).
+ * Chunk extensions and trailers are read and left out.
+ */
+int ngx_wsp_chunked(const unsigned char *src, size_t len, unsigned char *dst,
+    size_t *dlen);
+
+/*
+ * 1 when the comma-separated list value[0, len) has an element equal to
+ * token[0, tlen) byte for byte (a subprotocol name), SP and HTAB around
+ * elements ignored.  An empty token matches nothing.
+ */
+int ngx_wsp_has_element(const unsigned char *value, size_t len,
+    const unsigned char *token, size_t tlen);
+
+/*
+ * Offers over several header lines are one offer (RFC 6455 4.1, 11.3.4;
+ * RFC 9110 5.3: the lines of a list header combine, in order, into one
+ * list).  ngx_wsp_list_header() says which list header name[0, nlen) is:
+ * NGX_WSP_LIST_PROTOCOL, NGX_WSP_LIST_EXTENSIONS, or -1.
+ * ngx_wsp_list_append() appends one line's value to the list dst[0, len)
+ * as the lines combine ("foo" then "chat": "foo, chat"), SP and HTAB
+ * around the value left out, an empty value adding nothing; it returns
+ * the new length.  With dst NULL it only counts: a first pass over the
+ * lines gives the size, a second one writes.
+ */
+int ngx_wsp_list_header(const unsigned char *name, size_t nlen);
+size_t ngx_wsp_list_append(unsigned char *dst, size_t len,
+    const unsigned char *value, size_t vlen);
 
 /*
  * Gives one request header, as the HTTP parser split it, to the request

@@ -206,6 +206,11 @@ Content-Type:
             ngx.say(ok, " ", err)
         }
     }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
 --- response_body
 nil failed connecting to upstream: failed to connect: connection refused
 
@@ -228,6 +233,11 @@ nil failed connecting to upstream: failed to connect: connection refused
             ngx.say(ok, " ", err)
         }
     }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
 --- response_body
 nil failed connecting to upstream: failed to receive response header: timeout
 --- error_log
@@ -275,6 +285,11 @@ nil bad HTTP response status line: HTTP/1.1 404 Not Found
             ngx.say(ok, " ", err)
         }
     }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
 --- response_body
 nil failed connecting to upstream: bad "sec-websocket-accept" response header: d3Jvbmcgd3Jvbmcgd3Jvbmc=
 
@@ -286,13 +301,22 @@ nil failed connecting to upstream: bad "sec-websocket-accept" response header: d
         content_by_lua_block {
             local proxy = require "resty.websocket.proxy"
             local wp = assert(proxy.new())
+            -- the answer is written once all are tried: a connect() after
+            -- the response header has gone could only fail
+            local out = {}
             for _, uri in ipairs({ "http://127.0.0.1/", "ws://",
                                    "ws://127.0.0.1:99999/" }) do
                 local ok, err = wp:connect(uri)
-                ngx.say(ok, " ", err)
+                out[#out + 1] = tostring(ok) .. " " .. err
             end
+            ngx.say(table.concat(out, "\n"))
         }
     }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
 --- response_body
 nil failed connecting to upstream: bad websocket uri "http://127.0.0.1/"
 nil failed connecting to upstream: bad websocket uri "ws://"
@@ -310,5 +334,111 @@ nil failed connecting to upstream: bad websocket uri "ws://127.0.0.1:99999/": in
             ngx.say(ok, " ", err)
         }
     }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
 --- response_body
 nil failed connecting to upstream: failed to connect: no resolver defined to resolve "example.invalid"
+
+
+
+=== TEST 15: an upgrade request with a body is refused (Content-Length)
+--- raw_request eval
+"GET /t HTTP/1.1\r
+Host: localhost\r
+Upgrade: websocket\r
+Connection: Upgrade\r
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r
+Sec-WebSocket-Version: 13\r
+Content-Length: 5\r
+\r
+hello"
+--- error_code: 400
+--- response_body
+bad "content-length" request header: 5 (an upgrade request has no body)
+--- error_log
+connect_client: bad "content-length" request header: 5
+--- no_error_log
+[error]
+
+
+
+=== TEST 16: an upgrade request with a body is refused (Transfer-Encoding)
+--- raw_request eval
+"GET /t HTTP/1.1\r
+Host: localhost\r
+Upgrade: websocket\r
+Connection: Upgrade\r
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r
+Sec-WebSocket-Version: 13\r
+Transfer-Encoding: chunked\r
+\r
+5\r
+hello\r
+0\r
+\r
+"
+--- error_code: 400
+--- response_body
+bad "transfer-encoding" request header: chunked (an upgrade request has no body)
+--- no_error_log
+[error]
+
+
+
+=== TEST 17: Content-Length: 0 is no body
+--- raw_request eval
+"GET /t HTTP/1.1\r
+Host: localhost\r
+Upgrade: websocket\r
+Connection: Upgrade\r
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r
+Sec-WebSocket-Version: 13\r
+Content-Length: 0\r
+\r
+"
+--- error_code: 101
+--- ignore_response_body
+--- timeout: 1
+--- abort
+--- no_error_log
+[error]
+
+
+
+=== TEST 18: connect() refuses a bad client request before it dials the upstream
+--- config
+    # a plain GET would never become a session: connect() answers it as
+    # connect_client() would, and no upstream connection is opened
+    location /upstream {
+        content_by_lua_block {
+            ngx.log(ngx.INFO, "upstream dialed")
+            local server = require "nginx.websocket.server"
+            local s = server:new()
+            if s then
+                s:recv_frame()
+            end
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                       .. "/upstream")
+            ngx.log(ngx.INFO, "connect: ", ok, " ", err)
+        }
+    }
+--- request
+GET /t
+--- error_code: 400
+--- response_body
+bad "upgrade" request header: 
+--- error_log
+connect: nil failed client handshake: bad "upgrade" request header:
+--- no_error_log
+upstream dialed
+[error]

@@ -227,3 +227,72 @@ close:1000:bye
 qr/ws: 4 3 2 2 \d+ \d+ closed_by=client client=1000\/bye upstream=1000\/bye duration=\d+\.\d{3}/
 --- no_error_log
 [error]
+
+
+
+=== TEST 7: a proxy kept after its session ended cannot reach the next session
+--- config
+    # Sessions are named by a per-worker id, not by their address: the
+    # memory of the first session may hold the second one by then.  stats()
+    # keeps the final figures of its own session; every control says it is
+    # not running.
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local kept = package.loaded.kept_proxies or {}
+            package.loaded.kept_proxies = kept
+            local wp = assert(proxy.new({ on_frame = function(_, _, _, p)
+                                              return p
+                                          end }))
+            kept[ngx.var.arg_name] = wp
+            assert(wp:connect(proxy._tests.echo .. "?repeat=1"))
+            local ok, err = wp:execute()
+            ngx.log(ngx.INFO, ngx.var.arg_name, " execute: ", ok, " ", err)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c1 = assert(ws.client("/proxy?name=old"))
+            c1:send_text("one")
+            c1:recv_frame()
+            c1:send_close(1000, "bye")
+            c1:recv_frame()
+            ngx.sleep(0.1)
+
+            local c2 = assert(ws.client("/proxy?name=new"))
+            c2:send_text("two")
+            ngx.say("new: ", ws.describe(c2:recv_frame()))
+
+            local old = package.loaded.kept_proxies.old
+            local st = assert(old:stats())
+            ngx.say("old stats: ", st.state, " ", st.client_frames, " ",
+                    st.closed_by)
+            ngx.say("old close: ", old:close(4666, "x"))
+            ngx.say("old send: ", old:send_frame("client", "text", "x"))
+            ngx.say("old limit: ", old:set_max_payload_size("client", 1))
+            ngx.say("new stats: ",
+                    package.loaded.kept_proxies.new:stats().state)
+
+            c2:send_text("still here")
+            ngx.say("new: ", ws.describe(c2:recv_frame()))
+            c2:send_close(1000, "done")
+            ngx.say("new: ", ws.describe(c2:recv_frame()))
+        }
+    }
+--- response_body
+new: text:two
+old stats: done 2 client
+old close: nilproxy is not running
+old send: nilproxy is not running
+old limit: nilproxy is not running
+new stats: running
+new: text:still here
+new: close:1000:done
+--- wait: 0.1
+--- error_log
+old execute: true nil
+new execute: true nil
+--- no_error_log
+[error]

@@ -226,6 +226,32 @@ qr/ssl handshake failed: certificate verify error: \(\d+:certificate has expired
 
 
 
+=== TEST 5b: after a failed wss:// connect the handler's log lines are its own
+--- http_config eval
+"ws_proxy_ssl_trusted_certificate $ENV{TEST_NGINX_CERTS}/otherca.crt;\n" . $::Tls
+--- config
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect_upstream("wss://127.0.0.1:"
+                                                .. os.getenv("TEST_NGINX_TLS_PORT")
+                                                .. "/", { ssl_verify = true })
+            ngx.log(ngx.INFO, "after the failed connect: ", err)
+            ngx.say(ok)
+        }
+    }
+--- main_config
+env TEST_NGINX_TLS_PORT;
+--- response_body
+nil
+--- error_log eval
+qr/after the failed connect: ssl handshake failed: certificate verify error/
+--- no_error_log eval
+qr/after the failed connect.*while/
+
+
+
 === TEST 6: a client certificate, required by the upstream
 --- http_config eval: $::Tls
 --- connect
@@ -409,6 +435,100 @@ nilupstream selected a subprotocol that was not offered: evil
 
 
 
+=== TEST 11b: an offer over two header lines is one offer of both
+--- config
+    location /upstream {
+        content_by_lua_block {
+            ngx.log(ngx.INFO, "offer: ", ngx.var.http_sec_websocket_protocol)
+            local ws = require "wstest"
+            local s = assert(ws.server({
+                headers = { "Sec-WebSocket-Protocol: chat" } }))
+            s:recv_frame()
+        }
+    }
+
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                       .. "/upstream")
+            ngx.log(ngx.INFO, "connect: ", ok, " ", err)
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy", { headers = {
+                "Sec-WebSocket-Protocol: foo",
+                "Sec-WebSocket-Protocol: chat" } }))
+            ngx.say(c.status, " ", c.headers["sec-websocket-protocol"])
+            c:send_close(1000)
+        }
+    }
+--- response_body
+101 chat
+--- error_log
+offer: foo, chat
+connect: true nil
+--- no_error_log
+[error]
+
+
+
+=== TEST 11c: the 101 never names a subprotocol the client did not offer
+--- http_config eval
+$t::WsProxy::HttpConfig . q{
+    log_format proto 'protocol=$ws_proxy_protocol';
+}
+--- config
+    location /upstream {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server({
+                headers = { "Sec-WebSocket-Protocol: superchat" } }))
+            s:recv_frame()
+        }
+    }
+
+    location /proxy {
+        access_log logs/error.log proto;
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/upstream", { protocols = "superchat" }))
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, offer in ipairs({ false, "chat" }) do
+                local c = assert(ws.client("/proxy", { headers = offer and {
+                    "Sec-WebSocket-Protocol: " .. offer } or nil }))
+                ngx.say(tostring(offer), ": ", c.status, " ",
+                        tostring(c.headers["sec-websocket-protocol"]))
+                c:send_close(1000)
+                c:recv_frame()
+            end
+        }
+    }
+--- response_body
+false: 101 nil
+chat: 101 nil
+--- wait: 0.1
+--- error_log
+the upstream's subprotocol "superchat" was not offered by the client: not sent to it
+protocol=superchat
+--- no_error_log
+[error]
+
+
+
 === TEST 12: a browser's permessage-deflate offer is not passed on
 --- config
     location /upstream {
@@ -527,6 +647,11 @@ unix localhost /path?x=1: hi
             ngx.log(ngx.INFO, "connect: ", err)
         }
     }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
 --- error_code: 401
 --- response_headers
 WWW-Authenticate: Bearer realm="ws"
@@ -536,6 +661,118 @@ Content-Type: application/json
 {"error":"no auth"}
 --- error_log
 connect: failed connecting to upstream: bad HTTP response status line: HTTP/1.1 401 Unauthorized
+--- no_error_log
+[error]
+
+
+
+=== TEST 15b: a refusal's body that comes after its head is relayed whole
+--- config
+    location /upstream {
+        content_by_lua_block {
+            ngx.status = 403
+            ngx.header.content_length = 22
+            ngx.send_headers()
+            ngx.flush(true)
+            ngx.sleep(0.1)
+            ngx.print("forbidden: no ticket\r\n")
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                       .. "/upstream", { timeout = 1000 })
+            ngx.log(ngx.INFO, "connect: ", err)
+        }
+    }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
+--- error_code: 403
+--- response_headers
+Content-Length: 22
+--- response_body eval
+"forbidden: no ticket\r\n"
+--- no_error_log
+[error]
+
+
+
+=== TEST 15c: a chunked refusal's body is relayed decoded, with its length
+--- config
+    location /upstream {
+        content_by_lua_block {
+            ngx.status = 403
+            ngx.print("forbidden: ")
+            ngx.flush(true)
+            ngx.sleep(0.1)
+            ngx.print("no ticket")
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                       .. "/upstream", { timeout = 1000 })
+            ngx.log(ngx.INFO, "connect: ", err)
+        }
+    }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
+--- error_code: 403
+--- response_headers
+Content-Length: 20
+Transfer-Encoding:
+--- response_body chomp
+forbidden: no ticket
+--- no_error_log
+[error]
+
+
+
+=== TEST 15d: a refusal's body that does not end in read_timeout is left out
+--- config
+    location /upstream {
+        content_by_lua_block {
+            ngx.status = 403
+            ngx.header.content_length = 100
+            ngx.print("partial")
+            ngx.flush(true)
+            ngx.sleep(2)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                       .. "/upstream", { timeout = 1000 })
+            ngx.log(ngx.INFO, "connect: ", err)
+        }
+    }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
+--- error_code: 403
+--- response_headers
+Content-Length: 0
+--- response_body chomp
+--- error_log
+the body of the upstream's 403 response did not end within the handshake buffer and read_timeout: relayed without it
+connect: failed connecting to upstream: bad HTTP response status line: HTTP/1.1 403 Forbidden
 --- no_error_log
 [error]
 

@@ -140,6 +140,11 @@ execute: true nil
             ngx.sleep(0.3)
         }
     }
+--- more_headers
+Upgrade: websocket
+Connection: close, Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Sec-WebSocket-Version: 13
 --- timeout: 10
 --- response_body
 nil failed connecting to upstream: failed to receive response header: timeout

@@ -142,7 +142,10 @@ add_block_preprocessor(sub {
     my @lines;
 
     if (defined $nel) {
-        @lines = ref $nel eq 'ARRAY' ? @$nel : split /\n/, $nel;
+        # a qr// (from "--- no_error_log eval") stays a pattern
+        @lines = ref $nel eq 'ARRAY' ? @$nel
+               : ref $nel ? ($nel)
+               : split /\n/, $nel;
     }
 
     for my $lvl ('[alert]', '[crit]', '[emerg]') {

@@ -446,11 +446,179 @@ request_tests(void)
 }
 
 
+/*
+ * The lines of a list header combined as one list, as a request that
+ * offers "foo" on one Sec-WebSocket-Protocol line and "chat" on the next
+ * is read: the count pass must agree with the writing pass.
+ */
+
+static size_t
+combine(const char **lines, size_t n, unsigned char *dst)
+{
+    size_t  i, len, counted;
+
+    counted = 0;
+    for (i = 0; i < n; i++) {
+        counted = ngx_wsp_list_append(NULL, counted,
+                                      (const unsigned char *) lines[i],
+                                      strlen(lines[i]));
+    }
+
+    len = 0;
+    for (i = 0; i < n; i++) {
+        len = ngx_wsp_list_append(dst, len, (const unsigned char *) lines[i],
+                                  strlen(lines[i]));
+    }
+
+    return len == counted ? len : (size_t) -1;
+}
+
+
+static void
+list_tests(void)
+{
+    size_t          len;
+    unsigned char   buf[128];
+
+    static const char  *two[] = { "foo", "chat" };
+    static const char  *ows[] = { " \tfoo, bar ", "", "  ", "chat\t" };
+    static const char  *one[] = { "chat" };
+
+    ok(ngx_wsp_list_header((const unsigned char *) "sec-websocket-protocol",
+                           22) == NGX_WSP_LIST_PROTOCOL
+       && ngx_wsp_list_header((const unsigned char *)
+                              "SEC-WEBSOCKET-EXTENSIONS", 24)
+          == NGX_WSP_LIST_EXTENSIONS
+       && ngx_wsp_list_header((const unsigned char *) "Sec-WebSocket-Key",
+                              17) == -1
+       && ngx_wsp_list_header((const unsigned char *)
+                              "Sec-WebSocket-Protocols", 23) == -1,
+       "list headers: Sec-WebSocket-Protocol and -Extensions, any case");
+
+    len = combine(two, 2, buf);
+    ok(len == 9 && memcmp(buf, "foo, chat", 9) == 0,
+       "two Sec-WebSocket-Protocol lines are one offer: \"foo, chat\"");
+
+    ok(ngx_wsp_has_element(buf, len, (const unsigned char *) "chat", 4)
+       && ngx_wsp_has_element(buf, len, (const unsigned char *) "foo", 3),
+       "both lines' subprotocols are offered");
+
+    len = combine(ows, 4, buf);
+    ok(len == 14 && memcmp(buf, "foo, bar, chat", 14) == 0,
+       "OWS around a line's value and empty lines add nothing");
+
+    len = combine(one, 1, buf);
+    ok(len == 4 && memcmp(buf, "chat", 4) == 0, "one line is itself");
+
+    ok(combine(NULL, 0, buf) == 0, "no line: an empty list");
+
+    ok(ngx_wsp_has_element((const unsigned char *) "foo, chat", 9,
+                           (const unsigned char *) "chat", 4)
+       && !ngx_wsp_has_element((const unsigned char *) "foo, chat", 9,
+                               (const unsigned char *) "Chat", 4)
+       && !ngx_wsp_has_element((const unsigned char *) "foo, chat", 9,
+                               (const unsigned char *) "cha", 3)
+       && !ngx_wsp_has_element((const unsigned char *) "foo, chat", 9,
+                               (const unsigned char *) "", 0),
+       "subprotocol names match byte for byte, whole elements only");
+}
+
+
+/* how a refusal's body ends, from its head */
+
+static int
+framing(const char *head, unsigned status, uint64_t *length)
+{
+    return ngx_wsp_body_framing((const unsigned char *) head, strlen(head),
+                                status, length);
+}
+
+
+static void
+body_tests(void)
+{
+    int             rc, every;
+    size_t          i, len, dlen;
+    uint64_t        n;
+    unsigned char   buf[256];
+
+    static const char  chunked[] =
+        "5;ext=1\r\nhello\r\n"
+        "B\r\n, the world\r\n"
+        "0\r\nX-Trailer: yes\r\n\r\n";
+
+    ok(framing("HTTP/1.1 403 Forbidden\r\nContent-Length: 22\r\n\r\n",
+               403, &n) == NGX_WSP_BODY_LENGTH && n == 22,
+       "Content-Length: the body is that long");
+
+    ok(framing("HTTP/1.1 403 Forbidden\r\ncontent-length:0\r\n\r\n",
+               403, &n) == NGX_WSP_BODY_LENGTH && n == 0,
+       "Content-Length: 0, any case, no OWS");
+
+    ok(framing("HTTP/1.1 401 No\r\nContent-Length: 5\r\n"
+               "Transfer-Encoding: gzip, chunked\r\n\r\n", 401, &n)
+       == NGX_WSP_BODY_CHUNKED,
+       "Transfer-Encoding ending in chunked wins over Content-Length");
+
+    ok(framing("HTTP/1.1 401 No\r\nTransfer-Encoding: chunked, gzip\r\n"
+               "\r\n", 401, &n) == NGX_WSP_BODY_CLOSE,
+       "a coding after chunked: the body ends with the connection");
+
+    ok(framing("HTTP/1.1 400 Bad\r\nX-A: b\r\n\r\n", 400, &n)
+       == NGX_WSP_BODY_CLOSE, "no length: the body ends with the connection");
+
+    ok(framing("HTTP/1.1 400 Bad\r\nContent-Length: 5\r\n"
+               "Content-Length: 6\r\n\r\n", 400, &n) == NGX_WSP_BODY_ERROR
+       && framing("HTTP/1.1 400 Bad\r\nContent-Length: 5x\r\n\r\n", 400,
+                  &n) == NGX_WSP_BODY_ERROR
+       && framing("HTTP/1.1 400 Bad\r\nContent-Length: 5\r\n"
+                  "Content-Length: 5\r\n\r\n", 400, &n)
+          == NGX_WSP_BODY_LENGTH,
+       "conflicting or bad lengths are errors, a repeated one is not");
+
+    ok(framing("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+               204, &n) == NGX_WSP_BODY_NONE
+       && framing("HTTP/1.1 304 Not Modified\r\n\r\n", 304, &n)
+          == NGX_WSP_BODY_NONE,
+       "204 and 304 have no body");
+
+    len = sizeof(chunked) - 1;
+
+    every = 1;
+    for (i = 0; i < len; i++) {
+        if (ngx_wsp_chunked((const unsigned char *) chunked, i, NULL, &dlen)
+            != 0)
+        {
+            every = 0;
+        }
+    }
+
+    ok(every, "a chunked body cut anywhere needs more bytes");
+
+    memcpy(buf, chunked, len);
+    rc = ngx_wsp_chunked(buf, len, NULL, &dlen);
+    ok(rc == 1 && dlen == 16, "a whole chunked body is complete");
+
+    rc = ngx_wsp_chunked(buf, len, buf, &dlen);
+    ok(rc == 1 && dlen == 16 && memcmp(buf, "hello, the world", 16) == 0,
+       "decoded in place: extensions and trailers left out");
+
+    ok(ngx_wsp_chunked((const unsigned char *) "x\r\n", 3, NULL, &dlen) == -1
+       && ngx_wsp_chunked((const unsigned char *) "3\r\nabcd\r\n0\r\n\r\n",
+                          15, NULL, &dlen) == -1
+       && ngx_wsp_chunked((const unsigned char *) "3x\r\n", 4, NULL, &dlen)
+          == -1,
+       "not chunked: no size, data longer than its size, junk after it");
+}
+
+
 int
 main(void)
 {
     response_tests();
     request_tests();
+    list_tests();
+    body_tests();
 
     return done_testing();
 }

@@ -77,31 +77,36 @@ typedef struct {
     size_t                      host_len;
     const unsigned char        *key;
     size_t                      key_len;
+    const unsigned char        *protocols;
+    size_t                      protocols_len;
+    int                         forward_protocols;
 } ngx_http_ws_proxy_ffi_connect_t;
 
-int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, void **out,
+int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, uint64_t *id,
     unsigned char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
     ngx_http_ws_proxy_ffi_opts_t *o, unsigned char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
     ngx_http_ws_proxy_ffi_connect_t *o, unsigned char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_connect_result(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_connect_result(ngx_http_request_t *r, uint64_t id,
     const unsigned char **resp, size_t *resp_len, unsigned char *err,
     size_t *errlen);
-int ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_client_check(ngx_http_request_t *r, uint64_t id,
     unsigned char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_client_handshake(ngx_http_request_t *r,
+    uint64_t id, unsigned char *err, size_t *errlen);
+int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, uint64_t id,
     unsigned char *err, size_t *errlen);
 ngx_http_ws_proxy_slot_t *ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r,
-    void *p, int dir);
-int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
+    uint64_t id, int dir);
+int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, uint64_t id, int dir,
     unsigned char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
-    uint32_t seq, int verdict, const unsigned char *data, size_t len,
+int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, uint64_t id,
+    int dir, uint32_t seq, int verdict, const unsigned char *data, size_t len,
     int code, unsigned char *err, size_t *errlen);
-int ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, void *p, int code,
+int ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, uint64_t id, int code,
     const unsigned char *reason, size_t len);
-int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, void *p,
+int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, uint64_t id,
     unsigned char *err, size_t *errlen);
 
 typedef struct {
@@ -114,15 +119,16 @@ typedef struct {
     double                      duration;
 } ngx_http_ws_proxy_ffi_stats_t;
 
-int ngx_http_ws_proxy_ffi_stats(void *p, ngx_http_ws_proxy_ffi_stats_t *st);
-int ngx_http_ws_proxy_ffi_close(void *p, int client_code,
+int ngx_http_ws_proxy_ffi_stats(uint64_t id,
+    ngx_http_ws_proxy_ffi_stats_t *st);
+int ngx_http_ws_proxy_ffi_close(uint64_t id, int client_code,
     const unsigned char *client_reason, size_t client_len, int upstream_code,
     const unsigned char *upstream_reason, size_t upstream_len);
-int ngx_http_ws_proxy_ffi_send_frame(void *p, int dir, int opcode,
+int ngx_http_ws_proxy_ffi_send_frame(uint64_t id, int dir, int opcode,
     const unsigned char *data, size_t len);
-int ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
-    int max_fragments);
-int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, void *p);
+int ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir,
+    double max_frame_size, int max_fragments);
+int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
 int ngx_http_ws_proxy_ffi_abi(void);
 ]]
 
@@ -130,7 +136,7 @@ int ngx_http_ws_proxy_ffi_abi(void);
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 3
+local FFI_ABI = 4
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -195,7 +201,7 @@ local _OPTIONS = {
 -- scratch cdata: filled by C and read before any yield, so one per worker
 local opts_buf = ffi_new("ngx_http_ws_proxy_ffi_opts_t[1]")
 local conn_buf = ffi_new("ngx_http_ws_proxy_ffi_connect_t[1]")
-local wp_buf = ffi_new("void *[1]")
+local id_buf = ffi_new("uint64_t[1]")
 local resp_buf = ffi_new("const unsigned char *[1]")
 local resp_len = ffi_new("size_t[1]")
 local stats_buf = ffi_new("ngx_http_ws_proxy_ffi_stats_t[1]")
@@ -297,9 +303,9 @@ local function session(self)
         error("no request found", 3)
     end
 
-    local wp = self.wp
-    if wp then
-        return r, wp
+    local sid = self.sid
+    if sid then
+        return r, sid
     end
 
     local err = get_string_buf(ERR_BUF_SIZE)
@@ -308,26 +314,30 @@ local function session(self)
 
     local hook = (self.on_frame ~= nil or self.debug) and 1 or 0
 
-    if C.ngx_http_ws_proxy_ffi_new(r, hook, wp_buf, err, errlen) ~= NGX_OK
+    if C.ngx_http_ws_proxy_ffi_new(r, hook, id_buf, err, errlen) ~= NGX_OK
     then
         return nil, ffi_str(err, errlen[0])
     end
 
-    wp = wp_buf[0]
-    self.wp = wp
+    -- a per-worker number that is never reused (exact in a double up to
+    -- 2^53): every call into C checks it, so a handle kept after its
+    -- session ended can never reach another one
+    sid = tonumber(id_buf[0])
+    self.sid = sid
 
-    return r, wp
+    return r, sid
 end
 
 
 -- waits on the session semaphore until C reports the end of a step
-local function wait_main(r, wp)
+local function wait_main(r, sid)
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
 
     while true do
         errlen[0] = ERR_BUF_SIZE
-        local rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, DIR_MAIN, err, errlen)
+        local rc = C.ngx_http_ws_proxy_ffi_wait(r, sid, DIR_MAIN, err,
+                                                errlen)
         if rc == NGX_DONE then
             return true
         end
@@ -435,16 +445,6 @@ local function headers_string(opts)
         h[n] = "Origin: " .. tostring(opts.origin)
     end
 
-    local protos = opts.protocols
-    if protos then
-        n = n + 1
-        if type(protos) == "table" then
-            h[n] = "Sec-WebSocket-Protocol: " .. concat(protos, ", ")
-        else
-            h[n] = "Sec-WebSocket-Protocol: " .. tostring(protos)
-        end
-    end
-
     for i = 1, n do
         if find(h[i], "[\r\n]") then
             return nil, "header contains a CR or LF: " .. h[i]
@@ -486,19 +486,23 @@ function _M:connect_upstream(uri, opts)
 
     self:dd("connecting to \"", uri, "\" upstream")
 
-    local r, wp = session(self)
+    local r, sid = session(self)
     if not r then
-        return nil, wp
+        return nil, sid
     end
 
-    -- by default the client's subprotocol offer goes to the upstream, and
-    -- the upstream's choice back to the client in our 101
+    -- the offer: these protocols, or (by default) the client's offer over
+    -- all its lines, which C reads; C checks the upstream's choice
     local offer = opts.protocols
-    if offer == nil and opts.forward_protocols ~= false then
-        offer = ngx.var.http_sec_websocket_protocol
-        if offer then
-            opts = setmetatable({ protocols = offer }, { __index = opts })
-        end
+    if type(offer) == "table" then
+        offer = concat(offer, ", ")
+
+    elseif offer ~= nil then
+        offer = tostring(offer)
+    end
+
+    if offer and find(offer, "[%z\r\n]") then
+        return nil, "protocols contain a CR, LF or NUL"
     end
 
     local headers, herr = headers_string(opts)
@@ -524,6 +528,9 @@ function _M:connect_upstream(uri, opts)
     o.host_len = opts.host and #opts.host or 0
     o.key = opts.key
     o.key_len = opts.key and #opts.key or 0
+    o.protocols = offer
+    o.protocols_len = offer and #offer or 0
+    o.forward_protocols = opts.forward_protocols ~= false and 1 or 0
 
     if opts.host and find(opts.host, "[\r\n]") then
         return nil, "host contains a CR or LF"
@@ -537,13 +544,13 @@ function _M:connect_upstream(uri, opts)
     local errlen = get_size_ptr()
     errlen[0] = ERR_BUF_SIZE
 
-    local rc = C.ngx_http_ws_proxy_ffi_connect(r, wp, o, err, errlen)
+    local rc = C.ngx_http_ws_proxy_ffi_connect(r, sid, o, err, errlen)
     if rc == NGX_ERROR then
         return nil, ffi_str(err, errlen[0])
     end
 
     if rc == NGX_AGAIN then
-        local ok, werr = wait_main(r, wp)
+        local ok, werr = wait_main(r, sid)
         if not ok then
             return nil, werr
         end
@@ -553,39 +560,13 @@ function _M:connect_upstream(uri, opts)
     errlen = get_size_ptr()
     errlen[0] = ERR_BUF_SIZE
 
-    rc = C.ngx_http_ws_proxy_ffi_connect_result(r, wp, resp_buf, resp_len,
+    rc = C.ngx_http_ws_proxy_ffi_connect_result(r, sid, resp_buf, resp_len,
                                                 err, errlen)
     if rc ~= NGX_OK then
         return nil, ffi_str(err, errlen[0])
     end
 
     local res = ffi_str(resp_buf[0], resp_len[0])
-
-    local selected = res:match("\n[Ss][Ee][Cc]%-[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee]"
-                               .. "[Tt]%-[Pp][Rr][Oo][Tt][Oo][Cc][Oo][Ll]:"
-                               .. "[ \t]*([^\r\n]-)[ \t]*\r?\n")
-    if selected then
-        local offered = false
-        if type(offer) == "table" then
-            for _, p in ipairs(offer) do
-                if p == selected then
-                    offered = true
-                end
-            end
-
-        elseif type(offer) == "string" then
-            for p in offer:gmatch("[^,%s]+") do
-                if p == selected then
-                    offered = true
-                end
-            end
-        end
-
-        if not offered then
-            return nil, "upstream selected a subprotocol that was not "
-                        .. "offered: " .. selected
-        end
-    end
 
     self:dd("connected to \"", uri, "\" upstream")
 
@@ -604,16 +585,16 @@ function _M:connect_client()
 
     self:dd("completing client handshake")
 
-    local r, wp = session(self)
+    local r, sid = session(self)
     if not r then
-        return nil, wp
+        return nil, sid
     end
 
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
     errlen[0] = ERR_BUF_SIZE
 
-    local rc = C.ngx_http_ws_proxy_ffi_client_handshake(r, wp, err, errlen)
+    local rc = C.ngx_http_ws_proxy_ffi_client_handshake(r, sid, err, errlen)
     if rc == NGX_ERROR then
         return nil, ffi_str(err, errlen[0])
     end
@@ -626,14 +607,46 @@ function _M:connect_client()
 end
 
 
+-- the client's request is checked first (and refused with the answer
+-- connect_client() would give), so that a request that cannot become a
+-- session never opens an upstream one; then Kong's order: the upstream's
+-- handshake, then the client's 101
+local function check_client(self)
+    if self.client_state == _STATES.ESTABLISHED then
+        return true
+    end
+
+    local r, sid = session(self)
+    if not r then
+        return nil, sid
+    end
+
+    local err = get_string_buf(ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    errlen[0] = ERR_BUF_SIZE
+
+    if C.ngx_http_ws_proxy_ffi_client_check(r, sid, err, errlen) ~= NGX_OK
+    then
+        return nil, ffi_str(err, errlen[0])
+    end
+
+    return true
+end
+
+
 function _M:connect(uri, upstream_opts)
-    local ok, err = self:connect_upstream(uri, upstream_opts)
+    local ok, err = check_client(self)
+    if not ok then
+        return nil, "failed client handshake: " .. err
+    end
+
+    ok, err = self:connect_upstream(uri, upstream_opts)
     if not ok then
         -- an upstream that refused the upgrade answers the client: its
         -- status, headers and body (a 401 stays a 401)
         local r = get_request()
-        if self.wp and r then
-            C.ngx_http_ws_proxy_ffi_relay_response(r, self.wp)
+        if self.sid and r then
+            C.ngx_http_ws_proxy_ffi_relay_response(r, self.sid)
         end
 
         return nil, "failed connecting to upstream: " .. err
@@ -679,10 +692,10 @@ local function debug_frame(self, role, typ, data, fin, code)
 end
 
 
-local function hook_failed(r, wp, role, msg)
+local function hook_failed(r, sid, role, msg)
     log(ERR, "on_frame handler failed for a frame from ", role, ": ", msg)
     local reason = "Internal Error"
-    C.ngx_http_ws_proxy_ffi_abort(r, wp, 1011, reason, #reason)
+    C.ngx_http_ws_proxy_ffi_abort(r, sid, 1011, reason, #reason)
 end
 
 
@@ -692,13 +705,13 @@ end
 -- with a frame ready costs no call into C.  The error buffers are taken
 -- once: they are read only right after the call that fills them, and C
 -- writes errlen only when it fails, so it is reset only after a failure.
-local function hook_loop(self, r, wp, dir)
+local function hook_loop(self, r, sid, dir)
     local role = _ROLES[dir]
     local on_frame = self.on_frame
     local debug = self.debug
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
-    local slot = C.ngx_http_ws_proxy_ffi_slot(r, wp, dir)
+    local slot = C.ngx_http_ws_proxy_ffi_slot(r, sid, dir)
 
     if slot == nil then
         log(ERR, "failed receiving frame from ", role, ": proxy does not ",
@@ -707,7 +720,7 @@ local function hook_loop(self, r, wp, dir)
     end
 
     errlen[0] = ERR_BUF_SIZE
-    local rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, err, errlen)
+    local rc = C.ngx_http_ws_proxy_ffi_wait(r, sid, dir, err, errlen)
 
     -- The loop branches on slot.ready first and on rc only then: whichever
     -- path LuaJIT records first, the path to the yield then starts with a
@@ -721,7 +734,8 @@ local function hook_loop(self, r, wp, dir)
 
                 if slot.ready == 0 then
                     -- a timeout, or the end of the session: C says which
-                    rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, err, errlen)
+                    rc = C.ngx_http_ws_proxy_ffi_wait(r, sid, dir, err,
+                                                      errlen)
                 end
 
             elseif rc == NGX_DONE then
@@ -754,7 +768,7 @@ local function hook_loop(self, r, wp, dir)
                                                         typ, payload, fin,
                                                         code)
                 if not ok then
-                    hook_failed(r, wp, role, tostring(updated))
+                    hook_failed(r, sid, role, tostring(updated))
                     verdict = VERDICT_DROP
 
                 elseif updated == nil then
@@ -766,8 +780,8 @@ local function hook_loop(self, r, wp, dir)
                     verdict = VERDICT_DROP
 
                 elseif type(updated) ~= "string" then
-                    hook_failed(r, wp, role, "opts.on_frame return value "
-                                             .. "must be nil or a string")
+                    hook_failed(r, sid, role, "opts.on_frame return value "
+                                              .. "must be nil or a string")
                     verdict = VERDICT_DROP
 
                 elseif updated ~= payload then
@@ -777,7 +791,7 @@ local function hook_loop(self, r, wp, dir)
 
                 if ok and typ == "close" and updated_code ~= nil then
                     if type(updated_code) ~= "number" then
-                        hook_failed(r, wp, role, "opts.on_frame status code "
+                        hook_failed(r, sid, role, "opts.on_frame status code "
                                     .. "return value must be nil or a number")
                         verdict = VERDICT_DROP
 
@@ -791,13 +805,13 @@ local function hook_loop(self, r, wp, dir)
                 end
             end
 
-            rc = C.ngx_http_ws_proxy_ffi_verdict(r, wp, dir, seq, verdict,
+            rc = C.ngx_http_ws_proxy_ffi_verdict(r, sid, dir, seq, verdict,
                                                  data, data and #data or 0,
                                                  new_code, err, errlen)
             if rc == NGX_ERROR then
-                hook_failed(r, wp, role, ffi_str(err, errlen[0]))
+                hook_failed(r, sid, role, ffi_str(err, errlen[0]))
                 errlen[0] = ERR_BUF_SIZE
-                rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, err, errlen)
+                rc = C.ngx_http_ws_proxy_ffi_wait(r, sid, dir, err, errlen)
             end
         end
     end
@@ -813,9 +827,9 @@ function _M:execute()
         return nil, "upstream connection not established"
     end
 
-    local r, wp = session(self)
+    local r, sid = session(self)
     if not r then
-        return nil, wp
+        return nil, sid
     end
 
     local hook = self.on_frame ~= nil or self.debug
@@ -837,22 +851,23 @@ function _M:execute()
     local errlen = get_size_ptr()
     errlen[0] = ERR_BUF_SIZE
 
-    if C.ngx_http_ws_proxy_ffi_set_opts(r, wp, o, err, errlen) ~= NGX_OK then
+    if C.ngx_http_ws_proxy_ffi_set_opts(r, sid, o, err, errlen) ~= NGX_OK
+    then
         return nil, ffi_str(err, errlen[0])
     end
 
     errlen[0] = ERR_BUF_SIZE
-    if C.ngx_http_ws_proxy_ffi_execute(r, wp, err, errlen) ~= NGX_OK then
+    if C.ngx_http_ws_proxy_ffi_execute(r, sid, err, errlen) ~= NGX_OK then
         return nil, ffi_str(err, errlen[0])
     end
 
     if hook then
-        local th, terr = spawn(hook_loop, self, r, wp, DIR_UPSTREAM)
+        local th, terr = spawn(hook_loop, self, r, sid, DIR_UPSTREAM)
         if not th then
-            hook_failed(r, wp, "upstream", terr)
+            hook_failed(r, sid, "upstream", terr)
         end
 
-        hook_loop(self, r, wp, DIR_CLIENT)
+        hook_loop(self, r, sid, DIR_CLIENT)
 
         if th then
             local ok, werr = wait(th)
@@ -863,7 +878,12 @@ function _M:execute()
     end
 
     -- without a hook this only sleeps until the session ends
-    local ok, werr = wait_main(r, wp)
+    local ok, werr = wait_main(r, sid)
+
+    -- the final figures outlive the request: stats() still returns them
+    -- once the C session is freed (from a timer, another request)
+    self.final_stats = self:stats()
+
     if not ok then
         return nil, werr
     end
@@ -875,7 +895,7 @@ function _M:execute()
     errlen = get_size_ptr()
     errlen[0] = ERR_BUF_SIZE
 
-    if C.ngx_http_ws_proxy_ffi_result(r, wp, err, errlen) ~= NGX_OK then
+    if C.ngx_http_ws_proxy_ffi_result(r, sid, err, errlen) ~= NGX_OK then
         return nil, ffi_str(err, errlen[0])
     end
 
@@ -908,11 +928,11 @@ function _M:close(status, message, peer_status, peer_message)
         error("close messages are limited to 123 bytes", 2)
     end
 
-    if not self.wp then
+    if not self.sid then
         return nil, "proxy is not running"
     end
 
-    local rc = C.ngx_http_ws_proxy_ffi_close(self.wp, status, message,
+    local rc = C.ngx_http_ws_proxy_ffi_close(self.sid, status, message,
                                              #message, peer_status,
                                              peer_message, #peer_message)
     if rc ~= NGX_OK then
@@ -951,11 +971,11 @@ function _M:send_frame(role, typ, payload)
         error("control frame payloads are limited to 125 bytes", 2)
     end
 
-    if not self.wp then
+    if not self.sid then
         return nil, "proxy is not running"
     end
 
-    local rc = C.ngx_http_ws_proxy_ffi_send_frame(self.wp, dir, opcode,
+    local rc = C.ngx_http_ws_proxy_ffi_send_frame(self.sid, dir, opcode,
                                                   payload, #payload)
     if rc == NGX_DECLINED then
         return nil, "proxy is not running"
@@ -984,11 +1004,11 @@ local function set_limit(self, role, size, fragments)
     local field = role .. (size and "_max_frame_size" or "_max_fragments")
     self[field] = size or fragments
 
-    if not self.wp then
+    if not self.sid then
         return true
     end
 
-    local rc = C.ngx_http_ws_proxy_ffi_set_limits(self.wp, dir, size or -1,
+    local rc = C.ngx_http_ws_proxy_ffi_set_limits(self.sid, dir, size or -1,
                                                   fragments or -1)
     if rc ~= NGX_OK then
         return nil, "proxy is not running"
@@ -1018,13 +1038,23 @@ end
 
 
 function _M:stats()
-    if not self.wp then
+    if not self.sid then
         return nil, "proxy is not running"
     end
 
     local st = stats_buf[0]
-    if C.ngx_http_ws_proxy_ffi_stats(self.wp, st) ~= NGX_OK then
-        return nil, "proxy is not running"
+    if C.ngx_http_ws_proxy_ffi_stats(self.sid, st) ~= NGX_OK then
+        local final = self.final_stats
+        if not final then
+            return nil, "proxy is not running"
+        end
+
+        local copy = {}
+        for k, v in pairs(final) do
+            copy[k] = v
+        end
+
+        return copy
     end
 
     return {
