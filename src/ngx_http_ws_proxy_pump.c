@@ -37,6 +37,7 @@ static void ngx_http_ws_proxy_sent(ngx_http_ws_proxy_dir_t *d,
 static ngx_int_t ngx_http_ws_proxy_send_failed(ngx_http_ws_proxy_dir_t *d);
 static ngx_uint_t ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_keep_reply(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_compact(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d,
@@ -47,6 +48,7 @@ static void ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
 static void ngx_http_ws_proxy_closing(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const char *reason, const char *log_reason);
+static void ngx_http_ws_proxy_limit(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const char *reason);
 static void ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d);
@@ -1075,7 +1077,8 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
 static ngx_int_t
 ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d)
 {
-    int  rc;
+    int     rc;
+    size_t  need;
 
     if (d->spos < d->ppos) {
         return NGX_AGAIN;
@@ -1097,6 +1100,25 @@ ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d)
         return NGX_ERROR;
     }
 
+    if (d->frame.opcode == NGX_WSP_OP_CLOSE
+        && d->frame.payload_len <= NGX_WSP_MAX_CONTROL)
+    {
+        /* the peer's close reply is kept for the variables and stats() */
+
+        need = d->frame.header_len + (size_t) d->frame.payload_len;
+
+        if ((size_t) (d->last - d->ppos) < need) {
+            if (d->ppos + need > d->end) {
+                ngx_http_ws_proxy_compact(d);
+            }
+
+            d->short_input = 1;
+            return NGX_AGAIN;
+        }
+
+        ngx_http_ws_proxy_keep_reply(d);
+    }
+
     d->ppos += d->frame.header_len;
     d->spos = d->ppos;
     d->in_frame = 1;
@@ -1105,6 +1127,42 @@ ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d)
     d->offset = 0;
 
     return NGX_OK;
+}
+
+
+/*
+ * A close frame that is skipped (a reply to the proxy's own close) is
+ * still recorded: its status and reason, when valid, fill the session's
+ * close code and reason as a forwarded close does.
+ */
+
+static void
+ngx_http_ws_proxy_keep_reply(ngx_http_ws_proxy_dir_t *d)
+{
+    size_t       len;
+    unsigned     code;
+    const char  *reason;
+    u_char       tmp[NGX_WSP_MAX_CONTROL];
+
+    len = (size_t) d->frame.payload_len;
+
+    if (d->frame.masked) {
+        ngx_wsp_mask(tmp, d->ppos + d->frame.header_len, len, d->frame.mask,
+                     0);
+
+    } else {
+        ngx_memcpy(tmp, d->ppos + d->frame.header_len, len);
+    }
+
+    if (ngx_wsp_close_check(tmp, len, &code, &reason)
+        || ngx_http_ws_proxy_get_ctl(d) == NULL)
+    {
+        return;
+    }
+
+    d->close_code = code;
+    d->ctl->close_reason_len = len > 2 ? len - 2 : 0;
+    ngx_memcpy(d->ctl->close_reason, tmp + 2, d->ctl->close_reason_len);
 }
 
 
@@ -1209,8 +1267,7 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
             ngx_log_error(NGX_LOG_INFO, wp->log, 0,
                           "%s frame size (%uL) exceeds limit, closing",
                           ngx_wsp_role[d->dir], size);
-            ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_TOO_BIG,
-                                        "Payload Too Large", NULL);
+            ngx_http_ws_proxy_limit(d);
             return NGX_ERROR;
         }
 
@@ -1220,8 +1277,7 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
             ngx_log_error(NGX_LOG_INFO, wp->log, 0,
                           "%s frame count (%ui) exceeds limit, closing",
                           ngx_wsp_role[d->dir], d->msg_frames);
-            ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_TOO_BIG,
-                                        "Payload Too Large", NULL);
+            ngx_http_ws_proxy_limit(d);
             return NGX_ERROR;
         }
     }
@@ -1325,8 +1381,7 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
                               ngx_wsp_role[d->dir],
                               (uint64_t) d->msg_len + len,
                               wp->opts.max_payload);
-                ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_TOO_BIG,
-                                            "Payload Too Large", NULL);
+                ngx_http_ws_proxy_limit(d);
                 return NGX_ERROR;
             }
 
@@ -1797,6 +1852,21 @@ ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
 
     ngx_http_ws_proxy_queue_close(d, NGX_WSP_CLOSE_GOING_AWAY,
                                   (u_char *) "", 0);
+}
+
+
+/*
+ * A limit closes the sender with 1009 as a violation does, but its frames
+ * are well formed: from the one over the limit on they are skipped, and
+ * its close reply is still found and kept (see skip_start()).
+ */
+
+static void
+ngx_http_ws_proxy_limit(ngx_http_ws_proxy_dir_t *d)
+{
+    ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_TOO_BIG,
+                                "Payload Too Large", NULL);
+    d->rx_closed = 0;
 }
 
 
