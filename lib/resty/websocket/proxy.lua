@@ -679,8 +679,15 @@ local function debug_frame(self, role, typ, data, fin, code)
 end
 
 
-local function hook_failed(r, wp, role, msg)
-    log(ERR, "on_frame handler failed for a frame from ", role, ": ", msg)
+-- the first failure is what execute() returns
+local function hook_failed(self, r, wp, role, msg)
+    msg = "on_frame handler failed for a frame from " .. role .. ": " .. msg
+    log(ERR, msg)
+
+    if not self.hook_error then
+        self.hook_error = msg
+    end
+
     local reason = "Internal Error"
     C.ngx_http_ws_proxy_ffi_abort(r, wp, 1011, reason, #reason)
 end
@@ -690,8 +697,10 @@ end
 -- direction does not hold the other.  The frame is read from the
 -- direction's slot, which C fills before it wakes the thread: a wake-up
 -- with a frame ready costs no call into C.  The error buffers are taken
--- once: they are read only right after the call that fills them, and C
--- writes errlen only when it fails, so it is reset only after a failure.
+-- once: they are read only right after the call that fills them.  errlen
+-- is lua-resty-core's shared size pointer, which the hook (ngx.var, any
+-- FFI API) and the other direction's thread write too: it is reset before
+-- every call that may fail after Lua code ran.
 local function hook_loop(self, r, wp, dir)
     local role = _ROLES[dir]
     local on_frame = self.on_frame
@@ -721,6 +730,7 @@ local function hook_loop(self, r, wp, dir)
 
                 if slot.ready == 0 then
                     -- a timeout, or the end of the session: C says which
+                    errlen[0] = ERR_BUF_SIZE
                     rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, err, errlen)
                 end
 
@@ -754,7 +764,7 @@ local function hook_loop(self, r, wp, dir)
                                                         typ, payload, fin,
                                                         code)
                 if not ok then
-                    hook_failed(r, wp, role, tostring(updated))
+                    hook_failed(self, r, wp, role, tostring(updated))
                     verdict = VERDICT_DROP
 
                 elseif updated == nil then
@@ -766,8 +776,8 @@ local function hook_loop(self, r, wp, dir)
                     verdict = VERDICT_DROP
 
                 elseif type(updated) ~= "string" then
-                    hook_failed(r, wp, role, "opts.on_frame return value "
-                                             .. "must be nil or a string")
+                    hook_failed(self, r, wp, role, "opts.on_frame return "
+                                .. "value must be nil or a string")
                     verdict = VERDICT_DROP
 
                 elseif updated ~= payload then
@@ -777,8 +787,9 @@ local function hook_loop(self, r, wp, dir)
 
                 if ok and typ == "close" and updated_code ~= nil then
                     if type(updated_code) ~= "number" then
-                        hook_failed(r, wp, role, "opts.on_frame status code "
-                                    .. "return value must be nil or a number")
+                        hook_failed(self, r, wp, role, "opts.on_frame "
+                                    .. "status code return value must be "
+                                    .. "nil or a number")
                         verdict = VERDICT_DROP
 
                     else
@@ -791,11 +802,12 @@ local function hook_loop(self, r, wp, dir)
                 end
             end
 
+            errlen[0] = ERR_BUF_SIZE
             rc = C.ngx_http_ws_proxy_ffi_verdict(r, wp, dir, seq, verdict,
                                                  data, data and #data or 0,
                                                  new_code, err, errlen)
             if rc == NGX_ERROR then
-                hook_failed(r, wp, role, ffi_str(err, errlen[0]))
+                hook_failed(self, r, wp, role, ffi_str(err, errlen[0]))
                 errlen[0] = ERR_BUF_SIZE
                 rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, err, errlen)
             end
@@ -819,6 +831,7 @@ function _M:execute()
     end
 
     local hook = self.on_frame ~= nil or self.debug
+    self.hook_error = nil
 
     local o = opts_buf[0]
     o.client_max_frame_size = self.client_max_frame_size or 0
@@ -849,7 +862,7 @@ function _M:execute()
     if hook then
         local th, terr = spawn(hook_loop, self, r, wp, DIR_UPSTREAM)
         if not th then
-            hook_failed(r, wp, "upstream", terr)
+            hook_failed(self, r, wp, "upstream", terr)
         end
 
         hook_loop(self, r, wp, DIR_CLIENT)
@@ -876,7 +889,7 @@ function _M:execute()
     errlen[0] = ERR_BUF_SIZE
 
     if C.ngx_http_ws_proxy_ffi_result(r, wp, err, errlen) ~= NGX_OK then
-        return nil, ffi_str(err, errlen[0])
+        return nil, self.hook_error or ffi_str(err, errlen[0])
     end
 
     return true
