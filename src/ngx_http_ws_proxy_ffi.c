@@ -86,6 +86,8 @@ int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p,
     u_char *err, size_t *errlen);
 ngx_http_ws_proxy_slot_t *ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r,
     void *p, int dir);
+ngx_http_ws_proxy_lua_log_t *ngx_http_ws_proxy_ffi_logs(ngx_http_request_t *r,
+    void *p);
 int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
     u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
@@ -105,7 +107,7 @@ int ngx_http_ws_proxy_ffi_abi(void);
  * a signature or a structure the library declares.
  */
 
-#define NGX_WSP_FFI_ABI   3
+#define NGX_WSP_FFI_ABI   4
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -475,6 +477,29 @@ ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r, void *p, int dir)
     }
 
     return &wp->dir[dir & 1].slot;
+}
+
+
+/*
+ * Where Lua reads the log lines C kept for it (ngx_http_ws_proxy_lua_log_t)
+ * and empties them (len = 0) once written.
+ */
+
+ngx_http_ws_proxy_lua_log_t *
+ngx_http_ws_proxy_ffi_logs(ngx_http_request_t *r, void *p)
+{
+    size_t                errlen;
+    u_char                err[1];
+    ngx_http_ws_proxy_t  *wp;
+
+    errlen = 0;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, p, err, &errlen);
+    if (wp == NULL) {
+        return NULL;
+    }
+
+    return &wp->lua_log;
 }
 
 

@@ -559,6 +559,91 @@ ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt, ...)
 
 
 /*
+ * A log line of Kong's library (see ngx_http_ws_proxy_lua_log_t): kept for
+ * the Lua library, which is woken to write it.  When it cannot be kept (no
+ * memory, the buffer full because Lua has not run) it is logged here.
+ */
+
+void
+ngx_http_ws_proxy_lua_log(ngx_http_ws_proxy_t *wp, ngx_uint_t level,
+    const char *fmt, ...)
+{
+    u_char                   *p;
+    size_t                    len;
+    va_list                   args;
+    ngx_uint_t                i;
+    ngx_http_ws_proxy_dir_t  *d;
+    u_char                    line[NGX_WSP_ERRBUF_SIZE];
+
+    if (wp->log->log_level < level) {
+        return;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(line, line + sizeof(line), fmt, args);
+    va_end(args);
+
+    len = p - line;
+
+    if (wp->lua_log.data == NULL) {
+        wp->lua_log.data = ngx_pnalloc(wp->pool, NGX_WSP_LUA_LOG_SIZE);
+    }
+
+    if (wp->lua_log.data == NULL
+        || wp->lua_log.len + 3 + len > NGX_WSP_LUA_LOG_SIZE)
+    {
+        ngx_log_error(level, wp->log, 0, "%*s", len, line);
+        return;
+    }
+
+    p = wp->lua_log.data + wp->lua_log.len;
+    *p++ = (u_char) level;
+    *p++ = (u_char) (len >> 8);
+    *p++ = (u_char) (len & 0xff);
+    ngx_memcpy(p, line, len);
+    wp->lua_log.len += 3 + len;
+
+    /* whichever Lua thread sleeps now writes it */
+
+    if (!wp->opts.hook) {
+        ngx_http_ws_proxy_wake(wp->sema);
+        return;
+    }
+
+    for (i = 0; i < 2; i++) {
+        d = &wp->dir[i];
+
+        if (d->parked) {
+            d->parked = 0;
+            (void) ngx_http_lua_ffi_sema_post(d->sema, 1);
+            return;
+        }
+    }
+}
+
+
+/* the lines Lua could not write any more (the request is ending) */
+
+void
+ngx_http_ws_proxy_lua_log_flush(ngx_http_ws_proxy_t *wp)
+{
+    u_char  *p, *last;
+    size_t   len;
+
+    p = wp->lua_log.data;
+    last = p + wp->lua_log.len;
+
+    while (p + 3 <= last) {
+        len = (p[1] << 8) | p[2];
+        ngx_log_error((ngx_uint_t) p[0], wp->log, 0, "%*s", len, p + 3);
+        p += 3 + len;
+    }
+
+    wp->lua_log.len = 0;
+}
+
+
+/*
  * Posting only when the count is below one coalesces wake-ups: a waiter
  * always re-checks the session state, so one pending post is enough.
  */

@@ -429,9 +429,9 @@ ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev)
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                  "timeout receiving frame from %s, reopening",
-                  ngx_wsp_role[d->dir]);
+    ngx_http_ws_proxy_lua_log(wp, NGX_LOG_INFO,
+                              "timeout receiving frame from %s, reopening",
+                              ngx_wsp_role[d->dir]);
 
     ngx_add_timer(&d->recv_timer, wp->opts.recv_timeout);
 }
@@ -1264,9 +1264,10 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         if (wp->opts.max_frame_size[d->dir]
             && size > wp->opts.max_frame_size[d->dir])
         {
-            ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                          "%s frame size (%uL) exceeds limit, closing",
-                          ngx_wsp_role[d->dir], size);
+            ngx_http_ws_proxy_lua_log(wp, NGX_LOG_INFO,
+                                      "%s frame size (%uL) exceeds limit, "
+                                      "closing",
+                                      ngx_wsp_role[d->dir], size);
             ngx_http_ws_proxy_limit(d);
             return NGX_ERROR;
         }
@@ -1274,9 +1275,10 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         if (wp->opts.max_fragments[d->dir]
             && d->msg_frames > wp->opts.max_fragments[d->dir])
         {
-            ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                          "%s frame count (%ui) exceeds limit, closing",
-                          ngx_wsp_role[d->dir], d->msg_frames);
+            ngx_http_ws_proxy_lua_log(wp, NGX_LOG_INFO,
+                                      "%s frame count (%ui) exceeds limit, "
+                                      "closing",
+                                      ngx_wsp_role[d->dir], d->msg_frames);
             ngx_http_ws_proxy_limit(d);
             return NGX_ERROR;
         }
@@ -1421,15 +1423,16 @@ ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     u_char *reason, size_t len)
 {
     if (code == NGX_WSP_CLOSE_NO_STATUS) {
-        ngx_log_error(NGX_LOG_INFO, d->wp->log, 0,
-                      "forwarding close with code: nil, payload: %*s",
-                      len, reason);
+        ngx_http_ws_proxy_lua_log(d->wp, NGX_LOG_INFO,
+                                  "forwarding close with code: nil, "
+                                  "payload: %*s",
+                                  len, reason);
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, d->wp->log, 0,
-                  "forwarding close with code: %ui, payload: %*s",
-                  code, len, reason);
+    ngx_http_ws_proxy_lua_log(d->wp, NGX_LOG_INFO,
+                              "forwarding close with code: %ui, payload: %*s",
+                              code, len, reason);
 }
 
 
@@ -2535,6 +2538,7 @@ ngx_http_ws_proxy_cleanup(void *data)
     }
 
     ngx_http_ws_proxy_free_semas(wp);
+    ngx_http_ws_proxy_lua_log_flush(wp);
 
     ngx_http_set_ctx(wp->request, NULL, ngx_http_ws_proxy_module);
 

@@ -26,6 +26,7 @@ local concat = table.concat
 local fmt = string.format
 local gsub = string.gsub
 local sub = string.sub
+local byte = string.byte
 local find = string.find
 local log = ngx.log
 local ERR = ngx.ERR
@@ -45,6 +46,11 @@ typedef struct {
     int                         ready;
     uint32_t                    seq;
 } ngx_http_ws_proxy_slot_t;
+
+typedef struct {
+    const unsigned char        *data;
+    size_t                      len;
+} ngx_http_ws_proxy_lua_log_t;
 
 typedef struct {
     double                      client_max_frame_size;
@@ -94,6 +100,8 @@ int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, void *p,
     unsigned char *err, size_t *errlen);
 ngx_http_ws_proxy_slot_t *ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r,
     void *p, int dir);
+ngx_http_ws_proxy_lua_log_t *ngx_http_ws_proxy_ffi_logs(ngx_http_request_t *r,
+    void *p);
 int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, void *p, int dir,
     unsigned char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, void *p, int dir,
@@ -130,7 +138,7 @@ int ngx_http_ws_proxy_ffi_abi(void);
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 3
+local FFI_ABI = 4
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -320,12 +328,34 @@ local function session(self)
 end
 
 
--- waits on the session semaphore until C reports the end of a step
-local function wait_main(r, wp)
+-- Kong's log lines (forwarding close, limits, recv_timeout), which C keeps
+-- for Lua (ngx_http_ws_proxy_lua_log_t: a level byte, a 2-byte length and
+-- the text per line), so that they are Lua's lines as in Kong's library
+local function write_logs(logs)
+    local s = ffi_str(logs.data, logs.len)
+    logs.len = 0
+
+    local i, n = 1, #s
+    while i + 2 <= n do
+        local level, hi, lo = byte(s, i, i + 2)
+        local len = hi * 256 + lo
+        log(level, sub(s, i + 3, i + 2 + len))
+        i = i + 3 + len
+    end
+end
+
+
+-- waits on the session semaphore until C reports the end of a step; while
+-- the pump runs (logs given), it also wakes to write the lines C kept
+local function wait_main(r, wp, logs)
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
 
     while true do
+        if logs and logs.len ~= 0 then
+            write_logs(logs)
+        end
+
         errlen[0] = ERR_BUF_SIZE
         local rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, DIR_MAIN, err, errlen)
         if rc == NGX_DONE then
@@ -701,7 +731,7 @@ end
 -- is lua-resty-core's shared size pointer, which the hook (ngx.var, any
 -- FFI API) and the other direction's thread write too: it is reset before
 -- every call that may fail after Lua code ran.
-local function hook_loop(self, r, wp, dir)
+local function hook_loop(self, r, wp, dir, logs)
     local role = _ROLES[dir]
     local on_frame = self.on_frame
     local debug = self.debug
@@ -727,6 +757,10 @@ local function hook_loop(self, r, wp, dir)
         if slot.ready == 0 then
             if rc == NGX_AGAIN then
                 co_yield()
+
+                if logs.len ~= 0 then
+                    write_logs(logs)
+                end
 
                 if slot.ready == 0 then
                     -- a timeout, or the end of the session: C says which
@@ -806,6 +840,10 @@ local function hook_loop(self, r, wp, dir)
             rc = C.ngx_http_ws_proxy_ffi_verdict(r, wp, dir, seq, verdict,
                                                  data, data and #data or 0,
                                                  new_code, err, errlen)
+
+            if logs.len ~= 0 then
+                write_logs(logs)
+            end
             if rc == NGX_ERROR then
                 hook_failed(self, r, wp, role, ffi_str(err, errlen[0]))
                 errlen[0] = ERR_BUF_SIZE
@@ -859,13 +897,15 @@ function _M:execute()
         return nil, ffi_str(err, errlen[0])
     end
 
+    local logs = C.ngx_http_ws_proxy_ffi_logs(r, wp)
+
     if hook then
-        local th, terr = spawn(hook_loop, self, r, wp, DIR_UPSTREAM)
+        local th, terr = spawn(hook_loop, self, r, wp, DIR_UPSTREAM, logs)
         if not th then
             hook_failed(self, r, wp, "upstream", terr)
         end
 
-        hook_loop(self, r, wp, DIR_CLIENT)
+        hook_loop(self, r, wp, DIR_CLIENT, logs)
 
         if th then
             local ok, werr = wait(th)
@@ -875,8 +915,13 @@ function _M:execute()
         end
     end
 
-    -- without a hook this only sleeps until the session ends
-    local ok, werr = wait_main(r, wp)
+    -- without a hook this sleeps until the session ends, but for the logs
+    local ok, werr = wait_main(r, wp, logs)
+
+    if logs.len ~= 0 then
+        write_logs(logs)
+    end
+
     if not ok then
         return nil, werr
     end
