@@ -14,6 +14,9 @@
 
 
 static ngx_int_t ngx_http_ws_proxy_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ws_proxy_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ws_proxy_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
 static ngx_int_t ngx_http_ws_proxy_init_process(ngx_cycle_t *cycle);
 static void ngx_http_ws_proxy_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_ws_proxy_variable(ngx_http_request_t *r,
@@ -148,7 +151,7 @@ static ngx_http_variable_t  ngx_http_ws_proxy_vars[] = {
 
 static ngx_http_module_t  ngx_http_ws_proxy_module_ctx = {
     ngx_http_ws_proxy_add_variables,       /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_ws_proxy_init,                /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -175,6 +178,67 @@ ngx_module_t  ngx_http_ws_proxy_module = {
     ngx_http_ws_proxy_exit_process,        /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
+
+
+static ngx_int_t
+ngx_http_ws_proxy_init(ngx_conf_t *cf)
+{
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_ws_proxy_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * After the 101 the client connection carries WebSocket frames, which only
+ * the module writes: response body bytes (ngx.say(), ngx.print()) would
+ * reach the client as garbage in the frame stream, so they are refused:
+ * logged and discarded.  NGX_ERROR would make nginx fail the connection
+ * (and with it the session) for a stray write.  Buffers without data (the
+ * flush after the 101, the last buffer of the request's end) pass.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t            *b;
+    ngx_uint_t            refused;
+    ngx_chain_t          *cl;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+
+    if (wp == NULL || !wp->client_handshake) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    refused = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!ngx_buf_special(b) && ngx_buf_size(b) > 0) {
+            b->pos = b->last;
+            b->file_pos = b->file_last;
+            refused = 1;
+        }
+    }
+
+    if (!refused) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "ws_proxy: response body output after the WebSocket "
+                  "handshake refused and discarded (ngx.say() or "
+                  "ngx.print() would write into the frame stream)");
+
+    return NGX_OK;
+}
 
 
 static ngx_int_t

@@ -66,6 +66,9 @@ static ngx_inline void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
     ngx_uint_t to_client);
+static void ngx_http_ws_proxy_abandoned(ngx_http_ws_proxy_t *wp);
+static void ngx_http_ws_proxy_close_now(ngx_connection_t *c,
+    ngx_uint_t masked);
 static void ngx_http_ws_proxy_send_timedout(ngx_http_ws_proxy_t *wp,
     ngx_event_t *wev);
 static ngx_int_t ngx_http_ws_proxy_nothing_to_write(ngx_http_ws_proxy_t *wp,
@@ -2479,6 +2482,62 @@ ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp, ngx_uint_t to_client)
 
 
 /*
+ * The handler ended after an opening handshake without execute() (a Lua
+ * error, ngx.exit()): each peer whose handshake completed gets a 1011
+ * close rather than a silent TCP close, written once, without waiting.
+ */
+
+static void
+ngx_http_ws_proxy_abandoned(ngx_http_ws_proxy_t *wp)
+{
+    ngx_connection_t  *c;
+
+    c = wp->client;
+
+    if (wp->client_handshake && wp->request->out == NULL && !c->buffered
+        && !c->error)
+    {
+        ngx_http_ws_proxy_close_now(c, 0);
+    }
+
+    c = wp->upstream;
+
+    if (wp->state == NGX_WSP_STATE_CONNECTED && c && !c->error) {
+        ngx_http_ws_proxy_close_now(c, 1);
+    }
+}
+
+
+static void
+ngx_http_ws_proxy_close_now(ngx_connection_t *c, ngx_uint_t masked)
+{
+    u_char  *p;
+    size_t   n;
+    u_char   mask[4];
+    u_char   frame[NGX_WSP_MAX_HEADER + 2 + sizeof("Internal Error") - 1];
+
+    n = 2 + sizeof("Internal Error") - 1;
+
+    if (masked) {
+        ngx_http_ws_proxy_random(mask, 4);
+    }
+
+    p = frame + ngx_wsp_frame_write_header(frame, 1, NGX_WSP_OP_CLOSE, n,
+                                           masked ? mask : NULL);
+
+    p[0] = (u_char) (NGX_WSP_CLOSE_INTERNAL >> 8);
+    p[1] = (u_char) (NGX_WSP_CLOSE_INTERNAL & 0xff);
+    ngx_memcpy(p + 2, "Internal Error", n - 2);
+
+    if (masked) {
+        ngx_wsp_mask(p, p, n, mask, 0);
+    }
+
+    (void) c->send(c, frame, p + n - frame);
+}
+
+
+/*
  * The request's pool cleanup: whatever way the request ends (normal end,
  * Lua error, ngx.exit(), client abort), the upstream connection and every
  * buffer go with it, and the semaphores are freed after lua-nginx-module
@@ -2505,6 +2564,9 @@ ngx_http_ws_proxy_cleanup(void *data)
         ngx_http_ws_proxy_goodbye(wp, 0);
         wp->closed_normally = 0;
         ngx_http_ws_proxy_finish(wp);
+
+    } else if (wp->state != NGX_WSP_STATE_DONE) {
+        ngx_http_ws_proxy_abandoned(wp);
     }
 
     ngx_http_ws_proxy_close_upstream(wp);

@@ -341,3 +341,84 @@ qr/\[info\] .*?\[lua\] .*?timeout receiving frame from upstream, reopening while
 ]
 --- no_error_log
 [error]
+
+
+
+=== TEST 13: a handler that ends after connect() without execute() leaves both peers a 1011 close
+--- config
+    location /upstream {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server())
+            ngx.log(ngx.INFO, "upstream got (", ngx.var.arg_how, "): ",
+                    ws.describe(s:recv_frame()))
+        }
+    }
+
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local how = ngx.var.arg_how
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/upstream?how=" .. how))
+            if how == "error" then
+                error("handler failed")
+            elseif how == "exit" then
+                ngx.exit(ngx.OK)
+            end
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, how in ipairs({ "error", "exit", "return" }) do
+                local c = assert(ws.client("/proxy?how=" .. how))
+                ngx.say(how, ": ", ws.describe(c:recv_frame()))
+            end
+            ngx.sleep(0.05)
+        }
+    }
+--- response_body
+error: close:1011:Internal Error
+exit: close:1011:Internal Error
+return: close:1011:Internal Error
+--- error_log
+upstream got (error): close:1011:Internal Error
+upstream got (exit): close:1011:Internal Error
+upstream got (return): close:1011:Internal Error
+
+
+
+=== TEST 14: ngx.say() after the handshake is refused: no raw bytes in the frame stream
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            assert(wp:connect(proxy._tests.echo .. "?repeat=1"))
+            ngx.say("raw bytes")
+            ngx.print("raw bytes")
+            ngx.log(ngx.INFO, "execute: ", wp:execute())
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy"))
+            c:send_text("hello")
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000, "bye")
+            ngx.say(ws.describe(c:recv_frame()))
+        }
+    }
+--- response_body
+text:hello
+close:1000:bye
+--- error_log eval
+[
+qr/\[error\] .*? ws_proxy: response body output after the WebSocket handshake refused and discarded \(ngx.say\(\) or ngx.print\(\) would write into the frame stream\)/,
+qr/execute: true/,
+]
