@@ -758,12 +758,12 @@ local function hook_loop(self, r, wp, dir, logs)
             if rc == NGX_AGAIN then
                 co_yield()
 
-                if logs.len ~= 0 then
-                    write_logs(logs)
-                end
-
                 if slot.ready == 0 then
-                    -- a timeout, or the end of the session: C says which
+                    -- a timeout, log lines, or the end of the session
+                    if logs.len ~= 0 then
+                        write_logs(logs)
+                    end
+
                     errlen[0] = ERR_BUF_SIZE
                     rc = C.ngx_http_ws_proxy_ffi_wait(r, wp, dir, err, errlen)
                 end
@@ -844,6 +844,7 @@ local function hook_loop(self, r, wp, dir, logs)
             if logs.len ~= 0 then
                 write_logs(logs)
             end
+
             if rc == NGX_ERROR then
                 hook_failed(self, r, wp, role, ffi_str(err, errlen[0]))
                 errlen[0] = ERR_BUF_SIZE
