@@ -26,6 +26,9 @@ static char *ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 
 
+static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
+
+
 static ngx_command_t  ngx_http_ws_proxy_commands[] = {
 
     { ngx_string("ws_proxy_buffer_size"),
@@ -178,9 +181,6 @@ ngx_module_t  ngx_http_ws_proxy_module = {
     ngx_http_ws_proxy_exit_process,        /* exit master */
     NGX_MODULE_V1_PADDING
 };
-
-
-static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
 
 
 static ngx_int_t
