@@ -92,6 +92,8 @@ int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, uint64_t id,
     u_char *err, size_t *errlen);
 ngx_http_ws_proxy_slot_t *ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r,
     uint64_t id, int dir);
+ngx_http_ws_proxy_lua_log_t *ngx_http_ws_proxy_ffi_logs(ngx_http_request_t *r,
+    uint64_t id);
 int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, uint64_t id, int dir,
     u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, uint64_t id, int dir,
@@ -111,7 +113,7 @@ int ngx_http_ws_proxy_ffi_abi(void);
  * a signature or a structure the library declares.
  */
 
-#define NGX_WSP_FFI_ABI   4
+#define NGX_WSP_FFI_ABI   5
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -558,6 +560,29 @@ ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r, uint64_t id, int dir)
     }
 
     return &wp->dir[dir & 1].slot;
+}
+
+
+/*
+ * Where Lua reads the log lines C kept for it (ngx_http_ws_proxy_lua_log_t)
+ * and empties them (len = 0) once written.
+ */
+
+ngx_http_ws_proxy_lua_log_t *
+ngx_http_ws_proxy_ffi_logs(ngx_http_request_t *r, uint64_t id)
+{
+    size_t                errlen;
+    u_char                err[1];
+    ngx_http_ws_proxy_t  *wp;
+
+    errlen = 0;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, &errlen);
+    if (wp == NULL) {
+        return NULL;
+    }
+
+    return &wp->lua_log;
 }
 
 

@@ -14,6 +14,9 @@
 
 
 static ngx_int_t ngx_http_ws_proxy_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ws_proxy_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ws_proxy_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
 static ngx_int_t ngx_http_ws_proxy_init_process(ngx_cycle_t *cycle);
 static void ngx_http_ws_proxy_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_ws_proxy_variable(ngx_http_request_t *r,
@@ -21,6 +24,9 @@ static ngx_int_t ngx_http_ws_proxy_variable(ngx_http_request_t *r,
 static void *ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+
+
+static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
 
 
 static ngx_command_t  ngx_http_ws_proxy_commands[] = {
@@ -148,7 +154,7 @@ static ngx_http_variable_t  ngx_http_ws_proxy_vars[] = {
 
 static ngx_http_module_t  ngx_http_ws_proxy_module_ctx = {
     ngx_http_ws_proxy_add_variables,       /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_ws_proxy_init,                /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -175,6 +181,64 @@ ngx_module_t  ngx_http_ws_proxy_module = {
     ngx_http_ws_proxy_exit_process,        /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_ws_proxy_init(ngx_conf_t *cf)
+{
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_ws_proxy_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * After the 101 the client connection carries WebSocket frames, which only
+ * the module writes: response body bytes (ngx.say(), ngx.print()) would
+ * reach the client as garbage in the frame stream, so they are refused:
+ * logged and discarded.  NGX_ERROR would make nginx fail the connection
+ * (and with it the session) for a stray write.  Buffers without data (the
+ * flush after the 101, the last buffer of the request's end) pass.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t            *b;
+    ngx_uint_t            refused;
+    ngx_chain_t          *cl;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+
+    if (wp == NULL || !wp->client_handshake) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    refused = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!ngx_buf_special(b) && ngx_buf_size(b) > 0) {
+            b->pos = b->last;
+            b->file_pos = b->file_last;
+            refused = 1;
+        }
+    }
+
+    if (!refused) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "ws_proxy: response body output after the WebSocket "
+                  "handshake refused and discarded (ngx.say() or "
+                  "ngx.print() would write into the frame stream)");
+
+    return NGX_OK;
+}
 
 
 static ngx_int_t
@@ -566,6 +630,91 @@ ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt, ...)
     va_end(args);
 
     wp->err_len = p - wp->err;
+}
+
+
+/*
+ * A log line of Kong's library (see ngx_http_ws_proxy_lua_log_t): kept for
+ * the Lua library, which is woken to write it.  When it cannot be kept (no
+ * memory, the buffer full because Lua has not run) it is logged here.
+ */
+
+void
+ngx_http_ws_proxy_lua_log(ngx_http_ws_proxy_t *wp, ngx_uint_t level,
+    const char *fmt, ...)
+{
+    u_char                   *p;
+    size_t                    len;
+    va_list                   args;
+    ngx_uint_t                i;
+    ngx_http_ws_proxy_dir_t  *d;
+    u_char                    line[NGX_WSP_ERRBUF_SIZE];
+
+    if (wp->log->log_level < level) {
+        return;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(line, line + sizeof(line), fmt, args);
+    va_end(args);
+
+    len = p - line;
+
+    if (wp->lua_log.data == NULL) {
+        wp->lua_log.data = ngx_pnalloc(wp->pool, NGX_WSP_LUA_LOG_SIZE);
+    }
+
+    if (wp->lua_log.data == NULL
+        || wp->lua_log.len + 3 + len > NGX_WSP_LUA_LOG_SIZE)
+    {
+        ngx_log_error(level, wp->log, 0, "%*s", len, line);
+        return;
+    }
+
+    p = wp->lua_log.data + wp->lua_log.len;
+    *p++ = (u_char) level;
+    *p++ = (u_char) (len >> 8);
+    *p++ = (u_char) (len & 0xff);
+    ngx_memcpy(p, line, len);
+    wp->lua_log.len += 3 + len;
+
+    /* whichever Lua thread sleeps now writes it */
+
+    if (!wp->opts.hook) {
+        ngx_http_ws_proxy_wake(wp->sema);
+        return;
+    }
+
+    for (i = 0; i < 2; i++) {
+        d = &wp->dir[i];
+
+        if (d->parked) {
+            d->parked = 0;
+            (void) ngx_http_lua_ffi_sema_post(d->sema, 1);
+            return;
+        }
+    }
+}
+
+
+/* the lines Lua could not write any more (the request is ending) */
+
+void
+ngx_http_ws_proxy_lua_log_flush(ngx_http_ws_proxy_t *wp)
+{
+    u_char  *p, *last;
+    size_t   len;
+
+    p = wp->lua_log.data;
+    last = p + wp->lua_log.len;
+
+    while (p + 3 <= last) {
+        len = (p[1] << 8) | p[2];
+        ngx_log_error((ngx_uint_t) p[0], wp->log, 0, "%*s", len, p + 3);
+        p += 3 + len;
+    }
+
+    wp->lua_log.len = 0;
 }
 
 

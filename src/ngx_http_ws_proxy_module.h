@@ -120,6 +120,22 @@ typedef struct {
 } ngx_http_ws_proxy_slot_t;
 
 
+/*
+ * The log lines of Kong's library (forwarding close, limits, recv_timeout)
+ * are written by the Lua library through ngx.log, as Kong's are: C keeps
+ * them here, as records of a level byte, a 2-byte length and the text, and
+ * wakes Lua, which logs and empties them when it next runs (after a
+ * verdict, or woken).  Lua reads the structure in place: keep it in step
+ * with lib/resty/websocket/proxy.lua.
+ */
+typedef struct {
+    u_char                     *data;     /* NGX_WSP_LUA_LOG_SIZE, lazy */
+    size_t                      len;
+} ngx_http_ws_proxy_lua_log_t;
+
+#define NGX_WSP_LUA_LOG_SIZE         1024
+
+
 /* bytes still to send from memory the direction owns */
 typedef struct {
     u_char                     *pos;
@@ -290,6 +306,8 @@ struct ngx_http_ws_proxy_s {
     ngx_uint_t                  closed_by;    /* NGX_WSP_BY_* */
 
 
+    ngx_http_ws_proxy_lua_log_t lua_log;      /* lines Lua writes */
+
     ngx_int_t                   rc;           /* result of connect/execute */
     u_char                     *err;          /* NGX_WSP_ERRBUF_SIZE, lazy */
     size_t                      err_len;
@@ -316,6 +334,9 @@ void ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt,
     ...);
 void ngx_http_ws_proxy_wake(void *sema);
+void ngx_http_ws_proxy_lua_log(ngx_http_ws_proxy_t *wp, ngx_uint_t level,
+    const char *fmt, ...);
+void ngx_http_ws_proxy_lua_log_flush(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_random(u_char *dst, size_t n);
 
 /* ngx_http_ws_proxy_handshake.c */

@@ -37,6 +37,7 @@ static void ngx_http_ws_proxy_sent(ngx_http_ws_proxy_dir_t *d,
 static ngx_int_t ngx_http_ws_proxy_send_failed(ngx_http_ws_proxy_dir_t *d);
 static ngx_uint_t ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_keep_reply(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_compact(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d,
@@ -47,6 +48,7 @@ static void ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
 static void ngx_http_ws_proxy_closing(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const char *reason, const char *log_reason);
+static void ngx_http_ws_proxy_limit(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_close_later(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, const char *reason);
 static void ngx_http_ws_proxy_close_at_boundary(ngx_http_ws_proxy_dir_t *d);
@@ -67,6 +69,9 @@ static ngx_inline void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
     ngx_uint_t to_client);
+static void ngx_http_ws_proxy_abandoned(ngx_http_ws_proxy_t *wp);
+static void ngx_http_ws_proxy_close_now(ngx_connection_t *c,
+    ngx_uint_t masked);
 static void ngx_http_ws_proxy_send_timedout(ngx_http_ws_proxy_t *wp,
     ngx_event_t *wev);
 static ngx_int_t ngx_http_ws_proxy_nothing_to_write(ngx_http_ws_proxy_t *wp,
@@ -455,9 +460,9 @@ ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev)
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                  "timeout receiving frame from %s, reopening",
-                  ngx_wsp_role[d->dir]);
+    ngx_http_ws_proxy_lua_log(wp, NGX_LOG_INFO,
+                              "timeout receiving frame from %s, reopening",
+                              ngx_wsp_role[d->dir]);
 
     ngx_add_timer(&d->recv_timer, wp->opts.recv_timeout);
 }
@@ -1129,7 +1134,8 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
 static ngx_int_t
 ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d)
 {
-    int  rc;
+    int     rc;
+    size_t  need;
 
     if (d->spos < d->ppos) {
         return NGX_AGAIN;
@@ -1151,6 +1157,25 @@ ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d)
         return NGX_ERROR;
     }
 
+    if (d->frame.opcode == NGX_WSP_OP_CLOSE
+        && d->frame.payload_len <= NGX_WSP_MAX_CONTROL)
+    {
+        /* the peer's close reply is kept for the variables and stats() */
+
+        need = d->frame.header_len + (size_t) d->frame.payload_len;
+
+        if ((size_t) (d->last - d->ppos) < need) {
+            if (d->ppos + need > d->end) {
+                ngx_http_ws_proxy_compact(d);
+            }
+
+            d->short_input = 1;
+            return NGX_AGAIN;
+        }
+
+        ngx_http_ws_proxy_keep_reply(d);
+    }
+
     d->ppos += d->frame.header_len;
     d->spos = d->ppos;
     d->in_frame = 1;
@@ -1159,6 +1184,42 @@ ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d)
     d->offset = 0;
 
     return NGX_OK;
+}
+
+
+/*
+ * A close frame that is skipped (a reply to the proxy's own close) is
+ * still recorded: its status and reason, when valid, fill the session's
+ * close code and reason as a forwarded close does.
+ */
+
+static void
+ngx_http_ws_proxy_keep_reply(ngx_http_ws_proxy_dir_t *d)
+{
+    size_t       len;
+    unsigned     code;
+    const char  *reason;
+    u_char       tmp[NGX_WSP_MAX_CONTROL];
+
+    len = (size_t) d->frame.payload_len;
+
+    if (d->frame.masked) {
+        ngx_wsp_mask(tmp, d->ppos + d->frame.header_len, len, d->frame.mask,
+                     0);
+
+    } else {
+        ngx_memcpy(tmp, d->ppos + d->frame.header_len, len);
+    }
+
+    if (ngx_wsp_close_check(tmp, len, &code, &reason)
+        || ngx_http_ws_proxy_get_ctl(d) == NULL)
+    {
+        return;
+    }
+
+    d->close_code = code;
+    d->ctl->close_reason_len = len > 2 ? len - 2 : 0;
+    ngx_memcpy(d->ctl->close_reason, tmp + 2, d->ctl->close_reason_len);
 }
 
 
@@ -1262,22 +1323,22 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         if (wp->opts.max_frame_size[d->dir]
             && size > wp->opts.max_frame_size[d->dir])
         {
-            ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                          "%s frame size (%uL) exceeds limit, closing",
-                          ngx_wsp_role[d->dir], size);
-            ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_TOO_BIG,
-                                        "Payload Too Large", NULL);
+            ngx_http_ws_proxy_lua_log(wp, NGX_LOG_INFO,
+                                      "%s frame size (%uL) exceeds limit, "
+                                      "closing",
+                                      ngx_wsp_role[d->dir], size);
+            ngx_http_ws_proxy_limit(d);
             return NGX_ERROR;
         }
 
         if (wp->opts.max_fragments[d->dir]
             && d->msg_frames > wp->opts.max_fragments[d->dir])
         {
-            ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                          "%s frame count (%ui) exceeds limit, closing",
-                          ngx_wsp_role[d->dir], d->msg_frames);
-            ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_TOO_BIG,
-                                        "Payload Too Large", NULL);
+            ngx_http_ws_proxy_lua_log(wp, NGX_LOG_INFO,
+                                      "%s frame count (%ui) exceeds limit, "
+                                      "closing",
+                                      ngx_wsp_role[d->dir], d->msg_frames);
+            ngx_http_ws_proxy_limit(d);
             return NGX_ERROR;
         }
     }
@@ -1402,8 +1463,7 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
                               ngx_wsp_role[d->dir],
                               (uint64_t) d->msg_len + len,
                               wp->opts.max_payload);
-                ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_TOO_BIG,
-                                            "Payload Too Large", NULL);
+                ngx_http_ws_proxy_limit(d);
                 return NGX_ERROR;
             }
 
@@ -1448,15 +1508,16 @@ ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     u_char *reason, size_t len)
 {
     if (code == NGX_WSP_CLOSE_NO_STATUS) {
-        ngx_log_error(NGX_LOG_INFO, d->wp->log, 0,
-                      "forwarding close with code: nil, payload: %*s",
-                      len, reason);
+        ngx_http_ws_proxy_lua_log(d->wp, NGX_LOG_INFO,
+                                  "forwarding close with code: nil, "
+                                  "payload: %*s",
+                                  len, reason);
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, d->wp->log, 0,
-                  "forwarding close with code: %ui, payload: %*s",
-                  code, len, reason);
+    ngx_http_ws_proxy_lua_log(d->wp, NGX_LOG_INFO,
+                              "forwarding close with code: %ui, payload: %*s",
+                              code, len, reason);
 }
 
 
@@ -1938,6 +1999,21 @@ ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
 
     ngx_http_ws_proxy_queue_close(d, NGX_WSP_CLOSE_GOING_AWAY,
                                   (u_char *) "", 0);
+}
+
+
+/*
+ * A limit closes the sender with 1009 as a violation does, but its frames
+ * are well formed: from the one over the limit on they are skipped, and
+ * its close reply is still found and kept (see skip_start()).
+ */
+
+static void
+ngx_http_ws_proxy_limit(ngx_http_ws_proxy_dir_t *d)
+{
+    ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_TOO_BIG,
+                                "Payload Too Large", NULL);
+    d->rx_closed = 0;
 }
 
 
@@ -2582,6 +2658,62 @@ ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp, ngx_uint_t to_client)
 
 
 /*
+ * The handler ended after an opening handshake without execute() (a Lua
+ * error, ngx.exit()): each peer whose handshake completed gets a 1011
+ * close rather than a silent TCP close, written once, without waiting.
+ */
+
+static void
+ngx_http_ws_proxy_abandoned(ngx_http_ws_proxy_t *wp)
+{
+    ngx_connection_t  *c;
+
+    c = wp->client;
+
+    if (wp->client_handshake && wp->request->out == NULL && !c->buffered
+        && !c->error)
+    {
+        ngx_http_ws_proxy_close_now(c, 0);
+    }
+
+    c = wp->upstream;
+
+    if (wp->state == NGX_WSP_STATE_CONNECTED && c && !c->error) {
+        ngx_http_ws_proxy_close_now(c, 1);
+    }
+}
+
+
+static void
+ngx_http_ws_proxy_close_now(ngx_connection_t *c, ngx_uint_t masked)
+{
+    u_char  *p;
+    size_t   n;
+    u_char   mask[4];
+    u_char   frame[NGX_WSP_MAX_HEADER + 2 + sizeof("Internal Error") - 1];
+
+    n = 2 + sizeof("Internal Error") - 1;
+
+    if (masked) {
+        ngx_http_ws_proxy_random(mask, 4);
+    }
+
+    p = frame + ngx_wsp_frame_write_header(frame, 1, NGX_WSP_OP_CLOSE, n,
+                                           masked ? mask : NULL);
+
+    p[0] = (u_char) (NGX_WSP_CLOSE_INTERNAL >> 8);
+    p[1] = (u_char) (NGX_WSP_CLOSE_INTERNAL & 0xff);
+    ngx_memcpy(p + 2, "Internal Error", n - 2);
+
+    if (masked) {
+        ngx_wsp_mask(p, p, n, mask, 0);
+    }
+
+    (void) c->send(c, frame, p + n - frame);
+}
+
+
+/*
  * The request's pool cleanup: whatever way the request ends (normal end,
  * Lua error, ngx.exit(), client abort), the upstream connection and every
  * buffer go with it, and the semaphores are freed after lua-nginx-module
@@ -2608,6 +2740,9 @@ ngx_http_ws_proxy_cleanup(void *data)
         ngx_http_ws_proxy_goodbye(wp, 0);
         wp->closed_normally = 0;
         ngx_http_ws_proxy_finish(wp);
+
+    } else if (wp->state != NGX_WSP_STATE_DONE) {
+        ngx_http_ws_proxy_abandoned(wp);
     }
 
     ngx_http_ws_proxy_close_upstream(wp);
@@ -2641,6 +2776,7 @@ ngx_http_ws_proxy_cleanup(void *data)
     }
 
     ngx_http_ws_proxy_free_semas(wp);
+    ngx_http_ws_proxy_lua_log_flush(wp);
 
     ngx_http_set_ctx(wp->request, NULL, ngx_http_ws_proxy_module);
 

@@ -215,7 +215,7 @@ close 1011 Internal Error
 [
 qr/\[error\] .*? on_frame handler failed for a frame from client: .*?exploded on purpose/,
 qr/frame type: close, payload: "Internal Error"/,
-qr/execute: nil Internal Error/,
+qr/execute: nil on_frame handler failed for a frame from client: .*?exploded on purpose/,
 ]
 
 
@@ -432,3 +432,47 @@ close frames cannot be dropped, forwarding it
 execute: true nil
 --- no_error_log
 [error]
+
+
+
+=== TEST 11: a hook's error reaches the log and execute() whole, whatever the hook read through ngx.var before
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new({
+                on_frame = function(proxy, role, typ, payload)
+                    local uri = ngx.var.uri
+                    if typ == "close" then
+                        return payload, 999
+                    end
+                    return payload
+                end,
+            }))
+            assert(wp:connect(proxy._tests.echo .. "?repeat=1"))
+            local done, err = wp:execute()
+            ngx.log(ngx.INFO, "execute: ", done, " ", err)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local client = require "nginx.websocket.client"
+            local wb = assert(client:new())
+            assert(wb:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/proxy"))
+            assert(wb:send_text("hello"))
+            ngx.say(wb:recv_frame())
+            assert(wb:send_close(1000, "bye"))
+            local data, typ, code = wb:recv_frame()
+            ngx.say(typ, " ", code, " ", data)
+        }
+    }
+--- response_body
+hellotextnil
+close 1011 Internal Error
+--- error_log eval
+[
+qr/\[error\] .*? on_frame handler failed for a frame from client: invalid frame from on_frame: a control frame payload is limited to 125 bytes and a close status to valid codes\b/,
+qr/execute: nil on_frame handler failed for a frame from client: invalid frame from on_frame: a control frame payload is limited to 125 bytes and a close status to valid codes\b/,
+]

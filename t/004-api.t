@@ -1,7 +1,7 @@
 # vim:set ts=4 sts=4 sw=4 et ft=:
 
 use lib '.';
-use t::WsProxy;
+use t::WsRaw;
 
 plan 'no_plan';
 
@@ -214,3 +214,214 @@ qr/connecting to "ws:.*" upstream/,
 ]
 --- no_error_log
 [error]
+
+
+
+=== TEST 8: Kong's "forwarding close" lines are the Lua library's
+--- client
+            c:send_close(1000, "bye")
+            say_next()
+--- response_body
+close:1000:bye
+--- error_log eval
+[
+qr/\[info\] .*?\[lua\] .*?forwarding close with code: 1000, payload: bye while proxying websocket frames/,
+qr/upstream got: close:1000:bye/,
+]
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: with a hook, Kong's lines come after the hook's own, in order
+--- proxy_opts
+{ on_frame = function(p, role, typ, payload, fin, code)
+      ngx.log(ngx.INFO, "hook: ", role, " ", typ)
+      return payload
+  end,
+  client_max_fragments = 2 }
+--- client
+            c:send_text("ok")
+            say_next()
+            c:send_close(4000, "bye")
+            say_next()
+--- response_body
+text:ok
+close:4000:bye
+--- grep_error_log eval
+qr/\[lua\] .*?\b(?:hook: \w+ \w+|forwarding close with code: \d+, payload: \w*)/
+--- grep_error_log_out eval
+qr/\A[^\n]*hook: client text
+[^\n]*hook: upstream text
+[^\n]*hook: client close
+[^\n]*forwarding close with code: 4000, payload: bye
+[^\n]*hook: upstream close
+[^\n]*forwarding close with code: 4000, payload: bye\n\z/
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: Kong's client limit line is the Lua library's
+--- proxy_opts
+{ client_max_fragments = 2 }
+--- client
+            for i = 1, 3 do
+                c:send_frame{ opcode = i == 1 and 1 or 0, fin = false,
+                              payload = "f" }
+            end
+            -- the echoes of the fragments before the limit come first
+            local f
+            repeat f = c:recv_frame() until not f or f.opcode == 8
+            ngx.say(ws.describe(f))
+--- response_body
+close:1009:Payload Too Large
+--- error_log eval
+[
+qr/\[info\] .*?\[lua\] .*?client frame count \(3\) exceeds limit, closing while/,
+]
+--- no_error_log
+[error]
+
+
+
+=== TEST 11: Kong's upstream limit line is the Lua library's
+--- proxy_opts
+{ upstream_max_frame_size = 3 }
+--- upstream
+            s:send_frame{ opcode = 1, payload = "too long" }
+            local f = s:recv_frame()
+            ngx.log(ngx.INFO, "upstream got: ", ws.describe(f))
+--- client
+            say_next()
+--- response_body
+close:1001:
+--- error_log eval
+[
+qr/\[info\] .*?\[lua\] .*?upstream frame size \(8\) exceeds limit, closing while/,
+qr/upstream got: close:1009:Payload Too Large/,
+]
+--- no_error_log
+[error]
+
+
+
+=== TEST 12: Kong's recv_timeout line is the Lua library's, with and without a hook
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new({
+                recv_timeout = 100,
+                on_frame = ngx.var.arg_hook and function(p, role, typ, data)
+                    return data
+                end or nil,
+            }))
+            assert(wp:connect(proxy._tests.echo .. "?repeat=1"))
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, q in ipairs({ "", "?hook=1" }) do
+                local c = assert(ws.client("/proxy" .. q))
+                ngx.sleep(0.25)
+                c:send_close(1000, "q" .. q)
+                ngx.say(ws.describe(c:recv_frame()))
+            end
+        }
+    }
+--- response_body
+close:1000:q
+close:1000:q?hook=1
+--- error_log eval
+[
+qr/\[info\] .*?\[lua\] .*?timeout receiving frame from client, reopening while .*?GET \/proxy HTTP/,
+qr/\[info\] .*?\[lua\] .*?timeout receiving frame from client, reopening while .*?GET \/proxy\?hook=1 HTTP/,
+qr/\[info\] .*?\[lua\] .*?timeout receiving frame from upstream, reopening while .*?GET \/proxy\?hook=1 HTTP/,
+]
+--- no_error_log
+[error]
+
+
+
+=== TEST 13: a handler that ends after connect() without execute() leaves both peers a 1011 close
+--- config
+    location /upstream {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server())
+            ngx.log(ngx.INFO, "upstream got (", ngx.var.arg_how, "): ",
+                    ws.describe(s:recv_frame()))
+        }
+    }
+
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local how = ngx.var.arg_how
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/upstream?how=" .. how))
+            if how == "error" then
+                error("handler failed")
+            elseif how == "exit" then
+                ngx.exit(ngx.OK)
+            end
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, how in ipairs({ "error", "exit", "return" }) do
+                local c = assert(ws.client("/proxy?how=" .. how))
+                ngx.say(how, ": ", ws.describe(c:recv_frame()))
+            end
+            ngx.sleep(0.05)
+        }
+    }
+--- response_body
+error: close:1011:Internal Error
+exit: close:1011:Internal Error
+return: close:1011:Internal Error
+--- error_log
+upstream got (error): close:1011:Internal Error
+upstream got (exit): close:1011:Internal Error
+upstream got (return): close:1011:Internal Error
+
+
+
+=== TEST 14: ngx.say() after the handshake is refused: no raw bytes in the frame stream
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            assert(wp:connect(proxy._tests.echo .. "?repeat=1"))
+            ngx.say("raw bytes")
+            ngx.print("raw bytes")
+            ngx.log(ngx.INFO, "execute: ", wp:execute())
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy"))
+            c:send_text("hello")
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000, "bye")
+            ngx.say(ws.describe(c:recv_frame()))
+        }
+    }
+--- response_body
+text:hello
+close:1000:bye
+--- error_log eval
+[
+qr/\[error\] .*? ws_proxy: response body output after the WebSocket handshake refused and discarded \(ngx.say\(\) or ngx.print\(\) would write into the frame stream\)/,
+qr/execute: true/,
+]

@@ -7,6 +7,56 @@ use t::WsRaw;
 
 plan 'no_plan';
 
+# A session whose proxy closes it (close(), a limit, a failed hook): the
+# client replies to the close it gets with "<code> ok", the upstream (the
+# recorder) with the code and reason it got; the access log and stats()
+# after execute() say what each peer answered.
+our $ReplyLog = $t::WsProxy::HttpConfig . q{
+    log_format replies 'replies: '
+                       'client=$ws_proxy_client_close_code/'
+                       '$ws_proxy_client_close_reason '
+                       'upstream=$ws_proxy_upstream_close_code/'
+                       '$ws_proxy_upstream_close_reason';
+};
+
+sub reply_config ($$) {
+    my ($opts, $send) = @_;
+    return <<"_EOC_";
+    location /upstream {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server())
+$t::WsRaw::Recorder
+        }
+    }
+
+    location /proxy {
+        access_log logs/error.log replies;
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new($opts))
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/upstream"))
+            wp:execute()
+            local st = assert(wp:stats())
+            ngx.log(ngx.INFO, "stats: client=", st.client_close_code,
+                    " upstream=", st.upstream_close_code)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy"))
+            c:send_text("$send")
+            local f = c:recv_frame()
+            ngx.say(ws.describe(f))
+            c:send_close(f.code, "ok")
+        }
+    }
+_EOC_
+}
+
 run_tests();
 
 __DATA__
@@ -296,3 +346,54 @@ old execute: true nil
 new execute: true nil
 --- no_error_log
 [error]
+
+
+
+=== TEST 8: the peers' replies to close() are recorded
+--- http_config eval: $::ReplyLog
+--- config eval
+::reply_config('{ on_frame = function(p, role, typ, payload)
+    if payload == "kick" then
+        assert(p:close(4001, "kicked", 4002, "client was kicked"))
+    end
+    return payload
+end }', "kick")
+--- response_body
+close:4001:kicked
+--- wait: 0.1
+--- error_log
+upstream got: close:4002:client was kicked
+stats: client=4001 upstream=4002
+replies: client=4001/ok upstream=4002/client was kicked
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: the peers' replies to a limit's closes are recorded
+--- http_config eval: $::ReplyLog
+--- config eval
+::reply_config('{ client_max_frame_size = 3 }', "too long")
+--- response_body
+close:1009:Payload Too Large
+--- wait: 0.1
+--- error_log
+upstream got: close:1001:
+stats: client=1009 upstream=1001
+replies: client=1009/ok upstream=1001/
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: the peers' replies to a failed hook's closes are recorded
+--- http_config eval: $::ReplyLog
+--- config eval
+::reply_config('{ on_frame = function() error("boom") end }', "x")
+--- response_body
+close:1011:Internal Error
+--- wait: 0.1
+--- error_log
+upstream got: close:1011:Internal Error
+stats: client=1011 upstream=1011
+replies: client=1011/ok upstream=1011/Internal Error

@@ -933,3 +933,33 @@ $t::WsProxy::HttpConfig . q{
 env TEST_NGINX_TLS_PORT5;
 --- response_body
 nilssl handshake failed: handshake failed (received alert: handshake failure)
+
+
+
+=== TEST 21: a handler that fails after a wss connect() leaves the upstream a 1011 close over TLS
+--- http_config eval: $::Tls
+--- main_config
+env TEST_NGINX_TLS_PORT;
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            assert(wp:connect("wss://127.0.0.1:"
+                              .. os.getenv("TEST_NGINX_TLS_PORT") .. "/"))
+            error("handler failed")
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy"))
+            ngx.say(ws.describe(c:recv_frame()))
+            ngx.sleep(0.05)
+        }
+    }
+--- response_body
+close:1011:Internal Error
+--- error_log
+tls upstream got: close Internal Error

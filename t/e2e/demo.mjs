@@ -23,7 +23,8 @@ function ok(cond, name) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const demo = spawn(join(root, 'util', 'demo'), [], {
-  env: { ...process.env, DEMO_PORT: port },
+  env: { ...process.env, DEMO_PORT: port,
+         DEMO_UPSTREAM_PORT: process.env.DEMO_UPSTREAM_PORT || '18091' },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 
@@ -77,6 +78,9 @@ try {
      'the hook rewrites "bad"');
   ok(!text.includes('< [via proxy] echo: my secret'),
      'the hook drops a message with "secret"');
+  ok(text.includes('dropped by the proxy\'s hook: my secret plan')
+     && await page.locator('#log .drop').count() === 1,
+     'the page shows the dropped message as dropped');
 
   mkdirSync(dirname(shot), { recursive: true });
   await page.screenshot({ path: shot, fullPage: true });
@@ -110,6 +114,14 @@ try {
     ws.onclose = (e) => resolve(e.code);
   }));
   ok(code === 4000, `close code echoed back to the browser (${code})`);
+
+  // a close code the page meets is explained
+  await page.evaluate(() => ws.close(1000, 'bye'));
+  await page.waitForFunction(() =>
+    document.getElementById('log').textContent
+      .includes('closed: 1000 "bye" (normal closure)'),
+    null, { timeout: 5000 });
+  ok(true, 'the page explains a close code');
 
   await page.close();
   await sleep(300);

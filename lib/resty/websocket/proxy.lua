@@ -26,6 +26,7 @@ local concat = table.concat
 local fmt = string.format
 local gsub = string.gsub
 local sub = string.sub
+local byte = string.byte
 local find = string.find
 local log = ngx.log
 local ERR = ngx.ERR
@@ -45,6 +46,11 @@ typedef struct {
     int                         ready;
     uint32_t                    seq;
 } ngx_http_ws_proxy_slot_t;
+
+typedef struct {
+    const unsigned char        *data;
+    size_t                      len;
+} ngx_http_ws_proxy_lua_log_t;
 
 typedef struct {
     double                      client_max_frame_size;
@@ -99,6 +105,8 @@ int ngx_http_ws_proxy_ffi_execute(ngx_http_request_t *r, uint64_t id,
     unsigned char *err, size_t *errlen);
 ngx_http_ws_proxy_slot_t *ngx_http_ws_proxy_ffi_slot(ngx_http_request_t *r,
     uint64_t id, int dir);
+ngx_http_ws_proxy_lua_log_t *ngx_http_ws_proxy_ffi_logs(ngx_http_request_t *r,
+    uint64_t id);
 int ngx_http_ws_proxy_ffi_wait(ngx_http_request_t *r, uint64_t id, int dir,
     unsigned char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, uint64_t id,
@@ -136,7 +144,7 @@ int ngx_http_ws_proxy_ffi_abi(void);
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 4
+local FFI_ABI = 5
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -329,12 +337,34 @@ local function session(self)
 end
 
 
--- waits on the session semaphore until C reports the end of a step
-local function wait_main(r, sid)
+-- Kong's log lines (forwarding close, limits, recv_timeout), which C keeps
+-- for Lua (ngx_http_ws_proxy_lua_log_t: a level byte, a 2-byte length and
+-- the text per line), so that they are Lua's lines as in Kong's library
+local function write_logs(logs)
+    local s = ffi_str(logs.data, logs.len)
+    logs.len = 0
+
+    local i, n = 1, #s
+    while i + 2 <= n do
+        local level, hi, lo = byte(s, i, i + 2)
+        local len = hi * 256 + lo
+        log(level, sub(s, i + 3, i + 2 + len))
+        i = i + 3 + len
+    end
+end
+
+
+-- waits on the session semaphore until C reports the end of a step; while
+-- the pump runs (logs given), it also wakes to write the lines C kept
+local function wait_main(r, sid, logs)
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
 
     while true do
+        if logs and logs.len ~= 0 then
+            write_logs(logs)
+        end
+
         errlen[0] = ERR_BUF_SIZE
         local rc = C.ngx_http_ws_proxy_ffi_wait(r, sid, DIR_MAIN, err,
                                                 errlen)
@@ -692,8 +722,15 @@ local function debug_frame(self, role, typ, data, fin, code)
 end
 
 
-local function hook_failed(r, sid, role, msg)
-    log(ERR, "on_frame handler failed for a frame from ", role, ": ", msg)
+-- the first failure is what execute() returns
+local function hook_failed(self, r, sid, role, msg)
+    msg = "on_frame handler failed for a frame from " .. role .. ": " .. msg
+    log(ERR, msg)
+
+    if not self.hook_error then
+        self.hook_error = msg
+    end
+
     local reason = "Internal Error"
     C.ngx_http_ws_proxy_ffi_abort(r, sid, 1011, reason, #reason)
 end
@@ -703,9 +740,11 @@ end
 -- direction does not hold the other.  The frame is read from the
 -- direction's slot, which C fills before it wakes the thread: a wake-up
 -- with a frame ready costs no call into C.  The error buffers are taken
--- once: they are read only right after the call that fills them, and C
--- writes errlen only when it fails, so it is reset only after a failure.
-local function hook_loop(self, r, sid, dir)
+-- once: they are read only right after the call that fills them.  errlen
+-- is lua-resty-core's shared size pointer, which the hook (ngx.var, any
+-- FFI API) and the other direction's thread write too: it is reset before
+-- every call that may fail after Lua code ran.
+local function hook_loop(self, r, sid, dir, logs)
     local role = _ROLES[dir]
     local on_frame = self.on_frame
     local debug = self.debug
@@ -733,9 +772,13 @@ local function hook_loop(self, r, sid, dir)
                 co_yield()
 
                 if slot.ready == 0 then
-                    -- a timeout, or the end of the session: C says which
-                    rc = C.ngx_http_ws_proxy_ffi_wait(r, sid, dir, err,
-                                                      errlen)
+                    -- a timeout, log lines, or the end of the session
+                    if logs.len ~= 0 then
+                        write_logs(logs)
+                    end
+
+                    errlen[0] = ERR_BUF_SIZE
+                    rc = C.ngx_http_ws_proxy_ffi_wait(r, sid, dir, err, errlen)
                 end
 
             elseif rc == NGX_DONE then
@@ -768,7 +811,7 @@ local function hook_loop(self, r, sid, dir)
                                                         typ, payload, fin,
                                                         code)
                 if not ok then
-                    hook_failed(r, sid, role, tostring(updated))
+                    hook_failed(self, r, sid, role, tostring(updated))
                     verdict = VERDICT_DROP
 
                 elseif updated == nil then
@@ -780,8 +823,8 @@ local function hook_loop(self, r, sid, dir)
                     verdict = VERDICT_DROP
 
                 elseif type(updated) ~= "string" then
-                    hook_failed(r, sid, role, "opts.on_frame return value "
-                                              .. "must be nil or a string")
+                    hook_failed(self, r, sid, role, "opts.on_frame return "
+                                .. "value must be nil or a string")
                     verdict = VERDICT_DROP
 
                 elseif updated ~= payload then
@@ -791,8 +834,9 @@ local function hook_loop(self, r, sid, dir)
 
                 if ok and typ == "close" and updated_code ~= nil then
                     if type(updated_code) ~= "number" then
-                        hook_failed(r, sid, role, "opts.on_frame status code "
-                                    .. "return value must be nil or a number")
+                        hook_failed(self, r, sid, role, "opts.on_frame "
+                                    .. "status code return value must be "
+                                    .. "nil or a number")
                         verdict = VERDICT_DROP
 
                     else
@@ -805,11 +849,17 @@ local function hook_loop(self, r, sid, dir)
                 end
             end
 
+            errlen[0] = ERR_BUF_SIZE
             rc = C.ngx_http_ws_proxy_ffi_verdict(r, sid, dir, seq, verdict,
                                                  data, data and #data or 0,
                                                  new_code, err, errlen)
+
+            if logs.len ~= 0 then
+                write_logs(logs)
+            end
+
             if rc == NGX_ERROR then
-                hook_failed(r, sid, role, ffi_str(err, errlen[0]))
+                hook_failed(self, r, sid, role, ffi_str(err, errlen[0]))
                 errlen[0] = ERR_BUF_SIZE
                 rc = C.ngx_http_ws_proxy_ffi_wait(r, sid, dir, err, errlen)
             end
@@ -833,6 +883,7 @@ function _M:execute()
     end
 
     local hook = self.on_frame ~= nil or self.debug
+    self.hook_error = nil
 
     local o = opts_buf[0]
     o.client_max_frame_size = self.client_max_frame_size or 0
@@ -861,13 +912,15 @@ function _M:execute()
         return nil, ffi_str(err, errlen[0])
     end
 
+    local logs = C.ngx_http_ws_proxy_ffi_logs(r, sid)
+
     if hook then
-        local th, terr = spawn(hook_loop, self, r, sid, DIR_UPSTREAM)
+        local th, terr = spawn(hook_loop, self, r, sid, DIR_UPSTREAM, logs)
         if not th then
-            hook_failed(r, sid, "upstream", terr)
+            hook_failed(self, r, sid, "upstream", terr)
         end
 
-        hook_loop(self, r, sid, DIR_CLIENT)
+        hook_loop(self, r, sid, DIR_CLIENT, logs)
 
         if th then
             local ok, werr = wait(th)
@@ -877,8 +930,12 @@ function _M:execute()
         end
     end
 
-    -- without a hook this only sleeps until the session ends
-    local ok, werr = wait_main(r, sid)
+    -- without a hook this sleeps until the session ends, but for the logs
+    local ok, werr = wait_main(r, sid, logs)
+
+    if logs.len ~= 0 then
+        write_logs(logs)
+    end
 
     -- the final figures outlive the request: stats() still returns them
     -- once the C session is freed (from a timer, another request)
@@ -896,7 +953,7 @@ function _M:execute()
     errlen[0] = ERR_BUF_SIZE
 
     if C.ngx_http_ws_proxy_ffi_result(r, sid, err, errlen) ~= NGX_OK then
-        return nil, ffi_str(err, errlen[0])
+        return nil, self.hook_error or ffi_str(err, errlen[0])
     end
 
     return true
