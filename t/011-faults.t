@@ -139,7 +139,7 @@ text:67108864 bytes, 0 bad chunks
 
 === TEST 3: five thousand tiny frames in one write, all echoed in order
 --- client
-            c.sock:settimeout(20000)
+            c.sock:settimeout(ws.ms(20000))
             local frames = {}
             for i = 1, 5000 do
                 frames[i] = ws.build_frame{ opcode = 1,
@@ -157,7 +157,7 @@ text:67108864 bytes, 0 bad chunks
             c:send_close(1000)
             say_next()
 --- upstream
-                s.sock:settimeout(20000)
+                s.sock:settimeout(ws.ms(20000))
                 while true do
                     local f = s:recv_frame()
                     if not f or f.opcode == 8 then

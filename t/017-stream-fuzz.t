@@ -138,7 +138,7 @@ _EOC_
 
 # the recorder of t/WsRaw.pm, with time for valgrind: streams written 16
 # bytes at a time leave gaps longer than its 3 s between frames there
-our $Upstream = "                s.sock:settimeout(60000)\n" . $t::WsRaw::Recorder;
+our $Upstream = "                s.sock:settimeout(ws.ms(60000))\n" . $t::WsRaw::Recorder;
 
 run_tests();
 
@@ -218,7 +218,7 @@ $::Gen . <<'_EOC_';
                 local agg, hook = seed % 2, math.floor(seed / 2) % 2
                 local c = assert(ws.client("/proxy?agg=" .. agg
                                            .. "&hook=" .. hook))
-                c.sock:settimeout(300)
+                c.sock:settimeout(ws.ms(300))
                 local s = stream(agg == 1)
                 for i = 1, random(1, 4) do
                     local p = random(1, #s)
@@ -335,7 +335,7 @@ offender, 1001 to the other peer).
              or nil }
 --- upstream eval
 $::Gen . <<'_EOC_';
-                s.sock:settimeout(60000)
+                s.sock:settimeout(ws.ms(60000))
                 while true do
                     local f = s:recv_frame()
                     if not f then

@@ -14,11 +14,16 @@ our $pwd = cwd();
 
 $ENV{TEST_NGINX_UPSTREAM_PORT} ||= 1985;
 
+# the suite's slowness factor (util/run-tests), for the Lua peers' waits
+our $Slow = $ENV{TEST_NGINX_SLOW_FACTOR} || 1;
+
 our $HttpConfig = qq{
     lua_package_path "$pwd/lib/?.lua;$pwd/t/lua/?.lua;;";
 
     init_worker_by_lua_block {
         local proxy = require "resty.websocket.proxy"
+
+        require("wstest").slow = $Slow
 
         proxy._tests = {
             echo = "ws://127.0.0.1:$ENV{TEST_NGINX_UPSTREAM_PORT}/echo",

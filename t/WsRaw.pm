@@ -45,7 +45,7 @@ add_block_preprocessor(sub {
     my $client = sec($block, 'client');
     my $pause = sec($block, 'proxy_pause');
     my $copts = sec($block, 'client_opts') // 'nil';
-    my $sleep = defined $pause ? "ngx.sleep($pause)" : '';
+    my $sleep = defined $pause ? "require(\"wstest\").sleep($pause)" : '';
 
     $block->set_value("config", <<"_EOC_");
     location /upstream {

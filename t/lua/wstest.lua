@@ -16,7 +16,23 @@ local char, byte, concat = string.char, string.byte, table.concat
 local rep = string.rep
 local floor = math.floor
 
-local _M = {}
+local _M = {
+    -- the suite's slowness factor (TEST_NGINX_SLOW_FACTOR, set by
+    -- t/WsProxy.pm): every timeout and pause of a test peer grows by it
+    slow = 1,
+}
+
+
+-- a wait of ms milliseconds, as long as the machine needs
+function _M.ms(ms)
+    return ms * _M.slow
+end
+
+
+-- a pause of s seconds that lets the other side catch up
+function _M.sleep(s)
+    return ngx.sleep(s * _M.slow)
+end
 
 local mt = { __index = _M }
 
@@ -165,7 +181,7 @@ function _M.client(path, opts)
     opts = opts or {}
 
     local sock = ngx.socket.tcp()
-    sock:settimeout(opts.timeout or 3000)
+    sock:settimeout(_M.ms(opts.timeout or 3000))
 
     local ok, err = sock:connect("127.0.0.1", opts.port or ngx.var.server_port)
     if not ok then
@@ -246,7 +262,7 @@ function _M.server(opts)
         return nil, err
     end
 
-    sock:settimeout(opts.timeout or 3000)
+    sock:settimeout(_M.ms(opts.timeout or 3000))
 
     local resp = {
         "HTTP/1.1 101 Switching Protocols\r\n",

@@ -136,7 +136,7 @@ sub connect_server ($$) {
     my ($block, $timeout) = @_;
     my $name = $block->name;
     my $addr = $block->server_addr_for_client // $ServerAddr;
-    my $deadline = time + ($UseValgrind ? 120 : 10);
+    my $deadline = time + 12 * $SlowFactor;
     my $tries = 0;
 
     while (1) {
@@ -620,10 +620,10 @@ sub check_log_lacks ($$$$$) {
 # lines an error_log / grep_error_log_out check expects
 sub await_log ($$) {
     my ($block, $lines) = @_;
-    return $lines unless $UseValgrind;
+    return $lines unless $SlowFactor > 1;
 
     my $pats = as_patterns($block->error_log);
-    my $deadline = time + timeout() * 10;
+    my $deadline = time + timeout() * $SlowFactor;
     my @all = @$lines;
 
     while (time < $deadline) {
@@ -747,7 +747,7 @@ sub run_test_helper ($$$) {
     my $pieces = build_request($block);
 
     my $timeout = parse_time($block->timeout) // timeout();
-    $timeout *= 10 if $UseValgrind;
+    $timeout *= $SlowFactor;
 
     my $head_req = join('', @$pieces) =~ /^\s*HEAD\s+/ ? 1 : 0;
     my $raw = send_request($block, $pieces, $timeout) // '';

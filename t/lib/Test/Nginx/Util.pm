@@ -29,7 +29,7 @@ our @EXPORT = qw(
     $ServerPort $ServerPortForClient $ServerAddr $ServerName $ServRoot
     $ConfFile $PidFile $ErrLogFile $AccLogFile $HtmlDir $LogDir $NginxVersion
     $NoLongString $RepeatEach $RunTestHelper $CheckErrorLog $UseValgrind
-    $FilterHttpConfig $NoNginxManager
+    $FilterHttpConfig $NoNginxManager $SlowFactor
 );
 
 # ---------------------------------------------------------------- settings
@@ -73,8 +73,9 @@ our $PidFile    = "$LogDir/nginx.pid";
 
 $ENV{TEST_NGINX_SERVER_ROOT} = $ServRoot;
 
-# valgrind makes everything slower: socket and shutdown timeouts grow
-our $SlowFactor = $UseValgrind ? 10 : 1;
+# the suite's one slowness factor (util/run-tests sets it: 10 under
+# valgrind; raise it on a slow machine): every timeout and wait grows by it
+our $SlowFactor = $ENV{TEST_NGINX_SLOW_FACTOR} || ($UseValgrind ? 10 : 1);
 
 our (@EnvToNginx, @BlockPreprocessors, @CleanupHandlers,
      @TestCleanupHandlers);
