@@ -742,7 +742,8 @@ ngx_http_ws_proxy_ffi_set_limits(void *p, int dir, double max_frame_size,
     ngx_http_ws_proxy_t  *wp;
 
     wp = ngx_http_ws_proxy_lookup(p);
-    if (wp == NULL) {
+    if (wp == NULL || wp->state == NGX_WSP_STATE_DONE) {
+        /* before the session the library keeps the limit for execute() */
         return NGX_DECLINED;
     }
 

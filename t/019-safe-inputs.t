@@ -468,3 +468,56 @@ true
 [emerg]
 --- error_log
 "ws_proxy_send_timeout" directive must be more than 0
+
+
+
+=== TEST 16: after the session: stats() keeps the final figures, the other controls say "proxy is not running"
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            -- before the session: kept for execute()
+            ngx.log(ngx.INFO, "before: ", wp:set_max_payload_size("client", 5),
+                    " ", wp:set_max_fragments("client", 5))
+            assert(wp:connect(proxy._tests.echo .. "?repeat=1"))
+            ngx.log(ngx.INFO, "connected: ", wp:stats().state)
+            ngx.log(ngx.INFO, "execute: ", wp:execute())
+            local st = assert(wp:stats())
+            ngx.log(ngx.INFO, "after: ", st.state, " frames ", st.client_frames,
+                    " closed by ", st.closed_by, " code ", st.client_close_code)
+            ngx.log(ngx.INFO, "set_max_payload_size: ",
+                    wp:set_max_payload_size("client", 5))
+            ngx.log(ngx.INFO, "set_max_fragments: ",
+                    wp:set_max_fragments("client", 5))
+            ngx.log(ngx.INFO, "close: ", wp:close())
+            ngx.log(ngx.INFO, "send_frame: ", wp:send_frame("client", "text", "x"))
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local client = require "nginx.websocket.client"
+            local wb = assert(client:new())
+            assert(wb:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/proxy"))
+            assert(wb:send_text("hi"))
+            ngx.say((wb:recv_frame()))
+            wb:send_close(1000, "bye")
+            wb:recv_frame()
+            ngx.sleep(0.1)
+        }
+    }
+--- response_body
+hi
+--- error_log
+before: true true
+connected: connected
+execute: true
+after: done frames 2 closed by client code 1000
+set_max_payload_size: nilproxy is not running
+set_max_fragments: nilproxy is not running
+close: nilproxy is not running
+send_frame: nilproxy is not running
+--- no_error_log
+[error]
