@@ -560,7 +560,14 @@ function _M:connect_upstream(uri, opts)
         -- the client's path and query replace the URI's
         local base = uri:match("^(wss?://unix:[^:]*:)") or uri:match("^(wss?://[^/?]+)")
         if base then
-            uri = base .. ngx.var.request_uri
+            -- nginx accepts bytes in a request line that RFC 3986 does not
+            -- (UTF-8, '"', ...): they are percent-encoded, so that the
+            -- upstream URI's check does not refuse the client's path
+            uri = base .. gsub(ngx.var.request_uri,
+                               "[^%w%-%._~!$&'()*+,;=:@/?%%]",
+                               function(c)
+                                   return fmt("%%%02X", c:byte())
+                               end)
         end
     end
 
