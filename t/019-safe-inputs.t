@@ -575,3 +575,47 @@ hi
 upstream request: /proxy/caf%C3%A9%22x?q=a%20b
 --- no_error_log
 [error]
+
+
+
+=== TEST 18: header values and the host option may not carry CR, LF, NUL or other control bytes
+--- config
+    location /up {
+        content_by_lua_block {
+            local server = require "nginx.websocket.server"
+            local wb = assert(server:new())
+            wb:recv_frame()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local echo = "ws://127.0.0.1:" .. ngx.var.server_port .. "/up"
+            local cases = {
+                { headers = { "X-A: 1\r\nX-Injected: yes" } },
+                { headers = { ["X-A"] = "1\0" } },
+                { origin = "http://a\n" },
+                { protocols = { "chat\r" } },
+                { host = "a\r\nX-Injected: yes" },
+                { host = "a\0b" },
+            }
+            for _, opts in ipairs(cases) do
+                local wp = assert(proxy.new())
+                ngx.say(wp:connect_upstream(echo, opts))
+            end
+            local wp = assert(proxy.new())
+            ngx.say(wp:connect_upstream(echo, { headers = { "X-Tab: a\tb" } }))
+        }
+    }
+--- response_body_like eval
+qr{\Anilheader contains a CR, LF or other control byte: X-A: 1\\x0d\\x0aX-Injected: yes
+nilheader contains a CR, LF or other control byte: X-A: 1\\x00
+nilheader contains a CR, LF or other control byte: Origin: http://a\\x0a
+nilheader contains a CR, LF or other control byte: Sec-WebSocket-Protocol: chat\\x0d
+nilhost contains a CR, LF or other control byte
+nilhost contains a CR, LF or other control byte
+truenilHTTP/1.1 101 }
+--- no_error_log
+[error]
+X-Injected

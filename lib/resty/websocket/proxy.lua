@@ -462,6 +462,14 @@ local function forwarded_headers(h, n, opts)
 end
 
 
+local _CTL = "[%z\1-\8\10-\31\127]"
+
+
+local function escape_ctl(c)
+    return fmt("\\x%02x", c:byte())
+end
+
+
 local function headers_string(opts)
     local h = {}
     local n = 0
@@ -517,9 +525,12 @@ local function headers_string(opts)
         end
     end
 
+    -- RFC 9110 5.5: no control byte but HTAB in a field; CR or LF would
+    -- start another header
     for i = 1, n do
-        if find(h[i], "[\r\n]") then
-            return nil, "header contains a CR or LF: " .. h[i]
+        if find(h[i], _CTL) then
+            return nil, "header contains a CR, LF or other control byte: "
+                        .. (gsub(h[i], _CTL, escape_ctl))
         end
     end
 
@@ -627,8 +638,8 @@ function _M:connect_upstream(uri, opts)
     o.key = opts.key
     o.key_len = opts.key and #opts.key or 0
 
-    if opts.host and find(opts.host, "[\r\n]") then
-        return nil, "host contains a CR or LF"
+    if opts.host and find(opts.host, _CTL) then
+        return nil, "host contains a CR, LF or other control byte"
     end
 
     if (opts.client_cert == nil) ~= (opts.client_priv_key == nil) then
