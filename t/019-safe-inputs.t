@@ -396,6 +396,7 @@ table
                 { key = true },
                 { server_name = {} },
                 { origin = 1 },
+                { client_cert = "PEM", client_priv_key = "PEM" },
             }
             for _, opts in ipairs(cases) do
                 local wp = assert(proxy.new())
@@ -415,6 +416,7 @@ true nil failed connecting to upstream: opts.host must be a string
 true nil failed connecting to upstream: opts.key must be a string
 true nil failed connecting to upstream: opts.server_name must be a string
 true nil failed connecting to upstream: opts.origin must be a string
+true nil failed connecting to upstream: opts.client_cert must be a cdata (from ngx.ssl.parse_pem_cert())
 --- no_error_log
 [error]
 

@@ -619,6 +619,15 @@ function _M:connect_upstream(uri, opts)
         end
     end
 
+    for _, name in ipairs({ "client_cert", "client_priv_key" }) do
+        if opts[name] ~= nil and type(opts[name]) ~= "cdata" then
+            return nil, "opts." .. name .. " must be a cdata (from "
+                        .. "ngx.ssl.parse_pem_"
+                        .. (name == "client_cert" and "cert" or "priv_key")
+                        .. "())"
+        end
+    end
+
     local timeout = opts.timeout
     local o = conn_buf[0]
     o.uri = uri
