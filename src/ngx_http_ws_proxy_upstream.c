@@ -205,7 +205,7 @@ static ngx_int_t
 ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
     ngx_str_t *host)
 {
-    u_char     *p, *last, *h, *colon, *port_start;
+    u_char     *p, *q, *last, *h, *colon, *port_start;
     ngx_int_t   port;
 
     p = uri->data;
@@ -262,8 +262,10 @@ ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
         goto path;
     }
 
-    for (colon = p; colon < last && *colon != '/' && *colon != '?'; colon++) {
-        if (*colon == '@') {
+    /* the authority ends at the path or the query */
+
+    for (q = p; q < last && *q != '/' && *q != '?'; q++) {
+        if (*q == '@') {
             ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\": "
                                         "userinfo (user:password@) is not "
                                         "supported, use the \"headers\" "
@@ -272,8 +274,6 @@ ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
             return NGX_ERROR;
         }
     }
-
-    colon = NULL;
 
     if (p < last && *p == '[') {
         while (p < last && *p != ']') {
