@@ -282,7 +282,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
 
-        if (shown < 0 ? rq.error_arg.len != 0
+        /* an absent header is named "(missing)" */
+
+        if (shown < 0 ? (rq.error_arg.len != sizeof("(missing)") - 1
+                         || memcmp(rq.error_arg.data, "(missing)",
+                                   rq.error_arg.len) != 0)
                       : (rq.error_arg.data != pairs[shown].value
                          || rq.error_arg.len != pairs[shown].vlen))
         {

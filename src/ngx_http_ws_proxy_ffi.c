@@ -110,7 +110,9 @@ int ngx_http_ws_proxy_ffi_abi(void);
 /*
  * The version of the functions below and of their structures, checked by
  * lib/resty/websocket/proxy.lua when it loads: bump it with any change of
- * a signature or a structure the library declares.
+ * a signature or a structure the library declares.  The library also calls
+ * ngx_wsp_utf8_validate() (src/ngx_wsp_frame.h) to check the frames it
+ * asks the module to send: its signature is part of this ABI.
  */
 
 #define NGX_WSP_FFI_ABI   5
@@ -851,6 +853,7 @@ ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir, double max_frame_size,
 
     wp = ngx_http_ws_proxy_lookup(id);
     if (wp == NULL || wp->state == NGX_WSP_STATE_DONE) {
+        /* before the session the library keeps the limit for execute() */
         return NGX_DECLINED;
     }
 

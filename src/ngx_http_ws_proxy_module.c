@@ -24,6 +24,23 @@ static ngx_int_t ngx_http_ws_proxy_variable(ngx_http_request_t *r,
 static void *ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_http_ws_proxy_size_not_zero(ngx_conf_t *cf, void *post,
+    void *data);
+static char *ngx_http_ws_proxy_msec_not_zero(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+/*
+ * A size or a time of 0 has no meaning here (an input buffer of 0 bytes, a
+ * limit that refuses every frame, a timer that fires at once): refused, as
+ * the matching options of new() and connect() refuse it.
+ */
+
+static ngx_conf_post_t  ngx_http_ws_proxy_size_post =
+    { ngx_http_ws_proxy_size_not_zero };
+
+static ngx_conf_post_t  ngx_http_ws_proxy_msec_post =
+    { ngx_http_ws_proxy_msec_not_zero };
 
 
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
@@ -36,42 +53,42 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ws_proxy_loc_conf_t, buffer_size),
-      NULL },
+      &ngx_http_ws_proxy_size_post },
 
     { ngx_string("ws_proxy_max_payload"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ws_proxy_loc_conf_t, max_payload),
-      NULL },
+      &ngx_http_ws_proxy_size_post },
 
     { ngx_string("ws_proxy_connect_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ws_proxy_loc_conf_t, connect_timeout),
-      NULL },
+      &ngx_http_ws_proxy_msec_post },
 
     { ngx_string("ws_proxy_send_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ws_proxy_loc_conf_t, send_timeout),
-      NULL },
+      &ngx_http_ws_proxy_msec_post },
 
     { ngx_string("ws_proxy_read_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ws_proxy_loc_conf_t, read_timeout),
-      NULL },
+      &ngx_http_ws_proxy_msec_post },
 
     { ngx_string("ws_proxy_close_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ws_proxy_loc_conf_t, close_timeout),
-      NULL },
+      &ngx_http_ws_proxy_msec_post },
 
 #if (NGX_HTTP_SSL)
     { ngx_string("ws_proxy_ssl_trusted_certificate"),
@@ -367,6 +384,32 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->close_timeout = NGX_CONF_UNSET_MSEC;
 
     return conf;
+}
+
+
+static char *
+ngx_http_ws_proxy_size_not_zero(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *sp = data;
+
+    if (*sp == 0) {
+        return "must be more than 0";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ws_proxy_msec_not_zero(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *mp = data;
+
+    if (*mp == 0) {
+        return "must be more than 0";
+    }
+
+    return NGX_CONF_OK;
 }
 
 

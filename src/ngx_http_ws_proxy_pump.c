@@ -269,8 +269,17 @@ ngx_http_ws_proxy_client_handler(ngx_event_t *ev)
     }
 
     if (r->done || c->error) {
-        /* the request was finalized under us */
-        ngx_http_ws_proxy_set_error(wp, "client connection closed by nginx");
+        /*
+         * The request was finalized under us, or the client's connection
+         * failed: the pump marks it so after a recv() or send() error, and
+         * the error it recorded then says more than this one.
+         */
+        if (wp->err_len == 0) {
+            ngx_http_ws_proxy_set_error(wp, r->done
+                                        ? "client connection closed by nginx"
+                                        : "client reset the connection");
+        }
+
         wp->closed_normally = 0;
         ngx_http_ws_proxy_finish(wp);
         return;

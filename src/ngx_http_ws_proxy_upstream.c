@@ -16,6 +16,10 @@
 
 static ngx_int_t ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp,
     ngx_str_t *uri, ngx_str_t *host);
+static ngx_uint_t ngx_http_ws_proxy_uri_chars(u_char *p, u_char *last,
+    ngx_uint_t host);
+static void ngx_http_ws_proxy_connect_error(ngx_http_ws_proxy_t *wp,
+    ngx_err_t err);
 static void ngx_http_ws_proxy_resolve_handler(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_ws_proxy_connect_peer(ngx_http_ws_proxy_t *wp,
     struct sockaddr *sa, socklen_t socklen);
@@ -214,7 +218,7 @@ static ngx_int_t
 ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
     ngx_str_t *host)
 {
-    u_char     *p, *last, *h, *colon, *port_start;
+    u_char     *p, *q, *last, *h, *colon, *port_start;
     ngx_int_t   port;
 
     p = uri->data;
@@ -248,7 +252,13 @@ ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
     if (last - p > 5 && ngx_strncmp(p, "unix:", 5) == 0) {
         /* ws://unix:/path/to.sock:/uri, as nginx writes unix sockets */
 
-        for (p += 5; p < last && *p != ':'; p++) { /* void */ }
+        for (p += 5; p < last && *p != ':'; p++) {
+            if (*p <= 0x20 || *p == 0x7f) {
+                ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"",
+                                            uri);
+                return NGX_ERROR;
+            }
+        }
 
         host->data = h;
         host->len = p - h;
@@ -263,6 +273,19 @@ ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
         wp->sni = wp->server_name.len ? wp->server_name
                                       : (ngx_str_t) ngx_string("localhost");
         goto path;
+    }
+
+    /* the authority ends at the path or the query */
+
+    for (q = p; q < last && *q != '/' && *q != '?'; q++) {
+        if (*q == '@') {
+            ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\": "
+                                        "userinfo (user:password@) is not "
+                                        "supported, use the \"headers\" "
+                                        "option for an Authorization header",
+                                        uri);
+            return NGX_ERROR;
+        }
     }
 
     if (p < last && *p == '[') {
@@ -288,7 +311,10 @@ ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
         host->len = p - h;
     }
 
-    if (host->len == 0) {
+    if (host->len == 0 || !ngx_http_ws_proxy_uri_chars(host->data,
+                                                       host->data + host->len,
+                                                       1))
+    {
         ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"", uri);
         return NGX_ERROR;
     }
@@ -326,6 +352,13 @@ ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
 
 path:
 
+    /* what follows goes into the request line: RFC 3986 bytes only */
+
+    if (!ngx_http_ws_proxy_uri_chars(p, last, 0)) {
+        ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"", uri);
+        return NGX_ERROR;
+    }
+
     if (p == last) {
         ngx_str_set(&wp->path, "/");
 
@@ -350,10 +383,71 @@ path:
 }
 
 
+/*
+ * 1 when [p, last) holds only bytes RFC 3986 allows: a path and query
+ * (pchar, "/" and "?"), or a host (reg-name or the inside of an IP
+ * literal); "%" must start a pct-encoded byte.  No CR, LF, NUL, space or
+ * other control byte can reach the request line or the Host header.
+ */
+
+static ngx_uint_t
+ngx_http_ws_proxy_uri_chars(u_char *p, u_char *last, ngx_uint_t host)
+{
+    u_char  c;
+
+    for ( /* void */ ; p < last; p++) {
+        c = *p;
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+            || (c >= '0' && c <= '9'))
+        {
+            continue;
+        }
+
+        switch (c) {
+
+        /* unreserved */
+        case '-': case '.': case '_': case '~':
+
+        /* sub-delims */
+        case '!': case '$': case '&': case '\'': case '(': case ')':
+        case '*': case '+': case ',': case ';': case '=':
+
+        /* in an IPv6 literal, and in pchar */
+        case ':':
+            continue;
+
+        case '@': case '/': case '?':
+            if (host) {
+                return 0;
+            }
+
+            continue;
+
+        case '%':
+            if (last - p < 3
+                || !isxdigit(p[1]) || !isxdigit(p[2]))
+            {
+                return 0;
+            }
+
+            p += 2;
+            continue;
+
+        default:
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 static ngx_int_t
 ngx_http_ws_proxy_connect_peer(ngx_http_ws_proxy_t *wp, struct sockaddr *sa,
     socklen_t socklen)
 {
+    ngx_err_t          err;
     ngx_int_t          rc;
     ngx_str_t         *name;
     ngx_connection_t  *c;
@@ -375,11 +469,17 @@ ngx_http_ws_proxy_connect_peer(ngx_http_ws_proxy_t *wp, struct sockaddr *sa,
     wp->peer.tries = 1;
 
     rc = ngx_event_connect_peer(&wp->peer);
+    err = ngx_socket_errno;
+
+    if (rc == NGX_DECLINED) {
+        /* connect() failed: ENOENT, EACCES for a unix socket, ... */
+        ngx_http_ws_proxy_connect_error(wp, err);
+
+    } else if (rc == NGX_ERROR || rc == NGX_BUSY) {
+        ngx_http_ws_proxy_set_error(wp, "failed to connect: connect() failed");
+    }
 
     if (rc == NGX_ERROR || rc == NGX_DECLINED || rc == NGX_BUSY) {
-        ngx_http_ws_proxy_set_error(wp, "failed to connect: %s",
-                                    rc == NGX_DECLINED ? "connection refused"
-                                                       : "connect() failed");
         if (wp->peer.connection) {
             ngx_close_connection(wp->peer.connection);
             wp->peer.connection = NULL;
@@ -409,6 +509,29 @@ ngx_http_ws_proxy_connect_peer(ngx_http_ws_proxy_t *wp, struct sockaddr *sa,
     ngx_http_ws_proxy_connect_handler(c->write);
 
     return wp->state == NGX_WSP_STATE_CONNECTING ? NGX_AGAIN : wp->rc;
+}
+
+
+/*
+ * "failed to connect: connection refused", "...: no such file or directory",
+ * "...: permission denied": the system's text in lower case, as cosockets
+ * report it.
+ */
+
+static void
+ngx_http_ws_proxy_connect_error(ngx_http_ws_proxy_t *wp, ngx_err_t err)
+{
+    u_char  *p, buf[NGX_MAX_ERROR_STR];
+
+    if (err == 0) {
+        ngx_http_ws_proxy_set_error(wp, "failed to connect: connect() failed");
+        return;
+    }
+
+    p = ngx_strerror(err, buf, sizeof(buf));
+    ngx_strlow(buf, buf, p - buf);
+
+    ngx_http_ws_proxy_set_error(wp, "failed to connect: %*s", p - buf, buf);
 }
 
 
@@ -470,10 +593,7 @@ ngx_http_ws_proxy_connect_handler(ngx_event_t *ev)
         if (err) {
             c->log->action = "connecting to websocket upstream";
             (void) ngx_connection_error(c, err, "connect() failed");
-            ngx_http_ws_proxy_set_error(wp, "failed to connect: %s",
-                                        err == NGX_ECONNREFUSED
-                                        ? "connection refused"
-                                        : strerror(err));
+            ngx_http_ws_proxy_connect_error(wp, err);
             ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
             return;
         }

@@ -21,6 +21,7 @@ static int ngx_wsp_is_tchar(unsigned char c);
 static const unsigned char *ngx_wsp_crlf(const unsigned char *p, size_t len);
 static int ngx_wsp_list_find(const unsigned char *value, size_t len,
     const unsigned char *token, size_t tlen, int icase);
+static void ngx_wsp_request_arg(ngx_wsp_request_t *rq, ngx_wsp_str_t *value);
 static void ngx_wsp_trim(const unsigned char **v, const unsigned char **ve);
 static int ngx_wsp_parse_status(const unsigned char *p, size_t len,
     unsigned *status);
@@ -599,6 +600,21 @@ ngx_wsp_request_header(ngx_wsp_request_t *rq, const unsigned char *name,
 }
 
 
+/* the value named in the message, "(missing)" when the header was absent */
+
+static void
+ngx_wsp_request_arg(ngx_wsp_request_t *rq, ngx_wsp_str_t *value)
+{
+    if (value->data == NULL) {
+        rq->error_arg.data = (const unsigned char *) "(missing)";
+        rq->error_arg.len = sizeof("(missing)") - 1;
+        return;
+    }
+
+    rq->error_arg = *value;
+}
+
+
 int
 ngx_wsp_request_check(ngx_wsp_request_t *rq)
 {
@@ -610,13 +626,13 @@ ngx_wsp_request_check(ngx_wsp_request_t *rq)
 
     if (!rq->upgrade_ok) {
         rq->error = "bad \"upgrade\" request header: ";
-        rq->error_arg = rq->upgrade;
+        ngx_wsp_request_arg(rq, &rq->upgrade);
         return NGX_WSP_REQ_BAD;
     }
 
     if (!rq->connection_ok) {
         rq->error = "bad \"connection\" request header: ";
-        rq->error_arg = rq->connection;
+        ngx_wsp_request_arg(rq, &rq->connection);
         return NGX_WSP_REQ_BAD;
     }
 
@@ -625,13 +641,13 @@ ngx_wsp_request_check(ngx_wsp_request_t *rq)
         || memcmp(rq->version.data, "13", 2) != 0)
     {
         rq->error = "bad \"sec-websocket-version\" request header: ";
-        rq->error_arg = rq->version;
+        ngx_wsp_request_arg(rq, &rq->version);
         return NGX_WSP_REQ_VERSION;
     }
 
     if (rq->keys != 1 || !ngx_wsp_key_valid(rq->key.data, rq->key.len)) {
         rq->error = "bad \"sec-websocket-key\" request header: ";
-        rq->error_arg = rq->key;
+        ngx_wsp_request_arg(rq, &rq->key);
         return NGX_WSP_REQ_BAD;
     }
 

@@ -36,9 +36,9 @@ __DATA__
 GET /t
 --- error_code: 400
 --- response_body
-bad "upgrade" request header: 
+bad "upgrade" request header: (missing)
 --- error_log
-connect_client: bad "upgrade" request header:
+connect_client: bad "upgrade" request header: (missing)
 --- no_error_log
 [error]
 
@@ -129,7 +129,7 @@ Sec-WebSocket-Version: 13\r
 "
 --- error_code: 400
 --- response_body
-bad "sec-websocket-key" request header: 
+bad "sec-websocket-key" request header: (missing)
 --- no_error_log
 [error]
 

@@ -224,7 +224,7 @@ falserole must be "client" or "upstream"
 falsetype must be one of "text", "binary", "ping", "pong" (use close() to close)
 falsecontrol frame payloads are limited to 125 bytes
 falsestatus must be a valid close status code
-falseclose messages are limited to 123 bytes
+truenilclose messages are limited to 123 bytes
 nilproxy is not running
 nilproxy is not running
 nilproxy is not running

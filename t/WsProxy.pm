@@ -153,7 +153,13 @@ add_block_preprocessor(sub {
                : split /\n/, $nel;
     }
 
+    # --- allowed_levels: those of the three the block expects (nginx's own
+    # [crit] for a unix socket that does not exist, [emerg] with must_die)
+    my $allowed = $block->can('allowed_levels') && $block->allowed_levels;
+    my @allowed = $allowed ? split /\s+/, $allowed : ();
+
     for my $lvl ('[alert]', '[crit]', '[emerg]') {
+        next if grep { $_ eq $lvl } @allowed;
         push @lines, $lvl unless grep { $_ eq $lvl } @lines;
     }
 

@@ -8,6 +8,7 @@ other side as docs/design.md says, log no [alert]/[crit], and stay up."""
 import base64
 import hashlib
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -283,6 +284,32 @@ def case_upstream_half_close():
        "(%r, %s)" % (got[:16], up.closed))
 
 
+def case_client_rst_while_written():
+    # the upstream streams; the client reads nothing and resets: the module
+    # is writing to it (or has bytes queued) when the RST comes
+    def act(up, c):
+        chunk = frame(2, b"z" * 65000, mask=False)
+        c.settimeout(5 * vg.SLOW)
+        try:
+            for _ in range(200):
+                c.sendall(chunk)
+        except OSError:
+            pass
+        up.got, up.closed = read_all(c)
+
+    up = Upstream(act)
+    up.start()
+    s, head = client()
+    time.sleep(0.5 * vg.PAUSE)
+    rst(s)
+    up.join(10 * vg.SLOW)
+    time.sleep(0.3 * vg.PAUSE)
+    m = re.findall(r"execute: (\S+) ([^,]*), client", log())
+    ok(m and m[-1] == ("nil", "client reset the connection"),
+       "client reset while written to: execute() returns nil, \"client "
+       "reset the connection\" (%r)" % (m[-1:],))
+
+
 def main():
     os.makedirs(os.path.join(PREFIX, "logs"), exist_ok=True)
     logf = os.path.join(PREFIX, "logs", "error.log")
@@ -307,7 +334,8 @@ def main():
                          case_upstream_rst_mid_frame,
                          case_upstream_rst_between_frames,
                          case_client_half_close,
-                         case_upstream_half_close):
+                         case_upstream_half_close,
+                         case_client_rst_while_written):
                 try:
                     case()
                 except Exception as e:

@@ -405,8 +405,9 @@ request_tests(void)
     expect_request(ws2, NGX_WSP_REQ_BAD,
                    "bad \"upgrade\" request header: websocket2",
                    "Upgrade: websocket2");
-    expect_request(none, NGX_WSP_REQ_BAD, "bad \"upgrade\" request header: ",
-                   "no Upgrade (an empty value in the message)");
+    expect_request(none, NGX_WSP_REQ_BAD,
+                   "bad \"upgrade\" request header: (missing)",
+                   "no Upgrade: \"(missing)\" in the message");
     expect_request(ka, NGX_WSP_REQ_BAD,
                    "bad \"connection\" request header: keep-alive",
                    "Connection: keep-alive");
@@ -420,7 +421,8 @@ request_tests(void)
                    "bad \"sec-websocket-key\" request header: c2hvcnQ=",
                    "a key of 5 bytes");
     expect_request(no_key, NGX_WSP_REQ_BAD,
-                   "bad \"sec-websocket-key\" request header: ", "no key");
+                   "bad \"sec-websocket-key\" request header: (missing)",
+                   "no key");
     expect_request(two_keys, NGX_WSP_REQ_BAD,
                    "bad \"sec-websocket-key\" request header: " KEY,
                    "two keys");

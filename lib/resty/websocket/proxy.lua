@@ -138,6 +138,9 @@ int ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir,
     double max_frame_size, int max_fragments);
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
 int ngx_http_ws_proxy_ffi_abi(void);
+
+uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
+    size_t n);
 ]]
 
 
@@ -225,6 +228,13 @@ local _SESSION_STATES = { [0] = "new", "connecting", "connected", "running",
                           "done" }
 local _CLOSED_BY = { [0] = nil, "client", "upstream", "proxy" }
 
+-- the C module's UTF-8 validator (src/ngx_wsp_frame.c), the one the pump
+-- checks text frames and close reasons with
+local function utf8_valid(s)
+    return C.ngx_wsp_utf8_validate(0, s, #s) == 0
+end
+
+
 local function valid_close_code(code)
     return type(code) == "number"
            and ((code >= 1000 and code <= 1003)
@@ -240,10 +250,35 @@ local _M = {
 local _mt = { __index = _M }
 
 
-local function check_size(opts, name)
-    local v = opts[name]
-    if v ~= nil and (type(v) ~= "number" or v < 1) then
-        error("opts." .. name .. " must be a number >= 1", 3)
+-- Numbers that C stores: sizes as uint64_t (exact up to 2^53), counts and
+-- milliseconds as int.  NaN fails every comparison, so each check is
+-- written as "not (v >= min)".
+local MAX_SIZE = 2 ^ 53
+local MAX_INT = 2 ^ 31 - 1
+
+
+-- nil when v is nil or a number in [min, max], else the message
+local function bad_number(name, v, min, max)
+    if v == nil then
+        return nil
+    end
+
+    if type(v) ~= "number" or not (v >= min) then
+        return name .. " must be a number >= " .. min
+    end
+
+    if v > max then
+        return name .. " must be a number <= " .. fmt("%.0f", max)
+    end
+
+    return nil
+end
+
+
+local function check_number(opts, name, min, max)
+    local err = bad_number("opts." .. name, opts[name], min, max)
+    if err then
+        error(err, 3)
     end
 end
 
@@ -265,18 +300,16 @@ function _M.new(opts)
         error("opts.recv_timeout must be a number", 2)
     end
 
-    check_size(opts, "client_max_frame_size")
-    check_size(opts, "client_max_fragments")
-    check_size(opts, "upstream_max_frame_size")
-    check_size(opts, "upstream_max_fragments")
-    check_size(opts, "max_payload_size")
-
-    for _, name in ipairs({ "send_timeout", "close_timeout" }) do
-        local v = opts[name]
-        if v ~= nil and (type(v) ~= "number" or v < 0) then
-            error("opts." .. name .. " must be a number >= 0", 2)
-        end
-    end
+    -- 0 is refused where it would mean nothing (a timer of 0 ms, a limit of
+    -- 0 bytes), as the matching directives refuse it
+    check_number(opts, "recv_timeout", 1, MAX_INT)
+    check_number(opts, "send_timeout", 1, MAX_INT)
+    check_number(opts, "close_timeout", 1, MAX_INT)
+    check_number(opts, "client_max_frame_size", 1, MAX_SIZE)
+    check_number(opts, "client_max_fragments", 1, MAX_INT)
+    check_number(opts, "upstream_max_frame_size", 1, MAX_SIZE)
+    check_number(opts, "upstream_max_fragments", 1, MAX_INT)
+    check_number(opts, "max_payload_size", 1, MAX_SIZE)
 
     -- only the options given take a slot: an idle session keeps its object
     -- for as long as it lives, and most set two or three options
@@ -393,6 +426,36 @@ local _NOT_FORWARDED = {
 }
 
 
+-- headers the module writes itself: the "headers" option may not set them
+local _OWN_HEADERS = {
+    ["host"] = "use the \"host\" option",
+    ["sec-websocket-protocol"] = "use the \"protocols\" option",
+    ["sec-websocket-key"] = "use the \"key\" option",
+    ["connection"] = "the module sets it",
+    ["upgrade"] = "the module sets it",
+}
+
+
+local function own_header(line)
+    local name = line:match("^%s*([^:%s]+)%s*:")
+    if not name then
+        return nil
+    end
+
+    local lname = name:lower()
+    local why = _OWN_HEADERS[lname]
+    if not why and find(lname, "^sec%-websocket%-") then
+        why = "the module sets it"
+    end
+
+    if why then
+        return "custom header \"" .. name .. "\" is not allowed: " .. why
+    end
+
+    return nil
+end
+
+
 local function forwarded_headers(h, n, opts)
     local fwd = opts.forward_headers
     if fwd then
@@ -439,6 +502,14 @@ local function forwarded_headers(h, n, opts)
 end
 
 
+local _CTL = "[%z\1-\8\10-\31\127]"
+
+
+local function escape_ctl(c)
+    return fmt("\\x%02x", c:byte())
+end
+
+
 local function headers_string(opts)
     local h = {}
     local n = 0
@@ -453,6 +524,8 @@ local function headers_string(opts)
 
         -- lua-resty-websocket style { "Name: value", ... } or a map
         for k, v in pairs(headers) do
+            local first = n + 1
+
             if type(k) == "number" then
                 n = n + 1
                 h[n] = tostring(v)
@@ -467,6 +540,13 @@ local function headers_string(opts)
                 n = n + 1
                 h[n] = k .. ": " .. tostring(v)
             end
+
+            for i = first, n do
+                local err = own_header(h[i])
+                if err then
+                    return nil, err
+                end
+            end
         end
     end
 
@@ -475,9 +555,12 @@ local function headers_string(opts)
         h[n] = "Origin: " .. tostring(opts.origin)
     end
 
+    -- RFC 9110 5.5: no control byte but HTAB in a field; CR or LF would
+    -- start another header
     for i = 1, n do
-        if find(h[i], "[\r\n]") then
-            return nil, "header contains a CR or LF: " .. h[i]
+        if find(h[i], _CTL) then
+            return nil, "header contains a CR, LF or other control byte: "
+                        .. (gsub(h[i], _CTL, escape_ctl))
         end
     end
 
@@ -487,6 +570,14 @@ local function headers_string(opts)
 
     return concat(h, "\r\n", 1, n) .. "\r\n"
 end
+
+
+-- connect_upstream()'s options that go to C as they are
+local _CONNECT_NUMBERS = {
+    "timeout", "connect_timeout", "send_timeout", "read_timeout",
+}
+
+local _CONNECT_STRINGS = { "host", "key", "server_name", "origin" }
 
 
 function _M:connect_upstream(uri, opts)
@@ -510,7 +601,14 @@ function _M:connect_upstream(uri, opts)
         -- the client's path and query replace the URI's
         local base = uri:match("^(wss?://unix:[^:]*:)") or uri:match("^(wss?://[^/?]+)")
         if base then
-            uri = base .. ngx.var.request_uri
+            -- nginx accepts bytes in a request line that RFC 3986 does not
+            -- (UTF-8, '"', ...): they are percent-encoded, so that the
+            -- upstream URI's check does not refuse the client's path
+            uri = base .. gsub(ngx.var.request_uri,
+                               "[^%w%-%._~!$&'()*+,;=:@/?%%]",
+                               function(c)
+                                   return fmt("%%%02X", c:byte())
+                               end)
         end
     end
 
@@ -540,6 +638,30 @@ function _M:connect_upstream(uri, opts)
         return nil, herr
     end
 
+    for i = 1, #_CONNECT_NUMBERS do
+        local name = _CONNECT_NUMBERS[i]
+        local nerr = bad_number("opts." .. name, opts[name], 1, MAX_INT)
+        if nerr then
+            return nil, nerr
+        end
+    end
+
+    for i = 1, #_CONNECT_STRINGS do
+        local name = _CONNECT_STRINGS[i]
+        if opts[name] ~= nil and type(opts[name]) ~= "string" then
+            return nil, "opts." .. name .. " must be a string"
+        end
+    end
+
+    for _, name in ipairs({ "client_cert", "client_priv_key" }) do
+        if opts[name] ~= nil and type(opts[name]) ~= "cdata" then
+            return nil, "opts." .. name .. " must be a cdata (from "
+                        .. "ngx.ssl.parse_pem_"
+                        .. (name == "client_cert" and "cert" or "priv_key")
+                        .. "())"
+        end
+    end
+
     local timeout = opts.timeout
     local o = conn_buf[0]
     o.uri = uri
@@ -562,8 +684,8 @@ function _M:connect_upstream(uri, opts)
     o.protocols_len = offer and #offer or 0
     o.forward_protocols = opts.forward_protocols ~= false and 1 or 0
 
-    if opts.host and find(opts.host, "[\r\n]") then
-        return nil, "host contains a CR or LF"
+    if opts.host and find(opts.host, _CTL) then
+        return nil, "host contains a CR, LF or other control byte"
     end
 
     if (opts.client_cert == nil) ~= (opts.client_priv_key == nil) then
@@ -981,8 +1103,13 @@ function _M:close(status, message, peer_status, peer_message)
         error("messages must be strings", 2)
     end
 
+    -- the module's own close frames must be valid (RFC 6455 5.5, 5.5.1)
     if #message > 123 or #peer_message > 123 then
-        error("close messages are limited to 123 bytes", 2)
+        return nil, "close messages are limited to 123 bytes"
+    end
+
+    if not utf8_valid(message) or not utf8_valid(peer_message) then
+        return nil, "close messages must be valid UTF-8"
     end
 
     if not self.sid then
@@ -1026,6 +1153,10 @@ function _M:send_frame(role, typ, payload)
 
     if opcode >= 0x8 and #payload > 125 then
         error("control frame payloads are limited to 125 bytes", 2)
+    end
+
+    if opcode == 0x1 and not utf8_valid(payload) then
+        return nil, "text frame payload must be valid UTF-8"
     end
 
     if not self.sid then
@@ -1077,7 +1208,7 @@ end
 
 -- the limit on frames (or aggregated messages) sent by role
 function _M:set_max_payload_size(role, size)
-    if type(size) ~= "number" or size < 0 then
+    if type(size) ~= "number" or not (size >= 0) or size > MAX_SIZE then
         error("size must be a number >= 0 (0: unlimited)", 2)
     end
 
@@ -1086,7 +1217,7 @@ end
 
 
 function _M:set_max_fragments(role, n)
-    if type(n) ~= "number" or n < 0 then
+    if type(n) ~= "number" or not (n >= 0) or n > MAX_INT then
         error("n must be a number >= 0 (0: unlimited)", 2)
     end
 
