@@ -436,7 +436,7 @@ Content-Length: 0\r
 GET /t
 --- error_code: 400
 --- response_body
-bad "upgrade" request header: 
+bad "upgrade" request header: (missing)
 --- error_log
 connect: nil failed client handshake: bad "upgrade" request header:
 --- no_error_log

@@ -13,6 +13,7 @@ use Cwd qw(cwd);
 our $pwd = cwd();
 
 $ENV{TEST_NGINX_UPSTREAM_PORT} ||= 1985;
+$ENV{TEST_NGINX_TLS_PORT} ||= 1986;
 
 # the suite's slowness factor (util/run-tests), for the Lua peers' waits
 our $Slow = $ENV{TEST_NGINX_SLOW_FACTOR} || 1;
@@ -129,7 +130,6 @@ sub use_test_certs () {
     my $certs = "$pwd/build/test-certs";
     system("t/certs.sh", $certs) == 0 or die "t/certs.sh failed";
     $ENV{TEST_NGINX_CERTS} = $certs;
-    $ENV{TEST_NGINX_TLS_PORT} ||= 1986;
 }
 
 add_block_preprocessor(sub {
