@@ -302,10 +302,34 @@ ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p, size_t n)
 {
     uint32_t              need;
     uint64_t              w;
-    unsigned char         c, lo, hi;
+    unsigned char         c, lo, hi, any;
     const unsigned char  *end;
 
     end = p + n;
+
+    if (state == NGX_WSP_UTF8_ACCEPT) {
+        /* the usual piece is all ASCII: words, then the tail at once */
+
+        while (end - p >= 8) {
+            memcpy(&w, p, 8);
+
+            if (w & 0x8080808080808080ULL) {
+                break;
+            }
+
+            p += 8;
+        }
+
+        if (end - p < 8) {
+            for (any = 0, c = 0; p + c < end; c++) {
+                any |= p[c];
+            }
+
+            if (!(any & 0x80)) {
+                return NGX_WSP_UTF8_ACCEPT;
+            }
+        }
+    }
 
     for ( ;; ) {
 
@@ -392,16 +416,15 @@ ngx_wsp_utf8_validate_masked(uint32_t state, const unsigned char *p,
 {
     size_t         k;
     uint64_t       w, key8;
-    unsigned char  tmp[256];
+    unsigned char  any, tmp[256];
 
-    if (state == NGX_WSP_UTF8_ACCEPT && n >= 8) {
+    if (state == NGX_WSP_UTF8_ACCEPT) {
         /* ASCII runs: 8 bytes at a time through the mask, no copy */
 
-        for (k = 0; k < 8; k++) {
-            tmp[k] = key[(offset + k) & 3];
-        }
-
-        memcpy(&key8, tmp, 8);
+        memcpy(tmp, key, 4);
+        memcpy(tmp + 4, key, 4);
+        memcpy(tmp + 8, key, 4);
+        memcpy(&key8, tmp + (offset & 3), 8);
 
         while (n >= 8) {
             memcpy(&w, p, 8);
@@ -413,6 +436,16 @@ ngx_wsp_utf8_validate_masked(uint32_t state, const unsigned char *p,
             p += 8;
             n -= 8;
             offset += 8;
+        }
+
+        if (n < 8) {
+            for (any = 0, k = 0; k < n; k++) {
+                any |= p[k] ^ tmp[(offset + k) & 3];
+            }
+
+            if (!(any & 0x80)) {
+                return NGX_WSP_UTF8_ACCEPT;
+            }
         }
     }
 
