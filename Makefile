@@ -55,7 +55,7 @@ e2e-deps: deps
 # and dh_nginx (nginx-dev), as Debian's own module packages are, in a copy
 # of the tree under build/deb/ so that build/nginx and the module the tests
 # load stay untouched.  The .deb lands in build/deb/.
-DEB_BUILD_PKGS := dpkg-dev debhelper fakeroot lintian
+DEB_BUILD_PKGS := dpkg-dev debhelper lintian
 DEB_VERSION   = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
 DEB_ARCH      = $(shell dpkg --print-architecture)
 DEB_NAME      := libnginx-mod-http-ws-proxy
@@ -72,6 +72,9 @@ deb-deps: deps
 	fi
 
 deb: deb-deps
+	@grep -q '_VERSION = "$(DEB_VERSION)"' lib/resty/websocket/proxy.lua || \
+	    { echo "debian/changelog says $(DEB_VERSION), proxy.lua's" \
+	        "_VERSION differs: add a changelog entry"; exit 1; }
 	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
 	tar -c --exclude=./build --exclude=./.git --exclude=node_modules \
 	    --exclude='./t/servroot*' --exclude='./fuzz/corpus-*' . \
@@ -116,7 +119,7 @@ UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test) \
 
 unit: $(UNIT)
 
-test: deps e2e-deps all $(UNIT)
+test: deps e2e-deps deb-deps all $(UNIT)
 	util/run-tests
 
 test-valgrind: deps all
