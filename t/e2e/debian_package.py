@@ -96,6 +96,8 @@ server {
 # state for the cleanup
 started_master = None
 site_written = False
+deferring = False
+pending = 0
 log_offset = 0
 
 planned = 0
@@ -123,20 +125,51 @@ def ok(cond, name, diag=None):
     return cond
 
 
-def run(argv, timeout, **kw):
-    """argv with a time limit: (status, stdout+stderr); 124 on timeout."""
+def run(argv, timeout, critical=False, **kw):
+    """argv with a time limit: (status, stdout+stderr); 124 on timeout.
+
+    It runs in a process group of its own, killed whole on a timeout or
+    when the test is interrupted, so nothing it started outlives it (make
+    deb's dpkg-buildpackage).  A critical command (apt-get, which runs
+    dpkg) is not interrupted: a SIGTERM or SIGINT that comes meanwhile is
+    acted on when it is done."""
+    global deferring, pending
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
     for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
         env.pop(k, None)
+    deferring = critical
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=env,
+                         start_new_session=True, **kw)
     try:
-        p = subprocess.run(argv, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=timeout,
-                           env=env, **kw)
-        return p.returncode, p.stdout.decode("utf-8", "replace")
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode("utf-8", "replace")
+        out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out.decode("utf-8", "replace")
+    except subprocess.TimeoutExpired:
+        kill_group(p)
+        out = (p.communicate()[0] or b"").decode("utf-8", "replace")
         return 124, out + "\n(timed out after %ds: %s)" % (timeout,
                                                           " ".join(argv))
+    except BaseException:
+        kill_group(p)
+        raise
+    finally:
+        deferring = False
+        sig, pending = pending, 0
+        if sig:
+            raise SystemExit("signal %d (after %s)" % (sig, argv[0]))
+
+
+def kill_group(p):
+    for sig, grace in ((signal.SIGTERM, 3), (signal.SIGKILL, 0)):
+        try:
+            os.killpg(p.pid, sig)
+        except OSError:
+            return
+        try:
+            p.wait(timeout=grace or None)
+            return
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def port_free(host, port, family=socket.AF_INET):
@@ -339,13 +372,17 @@ def stop_nginx(pid):
 
 
 def cleanup():
+    # a second signal must not cut the cleanup short
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     if started_master is not None and alive(started_master):
         stop_nginx(started_master)
     if site_written and os.path.exists(SITE):
         os.unlink(SITE)
     if pkg_status():
         st, out = run(["apt-get", "purge", "-y", "-q",
-                       "-o", "DPkg::Lock::Timeout=30", PKG], 60)
+                       "-o", "DPkg::Lock::Timeout=30", PKG], 60,
+                      critical=True)
         if st != 0:
             print("# purging %s failed:\n# %s" % (PKG, out.replace(
                 "\n", "\n# ")))
@@ -355,6 +392,10 @@ def cleanup():
 
 
 def on_signal(signum, frame):
+    global pending
+    if deferring:
+        pending = signum
+        return
     raise SystemExit("signal %d" % signum)
 
 
@@ -439,7 +480,7 @@ def steps():
     st, out = run(["apt-get", "install", "-y", "-q",
                    "-o", "DPkg::Lock::Timeout=30",
                    "./" + os.path.basename(deb)], 60 * SLOW,
-                  cwd=os.path.dirname(deb))
+                  critical=True, cwd=os.path.dirname(deb))
     if not ok(st == 0 and pkg_status() == "install ok installed",
               "apt-get install ./%s" % os.path.basename(deb), out):
         return
@@ -502,7 +543,8 @@ def steps():
 
     # remove the package: nginx -t passes, nginx still serves
     st, out = run(["apt-get", "remove", "-y", "-q",
-                   "-o", "DPkg::Lock::Timeout=30", PKG], 60 * SLOW)
+                   "-o", "DPkg::Lock::Timeout=30", PKG], 60 * SLOW,
+                  critical=True)
     ok(st == 0 and pkg_status() in ("", "deinstall ok config-files")
        and not os.path.exists(ENABLED)
        and not os.path.exists(
