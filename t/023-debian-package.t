@@ -7,6 +7,6 @@
 use strict;
 use warnings;
 
-exec '/usr/bin/timeout', '-k', '10', '110', '/usr/bin/python3',
+exec '/usr/bin/timeout', '-k', '15', '110', '/usr/bin/python3',
     't/e2e/debian_package.py'
     or die "cannot run python3: $!";
