@@ -21,8 +21,8 @@ DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
 	lua-nginx-websocket python3 python3-websockets valgrind curl \
 	procps iproute2 clang libclang-rt-14-dev
 
-.PHONY: all deps e2e-deps unit soak test test-unit test-nginx test-valgrind \
-	test-debug bench fuzz demo clean
+.PHONY: all deps e2e-deps deb-deps deb unit soak test test-unit test-nginx \
+	test-valgrind test-debug bench fuzz demo clean
 
 all: $(MODULE)
 
@@ -50,6 +50,40 @@ e2e-deps: deps
 	fi
 	@[ -d t/e2e/node_modules/playwright-core ] || \
 	    (cd t/e2e && npm ci --no-audit --no-fund)
+
+# the Debian package: built by dpkg-buildpackage from debian/ with debhelper
+# and dh_nginx (nginx-dev), as Debian's own module packages are, in a copy
+# of the tree under build/deb/ so that build/nginx and the module the tests
+# load stay untouched.  The .deb lands in build/deb/.
+DEB_BUILD_PKGS := dpkg-dev debhelper lintian
+DEB_VERSION   = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+DEB_ARCH      = $(shell dpkg --print-architecture)
+DEB_NAME      := libnginx-mod-http-ws-proxy
+DEB_FILE      = $(BUILD)/deb/$(DEB_NAME)_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+deb-deps: deps
+	@if [ "$$(id -u)" = 0 ]; then \
+	    dpkg -s $(DEB_BUILD_PKGS) >/dev/null 2>&1 || \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	            --no-install-recommends $(DEB_BUILD_PKGS); \
+	else \
+	    dpkg -s $(DEB_BUILD_PKGS) >/dev/null 2>&1 || \
+	    { echo "missing packages; run 'make deb-deps' as root"; exit 1; }; \
+	fi
+
+deb: deb-deps
+	@grep -q '_VERSION = "$(DEB_VERSION)"' lib/resty/websocket/proxy.lua || \
+	    { echo "debian/changelog says $(DEB_VERSION), proxy.lua's" \
+	        "_VERSION differs: add a changelog entry"; exit 1; }
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
+	tar -c --exclude=./build --exclude=./.git --exclude=node_modules \
+	    --exclude='./t/servroot*' --exclude='./fuzz/corpus-*' . \
+	    | tar -x -C $(BUILD)/deb/src
+	cd $(BUILD)/deb/src && dpkg-buildpackage -b -us -uc \
+	    >$(BUILD)/deb/build.log 2>&1 \
+	    || { tail -30 $(BUILD)/deb/build.log; exit 1; }
+	@echo "lintian:"; lintian --fail-on error $(DEB_FILE) || exit 1
+	@echo "$(DEB_FILE)"
 
 $(NGX_BUILD)/objs/Makefile: config | $(NGX_SRC)/configure
 	rm -rf $(NGX_BUILD) && mkdir -p $(BUILD)
@@ -85,7 +119,7 @@ UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test) \
 
 unit: $(UNIT)
 
-test: deps e2e-deps all $(UNIT)
+test: deps e2e-deps deb-deps all $(UNIT)
 	util/run-tests
 
 test-valgrind: deps all
