@@ -53,6 +53,9 @@ static int       ep;
 static size_t    msg_size;
 static int       inflight = 1;
 static int       fragments = 1;    /* "frag" mode: fragments per message */
+static int       text;             /* "text..." modes: printable ASCII text
+                                      frames, which the proxy checks as
+                                      UTF-8 */
 static uint64_t  msgs, errors, bytes;
 static uint64_t  max_msgs, sent_msgs;     /* "mN" as SECONDS: N messages */
 static double   *lat;
@@ -427,6 +430,10 @@ fill(unsigned char *p, size_t n, uint64_t id, uint64_t seq)
 
     for (i = 0; i < n; i++) {
         p[i] = (unsigned char) (id * 31 + seq * 7 + i);
+
+        if (text) {
+            p[i] = (unsigned char) (0x20 + p[i] % 95);
+        }
     }
 }
 
@@ -455,7 +462,8 @@ send_msg(conn_t *c, uint64_t id, unsigned char *scratch)
             p[i] ^= key[i & 3];
         }
 
-        size_t  hl = frame_header(h, f == 0 ? 2 : 0, piece, key);
+        size_t  hl = frame_header(h, f == 0 ? (text ? 1 : 2) : 0, piece,
+                                  key);
 
         if (f != fragments - 1) {
             h[0] &= 0x7f;                       /* FIN = 0 */
@@ -490,8 +498,15 @@ run_load(int argc, char **argv)
     struct epoll_event  ev, evs[512];
     unsigned char      *scratch, *expect;
     char                req[512];
-    int                 idle = strcmp(mode, "idle") == 0;
-    int                 open_conns = 0;
+    int                 idle, open_conns = 0;
+
+    if (strncmp(mode, "text", 4) == 0) {
+        /* "textecho", "textstream": the same with text frames */
+        text = 1;
+        mode += 4;
+    }
+
+    idle = strcmp(mode, "idle") == 0;
 
     msg_size = strtoul(argv[7], NULL, 10);
 
@@ -620,7 +635,7 @@ run_load(int argc, char **argv)
                                      &payload, &plen)))
             {
                 fill(expect, msg_size * fragments, id, c->seq_recv);
-                if (opcode != 2 || plen != msg_size * fragments
+                if (opcode != (text ? 1 : 2) || plen != msg_size * fragments
                     || memcmp(payload, expect, plen) != 0)
                 {
                     errors++;
