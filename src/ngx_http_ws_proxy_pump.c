@@ -70,6 +70,11 @@ static void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
     ngx_uint_t to_client);
 static void ngx_http_ws_proxy_abandoned(ngx_http_ws_proxy_t *wp);
+static size_t ngx_http_ws_proxy_frame(u_char *hdr, u_char *out,
+    const u_char *payload, size_t len, ngx_uint_t fin, ngx_uint_t opcode,
+    ngx_uint_t masked);
+static size_t ngx_http_ws_proxy_close_payload(u_char *dst, ngx_uint_t code,
+    const u_char *reason, size_t len);
 static void ngx_http_ws_proxy_close_now(ngx_connection_t *c,
     ngx_uint_t masked);
 static void ngx_http_ws_proxy_send_timedout(ngx_http_ws_proxy_t *wp,
@@ -1673,20 +1678,10 @@ static void
 ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
     ngx_uint_t opcode, u_char *data, size_t len)
 {
-    size_t   hlen;
-    u_char  *key;
-    u_char   mask[4];
+    size_t  hlen;
 
-    key = NULL;
-
-    if (d->dir == NGX_WSP_DIR_CLIENT) {
-        ngx_http_ws_proxy_random(mask, 4);
-        ngx_wsp_mask(data, data, len, mask, 0);
-        key = mask;
-    }
-
-    hlen = ngx_wsp_frame_write_header(d->ohdr, (int) fin, (int) opcode, len,
-                                      key);
+    hlen = ngx_http_ws_proxy_frame(d->ohdr, data, data, len, fin, opcode,
+                                   d->dir == NGX_WSP_DIR_CLIENT);
 
     d->out_hdr.pos = d->ohdr;
     d->out_hdr.last = d->ohdr + hlen;
@@ -1698,6 +1693,58 @@ ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
         d->tx_closed = 1;
         ngx_http_ws_proxy_closing(d->wp);
     }
+}
+
+
+/*
+ * The one frame builder of the module: the header of a frame at hdr, its
+ * payload at out (NULL: right after the header; the same memory as
+ * payload: in place), masked with a fresh key when it goes to the
+ * upstream.  Returns the header's length.
+ */
+
+static size_t
+ngx_http_ws_proxy_frame(u_char *hdr, u_char *out, const u_char *payload,
+    size_t len, ngx_uint_t fin, ngx_uint_t opcode, ngx_uint_t masked)
+{
+    size_t  n;
+    u_char  mask[4];
+
+    if (masked) {
+        ngx_http_ws_proxy_random(mask, 4);
+    }
+
+    n = ngx_wsp_frame_write_header(hdr, (int) fin, (int) opcode, len,
+                                   masked ? mask : NULL);
+
+    if (out == NULL) {
+        out = hdr + n;
+    }
+
+    if (masked) {
+        ngx_wsp_mask(out, payload, len, mask, 0);
+
+    } else if (out != payload) {
+        ngx_memmove(out, payload, len);
+    }
+
+    return n;
+}
+
+
+/* a close payload: the status, then the reason (cut to what fits) */
+
+static size_t
+ngx_http_ws_proxy_close_payload(u_char *dst, ngx_uint_t code,
+    const u_char *reason, size_t len)
+{
+    len = ngx_min(len, NGX_WSP_MAX_CONTROL - 2);
+
+    ngx_memmove(dst + 2, reason, len);
+    dst[0] = (u_char) (code >> 8);
+    dst[1] = (u_char) (code & 0xff);
+
+    return len + 2;
 }
 
 
@@ -1792,10 +1839,8 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
         p = d->ctl->cbuf;
 
         if (code >= 0) {
-            ngx_memmove(p + 2, data, len);
-            p[0] = (u_char) (code >> 8);
-            p[1] = (u_char) (code & 0xff);
-            len += 2;
+            len = ngx_http_ws_proxy_close_payload(p, (ngx_uint_t) code, data,
+                                                  len);
 
         } else {
             len = 0;
@@ -2104,7 +2149,7 @@ ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
 {
     u_char                *p;
     ngx_http_ws_proxy_t   *wp;
-    u_char                 mask[4];
+    u_char                 payload[NGX_WSP_MAX_CONTROL];
 
     wp = d->wp;
 
@@ -2120,30 +2165,13 @@ ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
         return;
     }
 
-    if (len > NGX_WSP_MAX_CONTROL - 2) {
-        len = NGX_WSP_MAX_CONTROL - 2;
-    }
-
+    len = ngx_http_ws_proxy_close_payload(payload, code, reason, len);
     p = d->ctl->frame;
-
-    if (d->dir == NGX_WSP_DIR_CLIENT) {
-        ngx_http_ws_proxy_random(mask, 4);
-        p += ngx_wsp_frame_write_header(p, 1, NGX_WSP_OP_CLOSE, len + 2, mask);
-
-    } else {
-        p += ngx_wsp_frame_write_header(p, 1, NGX_WSP_OP_CLOSE, len + 2, NULL);
-    }
-
-    p[0] = (u_char) (code >> 8);
-    p[1] = (u_char) (code & 0xff);
-    ngx_memcpy(p + 2, reason, len);
-
-    if (d->dir == NGX_WSP_DIR_CLIENT) {
-        ngx_wsp_mask(p, p, len + 2, mask, 0);
-    }
+    p += ngx_http_ws_proxy_frame(p, NULL, payload, len, 1, NGX_WSP_OP_CLOSE,
+                                 d->dir == NGX_WSP_DIR_CLIENT);
 
     d->out_ctl.pos = d->ctl->frame;
-    d->out_ctl.last = p + 2 + len;
+    d->out_ctl.last = p + len;
 
     d->tx_closed = 1;
 
@@ -2446,7 +2474,6 @@ ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     u_char                      *p;
     ngx_http_ws_proxy_dir_t     *d;
     ngx_http_ws_proxy_inject_t  *in, **last;
-    u_char                       mask[4];
 
     d = &wp->dir[dir];
 
@@ -2461,16 +2488,8 @@ ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     }
 
     p = in->data;
-
-    if (dir == NGX_WSP_DIR_CLIENT) {
-        ngx_http_ws_proxy_random(mask, 4);
-        p += ngx_wsp_frame_write_header(p, 1, (int) opcode, len, mask);
-        ngx_wsp_mask(p, data, len, mask, 0);
-
-    } else {
-        p += ngx_wsp_frame_write_header(p, 1, (int) opcode, len, NULL);
-        ngx_memcpy(p, data, len);
-    }
+    p += ngx_http_ws_proxy_frame(p, NULL, data, len, 1, opcode,
+                                 dir == NGX_WSP_DIR_CLIENT);
 
     in->len = p + len - in->data;
     in->next = NULL;
@@ -2696,29 +2715,17 @@ ngx_http_ws_proxy_abandoned(ngx_http_ws_proxy_t *wp)
 static void
 ngx_http_ws_proxy_close_now(ngx_connection_t *c, ngx_uint_t masked)
 {
-    u_char  *p;
-    size_t   n;
-    u_char   mask[4];
-    u_char   frame[NGX_WSP_MAX_HEADER + 2 + sizeof("Internal Error") - 1];
+    size_t  n;
+    u_char  payload[2 + sizeof("Internal Error") - 1];
+    u_char  frame[NGX_WSP_MAX_HEADER + sizeof(payload)];
 
-    n = 2 + sizeof("Internal Error") - 1;
+    n = ngx_http_ws_proxy_close_payload(payload, NGX_WSP_CLOSE_INTERNAL,
+                                        (u_char *) "Internal Error",
+                                        sizeof("Internal Error") - 1);
+    n += ngx_http_ws_proxy_frame(frame, NULL, payload, n, 1,
+                                 NGX_WSP_OP_CLOSE, masked);
 
-    if (masked) {
-        ngx_http_ws_proxy_random(mask, 4);
-    }
-
-    p = frame + ngx_wsp_frame_write_header(frame, 1, NGX_WSP_OP_CLOSE, n,
-                                           masked ? mask : NULL);
-
-    p[0] = (u_char) (NGX_WSP_CLOSE_INTERNAL >> 8);
-    p[1] = (u_char) (NGX_WSP_CLOSE_INTERNAL & 0xff);
-    ngx_memcpy(p + 2, "Internal Error", n - 2);
-
-    if (masked) {
-        ngx_wsp_mask(p, p, n, mask, 0);
-    }
-
-    (void) c->send(c, frame, p + n - frame);
+    (void) c->send(c, frame, n);
 }
 
 
