@@ -798,6 +798,14 @@ ngx_http_ws_proxy_random(u_char *dst, size_t n)
         if (RAND_bytes(ngx_wsp_rnd, NGX_WSP_RANDOM_POOL) != 1)
 #endif
         {
+            /*
+             * no CSPRNG: the keys stay random, if not unpredictable; said
+             * once a pool
+             */
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "ws_proxy: RAND_bytes() failed, masking keys "
+                          "come from random()");
+
             for (i = 0; i < NGX_WSP_RANDOM_POOL; i++) {
                 ngx_wsp_rnd[i] = (u_char) ngx_random();
             }
