@@ -38,6 +38,12 @@ static ngx_int_t ngx_http_ws_proxy_send_failed(ngx_http_ws_proxy_dir_t *d);
 static ngx_uint_t ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_keep_reply(ngx_http_ws_proxy_dir_t *d);
+static ngx_int_t ngx_http_ws_proxy_whole_frame(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_close_payload_of(ngx_http_ws_proxy_dir_t *d,
+    u_char *dst);
+static void ngx_http_ws_proxy_keep_close(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t code, u_char *payload, size_t len);
+static ngx_int_t ngx_http_ws_proxy_skip_frame(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_compact(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d,
@@ -1148,8 +1154,7 @@ ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d)
 static ngx_int_t
 ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d)
 {
-    int     rc;
-    size_t  need;
+    int  rc;
 
     if (d->spos < d->ppos) {
         return NGX_AGAIN;
@@ -1176,20 +1181,22 @@ ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d)
     {
         /* the peer's close reply is kept for the variables and stats() */
 
-        need = d->frame.header_len + (size_t) d->frame.payload_len;
-
-        if ((size_t) (d->last - d->ppos) < need) {
-            if (d->ppos + need > d->end) {
-                ngx_http_ws_proxy_compact(d);
-            }
-
-            d->short_input = 1;
+        if (ngx_http_ws_proxy_whole_frame(d) != NGX_OK) {
             return NGX_AGAIN;
         }
 
         ngx_http_ws_proxy_keep_reply(d);
     }
 
+    return ngx_http_ws_proxy_skip_frame(d);
+}
+
+
+/* the frame whose header was just parsed is read and dropped */
+
+static ngx_int_t
+ngx_http_ws_proxy_skip_frame(ngx_http_ws_proxy_dir_t *d)
+{
     d->ppos += d->frame.header_len;
     d->spos = d->ppos;
     d->in_frame = 1;
@@ -1198,6 +1205,61 @@ ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d)
     d->offset = 0;
 
     return NGX_OK;
+}
+
+
+/* NGX_AGAIN until the whole frame at d->ppos is in the input buffer */
+
+static ngx_int_t
+ngx_http_ws_proxy_whole_frame(ngx_http_ws_proxy_dir_t *d)
+{
+    size_t  need;
+
+    need = d->frame.header_len + (size_t) d->frame.payload_len;
+
+    if ((size_t) (d->last - d->ppos) >= need) {
+        return NGX_OK;
+    }
+
+    if (d->ppos + need > d->end) {
+        ngx_http_ws_proxy_compact(d);
+    }
+
+    d->short_input = 1;
+
+    return NGX_AGAIN;
+}
+
+
+/* the (whole, control-sized) payload of the frame at d->ppos, unmasked */
+
+static void
+ngx_http_ws_proxy_close_payload_of(ngx_http_ws_proxy_dir_t *d, u_char *dst)
+{
+    u_char  *p;
+    size_t   len;
+
+    p = d->ppos + d->frame.header_len;
+    len = (size_t) d->frame.payload_len;
+
+    if (d->frame.masked) {
+        ngx_wsp_mask(dst, p, len, d->frame.mask, 0);
+
+    } else {
+        ngx_memcpy(dst, p, len);
+    }
+}
+
+
+/* a peer's valid close: its status and reason for the variables, stats() */
+
+static void
+ngx_http_ws_proxy_keep_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
+    u_char *payload, size_t len)
+{
+    d->close_code = code;
+    d->ctl->close_reason_len = len > 2 ? len - 2 : 0;
+    ngx_memcpy(d->ctl->close_reason, payload + 2, d->ctl->close_reason_len);
 }
 
 
@@ -1217,13 +1279,7 @@ ngx_http_ws_proxy_keep_reply(ngx_http_ws_proxy_dir_t *d)
 
     len = (size_t) d->frame.payload_len;
 
-    if (d->frame.masked) {
-        ngx_wsp_mask(tmp, d->ppos + d->frame.header_len, len, d->frame.mask,
-                     0);
-
-    } else {
-        ngx_memcpy(tmp, d->ppos + d->frame.header_len, len);
-    }
+    ngx_http_ws_proxy_close_payload_of(d, tmp);
 
     if (ngx_wsp_close_check(tmp, len, &code, &reason)
         || ngx_http_ws_proxy_get_ctl(d) == NULL)
@@ -1231,9 +1287,7 @@ ngx_http_ws_proxy_keep_reply(ngx_http_ws_proxy_dir_t *d)
         return;
     }
 
-    d->close_code = code;
-    d->ctl->close_reason_len = len > 2 ? len - 2 : 0;
-    ngx_memcpy(d->ctl->close_reason, tmp + 2, d->ctl->close_reason_len);
+    ngx_http_ws_proxy_keep_close(d, code, tmp, len);
 }
 
 
@@ -1270,7 +1324,6 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
 {
     int                   rc;
     unsigned              code;
-    size_t                need;
     uint64_t              len, size;
     ngx_uint_t            opcode, control, buffered;
     const char           *reason;
@@ -1360,24 +1413,11 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
     if (opcode == NGX_WSP_OP_CLOSE) {
         /* a close frame is checked whole before any of it moves */
 
-        need = d->frame.header_len + (size_t) len;
-
-        if ((size_t) (d->last - d->ppos) < need) {
-            if (d->ppos + need > d->end) {
-                ngx_http_ws_proxy_compact(d);
-            }
-
-            d->short_input = 1;
+        if (ngx_http_ws_proxy_whole_frame(d) != NGX_OK) {
             return NGX_AGAIN;
         }
 
-        if (d->frame.masked) {
-            ngx_wsp_mask(tmp, d->ppos + d->frame.header_len, (size_t) len,
-                         d->frame.mask, 0);
-
-        } else {
-            ngx_memcpy(tmp, d->ppos + d->frame.header_len, (size_t) len);
-        }
+        ngx_http_ws_proxy_close_payload_of(d, tmp);
 
         rc = ngx_wsp_close_check(tmp, (size_t) len, &code, &reason);
         if (rc) {
@@ -1396,9 +1436,7 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
          */
 
         d->rx_closed = 1;
-        d->close_code = code;
-        d->ctl->close_reason_len = len > 2 ? (size_t) len - 2 : 0;
-        ngx_memcpy(d->ctl->close_reason, tmp + 2, d->ctl->close_reason_len);
+        ngx_http_ws_proxy_keep_close(d, code, tmp, (size_t) len);
 
         if (wp->closed_by == NGX_WSP_BY_NONE) {
             wp->closed_by = d->dir == NGX_WSP_DIR_CLIENT ? NGX_WSP_BY_CLIENT
@@ -1410,13 +1448,7 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
              * The reply to the proxy's 1001 after the other peer's
              * violation: the offender gets the proxy's close instead.
              */
-            d->payload_mode = NGX_WSP_PAYLOAD_SKIP;
-            d->ppos += d->frame.header_len;
-            d->spos = d->ppos;
-            d->in_frame = 1;
-            d->remaining = len;
-            d->offset = 0;
-            return NGX_OK;
+            return ngx_http_ws_proxy_skip_frame(d);
         }
 
         if (!wp->opts.hook) {
