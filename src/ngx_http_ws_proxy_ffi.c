@@ -606,7 +606,7 @@ ngx_http_ws_proxy_ffi_next(ngx_http_request_t *r, ngx_http_ws_proxy_t *wp,
             return NGX_DONE;
         }
 
-        if (d->slot.ready) {
+        if (d->in == NGX_WSP_IN_LUA) {
             return NGX_OK;
         }
 
@@ -696,7 +696,7 @@ ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, uint64_t id, int dir,
 
     d = &wp->dir[dir & 1];
 
-    if (wp->state == NGX_WSP_STATE_RUNNING && d->slot.ready
+    if (wp->state == NGX_WSP_STATE_RUNNING && d->in == NGX_WSP_IN_LUA
         && d->slot.seq == seq)
     {
         rc = ngx_http_ws_proxy_apply_verdict(d, (ngx_uint_t) verdict,

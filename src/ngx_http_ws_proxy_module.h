@@ -41,12 +41,39 @@
 #define NGX_WSP_HS_DONE              4
 #define NGX_WSP_HS_BODY              5   /* a refusal's body, to relay it */
 
-/* what a direction's parser does with the payload of the current frame */
-#define NGX_WSP_PAYLOAD_RAW          0   /* forwarded in place, untouched */
-#define NGX_WSP_PAYLOAD_BUFFER       1   /* copied, unmasked, into msg */
-#define NGX_WSP_PAYLOAD_SKIP         2   /* read and discarded */
-#define NGX_WSP_PAYLOAD_HOLD         3   /* whole in the input buffer, held
-                                            there for Lua's verdict */
+/*
+ * A direction (the frames one peer, its src, sends to the other, its dst)
+ * has three states; docs/design.md has their transitions.
+ *
+ * What its reader may still do:
+ */
+#define NGX_WSP_RX_OPEN              0   /* frames are read and parsed */
+#define NGX_WSP_RX_CLOSED            1   /* a close frame (or a violation)
+                                            ended src's frames: the bytes
+                                            after it are read and ignored */
+#define NGX_WSP_RX_EOF               2   /* src sent FIN or failed: what it
+                                            sent before is still parsed */
+#define NGX_WSP_RX_GONE              3   /* nothing more comes from src */
+
+/* what its writer may still do */
+#define NGX_WSP_TX_OPEN              0   /* frames go to dst */
+#define NGX_WSP_TX_WAIT              1   /* a close of the proxy's is due
+                                            once src's close reply came */
+#define NGX_WSP_TX_DUE               2   /* ... at the next frame boundary */
+#define NGX_WSP_TX_CLOSED            3   /* a close frame is queued to dst,
+                                            nothing goes after it */
+#define NGX_WSP_TX_ABORTED           4   /* dst failed, or gets nothing */
+
+/* where its parser is */
+#define NGX_WSP_IN_HEADER            0   /* at a frame boundary */
+#define NGX_WSP_IN_RAW               1   /* payload forwarded in place */
+#define NGX_WSP_IN_BUFFER            2   /* payload copied, unmasked, into
+                                            msg (a control frame: cbuf) */
+#define NGX_WSP_IN_SKIP              3   /* payload read and dropped */
+#define NGX_WSP_IN_HOLD              4   /* whole in the input buffer */
+#define NGX_WSP_IN_LUA               5   /* a frame waits for Lua's
+                                            verdict (slot.ready) */
+
 
 /* who sent the first close frame */
 #define NGX_WSP_BY_NONE              0
@@ -177,11 +204,17 @@ typedef struct {
     u_char                     *ppos;
     u_char                     *last;
 
+    /* the states, NGX_WSP_RX_*, NGX_WSP_TX_*, NGX_WSP_IN_* */
+    u_char                      rx;
+    u_char                      tx;
+    u_char                      in;
+    u_char                      check_utf8;     /* the open message: text */
+    u_char                      parked;         /* the hook waits on sema */
+
     /* the frame being parsed */
     ngx_wsp_frame_t             frame;
     uint64_t                    remaining;      /* payload bytes still due */
     uint64_t                    offset;         /* payload bytes seen */
-    ngx_uint_t                  payload_mode;
     ngx_wsp_msg_state_t         msg_state;
     uint32_t                    utf8;
 
@@ -198,22 +231,6 @@ typedef struct {
     /* the frame handed to Lua: slot.ready while it waits for a verdict */
     ngx_http_ws_proxy_slot_t    slot;
     size_t                      hold;           /* bytes held at ppos */
-
-    /* flags: bytes, not bits, as the pump sets and tests them per frame */
-    u_char                      in_frame;       /* a header has been parsed */
-    u_char                      check_utf8;
-    u_char                      rx_closed;      /* close frame received */
-    u_char                      tx_closed;      /* close frame queued to dst */
-    u_char                      hup;            /* src closed or failed */
-    u_char                      eof;            /* ... and input consumed */
-    u_char                      short_input;    /* parse needs more bytes */
-    u_char                      aborted;        /* dst must not get more */
-    u_char                      stream_mid;     /* raw frame partly sent */
-    u_char                      ctl_close;      /* a close is queued/due */
-    u_char                      ctl_wait;       /* ... once src's close
-                                                   reply came (a violation
-                                                   of the other peer) */
-    u_char                      parked;         /* the hook waits on sema */
 
     /* output: header, then body, then the raw range, then ctl */
     u_char                      ohdr[NGX_WSP_MAX_HEADER];
@@ -255,7 +272,6 @@ struct ngx_http_ws_proxy_s {
     unsigned                    client_handshake:1;
     unsigned                    handlers_set:1;
     unsigned                    cleaned:1;
-    unsigned                    finishing:1;
     unsigned                    closed_normally:1;
     unsigned                    heap:1;      /* not in the request pool */
 
@@ -295,7 +311,6 @@ struct ngx_http_ws_proxy_s {
 
     ngx_http_ws_proxy_dir_t     dir[2];
     ngx_uint_t                  kick;        /* directions to process */
-    u_char                      closing;     /* a close or a peer is gone */
 
     /* Lua wake-ups: connect and the end of a session without hook */
     void                       *sema;
@@ -360,6 +375,12 @@ void ngx_http_ws_proxy_ssl_exit(void);
 ngx_int_t ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs,
     ngx_uint_t can_read);
+void ngx_http_ws_proxy_free_buffers(void);
+
+/* ngx_http_ws_proxy_close.c */
+void ngx_http_ws_proxy_cleanup(void *data);
+
+/* ngx_http_ws_proxy_verdict.c */
 ngx_int_t ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code);
 void ngx_http_ws_proxy_abort(ngx_http_ws_proxy_t *wp, ngx_uint_t code,
@@ -369,9 +390,7 @@ ngx_int_t ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp,
     ngx_uint_t upstream_code, u_char *upstream_reason, size_t upstream_len);
 ngx_int_t ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     ngx_uint_t opcode, u_char *data, size_t len);
-void ngx_http_ws_proxy_cleanup(void *data);
 ngx_http_ws_proxy_ctl_t *ngx_http_ws_proxy_get_ctl(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_free_buffers(void);
 
 
 #endif /* _NGX_HTTP_WS_PROXY_MODULE_H_INCLUDED_ */

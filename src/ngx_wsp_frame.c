@@ -90,8 +90,8 @@ ngx_wsp_frame_check(const ngx_wsp_frame_t *f, int role,
         return 1002;
     }
 
-    if (f->opcode & 0x8) {
-        if (f->payload_len > 125) {
+    if (ngx_wsp_is_control(f->opcode)) {
+        if (f->payload_len > NGX_WSP_MAX_CONTROL) {
             *reason = "control frame too long";
             return 1002;
         }

@@ -26,6 +26,9 @@
 #define NGX_WSP_OP_PING          0x9
 #define NGX_WSP_OP_PONG          0xa
 
+/* opcodes 0x8 .. 0xf are control frames (RFC 6455 5.5) */
+#define ngx_wsp_is_control(op)   ((op) & 0x8)
+
 #define NGX_WSP_MAX_HEADER       14
 #define NGX_WSP_MAX_CONTROL      125
 

@@ -42,7 +42,13 @@ http {
         listen 127.0.0.1:%(port)d;
         location /ws {
             content_by_lua_block {
-                local p = assert(require("resty.websocket.proxy").new())
+                local hook = ngx.var.arg_hook == "1"
+                local p = assert(require("resty.websocket.proxy").new({
+                    aggregate_fragments = ngx.var.arg_agg == "1",
+                    on_frame = hook and function(_, _, _, payload)
+                        return payload
+                    end or nil,
+                }))
                 assert(p:connect("ws://127.0.0.1:%(up)d/"))
                 local ok, err = p:execute()
                 ngx.log(ngx.INFO, "execute: ", ok, " ", err)
@@ -86,8 +92,10 @@ def frame(opcode, payload, mask=True, fin=True):
     m = 0x80 if mask else 0
     if n < 126:
         head += bytes([m | n])
-    else:
+    elif n < 65536:
         head += bytes([m | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([m | 127]) + struct.pack(">Q", n)
     if mask:
         key = os.urandom(4)
         payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
@@ -121,9 +129,9 @@ class Upstream(threading.Thread):
         self.srv.close()
 
 
-def client():
+def client(path=b"/ws"):
     s = socket.create_connection(("127.0.0.1", PORT), timeout=5 * vg.SLOW)
-    s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
               b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
     head = recv_until(s, b"\r\n\r\n")
@@ -284,6 +292,133 @@ def case_upstream_half_close():
        "(%r, %s)" % (got[:16], up.closed))
 
 
+def frames_of(data):
+    """The frames in data, unmasked, as (opcode, fin, payload); the rest."""
+    out = []
+    while len(data) >= 2:
+        n, pos = data[1] & 0x7f, 2
+        if n == 126:
+            if len(data) < 4:
+                break
+            n, pos = struct.unpack(">H", data[2:4])[0], 4
+        elif n == 127:
+            if len(data) < 10:
+                break
+            n, pos = struct.unpack(">Q", data[2:10])[0], 10
+        key = b""
+        if data[1] & 0x80:
+            key, pos = data[pos:pos + 4], pos + 4
+        if len(data) < pos + n:
+            break
+        p = data[pos:pos + n]
+        if key:
+            p = bytes(b ^ key[i % 4] for i, b in enumerate(p))
+        out.append((data[0] & 0x0f, bool(data[0] & 0x80), p))
+        data = data[pos + n:]
+    return out, data
+
+
+def send_pieces(rnd, sock, data):
+    pos = 0
+    while pos < len(data):
+        k = rnd.randint(1, 16 if rnd.random() < 0.5 else 3000)
+        sock.sendall(data[pos:pos + k])
+        pos += k
+        if rnd.random() < 0.1:
+            time.sleep(0.002)
+
+
+def case_random_half_closes():
+    """Seeded random streams that end with a close frame and a half-close
+    (shutdown of the write side) at once, from either side, with and
+    without a hook and aggregation: the other peer echoes every data frame,
+    also after the FIN, and answers the close; the half-closed peer reads
+    every echo, then the close reply, then the TCP close."""
+    import random
+    bad = []
+    for seed in range(1, 17):
+        rnd = random.Random(seed)
+        from_client = seed % 2 == 1
+        hook, agg = (seed // 2) % 2, (seed // 4) % 2
+        msgs = [bytes(rnd.randrange(32, 127) for _ in
+                      range(rnd.choice((0, 1, 125, 126, 3000, 70000))))
+                for _ in range(rnd.randint(1, 6))]
+        stream = b"".join(frame(1, m, mask=from_client) for m in msgs)
+        stream += close_frame(1000, b"bye %d" % seed, from_client)
+
+        def act(up, c, rnd=rnd, stream=stream):
+            c.settimeout(10 * vg.SLOW)
+            if from_client:
+                # echo every text frame back, then answer the close
+                buf, up.got = b"", []
+                while True:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    got, buf = frames_of(buf)
+                    for op, fin, p in got:
+                        up.got.append((op, p))
+                        if op == 1:
+                            c.sendall(frame(1, p, mask=False))
+                        elif op == 8:
+                            c.sendall(close_frame(1000, b"ok", False))
+                            up.rest, up.closed = read_all(c)
+                            return
+                up.closed = "eof"
+            else:
+                send_pieces(rnd, c, stream)
+                c.shutdown(socket.SHUT_WR)
+                up.rest, up.closed = read_all(c)
+
+        up = Upstream(act)
+        up.start()
+        s, head = client(b"/ws?hook=%d&agg=%d" % (hook, agg))
+        if from_client:
+            send_pieces(rnd, s, stream)
+            s.shutdown(socket.SHUT_WR)
+            data, how = read_all(s)
+            got, rest = frames_of(data)
+            want = [(1, True, m) for m in msgs] + \
+                [(8, True, struct.pack(">H", 1000) + b"ok")]
+        else:
+            # echo every text frame back (after the upstream's FIN too)
+            buf, got, how = PENDING.pop(s.fileno(), b""), [], "closed"
+            s.settimeout(10 * vg.SLOW)
+            while not got or got[-1][0] != 8:
+                part, buf = frames_of(buf)
+                for op, fin, p in part:
+                    got.append((op, fin, p))
+                    if op == 1:
+                        s.sendall(frame(1, p))
+                    elif op == 8:
+                        s.sendall(close_frame(1000, b"ok", True))
+                if got and got[-1][0] == 8:
+                    break
+                chunk = s.recv(65536)
+                if not chunk:
+                    how = "eof"
+                    break
+                buf += chunk
+            _, how2 = read_all(s)
+            want = [(1, True, m) for m in msgs] + \
+                [(8, True, struct.pack(">H", 1000) + b"bye %d" % seed)]
+        up.join(15 * vg.SLOW)
+        s.close()
+        if from_client:
+            good = got == want and how == "closed"
+        else:
+            echoed, _ = frames_of(up.rest or b"")
+            good = (got == want and [p for op, _, p in echoed if op == 1]
+                    == msgs and echoed[-1:] and echoed[-1][0] == 8
+                    and echoed[-1][2][2:] == b"ok")
+        if not good:
+            bad.append(seed)
+    ok(not bad, "random streams ending with a close and a half-close, "
+       "from either side: every echo, then the close reply (failed "
+       "seeds: %r)" % bad)
+
+
 def case_client_rst_while_written():
     # the upstream streams; the client reads nothing and resets: the module
     # is writing to it (or has bytes queued) when the RST comes
@@ -335,6 +470,7 @@ def main():
                          case_upstream_rst_between_frames,
                          case_client_half_close,
                          case_upstream_half_close,
+                         case_random_half_closes,
                          case_client_rst_while_written):
                 try:
                     case()

@@ -1,0 +1,105 @@
+/*
+ * Copyright (C) ngx_http_ws_proxy_module authors
+ *
+ * What the files of the pump share among themselves (nothing outside the
+ * pump includes this): events and output (ngx_http_ws_proxy_pump.c),
+ * frames (ngx_http_ws_proxy_frames.c), the close handshake and the end of
+ * a session (ngx_http_ws_proxy_close.c), Lua's verdicts and controls
+ * (ngx_http_ws_proxy_verdict.c).  See docs/design.md for the states.
+ */
+
+
+#ifndef _NGX_HTTP_WS_PROXY_PUMP_H_INCLUDED_
+#define _NGX_HTTP_WS_PROXY_PUMP_H_INCLUDED_
+
+
+#include "ngx_http_ws_proxy_module.h"
+
+
+/* the peer that sends a direction's frames, by NGX_WSP_DIR_* */
+extern const char  *ngx_http_ws_proxy_role[];
+
+#define ngx_wsp_src_role(d)  ngx_http_ws_proxy_role[(d)->dir]
+#define ngx_wsp_dst_role(d)  ngx_http_ws_proxy_role[1 - (d)->dir]
+
+/* the other direction of the session */
+#define ngx_wsp_other(d)     (&(d)->wp->dir[1 - (d)->dir])
+
+/* src's frames are over: its close frame (or a violation) came, or it is
+ * gone (NGX_WSP_RX_CLOSED, NGX_WSP_RX_GONE) */
+#define ngx_wsp_rx_over(d)   ((d)->rx & 1)
+
+/* a close of the proxy's is waiting or due (NGX_WSP_TX_WAIT, _DUE) */
+#define ngx_wsp_close_pending(d)                                             \
+    ((d)->tx == NGX_WSP_TX_WAIT || (d)->tx == NGX_WSP_TX_DUE)
+
+/* no close and no peer gone in either direction: all states are 0 */
+#define ngx_wsp_steady(wp)                                                   \
+    (((wp)->dir[0].rx | (wp)->dir[0].tx | (wp)->dir[1].rx | (wp)->dir[1].tx) \
+     == 0)
+
+
+static ngx_inline ngx_int_t
+ngx_http_ws_proxy_has_output(ngx_http_ws_proxy_dir_t *d)
+{
+    return d->spos < d->ppos
+           || d->out_hdr.pos < d->out_hdr.last
+           || d->out_body.pos < d->out_body.last
+           || d->out_ctl.pos < d->out_ctl.last
+           || (d->dst == d->wp->client && d->wp->request->out);
+}
+
+
+/* ngx_http_ws_proxy_pump.c: events, output, buffers */
+ngx_int_t ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d);
+ngx_int_t ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_compact(ngx_http_ws_proxy_dir_t *d);
+ngx_int_t ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d,
+    size_t size);
+void ngx_http_ws_proxy_free_msg(ngx_http_ws_proxy_dir_t *d);
+
+/* ngx_http_ws_proxy_frames.c: parsing, rules, the frame builder */
+ngx_uint_t ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
+    ngx_uint_t opcode, u_char *data, size_t len);
+size_t ngx_http_ws_proxy_frame(u_char *hdr, u_char *out,
+    const u_char *payload, size_t len, ngx_uint_t fin, ngx_uint_t opcode,
+    ngx_uint_t masked);
+size_t ngx_http_ws_proxy_close_payload(u_char *dst, ngx_uint_t code,
+    const u_char *reason, size_t len);
+void ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t code, u_char *reason, size_t len);
+
+/* ngx_http_ws_proxy_close.c: close handshake, peers gone, the end */
+void ngx_http_ws_proxy_close_timer(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t code, const char *reason, const char *log_reason);
+void ngx_http_ws_proxy_limit(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_invalid_utf8(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t raw);
+void ngx_http_ws_proxy_close_due(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t code, const char *reason, ngx_uint_t wait);
+void ngx_http_ws_proxy_close_go(ngx_http_ws_proxy_dir_t *d);
+ngx_uint_t ngx_http_ws_proxy_release_deferred(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t code, const u_char *reason, size_t len);
+void ngx_http_ws_proxy_rx_close(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_src_hup(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_dst_gone(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_fail(ngx_http_ws_proxy_t *wp, const char *reason);
+ngx_int_t ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
+    ngx_uint_t to_client);
+
+/* ngx_http_ws_proxy_verdict.c: Lua's verdicts and controls */
+void ngx_http_ws_proxy_hand_over(ngx_http_ws_proxy_dir_t *d, u_char *p,
+    size_t len, ngx_uint_t opcode, ngx_uint_t fin);
+void ngx_http_ws_proxy_taken(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
+
+
+#endif /* _NGX_HTTP_WS_PROXY_PUMP_H_INCLUDED_ */
