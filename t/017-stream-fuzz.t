@@ -10,7 +10,9 @@
 # carries a code of RFC 6455 and the worker keeps serving.  Then streams
 # that end with a close and the sender's FIN at once, and streams that end
 # with a violation: every frame before arrives, then the close.  (Half-
-# closes need shutdown(), which cosockets lack: t/e2e/resets.py has them.)
+# closes need shutdown(), which cosockets lack: t/e2e/resets.py, run by
+# t/015, has them, with seeded random streams that end with a close and a
+# half-close from either side: case_random_half_closes().)
 
 use lib '.';
 use t::WsRaw;
