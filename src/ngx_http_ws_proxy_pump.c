@@ -215,6 +215,8 @@ ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
     wp->state = NGX_WSP_STATE_RUNNING;
     wp->closed_normally = 1;
 
+    ngx_http_ws_proxy_metrics_start(wp);
+
     c->log->action = "proxying websocket frames";
 
     ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 1);
@@ -2054,6 +2056,8 @@ ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     wp = d->wp;
     other = &wp->dir[1 - d->dir];
 
+    ngx_http_ws_proxy_metrics_violation(d, code, log_reason == NULL);
+
     if (log_reason) {
         ngx_log_error(NGX_LOG_INFO, wp->log, 0,
                       "ws_proxy: %s protocol error: %s, closing with %ui",
@@ -2414,6 +2418,8 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
 
     wp->state = NGX_WSP_STATE_DONE;
     wp->end_time = ngx_current_msec;
+
+    ngx_http_ws_proxy_metrics_end(wp);
 
     c = wp->client;
 
