@@ -80,7 +80,7 @@ http {
             content_by_lua_block {
                 local p = assert(require("resty.websocket.proxy").new())
                 local ok, err = p:connect("ws://127.0.0.1:%(port)d/echo")
-                if not ok then return ngx.exit(502) end
+                if not ok then return end
                 p:execute()
             }
         }
@@ -365,6 +365,8 @@ async def main():
 
     # the text format
     ctype, text = get("/status")
+    with open(os.path.join(PREFIX, "status.prom"), "w") as f:
+        f.write(text)
     ok(ctype == "text/plain; version=0.0.4", "Content-Type: %s" % ctype)
     ok('ws_proxy_sessions_total{key="/ws"} %d\n' % total in text,
        "text: ws_proxy_sessions_total of /ws")
@@ -427,6 +429,26 @@ def prometheus(total):
         log.close()
 
 
+def conf_errors():
+    """nginx -t refuses a status page without a zone, and a tiny zone."""
+    head = "\n".join(CONF.strip().split("\n")[:3]) % {"mods": MODS,
+                                                      "root": ROOT}
+    for http, want in [
+            ("server { listen 127.0.0.1:%d; location /s { ws_proxy_status; }"
+             " }" % PORT, '"ws_proxy_status" needs a "ws_proxy_zone"'),
+            ("ws_proxy_zone z 16k;", 'zone "z" is too small'),
+            ("ws_proxy_zone z 1m; ws_proxy_zone y 1m;", "is duplicate")]:
+        path = os.path.join(PREFIX, "bad.conf")
+        with open(path, "w") as f:
+            f.write("%s\nerror_log logs/bad.log;\nevents {}\nhttp { %s }\n"
+                    % (head, http))
+        r = subprocess.run(["/usr/sbin/nginx", "-t", "-q", "-p",
+                            PREFIX + "/", "-c", path],
+                           capture_output=True, text=True)
+        ok(r.returncode != 0 and want in r.stderr,
+           "nginx -t refuses: %s" % want)
+
+
 def run():
     for tool in ("promtool", "prometheus"):
         if not shutil.which(tool):
@@ -440,6 +462,7 @@ def run():
         f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
                         "daemon": "off" if vg.USE else "on"})
     logdir = os.path.join(PREFIX, "logs")
+    conf_errors()
     status_ = None
     try:
         proc = vg.start(nginx_cmd(), logdir, PORT)
