@@ -44,7 +44,7 @@ typedef struct {
 
     /* close frames each peer sent, by code; 1006: none */
     uint64_t                    closes[2][NGX_WSP_M_CODES];
-    uint64_t                    closed_by[4];                   /* NGX_WSP_BY_* */
+    uint64_t                    closed_by[4];      /* NGX_WSP_BY_* */
     uint64_t                    violations[2][NGX_WSP_M_KINDS];
     uint64_t                    limits[2][NGX_WSP_M_LIMITS];
     uint64_t                    hook_errors;

@@ -397,6 +397,16 @@ async def main():
        "the %d others count under \"other\"" % other)
     ok(st["/ws"]["sessions_total"] == total, "the older keys are kept")
 
+    # a reload keeps the zone (same name and size) and its counters
+    r = subprocess.run(nginx_cmd() + ["-s", "reload"], capture_output=True,
+                       text=True)
+    ok(r.returncode == 0, "nginx -s reload")
+    ws, _ = await session("/ws", 1)
+    await ws.close()
+    ok(wait_for(lambda: k("/ws", "sessions_total") == total + 1
+                and k("/ws", "sessions_open") == 0, 5),
+       "after the reload the counters go on from %d" % total)
+
 
 def prometheus(total):
     d = os.path.join(PREFIX, "prometheus")
