@@ -19,7 +19,7 @@ DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
 	openssl gcc make perl libtest-base-perl libtest-longstring-perl \
 	liblist-moreutils-perl libtext-diff-perl liburi-perl libipc-run-perl \
 	lua-nginx-websocket python3 python3-websockets valgrind curl \
-	procps iproute2 clang libclang-rt-14-dev
+	procps iproute2 clang libclang-rt-14-dev prometheus
 
 .PHONY: all deps e2e-deps deb-deps deb unit soak test test-unit test-nginx \
 	test-valgrind test-debug bench fuzz demo clean

@@ -47,6 +47,8 @@ ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
 
     wp = d->wp;
 
+    ngx_http_ws_proxy_metrics_violation(d, code, 0);
+
     if (log_reason) {
         ngx_log_error(NGX_LOG_INFO, wp->log, 0,
                       "ws_proxy: %s protocol error: %s, closing with %ui",
@@ -71,6 +73,7 @@ ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
 void
 ngx_http_ws_proxy_limit(ngx_http_ws_proxy_dir_t *d)
 {
+    ngx_http_ws_proxy_metrics_violation(d, NGX_WSP_CLOSE_TOO_BIG, 1);
     ngx_http_ws_proxy_offender(d, NGX_WSP_CLOSE_TOO_BIG,
                                "Payload Too Large");
 }
@@ -464,6 +467,8 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
 
     wp->state = NGX_WSP_STATE_DONE;
     wp->end_time = ngx_current_msec;
+
+    ngx_http_ws_proxy_metrics_end(wp);
 
     c = wp->client;
 

@@ -399,6 +399,8 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
     rc = ngx_http_ws_proxy_connect(wp, &uri);
 
     if (rc == NGX_ERROR) {
+        ngx_http_ws_proxy_metrics_handshake(wp, NGX_WSP_HSO_UNREACHABLE);
+
         if (wp->err_len == 0) {
             ngx_http_ws_proxy_set_error(wp, "failed to connect");
         }
@@ -739,6 +741,9 @@ ngx_http_ws_proxy_ffi_abort(ngx_http_request_t *r, uint64_t id, int code,
     if (wp->err_len == 0) {
         ngx_http_ws_proxy_set_error(wp, "%s", buf);
     }
+
+    /* the library calls this for a failed on_frame hook only */
+    ngx_http_ws_proxy_metrics_hook_error(wp);
 
     ngx_http_ws_proxy_abort(wp, (ngx_uint_t) code, (char *) buf);
 

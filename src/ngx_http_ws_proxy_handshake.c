@@ -337,6 +337,8 @@ ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp, ngx_uint_t status)
 
     r = wp->request;
 
+    ngx_http_ws_proxy_metrics_handshake(wp, NGX_WSP_HSO_BAD_REQUEST);
+
     if (wp->err == NULL) {
         /* no memory even for the reason */
         return NGX_ERROR;

@@ -21,6 +21,7 @@ static ngx_int_t ngx_http_ws_proxy_init_process(ngx_cycle_t *cycle);
 static void ngx_http_ws_proxy_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_ws_proxy_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static void *ngx_http_ws_proxy_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -99,6 +100,29 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       NULL },
 #endif
 
+    /* metrics: ngx_http_ws_proxy_metrics.c, ngx_http_ws_proxy_status.c */
+
+    { ngx_string("ws_proxy_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_ws_proxy_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ws_proxy_zone_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, zone_key),
+      NULL },
+
+    { ngx_string("ws_proxy_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_ws_proxy_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -173,7 +197,7 @@ static ngx_http_module_t  ngx_http_ws_proxy_module_ctx = {
     ngx_http_ws_proxy_add_variables,       /* preconfiguration */
     ngx_http_ws_proxy_init,                /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_ws_proxy_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -206,7 +230,7 @@ ngx_http_ws_proxy_init(ngx_conf_t *cf)
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_ws_proxy_body_filter;
 
-    return NGX_OK;
+    return ngx_http_ws_proxy_metrics_init_conf(cf);
 }
 
 
@@ -366,6 +390,15 @@ ngx_http_ws_proxy_variable(ngx_http_request_t *r,
 }
 
 
+/* the main configuration holds the metrics zone only */
+
+static void *
+ngx_http_ws_proxy_create_main_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_ws_proxy_main_conf_t));
+}
+
+
 static void *
 ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
 {
@@ -382,6 +415,7 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->send_timeout = NGX_CONF_UNSET_MSEC;
     conf->read_timeout = NGX_CONF_UNSET_MSEC;
     conf->close_timeout = NGX_CONF_UNSET_MSEC;
+    conf->zone_key = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -435,6 +469,7 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               60000);
     ngx_conf_merge_msec_value(conf->close_timeout, prev->close_timeout,
                               5000);
+    ngx_conf_merge_ptr_value(conf->zone_key, prev->zone_key, NULL);
 
 #if (NGX_HTTP_SSL)
     ngx_conf_merge_str_value(conf->ssl_trusted_certificate,

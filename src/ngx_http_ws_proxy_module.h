@@ -114,7 +114,34 @@ typedef struct {
     ngx_str_t                   ssl_trusted_certificate;
     ngx_ssl_t                  *ssl;
 #endif
+
+    /* metrics: ws_proxy_zone_key (NULL: the location's name) */
+    ngx_http_complex_value_t   *zone_key;
 } ngx_http_ws_proxy_loc_conf_t;
+
+
+/* metrics: the zone of ws_proxy_zone, see ngx_http_ws_proxy_metrics.c */
+typedef struct {
+    ngx_shm_zone_t             *zone;             /* NULL: none */
+    ngx_uint_t                  status;           /* ws_proxy_status used */
+} ngx_http_ws_proxy_main_conf_t;
+
+
+/*
+ * metrics: what a session has added to its zone so far; the counters
+ * themselves are the session's (ngx_http_ws_proxy_dir_t statistics)
+ */
+typedef struct {
+    void                       *node;        /* its key's counters, lazy */
+    void                       *zone;        /* ngx_http_ws_proxy_zone_t */
+    ngx_queue_t                 queue;       /* in the worker's flush list */
+    uint64_t                    frames[2];
+    uint64_t                    bytes[2];
+    uint64_t                    messages[2];
+    unsigned                    none:1;      /* no zone configured */
+    unsigned                    handshake:1; /* its outcome counted */
+    unsigned                    running:1;   /* counted as open */
+} ngx_http_ws_proxy_msess_t;
 
 
 /* per-session options set from Lua before execute() */
@@ -326,6 +353,8 @@ struct ngx_http_ws_proxy_s {
     ngx_int_t                   rc;           /* result of connect/execute */
     u_char                     *err;          /* NGX_WSP_ERRBUF_SIZE, lazy */
     size_t                      err_len;
+
+    ngx_http_ws_proxy_msess_t   metrics;      /* ngx_http_ws_proxy_metrics.c */
 };
 
 
@@ -391,6 +420,28 @@ ngx_int_t ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp,
 ngx_int_t ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     ngx_uint_t opcode, u_char *data, size_t len);
 ngx_http_ws_proxy_ctl_t *ngx_http_ws_proxy_get_ctl(ngx_http_ws_proxy_dir_t *d);
+
+
+/* ngx_http_ws_proxy_metrics.c: see ngx_http_ws_proxy_metrics.h */
+#define NGX_WSP_HSO_ACCEPTED         0   /* handshake outcomes */
+#define NGX_WSP_HSO_REFUSED          1
+#define NGX_WSP_HSO_BAD_REQUEST      2
+#define NGX_WSP_HSO_UNREACHABLE      3
+#define NGX_WSP_HSO_TIMEOUT          4
+#define NGX_WSP_HSO_INVALID          5
+#define NGX_WSP_HSO_OUTCOMES         6
+
+void ngx_http_ws_proxy_metrics_handshake(ngx_http_ws_proxy_t *wp,
+    ngx_uint_t outcome);
+void ngx_http_ws_proxy_metrics_start(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_metrics_end(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_metrics_violation(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t code, ngx_uint_t limit);
+void ngx_http_ws_proxy_metrics_hook_error(ngx_http_ws_proxy_t *wp);
+char *ngx_http_ws_proxy_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_ws_proxy_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_ws_proxy_metrics_init_conf(ngx_conf_t *cf);
 
 
 #endif /* _NGX_HTTP_WS_PROXY_MODULE_H_INCLUDED_ */

@@ -1,0 +1,510 @@
+#!/usr/bin/python3
+"""ws_proxy_zone and ws_proxy_status with two workers (TAP).
+
+nginx runs with a master process and two workers (reuseport spreads the
+connections over both); sessions, handshake failures, a violation, a limit
+and a hook error go through it, and the status endpoint must show them
+summed over the workers: live while a session runs (the flush timer), and
+final once it ended.  Its text passes `promtool check metrics`, its JSON
+parses, a real Prometheus server (its data under this test's prefix)
+scrapes it every second and answers a PromQL query with the expected
+total, and a zone that is full counts new keys under "other".
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import websockets
+
+import vg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
+                          os.path.join(ROOT, "t", "servroot")).rstrip("/")
+PREFIX = os.path.join(SERVROOT, "metrics")
+PORT = int(os.environ.get("TEST_NGINX_METRICS_PORT", "19960"))
+PROM_PORT = int(os.environ.get("TEST_NGINX_PROMETHEUS_PORT", "19961"))
+MODS = "/usr/lib/nginx/modules"
+FULL_KEYS = 200
+
+CONF = """
+load_module %(mods)s/ndk_http_module.so;
+load_module %(mods)s/ngx_http_lua_module.so;
+load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+worker_processes 2;
+daemon %(daemon)s;
+master_process on;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+events { worker_connections 512; }
+http {
+    access_log off;
+    lua_package_path "%(root)s/lib/?.lua;;";
+    ws_proxy_zone wsp 32k;
+
+    server {
+        listen 127.0.0.1:%(port)d reuseport;
+
+        location /echo {
+            content_by_lua_block {
+                local server = require "nginx.websocket.server"
+                local wb = assert(server:new())
+                while true do
+                    local data, typ, err = wb:recv_frame()
+                    if not data then return end
+                    if typ == "close" then
+                        wb:send_close(err, data)
+                        return
+                    end
+                    wb:send_text("pid " .. ngx.worker.pid() .. ": " .. data)
+                end
+            }
+        }
+
+        location /deny { return 403; }
+        location /hang { content_by_lua_block { ngx.sleep(5) } }
+
+        location /status { ws_proxy_status; }
+
+        location /ws {
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new())
+                local ok, err = p:connect("ws://127.0.0.1:%(port)d/echo")
+                if not ok then return end
+                p:execute()
+            }
+        }
+
+        location /tenant {
+            ws_proxy_zone_key "tenant-$arg_t";
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new())
+                local ok, err = p:connect("ws://127.0.0.1:%(port)d/echo")
+                if not ok then return ngx.exit(502) end
+                p:execute()
+            }
+        }
+
+        location /full {
+            ws_proxy_zone_key $arg_k;
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new())
+                local ok, err = p:connect("ws://127.0.0.1:%(port)d/echo")
+                if not ok then return end
+                p:execute()
+            }
+        }
+
+        location /refuse {
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new())
+                local ok, err = p:connect("ws://127.0.0.1:%(port)d/deny")
+                if not ok then return end
+                p:execute()
+            }
+        }
+
+        location /unreach {
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new())
+                local ok, err = p:connect("ws://127.0.0.1:1/")
+                if not ok then return ngx.exit(502) end
+                p:execute()
+            }
+        }
+
+        location /slow {
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new())
+                local ok, err = p:connect("ws://127.0.0.1:%(port)d/hang",
+                                          { read_timeout = 300 })
+                if not ok then return ngx.exit(504) end
+                p:execute()
+            }
+        }
+
+        location /limit {
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new({
+                    client_max_frame_size = 10 }))
+                local ok, err = p:connect("ws://127.0.0.1:%(port)d/echo")
+                if not ok then return ngx.exit(502) end
+                p:execute()
+            }
+        }
+
+        location /hookerr {
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new({
+                    on_frame = function() error("boom") end }))
+                local ok, err = p:connect("ws://127.0.0.1:%(port)d/echo")
+                if not ok then return ngx.exit(502) end
+                p:execute()
+            }
+        }
+
+        location /viol {
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new())
+                local ok, err = p:connect("ws://127.0.0.1:%(port)d/echo")
+                if not ok then return ngx.exit(502) end
+                p:execute()
+            }
+        }
+    }
+}
+"""
+
+PROM_CONF = """
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: wsp
+    metrics_path: /status
+    static_configs:
+      - targets: ['127.0.0.1:%d']
+"""
+
+n = 0
+failed = 0
+
+
+def ok(cond, name):
+    global n, failed
+    n += 1
+    if not cond:
+        failed += 1
+    print("%sok %d - %s" % ("" if cond else "not ", n, name), flush=True)
+
+
+def nginx_cmd():
+    return ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
+            os.path.join(PREFIX, "nginx.conf")]
+
+
+def master_pid():
+    with open(os.path.join(PREFIX, "logs", "nginx.pid")) as f:
+        return int(f.read())
+
+
+def get(path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (PORT, path),
+                                timeout=5 * vg.SLOW) as r:
+        return r.headers.get("Content-Type"), r.read().decode()
+
+
+def status():
+    return json.loads(get("/status?format=json")[1])["keys"]
+
+
+def wait_for(pred, seconds):
+    """pred() until it holds, for at most seconds (times the slowness)."""
+    deadline = time.time() + seconds * vg.SLOW
+    while True:
+        try:
+            v = pred()
+        except Exception:
+            v = None
+        if v or time.time() > deadline:
+            return v
+        time.sleep(0.1)
+
+
+def k(key, *path):
+    v = status().get(key, {})
+    for p in path:
+        v = v.get(p, {})
+    return v if v != {} else 0
+
+
+def raw_violation():
+    """A client frame with RSV2 set: a protocol violation (1002)."""
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=5 * vg.SLOW)
+    s.sendall(b"GET /viol HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    s.sendall(bytes([0xa1, 0x81, 1, 2, 3, 4, ord("x") ^ 1]))
+    data = head.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in head else b""
+    try:
+        while len(data) < 4:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    s.close()
+    return head.startswith(b"HTTP/1.1 101") and data[:1] == b"\x88" \
+        and data[2:4] == b"\x03\xea"
+
+
+async def session(path, msgs):
+    opts = {"open_timeout": 10 * vg.SLOW, "close_timeout": 10 * vg.SLOW,
+            "ping_interval": None}
+    ws = await websockets.connect("ws://127.0.0.1:%d%s" % (PORT, path),
+                                  **opts)
+    pid = None
+    for i in range(msgs):
+        await ws.send("m%d" % i)
+        pid = (await ws.recv()).split(":")[0]
+    return ws, pid
+
+
+async def fails(path):
+    try:
+        ws = await websockets.connect("ws://127.0.0.1:%d%s" % (PORT, path),
+                                      open_timeout=10 * vg.SLOW)
+        await ws.close()
+        return False
+    except Exception:
+        return True
+
+
+async def main():
+    # live: a running session shows within the flush interval
+    ws, _ = await session("/tenant?t=live", 3)
+    live = wait_for(lambda: k("tenant-live", "frames", "client") >= 3
+                    and k("tenant-live", "sessions_open") == 1, 3)
+    ok(live, "a running session's frames and sessions_open show live "
+       "(key from ws_proxy_zone_key with a variable)")
+    await ws.close()
+    ok(wait_for(lambda: k("tenant-live", "sessions_open") == 0
+                and k("tenant-live", "closes", "client", "1000") == 1, 3),
+       "its end: sessions_open 0, one close 1000 from the client")
+
+    # sessions over both workers
+    pids, socks = set(), []
+    while len(socks) < 40 and (len(pids) < 2 or len(socks) < 4):
+        batch = await asyncio.gather(*[session("/ws", 3) for _ in range(4)])
+        for w, pid in batch:
+            socks.append(w)
+            pids.add(pid)
+    total = len(socks)
+    ok(len(pids) == 2, "%d sessions served by two workers: %s"
+       % (total, sorted(pids)))
+    ok(wait_for(lambda: k("/ws", "sessions_open") == total, 3),
+       "sessions_open is %d, summed over the workers" % total)
+    await asyncio.gather(*[w.close() for w in socks])
+
+    def final():
+        s = status()["/ws"]
+        return (s["sessions_open"] == 0 and s["sessions_total"] == total
+                and s["session_duration_seconds"]["count"] == total) and s
+    s = wait_for(final, 5)
+    ok(bool(s), "sessions_total %d, none open, %d durations" % (total, total))
+    s = s or status().get("/ws", {})
+    ok(s.get("messages") == {"client": 3 * total, "upstream": 3 * total},
+       "messages per sender: %s" % s.get("messages"))
+    ok(s.get("frames", {}).get("client", 0) == 4 * total,
+       "client frames: 3 messages and a close each")
+    ok(s.get("handshakes", {}).get("accepted") == total,
+       "handshakes accepted: %s" % s.get("handshakes"))
+    ok(s.get("closes", {}).get("client", {}).get("1000") == total
+       and s.get("closed_by", {}).get("client") == total,
+       "closes: %s, closed_by: %s" % (s.get("closes"), s.get("closed_by")))
+
+    # handshake failures
+    ok(await fails("/refuse") and await fails("/unreach")
+       and await fails("/slow"), "refused, unreachable, timeout fail")
+    try:
+        urllib.request.urlopen("http://127.0.0.1:%d/ws" % PORT,
+                               timeout=5 * vg.SLOW)
+        bad = False
+    except urllib.error.HTTPError as e:
+        bad = e.code == 400
+    ok(bad, "a plain GET to /ws gets 400")
+
+    st = status()
+    ok(st.get("/refuse", {}).get("handshakes", {}).get("refused") == 1
+       and st["/refuse"]["handshakes"]["refused_by_status"] == {"403": 1},
+       "refused by the upstream, with its status 403")
+    ok(st.get("/unreach", {}).get("handshakes", {}).get("unreachable") == 1,
+       "upstream unreachable")
+    ok(st.get("/slow", {}).get("handshakes", {}).get("timeout") == 1,
+       "upstream timeout")
+    ok(st["/ws"]["handshakes"]["bad_request"] == 1, "bad client request")
+
+    # a violation, a limit, a hook error
+    ok(raw_violation(), "a frame with RSV2 is closed with 1002")
+    ws, _ = await session("/limit", 0)
+    await ws.send("x" * 100)
+    try:
+        await asyncio.wait_for(ws.recv(), 5 * vg.SLOW)
+    except Exception:
+        pass
+    ws, _ = await session("/hookerr", 0)
+    await ws.send("x")
+    try:
+        await asyncio.wait_for(ws.recv(), 5 * vg.SLOW)
+    except Exception:
+        pass
+    ok(wait_for(lambda: k("/viol", "protocol_violations", "client",
+                          "protocol_error") == 1, 3),
+       "protocol violation counted, by sender and kind")
+    ok(wait_for(lambda: k("/limit", "limits", "client", "frame_size") == 1,
+                3), "limit counted: frame_size from the client")
+    ok(wait_for(lambda: k("/hookerr", "hook_errors") >= 1, 3),
+       "hook error counted")
+
+    # the text format
+    ctype, text = get("/status")
+    with open(os.path.join(PREFIX, "status.prom"), "w") as f:
+        f.write(text)
+    ok(ctype == "text/plain; version=0.0.4", "Content-Type: %s" % ctype)
+    ok('ws_proxy_sessions_total{key="/ws"} %d\n' % total in text,
+       "text: ws_proxy_sessions_total of /ws")
+    r = subprocess.run(["promtool", "check", "metrics"], input=text,
+                       capture_output=True, text=True)
+    ok(r.returncode == 0, "promtool check metrics: %s"
+       % (r.stdout + r.stderr).strip().replace("\n", "; ")[:300])
+
+    # a real Prometheus scrapes it
+    ok(prometheus(total), "Prometheus scrapes it: sum(ws_proxy_sessions_total"
+       "{key=\"/ws\"}) is %d" % total)
+
+    # the zone full: new keys count as "other", the old ones stay
+    before = status()
+    for i in range(FULL_KEYS):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/full?k=k%d"
+                                   % (PORT, i), timeout=5 * vg.SLOW)
+        except urllib.error.HTTPError:
+            pass
+    st = status()
+    kept = [x for x in st if x.startswith("k") and x[1:].isdigit()]
+    other = st["other"]["handshakes"]["bad_request"]
+    ok(0 < len(kept) < FULL_KEYS and len(st) < FULL_KEYS,
+       "the zone holds %d keys of %d new ones" % (len(kept), FULL_KEYS))
+    other -= before["other"]["handshakes"]["bad_request"]
+    ok(other == FULL_KEYS - len(kept),
+       "the %d others count under \"other\"" % other)
+    ok(st["/ws"]["sessions_total"] == total, "the older keys are kept")
+
+    # a reload keeps the zone (same name and size) and its counters
+    r = subprocess.run(nginx_cmd() + ["-s", "reload"], capture_output=True,
+                       text=True)
+    ok(r.returncode == 0, "nginx -s reload")
+    ws, _ = await session("/ws", 1)
+    await ws.close()
+    ok(wait_for(lambda: k("/ws", "sessions_total") == total + 1
+                and k("/ws", "sessions_open") == 0, 5),
+       "after the reload the counters go on from %d" % total)
+
+
+def prometheus(total):
+    d = os.path.join(PREFIX, "prometheus")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    conf = os.path.join(d, "prometheus.yml")
+    with open(conf, "w") as f:
+        f.write(PROM_CONF % PORT)
+    log = open(os.path.join(d, "prometheus.log"), "w")
+    p = subprocess.Popen(["prometheus", "--config.file=" + conf,
+                          "--storage.tsdb.path=" + os.path.join(d, "data"),
+                          "--web.listen-address=127.0.0.1:%d" % PROM_PORT],
+                         stdout=log, stderr=subprocess.STDOUT)
+    q = urllib.parse.quote('sum(ws_proxy_sessions_total{key="/ws"})')
+    url = "http://127.0.0.1:%d/api/v1/query?query=%s" % (PROM_PORT, q)
+
+    def query():
+        with urllib.request.urlopen(url, timeout=2) as r:
+            res = json.loads(r.read())["data"]["result"]
+            return res and float(res[0]["value"][1]) == total
+    try:
+        return wait_for(query, 30)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        log.close()
+
+
+def conf_errors():
+    """nginx -t refuses a status page without a zone, and a tiny zone."""
+    head = "\n".join(CONF.strip().split("\n")[:3]) % {"mods": MODS,
+                                                      "root": ROOT}
+    for http, want in [
+            ("server { listen 127.0.0.1:%d; location /s { ws_proxy_status; }"
+             " }" % PORT, '"ws_proxy_status" needs a "ws_proxy_zone"'),
+            ("ws_proxy_zone z 16k;", 'zone "z" is too small'),
+            ("ws_proxy_zone z 1m; ws_proxy_zone y 1m;", "is duplicate")]:
+        path = os.path.join(PREFIX, "bad.conf")
+        with open(path, "w") as f:
+            f.write("%s\nerror_log logs/bad.log;\nevents {}\nhttp { %s }\n"
+                    % (head, http))
+        r = subprocess.run(["/usr/sbin/nginx", "-t", "-q", "-p",
+                            PREFIX + "/", "-c", path],
+                           capture_output=True, text=True)
+        ok(r.returncode != 0 and want in r.stderr,
+           "nginx -t refuses: %s" % want)
+
+
+def run():
+    for tool in ("promtool", "prometheus"):
+        if not shutil.which(tool):
+            print("1..0 # SKIP %s missing (Debian's prometheus package: "
+                  "make deps)" % tool)
+            sys.exit(0)
+    shutil.rmtree(PREFIX, ignore_errors=True)
+    os.makedirs(os.path.join(PREFIX, "logs"))
+    log = os.path.join(PREFIX, "logs", "error.log")
+    with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
+        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
+                        "daemon": "off" if vg.USE else "on"})
+    logdir = os.path.join(PREFIX, "logs")
+    conf_errors()
+    status_ = None
+    try:
+        proc = vg.start(nginx_cmd(), logdir, PORT)
+    except RuntimeError as e:
+        ok(False, "nginx starts: %s" % e)
+    else:
+        try:
+            asyncio.run(main())
+        except Exception as e:  # a failed step must not hide the summary
+            ok(False, "metrics test: %r" % e)
+        finally:
+            try:
+                mpid = master_pid()
+                os.kill(mpid, signal.SIGQUIT)
+                for _ in range(100 * vg.SLOW):
+                    try:
+                        os.kill(mpid, 0)
+                    except OSError:
+                        break
+                    time.sleep(0.1)
+                else:
+                    os.kill(mpid, signal.SIGKILL)
+            except Exception:
+                pass
+            status_ = vg.wait(proc)
+
+    text = open(log).read() if os.path.exists(log) else ""
+    ok("[alert]" not in text and "[crit]" not in text and
+       "[emerg]" not in text, "no [alert], [crit] or [emerg]")
+    vg.check(ok, logdir, status_)
+    print("1..%d" % n)
+    sys.exit(1 if failed else 0)
+
+
+run()
