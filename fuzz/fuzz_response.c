@@ -5,8 +5,8 @@
  * delimits is parsed from a heap copy of exactly its length (ASan sees a
  * read past it), and so is the whole input, delimited or not.  Every
  * string a result holds must lie inside the parsed bytes.  The bytes after
- * a head are a refusal's body: its framing must be one of the known
- * answers, and the chunked decoder must agree with itself (scan and
+ * a head are a refusal's body: its framing (from the parser) must be one
+ * of the known answers, and the chunked decoder must agree with itself (scan and
  * in-place decode, on an exact-size copy; cut at the half, it must want
  * more or end at the same place).
  */
@@ -53,6 +53,7 @@ check(const uint8_t *data, size_t size)
     }
 
     inside(&r.status_line, p, size);
+    inside(&r.headers, p, size);
     inside(&r.accept, p, size);
     inside(&r.protocol, p, size);
     inside(&r.error_arg, p, size);
@@ -68,7 +69,11 @@ check(const uint8_t *data, size_t size)
         abort();
     }
 
-    if (rc == NGX_WSP_HEAD_STATUS && (r.status < 100 || r.status > 599)) {
+    if (rc == NGX_WSP_HEAD_STATUS
+        && (r.status < 100 || r.status > 599
+            || r.body < NGX_WSP_BODY_NONE || r.body > NGX_WSP_BODY_ERROR
+            || (r.body != NGX_WSP_BODY_LENGTH && r.length != 0)))
+    {
         abort();
     }
 
@@ -90,20 +95,11 @@ check(const uint8_t *data, size_t size)
 
 
 static void
-body(const uint8_t *head, size_t hlen, const uint8_t *data, size_t size)
+body(const uint8_t *data, size_t size)
 {
-    int        rc, rc2, framing;
+    int        rc, rc2;
     size_t     dlen, dlen2;
     uint8_t   *p;
-    uint64_t   length;
-
-    framing = ngx_wsp_body_framing(head, hlen, 403, &length);
-
-    if (framing < NGX_WSP_BODY_NONE || framing > NGX_WSP_BODY_ERROR
-        || (framing != NGX_WSP_BODY_LENGTH && length != 0))
-    {
-        abort();
-    }
 
     p = malloc(size ? size : 1);
     memcpy(p, data, size);
@@ -180,7 +176,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
         (void) check(data, whole);
-        body(data, whole, data + whole, size - whole);
+        body(data + whole, size - whole);
     }
 
     (void) check(data, size);

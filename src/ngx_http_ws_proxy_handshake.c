@@ -430,10 +430,12 @@ static void
 ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
     u_char *end)
 {
-    size_t               nlen;
-    u_char              *eol, *colon, *v, *ve;
+    u_char              *v;
+    size_t               vlen;
     ngx_uint_t           i, skip;
+    ngx_wsp_header_t     h;
     ngx_http_request_t  *r;
+    const u_char        *pos;
 
     static ngx_str_t  hop[] = {
         ngx_string("Connection"), ngx_string("Keep-Alive"),
@@ -450,43 +452,30 @@ ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
 
     r = wp->request;
 
-    for ( /* void */ ; line < end; line = eol + 2) {
+    /* the head was checked whole: the lines split as they did then */
 
-        eol = ngx_strlchr(line, end, CR);
-        if (eol == NULL) {
-            eol = end;
-        }
+    for (pos = line; ngx_wsp_header_next(&pos, end, &h) == 1; /* void */) {
 
-        colon = ngx_strlchr(line, eol, ':');
-        if (colon == NULL) {
-            continue;
-        }
+        v = (u_char *) h.value.data;
+        vlen = h.value.len;
 
-        nlen = colon - line;
-
-        for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++) {
-            /* void */
-        }
-
-        for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--) {
-            /* void */
-        }
-
-        if (nlen == 12
-            && ngx_strncasecmp(line, (u_char *) "Content-Type", 12) == 0
+        if (h.name.len == 12
+            && ngx_strncasecmp((u_char *) h.name.data,
+                               (u_char *) "Content-Type", 12) == 0
             && wp->upstream_status)
         {
             r->headers_out.content_type.data = v;
-            r->headers_out.content_type.len = ve - v;
-            r->headers_out.content_type_len = ve - v;
+            r->headers_out.content_type.len = vlen;
+            r->headers_out.content_type_len = vlen;
             continue;
         }
 
         skip = 0;
 
         for (i = 0; i < sizeof(hop) / sizeof(hop[0]); i++) {
-            if (nlen == hop[i].len
-                && ngx_strncasecmp(line, hop[i].data, nlen) == 0)
+            if (h.name.len == hop[i].len
+                && ngx_strncasecmp((u_char *) h.name.data, hop[i].data,
+                                   hop[i].len) == 0)
             {
                 skip = 1;
                 break;
@@ -494,8 +483,8 @@ ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp, u_char *line,
         }
 
         if (!skip) {
-            (void) ngx_http_ws_proxy_add_header(r, (const char *) line, nlen,
-                                                v, ve - v);
+            (void) ngx_http_ws_proxy_add_header(r, (const char *) h.name.data,
+                                                h.name.len, v, vlen);
         }
     }
 }

@@ -322,6 +322,8 @@ struct ngx_http_ws_proxy_s {
     ngx_buf_t                  *hs;          /* handshake request/response */
     ngx_str_t                   response;    /* upstream response head */
     ngx_uint_t                  upstream_status;  /* a non-101 answer */
+    ngx_uint_t                  body_framing;     /* its NGX_WSP_BODY_* */
+    uint64_t                    body_length;      /* its Content-Length */
     ngx_str_t                   upstream_body;
     ngx_str_t                   protocol;    /* selected subprotocol */
     ngx_msec_t                  connect_timeout;

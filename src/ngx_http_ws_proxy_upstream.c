@@ -1118,6 +1118,8 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
          */
 
         wp->upstream_status = resp.status;
+        wp->body_framing = resp.body;
+        wp->body_length = resp.length;
 
         return NGX_DECLINED;
     }
@@ -1223,10 +1225,11 @@ ngx_http_ws_proxy_body_done(ngx_http_ws_proxy_t *wp, ngx_int_t closed)
     ngx_buf_t  *b;
 
     b = wp->hs;
+    clen = wp->body_length;
 
-    switch (ngx_wsp_body_framing(b->start, b->pos - b->start,
-                                 wp->upstream_status, &clen))
-    {
+    /* as the head said, see ngx_http_ws_proxy_check_response() */
+
+    switch (wp->body_framing) {
 
     case NGX_WSP_BODY_NONE:
         b->last = b->pos;

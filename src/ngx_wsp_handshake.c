@@ -15,6 +15,21 @@
 #define NGX_WSP_LF  '\n'
 
 
+/* what the checks of one response head have seen so far */
+
+typedef struct {
+    unsigned    upgrade:1;
+    unsigned    upgrade_bad:1;
+    unsigned    connection:1;
+    unsigned    te:1;
+    unsigned    chunked:1;
+    unsigned    bad_length:1;
+    unsigned    accepts;
+    unsigned    protocols;
+    unsigned    lengths;
+} ngx_wsp_checks_t;
+
+
 static int ngx_wsp_strcaseeq(const unsigned char *a, size_t len,
     const char *b, size_t blen);
 static int ngx_wsp_is_tchar(unsigned char c);
@@ -27,6 +42,11 @@ static int ngx_wsp_parse_status(const unsigned char *p, size_t len,
     unsigned *status);
 static int ngx_wsp_head_error(ngx_wsp_response_t *r, const char *error,
     const unsigned char *arg, size_t len);
+static int ngx_wsp_upgrade_header(ngx_wsp_response_t *r,
+    ngx_wsp_checks_t *ck, ngx_wsp_header_t *h, const unsigned char *accept);
+static int ngx_wsp_framing_header(ngx_wsp_response_t *r,
+    ngx_wsp_checks_t *ck, ngx_wsp_header_t *h);
+static void ngx_wsp_framing_end(ngx_wsp_response_t *r, ngx_wsp_checks_t *ck);
 
 
 size_t
@@ -69,15 +89,68 @@ ngx_wsp_head_end(const unsigned char *buf, size_t len, size_t *scanned)
 
 
 int
+ngx_wsp_header_next(const unsigned char **pos, const unsigned char *end,
+    ngx_wsp_header_t *h)
+{
+    const unsigned char  *line, *eol, *colon;
+
+    line = *pos;
+
+    for (eol = line; eol < end; eol++) {
+        if (*eol == NGX_WSP_CR || *eol == NGX_WSP_LF || *eol == '\0') {
+            break;
+        }
+    }
+
+    h->name.data = line;
+    h->name.len = eol - line;
+    h->value.data = eol;
+    h->value.len = 0;
+
+    if (eol + 1 >= end || eol[0] != NGX_WSP_CR || eol[1] != NGX_WSP_LF) {
+        return -1;
+    }
+
+    *pos = eol + 2;
+
+    if (eol == line) {
+        /* the empty line: anything after it is not the head's */
+        return 0;
+    }
+
+    if (*line == ' ' || *line == '\t') {
+        /* obs-fold: a continuation line */
+        return -1;
+    }
+
+    for (colon = line; colon < eol && ngx_wsp_is_tchar(*colon); colon++) {
+        /* void */
+    }
+
+    if (colon == line || colon == eol || *colon != ':') {
+        return -1;
+    }
+
+    h->name.len = colon - line;
+    h->value.data = colon + 1;
+    ngx_wsp_trim(&h->value.data, &eol);
+    h->value.len = eol - h->value.data;
+
+    return 1;
+}
+
+
+int
 ngx_wsp_response_parse(const unsigned char *head, size_t len,
     const unsigned char *accept, ngx_wsp_response_t *r)
 {
-    size_t                nlen;
-    unsigned              upgrade, upgrade_bad, connection, accepts;
-    unsigned              protocols;
-    const unsigned char  *end, *line, *eol, *colon, *v, *ve;
+    int                   rc;
+    const unsigned char  *end, *eol, *pos;
+    ngx_wsp_header_t      h;
+    ngx_wsp_checks_t      ck;
 
     memset(r, 0, sizeof(ngx_wsp_response_t));
+    memset(&ck, 0, sizeof(ngx_wsp_checks_t));
 
     end = head + len;
 
@@ -102,128 +175,201 @@ ngx_wsp_response_parse(const unsigned char *head, size_t len,
                                   head, eol - head);
     }
 
+    r->headers.data = eol + 2;
+
+    for (pos = eol + 2; ; ) {
+        rc = ngx_wsp_header_next(&pos, end, &h);
+
+        if (rc < 0) {
+            return ngx_wsp_head_error(r, "bad HTTP response header: ",
+                                      h.name.data, h.name.len);
+        }
+
+        if (rc == 0) {
+            break;
+        }
+
+        r->headers.len = pos - r->headers.data;
+
+        rc = r->status == 101 ? ngx_wsp_upgrade_header(r, &ck, &h, accept)
+                              : ngx_wsp_framing_header(r, &ck, &h);
+
+        if (rc != NGX_WSP_HEAD_OK) {
+            return rc;
+        }
+    }
+
+    if (pos != end) {
+        /* bytes after the empty line: the caller did not split the head */
+        return ngx_wsp_head_error(r, "bad HTTP response header: ",
+                                  pos - 2, end - pos + 2);
+    }
+
     if (r->status != 101) {
+        ngx_wsp_framing_end(r, &ck);
         (void) ngx_wsp_head_error(r, "bad HTTP response status line: ",
                                   head, eol - head);
         return NGX_WSP_HEAD_STATUS;
     }
 
-    upgrade = 0;
-    upgrade_bad = 0;
-    connection = 0;
-    accepts = 0;
-    protocols = 0;
-
-    for (line = eol + 2; line < end; line = eol + 2) {
-
-        for (eol = line; eol < end; eol++) {
-            if (*eol == NGX_WSP_CR || *eol == NGX_WSP_LF || *eol == '\0') {
-                break;
-            }
-        }
-
-        if (eol + 1 >= end || eol[0] != NGX_WSP_CR || eol[1] != NGX_WSP_LF) {
-            return ngx_wsp_head_error(r, "bad HTTP response header: ",
-                                      line, eol - line);
-        }
-
-        if (eol == line) {
-            /* the empty line: anything after it is not the head's */
-            break;
-        }
-
-        if (*line == ' ' || *line == '\t') {
-            /* obs-fold: a continuation line */
-            return ngx_wsp_head_error(r, "bad HTTP response header: ",
-                                      line, eol - line);
-        }
-
-        for (colon = line; colon < eol && ngx_wsp_is_tchar(*colon); colon++) {
-            /* void */
-        }
-
-        if (colon == line || colon == eol || *colon != ':') {
-            return ngx_wsp_head_error(r, "bad HTTP response header: ",
-                                      line, eol - line);
-        }
-
-        nlen = colon - line;
-        v = colon + 1;
-        ve = eol;
-        ngx_wsp_trim(&v, &ve);
-
-        if (ngx_wsp_strcaseeq(line, nlen, "Upgrade", 7)) {
-
-            /* one list over all lines: it must be "websocket" alone */
-
-            if (upgrade || !ngx_wsp_strcaseeq(v, ve - v, "websocket", 9)) {
-                upgrade_bad = 1;
-            }
-
-            upgrade = 1;
-
-        } else if (ngx_wsp_strcaseeq(line, nlen, "Connection", 10)) {
-
-            if (ngx_wsp_has_token(v, ve - v, "upgrade", 7)) {
-                connection = 1;
-            }
-
-        } else if (ngx_wsp_strcaseeq(line, nlen, "Sec-WebSocket-Accept", 20)) {
-
-            if (accepts++
-                || (size_t) (ve - v) != NGX_WSP_ACCEPT_LEN
-                || memcmp(v, accept, NGX_WSP_ACCEPT_LEN) != 0)
-            {
-                return ngx_wsp_head_error(r, "bad \"sec-websocket-accept\" "
-                                          "response header: ", v, ve - v);
-            }
-
-            r->accept.data = v;
-            r->accept.len = ve - v;
-
-        } else if (ngx_wsp_strcaseeq(line, nlen, "Sec-WebSocket-Protocol",
-                                     22))
-        {
-            if (protocols++) {
-                return ngx_wsp_head_error(r, "duplicate "
-                                          "\"sec-websocket-protocol\" "
-                                          "response header: ", v, ve - v);
-            }
-
-            r->protocol.data = v;
-            r->protocol.len = ve - v;
-
-        } else if (ngx_wsp_strcaseeq(line, nlen, "Sec-WebSocket-Extensions",
-                                     24)
-                   && ve > v)
-        {
-            return ngx_wsp_head_error(r, "upstream negotiated an extension "
-                                      "that was not offered: ", v, ve - v);
-        }
-    }
-
-    if (line + 2 != end) {
-        /* bytes after the empty line: the caller did not split the head */
-        return ngx_wsp_head_error(r, "bad HTTP response header: ",
-                                  line, end - line);
-    }
-
-    if (!upgrade || upgrade_bad) {
+    if (!ck.upgrade || ck.upgrade_bad) {
         return ngx_wsp_head_error(r, "bad \"upgrade\" response header",
                                   NULL, 0);
     }
 
-    if (!connection) {
+    if (!ck.connection) {
         return ngx_wsp_head_error(r, "bad \"connection\" response header",
                                   NULL, 0);
     }
 
-    if (!accepts) {
+    if (!ck.accepts) {
         return ngx_wsp_head_error(r, "missing \"sec-websocket-accept\" "
                                   "response header", NULL, 0);
     }
 
     return NGX_WSP_HEAD_OK;
+}
+
+
+/* one header of a 101: the checks of RFC 6455 4.1 */
+
+static int
+ngx_wsp_upgrade_header(ngx_wsp_response_t *r, ngx_wsp_checks_t *ck,
+    ngx_wsp_header_t *h, const unsigned char *accept)
+{
+    const unsigned char  *n, *v;
+    size_t                nlen, vlen;
+
+    n = h->name.data;
+    nlen = h->name.len;
+    v = h->value.data;
+    vlen = h->value.len;
+
+    if (ngx_wsp_strcaseeq(n, nlen, "Upgrade", 7)) {
+
+        /* one list over all lines: it must be "websocket" alone */
+
+        if (ck->upgrade || !ngx_wsp_strcaseeq(v, vlen, "websocket", 9)) {
+            ck->upgrade_bad = 1;
+        }
+
+        ck->upgrade = 1;
+
+    } else if (ngx_wsp_strcaseeq(n, nlen, "Connection", 10)) {
+
+        if (ngx_wsp_has_token(v, vlen, "upgrade", 7)) {
+            ck->connection = 1;
+        }
+
+    } else if (ngx_wsp_strcaseeq(n, nlen, "Sec-WebSocket-Accept", 20)) {
+
+        if (ck->accepts++ || vlen != NGX_WSP_ACCEPT_LEN
+            || memcmp(v, accept, NGX_WSP_ACCEPT_LEN) != 0)
+        {
+            return ngx_wsp_head_error(r, "bad \"sec-websocket-accept\" "
+                                      "response header: ", v, vlen);
+        }
+
+        r->accept = h->value;
+
+    } else if (ngx_wsp_strcaseeq(n, nlen, "Sec-WebSocket-Protocol", 22)) {
+
+        if (ck->protocols++) {
+            return ngx_wsp_head_error(r, "duplicate "
+                                      "\"sec-websocket-protocol\" "
+                                      "response header: ", v, vlen);
+        }
+
+        r->protocol = h->value;
+
+    } else if (ngx_wsp_strcaseeq(n, nlen, "Sec-WebSocket-Extensions", 24)
+               && vlen)
+    {
+        return ngx_wsp_head_error(r, "upstream negotiated an extension "
+                                  "that was not offered: ", v, vlen);
+    }
+
+    return NGX_WSP_HEAD_OK;
+}
+
+
+/*
+ * One header of a response other than 101: only Transfer-Encoding and
+ * Content-Length matter, to know where its body ends (RFC 9112 6.3).
+ */
+
+static int
+ngx_wsp_framing_header(ngx_wsp_response_t *r, ngx_wsp_checks_t *ck,
+    ngx_wsp_header_t *h)
+{
+    uint64_t              n;
+    const unsigned char  *v, *ve, *last;
+
+    v = h->value.data;
+    ve = v + h->value.len;
+
+    if (ngx_wsp_strcaseeq(h->name.data, h->name.len, "Transfer-Encoding",
+                          17))
+    {
+        /* chunked must be the last coding of the last line */
+
+        ck->te = 1;
+
+        for (last = ve; last > v && last[-1] != ','; last--) {
+            /* void */
+        }
+
+        ngx_wsp_trim(&last, &ve);
+        ck->chunked = ngx_wsp_strcaseeq(last, ve - last, "chunked", 7);
+
+    } else if (ngx_wsp_strcaseeq(h->name.data, h->name.len,
+                                 "Content-Length", 14))
+    {
+        if (v == ve) {
+            ck->bad_length = 1;
+        }
+
+        for (n = 0; v < ve; v++) {
+            if (*v < '0' || *v > '9' || n > (UINT64_MAX - 9) / 10) {
+                ck->bad_length = 1;
+                break;
+            }
+
+            n = n * 10 + (*v - '0');
+        }
+
+        if (ck->lengths++ && n != r->length) {
+            ck->bad_length = 1;
+        }
+
+        r->length = n;
+    }
+
+    return NGX_WSP_HEAD_OK;
+}
+
+
+static void
+ngx_wsp_framing_end(ngx_wsp_response_t *r, ngx_wsp_checks_t *ck)
+{
+    if (r->status < 200 || r->status == 204 || r->status == 304) {
+        r->body = NGX_WSP_BODY_NONE;
+
+    } else if (ck->te) {
+        r->body = ck->chunked ? NGX_WSP_BODY_CHUNKED : NGX_WSP_BODY_CLOSE;
+
+    } else if (ck->bad_length) {
+        r->body = NGX_WSP_BODY_ERROR;
+
+    } else if (ck->lengths) {
+        r->body = NGX_WSP_BODY_LENGTH;
+        return;
+
+    } else {
+        r->body = NGX_WSP_BODY_CLOSE;
+    }
+
+    r->length = 0;
 }
 
 
@@ -283,94 +429,6 @@ ngx_wsp_list_find(const unsigned char *value, size_t len,
     }
 
     return 0;
-}
-
-
-int
-ngx_wsp_body_framing(const unsigned char *head, size_t len, unsigned status,
-    uint64_t *length)
-{
-    int                   te, chunked, lengths;
-    size_t                nlen;
-    uint64_t              n, cl;
-    const unsigned char  *p, *end, *eol, *colon, *v, *ve, *last;
-
-    *length = 0;
-
-    if (status < 200 || status == 204 || status == 304) {
-        return NGX_WSP_BODY_NONE;
-    }
-
-    te = 0;
-    chunked = 0;
-    lengths = 0;
-    cl = 0;
-
-    end = head + len;
-    p = memchr(head, NGX_WSP_LF, len);
-
-    for (p = p ? p + 1 : end; p < end; p = eol + 1) {
-
-        eol = memchr(p, NGX_WSP_LF, end - p);
-        if (eol == NULL) {
-            eol = end;
-        }
-
-        colon = memchr(p, ':', eol - p);
-        if (colon == NULL) {
-            continue;
-        }
-
-        nlen = colon - p;
-        v = colon + 1;
-        ve = (eol > v && eol[-1] == NGX_WSP_CR) ? eol - 1 : eol;
-        ngx_wsp_trim(&v, &ve);
-
-        if (ngx_wsp_strcaseeq(p, nlen, "Transfer-Encoding", 17)) {
-
-            /* chunked must be the last coding of the last line */
-
-            te = 1;
-
-            for (last = ve; last > v && last[-1] != ','; last--) {
-                /* void */
-            }
-
-            ngx_wsp_trim(&last, &ve);
-            chunked = ngx_wsp_strcaseeq(last, ve - last, "chunked", 7);
-
-        } else if (ngx_wsp_strcaseeq(p, nlen, "Content-Length", 14)) {
-
-            if (v == ve) {
-                return NGX_WSP_BODY_ERROR;
-            }
-
-            for (n = 0; v < ve; v++) {
-                if (*v < '0' || *v > '9' || n > (UINT64_MAX - 9) / 10) {
-                    return NGX_WSP_BODY_ERROR;
-                }
-
-                n = n * 10 + (*v - '0');
-            }
-
-            if (lengths++ && n != cl) {
-                return NGX_WSP_BODY_ERROR;
-            }
-
-            cl = n;
-        }
-    }
-
-    if (te) {
-        return chunked ? NGX_WSP_BODY_CHUNKED : NGX_WSP_BODY_CLOSE;
-    }
-
-    if (lengths) {
-        *length = cl;
-        return NGX_WSP_BODY_LENGTH;
-    }
-
-    return NGX_WSP_BODY_CLOSE;
 }
 
 

@@ -32,7 +32,13 @@
  *     offers none);
  *   - the status line is "HTTP/1.<digit> <3 digits>", then SP and any
  *     reason, or nothing.  The header lines of a status other than 101 are
- *     not checked: that response is relayed, not interpreted.
+ *     read by the same rules (a refusal is relayed, and a head misread
+ *     here could be read another way by the client), but only the ones
+ *     that say where its body ends are interpreted.
+ *
+ * The head is parsed once, by ngx_wsp_response_parse(), with the one
+ * splitter of header lines, ngx_wsp_header_next(); what the module relays
+ * of it walks the header slice the parser returns with the same splitter.
  */
 
 
@@ -52,7 +58,7 @@
 #define NGX_WSP_HEAD_STATUS      1      /* a valid status line, not 101 */
 #define NGX_WSP_HEAD_ERROR       2      /* see error and error_arg */
 
-/* results of ngx_wsp_body_framing() */
+/* how a refusal's body ends (ngx_wsp_response_t.body) */
 #define NGX_WSP_BODY_NONE        0      /* 1xx, 204, 304 */
 #define NGX_WSP_BODY_LENGTH      1      /* Content-Length */
 #define NGX_WSP_BODY_CHUNKED     2      /* Transfer-Encoding: ..., chunked */
@@ -76,10 +82,21 @@ typedef struct {
 
 
 typedef struct {
+    ngx_wsp_str_t         name;
+    ngx_wsp_str_t         value;        /* SP and HTAB around it left out */
+} ngx_wsp_header_t;
+
+
+typedef struct {
     unsigned              status;       /* 100 .. 599 */
     ngx_wsp_str_t         status_line;  /* without its CR LF */
+    ngx_wsp_str_t         headers;      /* the header lines, CR LF ended */
     ngx_wsp_str_t         accept;
     ngx_wsp_str_t         protocol;     /* empty when absent */
+
+    /* not 101: how its body ends, NGX_WSP_BODY_*, and its Content-Length */
+    int                   body;
+    uint64_t              length;
 
     /*
      * On HEAD_ERROR and HEAD_STATUS: error is a static text and error_arg
@@ -122,7 +139,9 @@ size_t ngx_wsp_head_end(const unsigned char *buf, size_t len,
  * Parses the head[0, len) that ngx_wsp_head_end() delimited, empty line
  * included.  accept is the expected Sec-WebSocket-Accept value
  * (NGX_WSP_ACCEPT_LEN bytes, compared exactly).  Returns a NGX_WSP_HEAD_*
- * value and fills r.
+ * value and fills r: for a status other than 101 (NGX_WSP_HEAD_STATUS),
+ * how its body ends (RFC 9112 6.3, from Transfer-Encoding and
+ * Content-Length only) in r->body and r->length.
  */
 int ngx_wsp_response_parse(const unsigned char *head, size_t len,
     const unsigned char *accept, ngx_wsp_response_t *r);
@@ -136,14 +155,13 @@ int ngx_wsp_has_token(const unsigned char *value, size_t len,
     const char *token, size_t tlen);
 
 /*
- * How the body of a response other than 101 ends (RFC 9112 6.3), from its
- * head[0, len) as ngx_wsp_head_end() delimited it: returns a
- * NGX_WSP_BODY_* value, and for NGX_WSP_BODY_LENGTH the length.  Only
- * Transfer-Encoding and Content-Length are read; the head is not checked
- * otherwise (a refusal is relayed, not interpreted).
+ * The header line at *pos, up to end: returns 1 with h filled and *pos
+ * moved past the line, 0 at the empty line that ends the head (*pos moved
+ * past it), -1 when the line breaks the rules above (h->name is then the
+ * line, up to its first CR, LF or NUL).
  */
-int ngx_wsp_body_framing(const unsigned char *head, size_t len,
-    unsigned status, uint64_t *length);
+int ngx_wsp_header_next(const unsigned char **pos, const unsigned char *end,
+    ngx_wsp_header_t *h);
 
 /*
  * The chunked body src[0, len): returns 1 when it is complete (then *dlen

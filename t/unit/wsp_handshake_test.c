@@ -138,9 +138,14 @@ response_tests(void)
     /* status */
 
     expect_response("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: x\r\n"
-                    "broken line\r\n\r\n", NGX_WSP_HEAD_STATUS,
+                    "\r\n", NGX_WSP_HEAD_STATUS,
                     "bad HTTP response status line: HTTP/1.1 401 Unauthorized",
-                    "a refusal: the status, its headers unchecked");
+                    "a refusal: the status, for the relay");
+    expect_response("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: x\r\n"
+                    "broken line\r\n\r\n", NGX_WSP_HEAD_ERROR,
+                    "bad HTTP response header: broken line",
+                    "a refusal's headers are read by the same rules: a "
+                    "broken line is not relayed");
     expect_response("HTTP/1.0 302 Found\r\n\r\n", NGX_WSP_HEAD_STATUS,
                     "bad HTTP response status line: HTTP/1.0 302 Found",
                     "HTTP/1.0 302");
@@ -528,11 +533,23 @@ list_tests(void)
 
 /* how a refusal's body ends, from its head */
 
+/* how the body of the response head ends, as the parser of the head says */
+
 static int
 framing(const char *head, unsigned status, uint64_t *length)
 {
-    return ngx_wsp_body_framing((const unsigned char *) head, strlen(head),
-                                status, length);
+    ngx_wsp_response_t  r;
+
+    if (ngx_wsp_response_parse((const unsigned char *) head, strlen(head),
+                               (const unsigned char *) "", &r)
+        != NGX_WSP_HEAD_STATUS || r.status != status)
+    {
+        return -1;
+    }
+
+    *length = r.length;
+
+    return r.body;
 }
 
 
