@@ -120,13 +120,19 @@ ngx_http_ws_proxy_pass_merge(ngx_conf_t *cf,
     ngx_conf_merge_size_value(conf->max_frame_size, prev->max_frame_size, 0);
     ngx_conf_merge_uint_value(conf->max_fragments, prev->max_fragments, 0);
 
+    /*
+     * A side's own stays unset when no level sets it: the session then
+     * takes the both-sides value of the location (not the one a level
+     * above merged into the side).
+     */
+
     for (i = 0; i < 2; i++) {
         ngx_conf_merge_size_value(conf->side_max_frame_size[i],
                                   prev->side_max_frame_size[i],
-                                  conf->max_frame_size);
+                                  NGX_CONF_UNSET_SIZE);
         ngx_conf_merge_uint_value(conf->side_max_fragments[i],
                                   prev->side_max_fragments[i],
-                                  conf->max_fragments);
+                                  NGX_CONF_UNSET_UINT);
     }
 
     ngx_conf_merge_msec_value(conf->recv_timeout, prev->recv_timeout, 0);
@@ -223,8 +229,12 @@ ngx_http_ws_proxy_pass_session(ngx_http_request_t *r,
     pcf = &wlcf->pass;
 
     for (i = 0; i < 2; i++) {
-        wp->opts.max_frame_size[i] = pcf->side_max_frame_size[i];
-        wp->opts.max_fragments[i] = pcf->side_max_fragments[i];
+        wp->opts.max_frame_size[i] =
+            pcf->side_max_frame_size[i] != NGX_CONF_UNSET_SIZE
+            ? pcf->side_max_frame_size[i] : pcf->max_frame_size;
+        wp->opts.max_fragments[i] =
+            pcf->side_max_fragments[i] != NGX_CONF_UNSET_UINT
+            ? pcf->side_max_fragments[i] : pcf->max_fragments;
     }
 
     wp->opts.recv_timeout = pcf->recv_timeout;
@@ -395,6 +405,13 @@ ngx_http_ws_proxy_pass_failed(ngx_http_ws_proxy_pass_ctx_t *ctx)
     ngx_log_error(NGX_LOG_ERR, wp->log, 0,
                   "ws_proxy_pass: %*s, upstream: \"%V\"",
                   wp->err_len, wp->err, &ctx->uri);
+
+    if (wp->err_len >= 17
+        && ngx_strncmp(wp->err, "bad websocket uri", 17) == 0)
+    {
+        /* the configuration's, not the upstream's fault */
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (wp->err_len >= 7
         && ngx_strncmp(wp->err + wp->err_len - 7, "timeout", 7) == 0)

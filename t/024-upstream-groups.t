@@ -12,7 +12,8 @@ use t::WsProxy;
 
 plan 'no_plan';
 
-$ENV{TEST_NGINX_GROUP_PORT} ||= 1990;
+# after the ports t/009 takes from TEST_NGINX_TLS_PORT
+$ENV{TEST_NGINX_GROUP_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 6;
 
 our $A = $ENV{TEST_NGINX_GROUP_PORT};
 our $B = $A + 1;
