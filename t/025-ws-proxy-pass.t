@@ -195,7 +195,7 @@ text:got text:short (masked)
 --- response_body
 8 1001
 --- error_log eval
-[qr/pass: 101 .* by=proxy/, "upstream frame size (26) exceeds limit, closing"]
+[qr/pass: 101 .* by=proxy/, "upstream frame size (28) exceeds limit, closing"]
 
 
 
