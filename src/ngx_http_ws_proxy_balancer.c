@@ -203,6 +203,7 @@ ngx_http_ws_proxy_balancer_next(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
     timeout = wlcf->next_upstream_timeout;
 
     if (wp->peer.tries == 0
+        || wp->client_handshake          /* connect_client() came first */
         || wp->client->error
         || (timeout && ngx_current_msec - wp->peer.start_time >= timeout))
     {

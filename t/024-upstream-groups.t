@@ -132,6 +132,13 @@ our $Proxy = <<'_EOC_';
         ws_proxy_pass ws://$1$2$is_args$args;
     }
 
+    location ~ ^/slowonce/(\w+)(/.*)$ {
+        access_log logs/error.log addrs;
+        ws_proxy_read_timeout 300ms;
+        ws_proxy_next_upstream_timeout 200ms;
+        ws_proxy_pass ws://$1$2$is_args$args;
+    }
+
     location ~ ^/slow/(\w+)(/.*)$ {
         access_log logs/error.log addrs;
         ws_proxy_read_timeout 300ms;
@@ -425,3 +432,47 @@ the other one twice
 --- no_error_log
 [error]
 [warn]
+
+
+
+=== TEST 13: ws_proxy_next_upstream_timeout: no next server after it, the timeout is 504
+--- client
+            local q = "?hold" .. $::A .. "=1"
+            ngx.say(session("/slowonce/fo/ws" .. q))
+--- response_body
+504
+--- grep_error_log eval
+qr/addrs: [^\n]+/
+--- grep_error_log_out eval
+"addrs: 127.0.0.1:$::A status=504
+"
+--- no_error_log
+trying the next one
+
+
+
+=== TEST 14: a session after connect_client(): its upstream is not retried
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            assert(wp:connect_client())
+            local ok, err = wp:connect_upstream(ngx.var.arg_u)
+            ngx.log(ngx.INFO, "connect_upstream: ", ok, " ", err)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy?u=ws://fo/st?p$TEST_NGINX_GROUP_PORT=503"))
+            c:close()
+        }
+    }
+--- response_body
+--- wait: 0.1
+--- error_log
+connect_upstream: nil bad HTTP response status line: HTTP/1.1 503 Service Temporarily Unavailable
+--- no_error_log
+trying the next one

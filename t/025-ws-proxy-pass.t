@@ -16,6 +16,12 @@ use_test_certs();
 $ENV{TEST_NGINX_DEAD_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 11;
 
 our $Config = $t::WsProxy::HttpConfig . q{
+    # a plain HTTP server first: its TLS handshake fails
+    upstream tlsmix {
+        server 127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+        server 127.0.0.1:$TEST_NGINX_TLS_PORT;
+    }
+
     log_format pass 'pass: $status $ws_proxy_upstream_addr '
                     'client=$ws_proxy_client_frames/'
                     '$ws_proxy_client_close_code '
@@ -336,3 +342,21 @@ ws_proxy_pass: bad websocket uri "http://127.0.0.1/"
 --- allowed_levels: [emerg]
 --- error_log
 invalid URL prefix in "http://127.0.0.1/": ws:// or wss:// expected
+
+
+
+=== TEST 14: wss through a group: a failed TLS handshake moves on to the next server
+--- pass
+        ws_proxy_ssl_name localhost;
+        ws_proxy_pass wss://tlsmix/;
+--- client
+            local c = assert(ws.client("/proxy"))
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000, "done")
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+text:tls
+close:1000:bye
+--- error_log eval
+[qr/\[warn\] .*ws_proxy: upstream server 127\.0\.0\.1:\d+ of "tlsmix" failed \(ssl handshake failed: [^)]*\), trying the next one/,
+qr/pass: 101 127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+ /]
