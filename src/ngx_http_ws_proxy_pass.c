@@ -19,8 +19,13 @@ typedef struct {
     ngx_http_ws_proxy_t        *wp;
     ngx_http_request_t         *request;
     ngx_event_t                 event;
+    ngx_event_t                 keep;     /* holds a quitting worker */
     ngx_str_t                   uri;
 } ngx_http_ws_proxy_pass_ctx_t;
+
+
+/* as long as the Lua library's semaphore wait, whose timer does the same */
+#define NGX_WSP_PASS_KEEP   60000
 
 
 static ngx_int_t ngx_http_ws_proxy_pass_handler(ngx_http_request_t *r);
@@ -28,6 +33,7 @@ static ngx_int_t ngx_http_ws_proxy_pass_session(ngx_http_request_t *r,
     ngx_http_ws_proxy_pass_ctx_t *ctx);
 static void ngx_http_ws_proxy_pass_notify(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_pass_resume(ngx_event_t *ev);
+static void ngx_http_ws_proxy_pass_keep(ngx_event_t *ev);
 static ngx_int_t ngx_http_ws_proxy_pass_connected(
     ngx_http_ws_proxy_pass_ctx_t *ctx);
 static ngx_int_t ngx_http_ws_proxy_pass_failed(
@@ -185,6 +191,9 @@ ngx_http_ws_proxy_pass_handler(ngx_http_request_t *r)
     ctx->event.handler = ngx_http_ws_proxy_pass_resume;
     ctx->event.data = ctx;
     ctx->event.log = r->connection->log;
+    ctx->keep.handler = ngx_http_ws_proxy_pass_keep;
+    ctx->keep.data = ctx;
+    ctx->keep.log = r->connection->log;
 
     wp->notify = ngx_http_ws_proxy_pass_notify;
     wp->notify_data = ctx;
@@ -327,6 +336,10 @@ ngx_http_ws_proxy_pass_resume(ngx_event_t *ev)
         break;
 
     case NGX_WSP_STATE_DONE:
+        if (ctx->keep.timer_set) {
+            ngx_del_timer(&ctx->keep);
+        }
+
         /* the session's end: nothing of the response is left to send */
         rc = ngx_http_send_special(r, NGX_HTTP_LAST);
         rc = (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
@@ -363,9 +376,33 @@ ngx_http_ws_proxy_pass_connected(ngx_http_ws_proxy_pass_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    /*
+     * After nginx -s quit (or reload) a worker exits once no timer that
+     * cannot be cancelled is left; an idle session has none of its own.
+     * This one keeps the worker until the session ends, as the Lua
+     * library's wait does; worker_shutdown_timeout still ends it (1001).
+     */
+
+    if (wp->state == NGX_WSP_STATE_RUNNING) {
+        ngx_add_timer(&ctx->keep, NGX_WSP_PASS_KEEP);
+    }
+
     /* the pump calls back when the session ends (it may have already) */
 
     return NGX_DONE;
+}
+
+
+static void
+ngx_http_ws_proxy_pass_keep(ngx_event_t *ev)
+{
+    ngx_http_ws_proxy_pass_ctx_t  *ctx;
+
+    ctx = ev->data;
+
+    if (ctx->wp->state == NGX_WSP_STATE_RUNNING) {
+        ngx_add_timer(ev, NGX_WSP_PASS_KEEP);
+    }
 }
 
 
@@ -430,6 +467,10 @@ ngx_http_ws_proxy_pass_cleanup(void *data)
 
     if (ctx->event.posted) {
         ngx_delete_posted_event(&ctx->event);
+    }
+
+    if (ctx->keep.timer_set) {
+        ngx_del_timer(&ctx->keep);
     }
 
     /* the session's cleanup, which runs next, must not call back */

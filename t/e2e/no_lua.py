@@ -33,7 +33,8 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CONF = """
 load_module %(root)s/build/ngx_http_ws_proxy_module.so;
 daemon %(daemon)s;
-master_process off;
+master_process on;
+worker_processes 1;
 error_log logs/error.log info;
 pid logs/nginx.pid;
 events { worker_connections 64; }
@@ -192,6 +193,14 @@ def log(name):
 
 
 def cases(pid):
+    maps = ""
+    if pid:
+        # the worker: the master's one child
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            worker = int(f.read().split()[0])
+        with open("/proc/%d/maps" % worker) as f:
+            maps = f.read()
+
     got = {}
     for i in range(6):
         status, res = session(b"/ws", b"hi")
@@ -229,14 +238,40 @@ def cases(pid):
     s.close()
     ok(head.startswith(b"HTTP/1.1 400"), "a plain GET is 400")
 
+    # nginx -s quit with a session open: the worker stays for it
+    s, head = client(b"/ws")
+    quit = subprocess.run(NGINX + ["-s", "quit"], capture_output=True)
+    time.sleep(0.5 * vg.PAUSE)
+    s.sendall(frame(1, b"after quit", True))
+    op, got = read_frame(s)
+    ok(quit.returncode == 0 and op == 1 and got.endswith(b":after quit"),
+       "after nginx -s quit an open session still echoes (%r)" % got)
+    s.sendall(frame(8, struct.pack(">H", 1000), True))
+    op, got = read_frame(s)
+    s.close()
+    ok(op == 8, "... and closes normally")
+
     if pid:
-        with open("/proc/%d/maps" % pid) as f:
-            maps = f.read()
+        gone = False
+        for i in range(50 * vg.SLOW):
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                gone = True
+                break
+            time.sleep(0.1)
+        ok(gone, "... and then nginx exits")
+
+    if pid:
         ok("ngx_http_ws_proxy_module.so" in maps
            and "ngx_http_lua_module" not in maps and "ndk_http" not in maps
            and "luajit" not in maps,
            "the worker has this module loaded, and no Lua module, NDK or "
            "LuaJIT")
+
+
+NGINX = ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
+         os.path.join(PREFIX, "nginx.conf")]
 
 
 def main():
@@ -249,7 +284,7 @@ def main():
     with open(conf, "w") as f:
         f.write(CONF % {"root": ROOT, "port": PORT, "up1": UP1, "up2": UP2,
                         "dead": DEAD, "daemon": "off" if vg.USE else "on"})
-    nginx = ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c", conf]
+    nginx = NGINX
 
     r = subprocess.run(nginx + ["-t"], capture_output=True, text=True)
     ok(r.returncode == 0, "nginx -t with only this module: %s"
