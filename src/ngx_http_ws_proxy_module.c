@@ -198,6 +198,20 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ws_proxy_loc_conf_t, pass.ssl_name),
       NULL },
+
+    { ngx_string("ws_proxy_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, pass.ssl_certificate),
+      NULL },
+
+    { ngx_string("ws_proxy_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, pass.ssl_certificate_key),
+      NULL },
 #endif
 
       ngx_null_command
@@ -561,11 +575,29 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 #if (NGX_HTTP_SSL)
     ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
                              prev->ssl_trusted_certificate, "");
+    ngx_conf_merge_str_value(conf->pass.ssl_certificate,
+                             prev->pass.ssl_certificate, "");
+    ngx_conf_merge_str_value(conf->pass.ssl_certificate_key,
+                             prev->pass.ssl_certificate_key, "");
 
-    if (conf->ssl_trusted_certificate.len) {
-        if (prev->ssl && prev->ssl_trusted_certificate.len
+    if (conf->pass.ssl_certificate.len
+        && conf->pass.ssl_certificate_key.len == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no \"ws_proxy_ssl_certificate_key\" for "
+                           "\"ws_proxy_ssl_certificate\" \"%V\"",
+                           &conf->pass.ssl_certificate);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->ssl_trusted_certificate.len || conf->pass.ssl_certificate.len) {
+        if (prev->ssl
             && ngx_strcmp(prev->ssl_trusted_certificate.data,
-                          conf->ssl_trusted_certificate.data) == 0)
+                          conf->ssl_trusted_certificate.data) == 0
+            && ngx_strcmp(prev->pass.ssl_certificate.data,
+                          conf->pass.ssl_certificate.data) == 0
+            && ngx_strcmp(prev->pass.ssl_certificate_key.data,
+                          conf->pass.ssl_certificate_key.data) == 0)
         {
             conf->ssl = prev->ssl;
 
@@ -595,10 +627,25 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             cln->handler = ngx_ssl_cleanup_ctx;
             cln->data = conf->ssl;
 
-            if (ngx_ssl_trusted_certificate(cf, conf->ssl,
+            if (conf->ssl_trusted_certificate.len == 0) {
+                /* a client certificate only: the system's trust store */
+                (void) SSL_CTX_set_default_verify_paths(conf->ssl->ctx);
+
+            } else if (ngx_ssl_trusted_certificate(cf, conf->ssl,
                                             &conf->ssl_trusted_certificate,
                                             9)
-                != NGX_OK)
+                       != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            /* ws_proxy_ssl_certificate: what the upstream asks for */
+
+            if (conf->pass.ssl_certificate.len
+                && ngx_ssl_certificate(cf, conf->ssl,
+                                       &conf->pass.ssl_certificate,
+                                       &conf->pass.ssl_certificate_key, NULL)
+                   != NGX_OK)
             {
                 return NGX_CONF_ERROR;
             }

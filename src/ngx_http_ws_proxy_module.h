@@ -87,6 +87,8 @@ typedef struct {
     ngx_flag_t                  aggregate;
     ngx_flag_t                  ssl_verify;
     ngx_str_t                   ssl_name;
+    ngx_str_t                   ssl_certificate;      /* also for Lua's */
+    ngx_str_t                   ssl_certificate_key;
 } ngx_http_ws_proxy_pass_conf_t;
 
 

@@ -15,6 +15,9 @@ use_test_certs();
 # a port nothing listens on, after the ones t/009 and t/024 take
 $ENV{TEST_NGINX_DEAD_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 11;
 
+# a TLS server that wants a client certificate
+$ENV{TEST_NGINX_CERT_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 1;
+
 our $Config = $t::WsProxy::HttpConfig . q{
     # a plain HTTP server first: its TLS handshake fails
     upstream tlsmix {
@@ -29,6 +32,25 @@ our $Config = $t::WsProxy::HttpConfig . q{
                     '$ws_proxy_upstream_close_code/'
                     '$ws_proxy_upstream_close_reason '
                     'by=$ws_proxy_closed_by';
+
+    server {
+        listen $TEST_NGINX_CERT_PORT ssl;
+        server_name localhost;
+        ssl_certificate $TEST_NGINX_CERTS/server.crt;
+        ssl_certificate_key $TEST_NGINX_CERTS/server.key;
+        ssl_verify_client on;
+        ssl_client_certificate $TEST_NGINX_CERTS/ca.crt;
+
+        location / {
+            content_by_lua_block {
+                local ws = require "wstest"
+                local s = assert(ws.server())
+                s:send_text("cert:" .. ngx.var.ssl_client_s_dn)
+                local f = s:recv_frame()
+                s:send_close(f and f.code or 1000, "bye")
+            }
+        }
+    }
 
     server {
         listen $TEST_NGINX_TLS_PORT ssl;
@@ -360,3 +382,47 @@ close:1000:bye
 --- error_log eval
 [qr/\[warn\] .*ws_proxy: upstream server 127\.0\.0\.1:\d+ of "tlsmix" failed \(ssl handshake failed: [^)]*\), trying the next one/,
 qr/pass: 101 127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+ /]
+
+
+
+=== TEST 15: ws_proxy_ssl_certificate: the client certificate an upstream asks for
+--- pass
+        ws_proxy_ssl_certificate $TEST_NGINX_CERTS/client.crt;
+        ws_proxy_ssl_certificate_key $TEST_NGINX_CERTS/client.key;
+        ws_proxy_pass wss://127.0.0.1:$TEST_NGINX_CERT_PORT/;
+--- client
+            local c = assert(ws.client("/proxy"))
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000, "done")
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+text:cert:CN=test-client
+close:1000:bye
+--- no_error_log
+[error]
+
+
+
+=== TEST 16: without it, that upstream refuses the upgrade: its 400 is relayed
+--- pass
+        ws_proxy_pass wss://127.0.0.1:$TEST_NGINX_CERT_PORT/;
+--- client
+            local c, err = ws.client("/proxy")
+            ngx.say(err)
+--- response_body
+status 400
+--- error_log
+the upstream refused the upgrade with 400, relayed
+
+
+
+=== TEST 17: ws_proxy_ssl_certificate without its key is refused at start
+--- config
+    location /proxy {
+        ws_proxy_ssl_certificate $TEST_NGINX_CERTS/client.crt;
+        ws_proxy_pass wss://127.0.0.1:$TEST_NGINX_CERT_PORT/;
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+no "ws_proxy_ssl_certificate_key" for "ws_proxy_ssl_certificate"
