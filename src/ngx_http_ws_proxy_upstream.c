@@ -526,7 +526,12 @@ ngx_http_ws_proxy_connect_start(ngx_http_ws_proxy_t *wp)
     wp->upstream = c;
 
     c->data = wp;
-    c->pool = wp->pool;
+
+    /* a keepalive group's cached connection (NGX_DONE) keeps its pool */
+
+    if (c->pool == NULL) {
+        c->pool = wp->pool;
+    }
     c->read->handler = ngx_http_ws_proxy_connect_handler;
     c->write->handler = ngx_http_ws_proxy_connect_handler;
 
@@ -1423,6 +1428,11 @@ ngx_http_ws_proxy_close_upstream(ngx_http_ws_proxy_t *wp)
         (void) ngx_ssl_shutdown(c);
     }
 #endif
+
+    if (c->pool != wp->pool) {
+        /* the pool of a connection a keepalive cache gave */
+        ngx_destroy_pool(c->pool);
+    }
 
     ngx_close_connection(c);
 }

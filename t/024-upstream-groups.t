@@ -63,6 +63,11 @@ our $Config = $t::WsProxy::HttpConfig . <<"_EOC_";
         server 127.0.0.2:$C;
     }
 
+    upstream ka {
+        server 127.0.0.1:$A;
+        keepalive 4;
+    }
+
     upstream lc {
         least_conn;
         server 127.0.0.1:$A;
@@ -74,10 +79,16 @@ our $Config = $t::WsProxy::HttpConfig . <<"_EOC_";
         listen 127.0.0.1:$B;
         listen 127.0.0.1:$D;
 
+        location /plain {
+            return 200 "plain\n";
+        }
+
         location / {
             content_by_lua_block {
                 local ws = require "wstest"
                 local port = ngx.var.server_port
+                ngx.log(ngx.INFO, "upstream request ",
+                        ngx.var.connection_requests, " on its connection")
                 local st = ngx.var["arg_p" .. port]
                 if ngx.var.uri == "/st" and st then
                     return ngx.exit(tonumber(st))
@@ -124,6 +135,12 @@ our $Proxy = <<'_EOC_';
     location ~ ^/pass/(\w+)(/.*)$ {
         access_log logs/error.log addrs;
         ws_proxy_pass ws://$1$2$is_args$args;
+    }
+
+    location /http {
+        proxy_pass http://ka/plain;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
     }
 
     location ~ ^/once/(\w+)(/.*)$ {
@@ -476,3 +493,22 @@ trying the next one
 connect_upstream: nil bad HTTP response status line: HTTP/1.1 503 Service Temporarily Unavailable
 --- no_error_log
 trying the next one
+
+
+
+=== TEST 15: a keepalive group: a connection proxy_pass left in its cache carries the upgrade
+--- client
+            ngx.print(ngx.location.capture("/http").body)
+            ngx.say(session("/proxy/ka/ws"))
+            ngx.say(session("/pass/ka/ws"))
+--- response_body eval
+"plain
+$::A
+$::A
+"
+--- error_log
+upstream request 2 on its connection
+upstream request 1 on its connection
+--- no_error_log
+[error]
+[warn]
