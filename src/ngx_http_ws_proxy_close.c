@@ -521,7 +521,7 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
 
     wp->rc = wp->closed_normally ? NGX_OK : NGX_ERROR;
 
-    ngx_http_ws_proxy_wake(wp->sema);
+    ngx_http_ws_proxy_notify(wp);
     ngx_http_ws_proxy_wake(wp->dir[0].sema);
     ngx_http_ws_proxy_wake(wp->dir[1].sema);
 }

@@ -64,6 +64,8 @@ typedef struct {
     int                         state;
     int                         closed_by;
     double                      duration;
+    const u_char               *upstream_addr;   /* the server chosen */
+    size_t                      upstream_addr_len;
 } ngx_http_ws_proxy_ffi_stats_t;
 
 
@@ -115,7 +117,7 @@ int ngx_http_ws_proxy_ffi_abi(void);
  * asks the module to send: its signature is part of this ABI.
  */
 
-#define NGX_WSP_FFI_ABI   5
+#define NGX_WSP_FFI_ABI   6
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -206,6 +208,12 @@ ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, uint64_t *id,
                                          "context");
     }
 
+    if (ngx_http_ws_proxy_lua_resolve() != NGX_OK) {
+        return ngx_http_ws_proxy_ffi_err(err, errlen,
+                                         "lua-nginx-module's semaphore "
+                                         "functions not found");
+    }
+
     wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
 
     if (wp == NULL) {
@@ -213,6 +221,19 @@ ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, uint64_t *id,
         if (wp == NULL) {
             return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
         }
+    }
+
+    if (wp->notify) {
+        return ngx_http_ws_proxy_ffi_err(err, errlen,
+                                         "the request is ws_proxy_pass's");
+    }
+
+    /* the main thread's: connect done, session done */
+
+    if (wp->sema == NULL
+        && ngx_http_lua_ffi_sema_new(&wp->sema, 0, NULL) != NGX_OK)
+    {
+        return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
     }
 
     *id = wp->id;
@@ -810,6 +831,9 @@ ngx_http_ws_proxy_ffi_stats(uint64_t id, ngx_http_ws_proxy_ffi_stats_t *st)
     st->duration = wp->start_time ? (double) (end - wp->start_time) / 1000
                                   : 0;
 
+    st->upstream_addr = wp->upstream_peer.data;
+    st->upstream_addr_len = wp->upstream_peer.len;
+
     return NGX_OK;
 }
 
@@ -894,5 +918,8 @@ ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id)
 int
 ngx_http_ws_proxy_ffi_abi(void)
 {
+    /* the library is being required: lua-nginx-module is loaded */
+    (void) ngx_http_ws_proxy_lua_resolve();
+
     return NGX_WSP_FFI_ABI;
 }

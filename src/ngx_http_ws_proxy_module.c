@@ -123,6 +123,121 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       0,
       NULL },
 
+    /* upstream groups: ngx_http_ws_proxy_balancer.c */
+
+    { ngx_string("ws_proxy_next_upstream_tries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, next_upstream_tries),
+      NULL },
+
+    { ngx_string("ws_proxy_next_upstream_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, next_upstream_timeout),
+      NULL },
+
+    /* ws_proxy_pass and its options: ngx_http_ws_proxy_pass.c */
+
+    { ngx_string("ws_proxy_pass"),
+      NGX_HTTP_LOC_CONF|NGX_HTTP_LIF_CONF|NGX_CONF_TAKE1,
+      ngx_http_ws_proxy_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ws_proxy_max_frame_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, pass.max_frame_size),
+      NULL },
+
+    { ngx_string("ws_proxy_client_max_frame_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t,
+               pass.side_max_frame_size[NGX_WSP_DIR_CLIENT]),
+      NULL },
+
+    { ngx_string("ws_proxy_upstream_max_frame_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t,
+               pass.side_max_frame_size[NGX_WSP_DIR_UPSTREAM]),
+      NULL },
+
+    { ngx_string("ws_proxy_max_fragments"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, pass.max_fragments),
+      NULL },
+
+    { ngx_string("ws_proxy_client_max_fragments"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t,
+               pass.side_max_fragments[NGX_WSP_DIR_CLIENT]),
+      NULL },
+
+    { ngx_string("ws_proxy_upstream_max_fragments"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t,
+               pass.side_max_fragments[NGX_WSP_DIR_UPSTREAM]),
+      NULL },
+
+    { ngx_string("ws_proxy_recv_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, pass.recv_timeout),
+      &ngx_http_ws_proxy_msec_post },
+
+    { ngx_string("ws_proxy_aggregate_fragments"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, pass.aggregate),
+      NULL },
+
+#if (NGX_HTTP_SSL)
+    { ngx_string("ws_proxy_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, pass.ssl_verify),
+      NULL },
+
+    { ngx_string("ws_proxy_ssl_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, pass.ssl_name),
+      NULL },
+
+    { ngx_string("ws_proxy_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, pass.ssl_certificate),
+      NULL },
+
+    { ngx_string("ws_proxy_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, pass.ssl_certificate_key),
+      NULL },
+#endif
+
       ngx_null_command
 };
 
@@ -287,6 +402,10 @@ ngx_http_ws_proxy_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
 
+    if (ngx_http_ws_proxy_balancer_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     for (v = ngx_http_ws_proxy_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
         if (var == NULL) {
@@ -417,6 +536,11 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->close_timeout = NGX_CONF_UNSET_MSEC;
     conf->zone_key = NGX_CONF_UNSET_PTR;
 
+    /* upstream groups, ws_proxy_pass */
+    conf->next_upstream_tries = NGX_CONF_UNSET_UINT;
+    conf->next_upstream_timeout = NGX_CONF_UNSET_MSEC;
+    ngx_http_ws_proxy_pass_create(&conf->pass);
+
     return conf;
 }
 
@@ -471,14 +595,44 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               5000);
     ngx_conf_merge_ptr_value(conf->zone_key, prev->zone_key, NULL);
 
+    /* upstream groups, ws_proxy_pass */
+    ngx_conf_merge_uint_value(conf->next_upstream_tries,
+                              prev->next_upstream_tries, 0);
+    ngx_conf_merge_msec_value(conf->next_upstream_timeout,
+                              prev->next_upstream_timeout, 0);
+
+    if (ngx_http_ws_proxy_pass_merge(cf, &prev->pass, &conf->pass)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
 #if (NGX_HTTP_SSL)
     ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
                              prev->ssl_trusted_certificate, "");
+    ngx_conf_merge_str_value(conf->pass.ssl_certificate,
+                             prev->pass.ssl_certificate, "");
+    ngx_conf_merge_str_value(conf->pass.ssl_certificate_key,
+                             prev->pass.ssl_certificate_key, "");
 
-    if (conf->ssl_trusted_certificate.len) {
-        if (prev->ssl && prev->ssl_trusted_certificate.len
+    if (conf->pass.ssl_certificate.len
+        && conf->pass.ssl_certificate_key.len == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no \"ws_proxy_ssl_certificate_key\" for "
+                           "\"ws_proxy_ssl_certificate\" \"%V\"",
+                           &conf->pass.ssl_certificate);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->ssl_trusted_certificate.len || conf->pass.ssl_certificate.len) {
+        if (prev->ssl
             && ngx_strcmp(prev->ssl_trusted_certificate.data,
-                          conf->ssl_trusted_certificate.data) == 0)
+                          conf->ssl_trusted_certificate.data) == 0
+            && ngx_strcmp(prev->pass.ssl_certificate.data,
+                          conf->pass.ssl_certificate.data) == 0
+            && ngx_strcmp(prev->pass.ssl_certificate_key.data,
+                          conf->pass.ssl_certificate_key.data) == 0)
         {
             conf->ssl = prev->ssl;
 
@@ -508,10 +662,25 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             cln->handler = ngx_ssl_cleanup_ctx;
             cln->data = conf->ssl;
 
-            if (ngx_ssl_trusted_certificate(cf, conf->ssl,
+            if (conf->ssl_trusted_certificate.len == 0) {
+                /* a client certificate only: the system's trust store */
+                (void) SSL_CTX_set_default_verify_paths(conf->ssl->ctx);
+
+            } else if (ngx_ssl_trusted_certificate(cf, conf->ssl,
                                             &conf->ssl_trusted_certificate,
                                             9)
-                != NGX_OK)
+                       != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            /* ws_proxy_ssl_certificate: what the upstream asks for */
+
+            if (conf->pass.ssl_certificate.len
+                && ngx_ssl_certificate(cf, conf->ssl,
+                                       &conf->pass.ssl_certificate,
+                                       &conf->pass.ssl_certificate_key, NULL)
+                   != NGX_OK)
             {
                 return NGX_CONF_ERROR;
             }
@@ -667,11 +836,6 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
         d->close_code = -1;
     }
 
-    if (ngx_http_lua_ffi_sema_new(&wp->sema, 0, NULL) != NGX_OK) {
-        ngx_http_ws_proxy_cleanup(wp);
-        return NULL;
-    }
-
     cln->handler = ngx_http_ws_proxy_cleanup;
     cln->data = wp;
 
@@ -738,6 +902,12 @@ ngx_http_ws_proxy_lua_log(ngx_http_ws_proxy_t *wp, ngx_uint_t level,
 
     len = p - line;
 
+    if (wp->notify) {
+        /* ws_proxy_pass: no Lua to write it */
+        ngx_log_error(level, wp->log, 0, "%*s", len, line);
+        return;
+    }
+
     if (wp->lua_log.data == NULL) {
         wp->lua_log.data = ngx_pnalloc(wp->pool, NGX_WSP_LUA_LOG_SIZE);
     }
@@ -793,6 +963,23 @@ ngx_http_ws_proxy_lua_log_flush(ngx_http_ws_proxy_t *wp)
     }
 
     wp->lua_log.len = 0;
+}
+
+
+/*
+ * The connect finished or the session ended: Lua's main thread is woken,
+ * or ws_proxy_pass's handler called (it has no Lua thread to wake).
+ */
+
+void
+ngx_http_ws_proxy_notify(ngx_http_ws_proxy_t *wp)
+{
+    if (wp->notify) {
+        wp->notify(wp);
+        return;
+    }
+
+    ngx_http_ws_proxy_wake(wp->sema);
 }
 
 

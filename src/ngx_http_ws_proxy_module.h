@@ -103,6 +103,22 @@ struct ngx_http_ws_proxy_inject_s {
 };
 
 
+/* ws_proxy_pass: the options of new() and connect() as directives */
+typedef struct {
+    ngx_http_complex_value_t   *uri;              /* NULL: no ws_proxy_pass */
+    size_t                      max_frame_size;   /* both sides */
+    size_t                      side_max_frame_size[2];
+    ngx_uint_t                  max_fragments;
+    ngx_uint_t                  side_max_fragments[2];
+    ngx_msec_t                  recv_timeout;
+    ngx_flag_t                  aggregate;
+    ngx_flag_t                  ssl_verify;
+    ngx_str_t                   ssl_name;
+    ngx_str_t                   ssl_certificate;      /* also for Lua's */
+    ngx_str_t                   ssl_certificate_key;
+} ngx_http_ws_proxy_pass_conf_t;
+
+
 typedef struct {
     size_t                      buffer_size;      /* ws_proxy_buffer_size */
     size_t                      max_payload;      /* ws_proxy_max_payload */
@@ -117,6 +133,13 @@ typedef struct {
 
     /* metrics: ws_proxy_zone_key (NULL: the location's name) */
     ngx_http_complex_value_t   *zone_key;
+
+    /* upstream groups (ngx_http_ws_proxy_balancer.c) */
+    ngx_uint_t                  next_upstream_tries;    /* 0: every server */
+    ngx_msec_t                  next_upstream_timeout;  /* 0: none */
+
+    /* ws_proxy_pass and its options (ngx_http_ws_proxy_pass.c) */
+    ngx_http_ws_proxy_pass_conf_t  pass;
 } ngx_http_ws_proxy_loc_conf_t;
 
 
@@ -357,19 +380,48 @@ struct ngx_http_ws_proxy_s {
     size_t                      err_len;
 
     ngx_http_ws_proxy_msess_t   metrics;      /* ngx_http_ws_proxy_metrics.c */
+
+    /* upstream groups: ngx_http_ws_proxy_balancer.c */
+    ngx_http_upstream_srv_conf_t *uscf;       /* the group, or NULL */
+    ngx_str_t                   upstream_addr; /* "a, b": every one tried */
+    ngx_str_t                   upstream_peer; /* the last one tried */
+    unsigned                    peer_held:1;  /* got, not yet freed */
+
+    /* without Lua: ws_proxy_pass's callback instead of the semaphore */
+    void                      (*notify)(ngx_http_ws_proxy_t *wp);
+    void                       *notify_data;
 };
 
 
 extern ngx_module_t  ngx_http_ws_proxy_module;
 
 
-/* lua-nginx-module's exported semaphore API (public FFI symbols) */
-int ngx_http_lua_ffi_sema_new(void **psem, int n, char **errmsg);
-int ngx_http_lua_ffi_sema_post(void *sem, int n);
-int ngx_http_lua_ffi_sema_count(void *sem);
-int ngx_http_lua_ffi_sema_wait(ngx_http_request_t *r, void *sem, int wait_ms,
-    u_char *err, size_t *errlen);
-void ngx_http_lua_ffi_sema_gc(void *sem);
+/*
+ * lua-nginx-module's exported semaphore API (public FFI symbols), found at
+ * run time (ngx_http_ws_proxy_lua.c) when the Lua library first asks for
+ * the module, so that the module loads without lua-nginx-module when only
+ * ws_proxy_pass is used.  The calls keep their names.
+ */
+
+typedef struct {
+    int   (*sema_new)(void **psem, int n, char **errmsg);
+    int   (*sema_post)(void *sem, int n);
+    int   (*sema_count)(void *sem);
+    int   (*sema_wait)(ngx_http_request_t *r, void *sem, int wait_ms,
+                       u_char *err, size_t *errlen);
+    void  (*sema_gc)(void *sem);
+} ngx_http_ws_proxy_lua_api_t;
+
+extern ngx_http_ws_proxy_lua_api_t  ngx_http_ws_proxy_lua_api;
+
+#define ngx_http_lua_ffi_sema_new    ngx_http_ws_proxy_lua_api.sema_new
+#define ngx_http_lua_ffi_sema_post   ngx_http_ws_proxy_lua_api.sema_post
+#define ngx_http_lua_ffi_sema_count  ngx_http_ws_proxy_lua_api.sema_count
+#define ngx_http_lua_ffi_sema_wait   ngx_http_ws_proxy_lua_api.sema_wait
+#define ngx_http_lua_ffi_sema_gc     ngx_http_ws_proxy_lua_api.sema_gc
+
+/* ngx_http_ws_proxy_lua.c */
+ngx_int_t ngx_http_ws_proxy_lua_resolve(void);
 
 
 /* ngx_http_ws_proxy_module.c */
@@ -401,6 +453,29 @@ void ngx_http_ws_proxy_free_hs(ngx_http_ws_proxy_t *wp);
 #if (NGX_HTTP_SSL)
 void ngx_http_ws_proxy_ssl_exit(void);
 #endif
+
+/* ngx_http_ws_proxy_upstream.c, for the balancer */
+ngx_int_t ngx_http_ws_proxy_connect_start(ngx_http_ws_proxy_t *wp);
+ngx_int_t ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp);
+
+/* ngx_http_ws_proxy_balancer.c */
+ngx_int_t ngx_http_ws_proxy_balancer_start(ngx_http_ws_proxy_t *wp,
+    ngx_str_t *uri, ngx_str_t *host);
+ngx_int_t ngx_http_ws_proxy_balancer_next(ngx_http_ws_proxy_t *wp,
+    ngx_int_t rc);
+void ngx_http_ws_proxy_balancer_free(ngx_http_ws_proxy_t *wp,
+    ngx_uint_t state);
+void ngx_http_ws_proxy_balancer_tried(ngx_http_ws_proxy_t *wp);
+ngx_int_t ngx_http_ws_proxy_balancer_add_variables(ngx_conf_t *cf);
+
+/* ngx_http_ws_proxy_module.c */
+void ngx_http_ws_proxy_notify(ngx_http_ws_proxy_t *wp);
+
+/* ngx_http_ws_proxy_pass.c */
+char *ngx_http_ws_proxy_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_ws_proxy_pass_create(ngx_http_ws_proxy_pass_conf_t *conf);
+char *ngx_http_ws_proxy_pass_merge(ngx_conf_t *cf,
+    ngx_http_ws_proxy_pass_conf_t *prev, ngx_http_ws_proxy_pass_conf_t *conf);
 
 /* ngx_http_ws_proxy_pump.c */
 ngx_int_t ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp);

@@ -30,7 +30,6 @@ static void ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c);
 static void ngx_http_ws_proxy_ssl_info_callback(const SSL *ssl, int where,
     int ret);
 #endif
-static ngx_int_t ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_send_request(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp);
 static ngx_int_t ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp,
@@ -47,6 +46,7 @@ static void ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp,
 ngx_int_t
 ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
 {
+    ngx_int_t                  rc;
     ngx_str_t                  host;
     ngx_addr_t                 addr;
     ngx_resolver_ctx_t        *rctx, temp;
@@ -92,6 +92,14 @@ ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
     }
 
     wp->state = NGX_WSP_STATE_CONNECTING;
+
+    /* a name of an upstream{} block: its balancer picks the servers */
+
+    rc = ngx_http_ws_proxy_balancer_start(wp, uri, &host);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
 
 #if (NGX_HAVE_UNIX_DOMAIN)
     if (host.len > 5 && ngx_strncmp(host.data, "unix:", 5) == 0) {
@@ -451,10 +459,7 @@ static ngx_int_t
 ngx_http_ws_proxy_connect_peer(ngx_http_ws_proxy_t *wp, struct sockaddr *sa,
     socklen_t socklen)
 {
-    ngx_err_t          err;
-    ngx_int_t          rc;
-    ngx_str_t         *name;
-    ngx_connection_t  *c;
+    ngx_str_t  *name;
 
     name = ngx_palloc(wp->pool, sizeof(ngx_str_t));
     if (name == NULL) {
@@ -472,14 +477,40 @@ ngx_http_ws_proxy_connect_peer(ngx_http_ws_proxy_t *wp, struct sockaddr *sa,
     wp->peer.log_error = NGX_ERROR_ERR;
     wp->peer.tries = 1;
 
+    return ngx_http_ws_proxy_connect_start(wp);
+}
+
+
+/*
+ * One connect attempt to the peer wp->peer.get() gives: the one address,
+ * or the next server of a group.  A failure may start the next attempt
+ * (ngx_http_ws_proxy_connect_done()): NGX_AGAIN while one is in flight.
+ */
+
+ngx_int_t
+ngx_http_ws_proxy_connect_start(ngx_http_ws_proxy_t *wp)
+{
+    ngx_err_t          err;
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
     rc = ngx_event_connect_peer(&wp->peer);
     err = ngx_socket_errno;
+
+    if (rc != NGX_BUSY && wp->peer.sockaddr) {
+        ngx_http_ws_proxy_balancer_tried(wp);
+    }
 
     if (rc == NGX_DECLINED) {
         /* connect() failed: ENOENT, EACCES for a unix socket, ... */
         ngx_http_ws_proxy_connect_error(wp, err);
 
-    } else if (rc == NGX_ERROR || rc == NGX_BUSY) {
+    } else if (rc == NGX_BUSY) {
+        ngx_http_ws_proxy_set_error(wp, "failed to connect: %s",
+                                    wp->uscf ? "no live upstreams"
+                                             : "connect() failed");
+
+    } else if (rc == NGX_ERROR) {
         ngx_http_ws_proxy_set_error(wp, "failed to connect: connect() failed");
     }
 
@@ -489,15 +520,22 @@ ngx_http_ws_proxy_connect_peer(ngx_http_ws_proxy_t *wp, struct sockaddr *sa,
             wp->peer.connection = NULL;
         }
 
-        ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
-        return NGX_ERROR;
+        ngx_http_ws_proxy_connect_done(wp, rc == NGX_BUSY ? NGX_BUSY
+                                                          : NGX_ERROR);
+
+        return wp->state == NGX_WSP_STATE_CONNECTING ? NGX_AGAIN : NGX_ERROR;
     }
 
     c = wp->peer.connection;
     wp->upstream = c;
 
     c->data = wp;
-    c->pool = wp->pool;
+
+    /* a keepalive group's cached connection (NGX_DONE) keeps its pool */
+
+    if (c->pool == NULL) {
+        c->pool = wp->pool;
+    }
     c->read->handler = ngx_http_ws_proxy_connect_handler;
     c->write->handler = ngx_http_ws_proxy_connect_handler;
 
@@ -604,7 +642,9 @@ ngx_http_ws_proxy_connect_handler(ngx_event_t *ev)
         }
 
 #if (NGX_HTTP_SSL)
-        if (wp->ssl) {
+        /* c->ssl: a group's keepalive cache gave a TLS connection */
+
+        if (wp->ssl && c->ssl == NULL) {
             wp->hs_state = NGX_WSP_HS_SSL;
 
             if (ngx_http_ws_proxy_ssl_init(wp) != NGX_OK) {
@@ -881,7 +921,7 @@ ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c)
 #endif
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
 {
     size_t      len;
@@ -1317,6 +1357,14 @@ ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
         return;
     }
 
+    /* a group's server failed: the next one, if any is left */
+
+    if (rc != NGX_OK && wp->uscf
+        && ngx_http_ws_proxy_balancer_next(wp, rc) == NGX_OK)
+    {
+        return;
+    }
+
     wp->log->action = wp->log_action;
 
     if (rc != NGX_OK) {
@@ -1349,7 +1397,7 @@ ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
         wp->rc = NGX_OK;
     }
 
-    ngx_http_ws_proxy_wake(wp->sema);
+    ngx_http_ws_proxy_notify(wp);
 }
 
 
@@ -1377,6 +1425,10 @@ ngx_http_ws_proxy_close_upstream(ngx_http_ws_proxy_t *wp)
 {
     ngx_connection_t  *c;
 
+    /* a group's server is given back when its connection ends */
+
+    ngx_http_ws_proxy_balancer_free(wp, 0);
+
     c = wp->upstream;
 
     if (c == NULL) {
@@ -1392,6 +1444,11 @@ ngx_http_ws_proxy_close_upstream(ngx_http_ws_proxy_t *wp)
         (void) ngx_ssl_shutdown(c);
     }
 #endif
+
+    if (c->pool != wp->pool) {
+        /* the pool of a connection a keepalive cache gave */
+        ngx_destroy_pool(c->pool);
+    }
 
     ngx_close_connection(c);
 }

@@ -125,6 +125,8 @@ typedef struct {
     int                         state;
     int                         closed_by;
     double                      duration;
+    const unsigned char        *upstream_addr;
+    size_t                      upstream_addr_len;
 } ngx_http_ws_proxy_ffi_stats_t;
 
 int ngx_http_ws_proxy_ffi_stats(uint64_t id,
@@ -147,7 +149,7 @@ uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 5
+local FFI_ABI = 6
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -1258,6 +1260,9 @@ function _M:stats()
                               or nil,
         closed_by = _CLOSED_BY[st.closed_by],
         duration = tonumber(st.duration),
+        upstream_addr = st.upstream_addr_len > 0
+                        and ffi_str(st.upstream_addr, st.upstream_addr_len)
+                        or nil,
     }
 end
 

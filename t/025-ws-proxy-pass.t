@@ -1,0 +1,428 @@
+# vim:set ts=4 sts=4 sw=4 et ft=:
+
+# ws_proxy_pass: the proxy without Lua (the test peers are Lua): the
+# client's checks, an address, a variable URI, limits from directives,
+# aggregation, refusals relayed, 502/504, wss, subprotocols, the log
+# variables.
+
+use lib '.';
+use t::WsProxy;
+
+plan 'no_plan';
+
+use_test_certs();
+
+# a port nothing listens on, after the ones t/009 and t/024 take
+$ENV{TEST_NGINX_DEAD_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 11;
+
+# a TLS server that wants a client certificate
+$ENV{TEST_NGINX_CERT_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 1;
+
+our $Config = $t::WsProxy::HttpConfig . q{
+    # a plain HTTP server first: its TLS handshake fails
+    upstream tlsmix {
+        server 127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+        server 127.0.0.1:$TEST_NGINX_TLS_PORT;
+    }
+
+    log_format pass 'pass: $status $ws_proxy_upstream_addr '
+                    'client=$ws_proxy_client_frames/'
+                    '$ws_proxy_client_close_code '
+                    'upstream=$ws_proxy_upstream_frames/'
+                    '$ws_proxy_upstream_close_code/'
+                    '$ws_proxy_upstream_close_reason '
+                    'by=$ws_proxy_closed_by';
+
+    server {
+        listen $TEST_NGINX_CERT_PORT ssl;
+        server_name localhost;
+        ssl_certificate $TEST_NGINX_CERTS/server.crt;
+        ssl_certificate_key $TEST_NGINX_CERTS/server.key;
+        ssl_verify_client on;
+        ssl_client_certificate $TEST_NGINX_CERTS/ca.crt;
+
+        location / {
+            content_by_lua_block {
+                local ws = require "wstest"
+                local s = assert(ws.server())
+                s:send_text("cert:" .. ngx.var.ssl_client_s_dn)
+                local f = s:recv_frame()
+                s:send_close(f and f.code or 1000, "bye")
+            }
+        }
+    }
+
+    server {
+        listen $TEST_NGINX_TLS_PORT ssl;
+        server_name localhost;
+        ssl_certificate $TEST_NGINX_CERTS/server.crt;
+        ssl_certificate_key $TEST_NGINX_CERTS/server.key;
+
+        location / {
+            content_by_lua_block {
+                local ws = require "wstest"
+                local s = assert(ws.server())
+                s:send_text("tls")
+                local f = s:recv_frame()
+                s:send_close(f and f.code or 1000, "bye")
+            }
+        }
+    }
+};
+
+# the upstream end of most blocks: says what it got, frame by frame
+our $Rec = q{
+    location /rec {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server({ headers = {
+                ngx.var.arg_proto
+                and "Sec-WebSocket-Protocol: " .. ngx.var.arg_proto
+                or "X-Upstream: rec" } }))
+            ngx.log(ngx.INFO, "rec offered: ",
+                    ngx.var.http_sec_websocket_protocol)
+            while true do
+                local f, err = s:recv_frame()
+                if not f then
+                    return
+                end
+                if f.opcode == 8 then
+                    s:send_close(f.code, "bye")
+                    return
+                end
+                s:send_text("got " .. ws.describe(f))
+            end
+        }
+    }
+
+    location /refuse {
+        content_by_lua_block {
+            ngx.status = 401
+            ngx.header["WWW-Authenticate"] = 'Basic realm="chat"'
+            ngx.print("who are you?")
+        }
+    }
+
+    location /hold {
+        content_by_lua_block {
+            ngx.sleep(1)
+        }
+    }
+};
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    if (!defined $block->http_config) {
+        $block->set_value("http_config", $Config);
+    }
+
+    if ($block->can('client') && defined $block->client) {
+        my $pass = $block->can('pass') ? $block->pass : '';
+        $block->set_value("config", $Rec . <<"_EOC_");
+    location /proxy {
+        access_log logs/error.log pass;
+$pass
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+@{[ $block->client ]}
+        }
+    }
+_EOC_
+    }
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: an echo through ws_proxy_pass, the log variables
+--- pass
+        ws_proxy_pass ws://127.0.0.1:$server_port/rec;
+--- client
+            local c = assert(ws.client("/proxy"))
+            ngx.say(c.headers["x-upstream"])
+            c:send_text("hello")
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_frame{ opcode = 2, payload = "bin" }
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000, "done")
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+rec
+text:got text:hello (masked)
+text:got binary:bin (masked)
+close:1000:bye
+--- error_log eval
+qr/pass: 101 127\.0\.0\.1:\d+ client=3\/1000 upstream=3\/1000\/bye by=client/
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 2: variables in the URI
+--- pass
+        set $up 127.0.0.1:$server_port;
+        ws_proxy_pass ws://$up/rec$is_args$args;
+--- client
+            local c = assert(ws.client("/proxy?proto=chat",
+                      { headers = { "Sec-WebSocket-Protocol: superchat, chat" } }))
+            ngx.say(c.headers["sec-websocket-protocol"])
+            c:send_text("hi")
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000, "done")
+            c:recv_frame()
+--- response_body
+chat
+text:got text:hi (masked)
+--- error_log
+rec offered: superchat, chat
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: limits: ws_proxy_client_max_frame_size closes the client with 1009
+--- pass
+        ws_proxy_client_max_frame_size 10;
+        ws_proxy_pass ws://127.0.0.1:$server_port/rec;
+--- client
+            local c = assert(ws.client("/proxy"))
+            c:send_text("short")
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_text("much longer than ten")
+            local f = c:recv_frame()
+            ngx.say(f.opcode, " ", f.code)
+            c:send_close(f.code, "ok")
+--- response_body
+text:got text:short (masked)
+8 1009
+--- error_log eval
+[qr/pass: 101 .* by=proxy/, "client frame size (20) exceeds limit, closing"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: limits: ws_proxy_max_frame_size is both sides', a side's own wins
+--- pass
+        ws_proxy_max_frame_size 5;
+        ws_proxy_client_max_frame_size 1k;
+        ws_proxy_pass ws://127.0.0.1:$server_port/rec;
+--- client
+            local c = assert(ws.client("/proxy"))
+            c:send_text("0123456789")
+            local f = c:recv_frame()
+            ngx.say(f.opcode, " ", f.code)
+            c:send_close(1000, "ok")
+--- response_body
+8 1001
+--- error_log eval
+[qr/pass: 101 .* by=proxy/, "upstream frame size (28) exceeds limit, closing"]
+
+
+
+=== TEST 5: ws_proxy_aggregate_fragments on: two fragments reach the upstream as one frame
+--- pass
+        ws_proxy_aggregate_fragments on;
+        ws_proxy_pass ws://127.0.0.1:$server_port/rec;
+--- client
+            local c = assert(ws.client("/proxy"))
+            c:send_frame{ opcode = 1, fin = false, payload = "ab" }
+            c:send_frame{ opcode = 0, fin = true, payload = "cd" }
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000, "done")
+            c:recv_frame()
+--- response_body
+text:got text:abcd (masked)
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: unreachable: 502
+--- pass
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_DEAD_PORT/rec;
+--- client
+            local c, err, r = ws.client("/proxy")
+            ngx.say(err)
+--- response_body
+status 502
+--- error_log
+ws_proxy_pass: failed to connect: connection refused, upstream: "ws://127.0.0.1:
+pass: 502
+
+
+
+=== TEST 7: no answer within ws_proxy_read_timeout: 504
+--- pass
+        ws_proxy_read_timeout 200ms;
+        ws_proxy_pass ws://127.0.0.1:$server_port/hold;
+--- client
+            local c, err = ws.client("/proxy")
+            ngx.say(err)
+--- response_body
+status 504
+--- error_log
+ws_proxy_pass: failed to receive response header: timeout
+pass: 504
+
+
+
+=== TEST 8: a refusal is relayed with its headers and body
+--- pass
+        ws_proxy_pass ws://127.0.0.1:$server_port/refuse;
+--- client
+            local c, err, r = ws.client("/proxy")
+            ngx.say(err, " ", r.headers["www-authenticate"])
+            ngx.say(r.sock:receive(12))
+--- response_body
+status 401 Basic realm="chat"
+who are you?
+--- error_log
+the upstream refused the upgrade with 401, relayed
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: the client's request is checked first: a plain GET is refused, the upstream never dialed
+--- pass
+        ws_proxy_pass ws://127.0.0.1:$server_port/rec;
+--- client
+            local sock = ngx.socket.tcp()
+            assert(sock:connect("127.0.0.1", ngx.var.server_port))
+            assert(sock:send("GET /proxy HTTP/1.1\r\nHost: x\r\n\r\n"))
+            ngx.say(sock:receive("*l"))
+--- response_body
+HTTP/1.1 400 Bad Request
+--- no_error_log
+rec offered
+
+
+
+=== TEST 10: wss with verification against a trusted CA and ws_proxy_ssl_name
+--- pass
+        ws_proxy_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
+        ws_proxy_ssl_verify on;
+        ws_proxy_ssl_name localhost;
+        ws_proxy_pass wss://127.0.0.1:$TEST_NGINX_TLS_PORT/;
+--- client
+            local c = assert(ws.client("/proxy"))
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000, "done")
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+text:tls
+close:1000:bye
+--- no_error_log
+[error]
+
+
+
+=== TEST 11: wss: a name the certificate does not carry is 502
+--- pass
+        ws_proxy_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
+        ws_proxy_ssl_verify on;
+        ws_proxy_ssl_name other.example;
+        ws_proxy_pass wss://127.0.0.1:$TEST_NGINX_TLS_PORT/;
+--- client
+            local c, err = ws.client("/proxy")
+            ngx.say(err)
+--- response_body
+status 502
+--- error_log
+ws_proxy_pass: ssl handshake failed: certificate does not match host "other.example"
+
+
+
+=== TEST 12: a bad URI from variables is a 500
+--- pass
+        set $up "http://127.0.0.1/";
+        ws_proxy_pass $up;
+--- client
+            local c, err = ws.client("/proxy")
+            ngx.say(err)
+--- response_body
+status 500
+--- error_log
+ws_proxy_pass: bad websocket uri "http://127.0.0.1/"
+
+
+
+=== TEST 13: ws_proxy_pass without ws:// or wss:// is refused at start
+--- config
+    location /proxy {
+        ws_proxy_pass http://127.0.0.1/;
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+invalid URL prefix in "http://127.0.0.1/": ws:// or wss:// expected
+
+
+
+=== TEST 14: wss through a group: a failed TLS handshake moves on to the next server
+--- pass
+        ws_proxy_ssl_name localhost;
+        ws_proxy_pass wss://tlsmix/;
+--- client
+            local c = assert(ws.client("/proxy"))
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000, "done")
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+text:tls
+close:1000:bye
+--- error_log eval
+[qr/\[warn\] .*ws_proxy: upstream server 127\.0\.0\.1:\d+ of "tlsmix" failed \(ssl handshake failed: [^)]*\), trying the next one/,
+qr/pass: 101 127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+ /]
+
+
+
+=== TEST 15: ws_proxy_ssl_certificate: the client certificate an upstream asks for
+--- pass
+        ws_proxy_ssl_certificate $TEST_NGINX_CERTS/client.crt;
+        ws_proxy_ssl_certificate_key $TEST_NGINX_CERTS/client.key;
+        ws_proxy_pass wss://127.0.0.1:$TEST_NGINX_CERT_PORT/;
+--- client
+            local c = assert(ws.client("/proxy"))
+            ngx.say(ws.describe(c:recv_frame()))
+            c:send_close(1000, "done")
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+text:cert:CN=test-client
+close:1000:bye
+--- no_error_log
+[error]
+
+
+
+=== TEST 16: without it, that upstream refuses the upgrade: its 400 is relayed
+--- pass
+        ws_proxy_pass wss://127.0.0.1:$TEST_NGINX_CERT_PORT/;
+--- client
+            local c, err = ws.client("/proxy")
+            ngx.say(err)
+--- response_body
+status 400
+--- error_log
+the upstream refused the upgrade with 400, relayed
+
+
+
+=== TEST 17: ws_proxy_ssl_certificate without its key is refused at start
+--- config
+    location /proxy {
+        ws_proxy_ssl_certificate $TEST_NGINX_CERTS/client.crt;
+        ws_proxy_pass wss://127.0.0.1:$TEST_NGINX_CERT_PORT/;
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+no "ws_proxy_ssl_certificate_key" for "ws_proxy_ssl_certificate"
