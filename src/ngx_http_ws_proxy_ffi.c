@@ -420,7 +420,7 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
     rc = ngx_http_ws_proxy_connect(wp, &uri);
 
     if (rc == NGX_ERROR) {
-        ngx_http_ws_proxy_metrics_handshake(wp, NGX_WSP_HSO_UNREACHABLE);
+        ngx_http_ws_proxy_metrics_connect_end(wp, NGX_ERROR);
 
         if (wp->err_len == 0) {
             ngx_http_ws_proxy_set_error(wp, "failed to connect");

@@ -391,6 +391,43 @@ ngx_http_ws_proxy_metrics_handshake(ngx_http_ws_proxy_t *wp,
 }
 
 
+/*
+ * An attempt to reach the upstream failed the way `outcome` says: noted,
+ * not counted, as a group may go on to its next server.
+ */
+
+void
+ngx_http_ws_proxy_metrics_failed(ngx_http_ws_proxy_t *wp, ngx_uint_t outcome)
+{
+    wp->metrics.failed = outcome + 1;
+}
+
+
+/*
+ * The connect failed for good (rc NGX_DECLINED: a refusal, to relay): the
+ * last attempt's failure is the session's outcome.
+ */
+
+void
+ngx_http_ws_proxy_metrics_connect_end(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
+{
+    ngx_uint_t  outcome;
+
+    if (rc == NGX_DECLINED) {
+        outcome = NGX_WSP_HSO_REFUSED;
+
+    } else if (wp->metrics.failed) {
+        outcome = wp->metrics.failed - 1;
+
+    } else {
+        outcome = wp->response.len ? NGX_WSP_HSO_INVALID
+                                   : NGX_WSP_HSO_UNREACHABLE;
+    }
+
+    ngx_http_ws_proxy_metrics_handshake(wp, outcome);
+}
+
+
 /* the pump starts: the handshakes succeeded, the session is open */
 
 void

@@ -163,6 +163,8 @@ typedef struct {
     uint64_t                    messages[2];
     unsigned                    none:1;      /* no zone configured */
     unsigned                    handshake:1; /* its outcome counted */
+    unsigned                    failed:3;    /* the failed attempt's
+                                                NGX_WSP_HSO_* + 1, or 0 */
     unsigned                    running:1;   /* counted as open */
 } ngx_http_ws_proxy_msess_t;
 
@@ -510,6 +512,10 @@ ngx_http_ws_proxy_ctl_t *ngx_http_ws_proxy_get_ctl(ngx_http_ws_proxy_dir_t *d);
 
 void ngx_http_ws_proxy_metrics_handshake(ngx_http_ws_proxy_t *wp,
     ngx_uint_t outcome);
+void ngx_http_ws_proxy_metrics_failed(ngx_http_ws_proxy_t *wp,
+    ngx_uint_t outcome);
+void ngx_http_ws_proxy_metrics_connect_end(ngx_http_ws_proxy_t *wp,
+    ngx_int_t rc);
 void ngx_http_ws_proxy_metrics_start(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_metrics_end(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_metrics_violation(ngx_http_ws_proxy_dir_t *d,

@@ -185,10 +185,9 @@ ngx_http_ws_proxy_resolve_handler(ngx_resolver_ctx_t *ctx)
     wp->resolving = NULL;
 
     if (ctx->state) {
-        ngx_http_ws_proxy_metrics_handshake(wp,
-                                            ctx->state == NGX_RESOLVE_TIMEDOUT
-                                            ? NGX_WSP_HSO_TIMEOUT
-                                            : NGX_WSP_HSO_UNREACHABLE);
+        ngx_http_ws_proxy_metrics_failed(wp, ctx->state == NGX_RESOLVE_TIMEDOUT
+                                             ? NGX_WSP_HSO_TIMEOUT
+                                             : NGX_WSP_HSO_UNREACHABLE);
         ngx_http_ws_proxy_set_error(wp, "failed to connect: \"%V\" could "
                                     "not be resolved (%i: %s)",
                                     &ctx->name, ctx->state,
@@ -494,6 +493,9 @@ ngx_http_ws_proxy_connect_start(ngx_http_ws_proxy_t *wp)
     ngx_int_t          rc;
     ngx_connection_t  *c;
 
+    /* a failure of an earlier attempt is not this one's */
+    wp->metrics.failed = 0;
+
     rc = ngx_event_connect_peer(&wp->peer);
     err = ngx_socket_errno;
 
@@ -595,7 +597,7 @@ ngx_http_ws_proxy_connect_handler(ngx_event_t *ev)
     }
 
     if (ev->timedout) {
-        ngx_http_ws_proxy_metrics_handshake(wp, NGX_WSP_HSO_TIMEOUT);
+        ngx_http_ws_proxy_metrics_failed(wp, NGX_WSP_HSO_TIMEOUT);
         ngx_log_error(NGX_LOG_ERR, wp->log, NGX_ETIMEDOUT,
                       "ws_proxy: upstream timed out while %s",
                       wp->hs_state == NGX_WSP_HS_CONNECT ? "connecting"
@@ -870,7 +872,7 @@ ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c)
 
     if (!c->ssl->handshaked) {
         if (c->write->timedout || c->read->timedout) {
-            ngx_http_ws_proxy_metrics_handshake(wp, NGX_WSP_HSO_TIMEOUT);
+            ngx_http_ws_proxy_metrics_failed(wp, NGX_WSP_HSO_TIMEOUT);
             ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: timeout");
 
         } else if (wp->ssl_alert) {
@@ -1054,7 +1056,7 @@ ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp)
     for ( ;; ) {
 
         if (b->last == b->end) {
-            ngx_http_ws_proxy_metrics_handshake(wp, NGX_WSP_HSO_INVALID);
+            ngx_http_ws_proxy_metrics_failed(wp, NGX_WSP_HSO_INVALID);
             ngx_http_ws_proxy_set_error(wp, "failed to receive response "
                                         "header: too large");
             ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
@@ -1368,12 +1370,8 @@ ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
     wp->log->action = wp->log_action;
 
     if (rc != NGX_OK) {
-        /* a timeout or a head too large were counted where they happened */
-        ngx_http_ws_proxy_metrics_handshake(wp, rc == NGX_DECLINED
-                                                ? NGX_WSP_HSO_REFUSED
-                                                : wp->response.len
-                                                  ? NGX_WSP_HSO_INVALID
-                                                  : NGX_WSP_HSO_UNREACHABLE);
+        /* the last attempt's failure, noted where it happened */
+        ngx_http_ws_proxy_metrics_connect_end(wp, rc);
         ngx_http_ws_proxy_close_upstream(wp);
 
         if (wp->response.len) {

@@ -354,8 +354,9 @@ execute: nil timeout sending to client
             local ws = require "wstest"
             local s = assert(ws.server({ timeout = 10000 }))
             -- never reads: the proxy's sends to it block, its timer runs
-            -- (long enough for a worker under valgrind to fill the socket)
-            ngx.sleep(8)
+            -- (long enough for a worker under valgrind to fill the socket:
+            -- the suite's slowness factor)
+            ws.sleep(8)
         }
     }
 

@@ -34,6 +34,8 @@ SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
 PREFIX = os.path.join(SERVROOT, "metrics")
 PORT = int(os.environ.get("TEST_NGINX_METRICS_PORT", "19960"))
 PROM_PORT = int(os.environ.get("TEST_NGINX_PROMETHEUS_PORT", "19961"))
+# a server that takes connections and never answers an upgrade
+HANG_PORT = int(os.environ.get("TEST_NGINX_HANG_PORT", str(PORT + 3)))
 MODS = "/usr/lib/nginx/modules"
 FULL_KEYS = 200
 
@@ -161,6 +163,27 @@ http {
                 p:execute()
             }
         }
+
+        # the group's first server times out, the second one answers
+        location /failover {
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new())
+                local ok, err = p:connect("ws://slow_first/echo",
+                                          { read_timeout = 300 })
+                if not ok then return ngx.exit(502) end
+                p:execute()
+            }
+        }
+    }
+
+    upstream slow_first {
+        server 127.0.0.1:%(hang)d;
+        server 127.0.0.1:%(port)d;
+    }
+
+    server {
+        listen 127.0.0.1:%(hang)d;
+        location / { content_by_lua_block { ngx.sleep(5) } }
     }
 }
 """
@@ -341,6 +364,15 @@ async def main():
        "upstream timeout")
     ok(st["/ws"]["handshakes"]["bad_request"] == 1, "bad client request")
 
+    # a group's server that timed out, then the next one that answered:
+    # the session's outcome is the last attempt's
+    ws, _ = await session("/failover", 1)
+    await ws.close()
+    hs = status().get("/failover", {}).get("handshakes", {})
+    ok(hs.get("accepted") == 1 and not hs.get("timeout"),
+       "a timeout, then failover to a server that answers: counted as "
+       "accepted, not as a timeout (%s)" % hs)
+
     # a violation, a limit, a hook error
     ok(raw_violation(), "a frame with RSV2 is closed with 1002")
     ws, _ = await session("/limit", 0)
@@ -470,6 +502,7 @@ def run():
     log = os.path.join(PREFIX, "logs", "error.log")
     with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
         f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
+                        "hang": HANG_PORT,
                         "daemon": "off" if vg.USE else "on"})
     logdir = os.path.join(PREFIX, "logs")
     conf_errors()
