@@ -124,6 +124,8 @@ static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
     ngx_http_request_t *r, uint64_t id, u_char *err, size_t *errlen);
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_own(
     ngx_http_request_t *r, uint64_t id);
+static ngx_int_t ngx_http_ws_proxy_ffi_copy(ngx_http_request_t *r,
+    ngx_str_t *dst, const u_char *data, size_t len);
 static int ngx_http_ws_proxy_ffi_error(u_char *err, size_t *errlen,
     u_char *msg, size_t len);
 
@@ -291,6 +293,30 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
 }
 
 
+/* a copy of a string from Lua in the request's pool (empty: NULL) */
+
+static ngx_int_t
+ngx_http_ws_proxy_ffi_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    const u_char *data, size_t len)
+{
+    dst->len = len;
+    dst->data = NULL;
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pnalloc(r->pool, len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, data, len);
+
+    return NGX_OK;
+}
+
+
 int
 ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
     ngx_http_ws_proxy_ffi_connect_t *o, u_char *err, size_t *errlen)
@@ -310,23 +336,19 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
                                          "in progress or established");
     }
 
-    uri.len = o->uri_len;
-    uri.data = ngx_pnalloc(r->pool, uri.len);
-    if (uri.data == NULL) {
+    ngx_str_null(&wp->key);
+
+    if (ngx_http_ws_proxy_ffi_copy(r, &uri, o->uri, o->uri_len) != NGX_OK
+        || ngx_http_ws_proxy_ffi_copy(r, &wp->extra_headers, o->headers,
+                                      o->headers_len) != NGX_OK
+        || ngx_http_ws_proxy_ffi_copy(r, &wp->host_header, o->host,
+                                      o->host_len) != NGX_OK
+        || ngx_http_ws_proxy_ffi_copy(r, &wp->offer, o->protocols,
+                                      o->protocols_len) != NGX_OK
+        || ngx_http_ws_proxy_ffi_copy(r, &wp->server_name, o->server_name,
+                                      o->server_name_len) != NGX_OK)
+    {
         return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
-    }
-
-    ngx_memcpy(uri.data, o->uri, uri.len);
-
-    wp->extra_headers.len = o->headers_len;
-
-    if (o->headers_len) {
-        wp->extra_headers.data = ngx_pnalloc(r->pool, o->headers_len);
-        if (wp->extra_headers.data == NULL) {
-            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
-        }
-
-        ngx_memcpy(wp->extra_headers.data, o->headers, o->headers_len);
     }
 
     if (o->connect_timeout > 0) {
@@ -347,19 +369,6 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
     wp->client_key = o->client_priv_key;
 #endif
     wp->err_len = 0;
-
-    ngx_str_null(&wp->host_header);
-    ngx_str_null(&wp->key);
-
-    if (o->host_len) {
-        wp->host_header.len = o->host_len;
-        wp->host_header.data = ngx_pnalloc(r->pool, o->host_len);
-        if (wp->host_header.data == NULL) {
-            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
-        }
-
-        ngx_memcpy(wp->host_header.data, o->host, o->host_len);
-    }
 
     if (o->key_len) {
         u_char     buf[32];
@@ -386,35 +395,14 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
         ngx_memcpy(wp->key.data, o->key, 24);
     }
 
-    /* the subprotocols offered: these, or the client's offer */
+    /* the subprotocols offered: the option's, or the client's offer */
 
-    ngx_str_null(&wp->offer);
-
-    if (o->protocols_len) {
-        wp->offer.len = o->protocols_len;
-        wp->offer.data = ngx_pnalloc(r->pool, o->protocols_len);
-        if (wp->offer.data == NULL) {
-            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
-        }
-
-        ngx_memcpy(wp->offer.data, o->protocols, o->protocols_len);
-
-    } else if (o->forward_protocols
-               && ngx_http_ws_proxy_client_list(r, NGX_WSP_LIST_PROTOCOL,
-                                                &wp->offer)
-                  != NGX_OK)
+    if (o->protocols_len == 0 && o->forward_protocols
+        && ngx_http_ws_proxy_client_list(r, NGX_WSP_LIST_PROTOCOL,
+                                         &wp->offer)
+           != NGX_OK)
     {
         return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
-    }
-
-    if (o->server_name_len) {
-        wp->server_name.len = o->server_name_len;
-        wp->server_name.data = ngx_pnalloc(r->pool, o->server_name_len);
-        if (wp->server_name.data == NULL) {
-            return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
-        }
-
-        ngx_memcpy(wp->server_name.data, o->server_name, o->server_name_len);
     }
 
     rc = ngx_http_ws_proxy_connect(wp, &uri);

@@ -448,8 +448,21 @@ ngx_int_t ngx_http_ws_proxy_client_list(ngx_http_request_t *r,
     ngx_int_t list, ngx_str_t *out);
 void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);
 
+/* ngx_http_ws_proxy_uri.c */
+ngx_int_t ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
+    ngx_str_t *host);
+
+/* ngx_http_ws_proxy_upgrade.c */
+ngx_int_t ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_send_request(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_read_body(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_body_end(ngx_http_ws_proxy_t *wp,
+    ngx_int_t complete);
+
 /* ngx_http_ws_proxy_upstream.c */
 ngx_int_t ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri);
+void ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc);
 void ngx_http_ws_proxy_close_upstream(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_free_hs(ngx_http_ws_proxy_t *wp);
 #if (NGX_HTTP_SSL)
@@ -458,7 +471,6 @@ void ngx_http_ws_proxy_ssl_exit(void);
 
 /* ngx_http_ws_proxy_upstream.c, for the balancer */
 ngx_int_t ngx_http_ws_proxy_connect_start(ngx_http_ws_proxy_t *wp);
-ngx_int_t ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp);
 
 /* ngx_http_ws_proxy_balancer.c */
 ngx_int_t ngx_http_ws_proxy_balancer_start(ngx_http_ws_proxy_t *wp,

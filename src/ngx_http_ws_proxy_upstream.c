@@ -1,10 +1,13 @@
 /*
  * Copyright (C) ngx_http_ws_proxy_module authors
  *
- * The upstream side of the opening handshake: URI parsing, non-blocking
- * name resolution and connect, TLS, the upgrade request and the check of the
- * 101 response.  Everything runs on nginx's event loop; Lua waits on the
- * session semaphore until wp->state leaves NGX_WSP_STATE_CONNECTING.
+ * The upstream side of the opening handshake: non-blocking name
+ * resolution and connect (one address, or a group's servers in turn),
+ * TLS, and the end of the connect.  The URI is parsed in
+ * ngx_http_ws_proxy_uri.c, the upgrade request and the response in
+ * ngx_http_ws_proxy_upgrade.c.  Everything runs on nginx's event loop; Lua
+ * (or ws_proxy_pass) waits until wp->state leaves
+ * NGX_WSP_STATE_CONNECTING.
  */
 
 
@@ -14,43 +17,31 @@
 #define NGX_WSP_HS_BUFFER   8192
 
 
-static ngx_int_t ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp,
-    ngx_str_t *uri, ngx_str_t *host);
-static ngx_uint_t ngx_http_ws_proxy_uri_chars(u_char *p, u_char *last,
-    ngx_uint_t host);
 static void ngx_http_ws_proxy_connect_error(ngx_http_ws_proxy_t *wp,
     ngx_err_t err);
+static ngx_int_t ngx_http_ws_proxy_resolve(ngx_http_ws_proxy_t *wp,
+    ngx_str_t *host);
 static void ngx_http_ws_proxy_resolve_handler(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_ws_proxy_connect_peer(ngx_http_ws_proxy_t *wp,
     struct sockaddr *sa, socklen_t socklen);
 static void ngx_http_ws_proxy_connect_handler(ngx_event_t *ev);
 #if (NGX_HTTP_SSL)
+static ngx_ssl_t *ngx_http_ws_proxy_ssl_context(ngx_http_ws_proxy_t *wp);
+static ngx_int_t ngx_http_ws_proxy_ssl_client_cert(ngx_http_ws_proxy_t *wp,
+    ngx_connection_t *c);
 static ngx_int_t ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c);
 static void ngx_http_ws_proxy_ssl_info_callback(const SSL *ssl, int where,
     int ret);
 #endif
-static void ngx_http_ws_proxy_send_request(ngx_http_ws_proxy_t *wp);
-static void ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp);
-static ngx_int_t ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp,
-    u_char *start, u_char *end);
-static void ngx_http_ws_proxy_read_body(ngx_http_ws_proxy_t *wp);
-static ngx_int_t ngx_http_ws_proxy_body_done(ngx_http_ws_proxy_t *wp,
-    ngx_int_t closed);
-static void ngx_http_ws_proxy_body_end(ngx_http_ws_proxy_t *wp,
-    ngx_int_t complete);
-static void ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp,
-    ngx_int_t rc);
 
 
 ngx_int_t
 ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
 {
-    ngx_int_t                  rc;
-    ngx_str_t                  host;
-    ngx_addr_t                 addr;
-    ngx_resolver_ctx_t        *rctx, temp;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_int_t    rc;
+    ngx_str_t    host;
+    ngx_addr_t   addr;
 
     wp->upstream_status = 0;
     ngx_str_null(&wp->upstream_body);
@@ -130,16 +121,28 @@ ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
         return ngx_http_ws_proxy_connect_peer(wp, addr.sockaddr, addr.socklen);
     }
 
+    return ngx_http_ws_proxy_resolve(wp, &host);
+}
+
+
+/* a name: nginx's resolver, never a blocking lookup */
+
+static ngx_int_t
+ngx_http_ws_proxy_resolve(ngx_http_ws_proxy_t *wp, ngx_str_t *host)
+{
+    ngx_resolver_ctx_t        *rctx, temp;
+    ngx_http_core_loc_conf_t  *clcf;
+
     clcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_core_module);
 
     if (clcf->resolver == NULL || clcf->resolver->connections.nelts == 0) {
         ngx_http_ws_proxy_set_error(wp, "failed to connect: no resolver "
-                                    "defined to resolve \"%V\"", &host);
+                                    "defined to resolve \"%V\"", host);
         wp->state = NGX_WSP_STATE_NEW;
         return NGX_ERROR;
     }
 
-    temp.name = host;
+    temp.name = *host;
 
     rctx = ngx_resolve_start(clcf->resolver, &temp);
     if (rctx == NULL) {
@@ -148,12 +151,12 @@ ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
 
     if (rctx == NGX_NO_RESOLVER) {
         ngx_http_ws_proxy_set_error(wp, "failed to connect: no resolver "
-                                    "defined to resolve \"%V\"", &host);
+                                    "defined to resolve \"%V\"", host);
         wp->state = NGX_WSP_STATE_NEW;
         return NGX_ERROR;
     }
 
-    rctx->name = host;
+    rctx->name = *host;
     rctx->handler = ngx_http_ws_proxy_resolve_handler;
     rctx->data = wp;
     rctx->timeout = clcf->resolver_timeout;
@@ -162,7 +165,7 @@ ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
 
     if (ngx_resolve_name(rctx) != NGX_OK) {
         ngx_http_ws_proxy_set_error(wp, "failed to connect: cannot resolve "
-                                    "\"%V\"", &host);
+                                    "\"%V\"", host);
         wp->state = NGX_WSP_STATE_NEW;
         return NGX_ERROR;
     }
@@ -220,238 +223,8 @@ ngx_http_ws_proxy_resolve_handler(ngx_resolver_ctx_t *ctx)
 }
 
 
-/*
- * ws://host[:port][/path][?query], wss://..., with host an IPv4 address,
- * an [IPv6] literal or a name; "unix:/path:" as nginx writes unix sockets.
- */
-
-static ngx_int_t
-ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
-    ngx_str_t *host)
-{
-    u_char     *p, *q, *last, *h, *colon, *port_start;
-    ngx_int_t   port;
-
-    p = uri->data;
-    last = p + uri->len;
-
-    if (uri->len > 5 && ngx_strncasecmp(p, (u_char *) "ws://", 5) == 0) {
-        p += 5;
-        wp->ssl = 0;
-        wp->port = 80;
-
-    } else if (uri->len > 6
-               && ngx_strncasecmp(p, (u_char *) "wss://", 6) == 0)
-    {
-#if (NGX_HTTP_SSL)
-        p += 6;
-        wp->ssl = 1;
-        wp->port = 443;
-#else
-        ngx_http_ws_proxy_set_error(wp, "wss:// needs nginx with SSL");
-        return NGX_ERROR;
-#endif
-
-    } else {
-        ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"", uri);
-        return NGX_ERROR;
-    }
-
-    h = p;
-    colon = NULL;
-
-    if (last - p > 5 && ngx_strncmp(p, "unix:", 5) == 0) {
-        /* ws://unix:/path/to.sock:/uri, as nginx writes unix sockets */
-
-        for (p += 5; p < last && *p != ':'; p++) {
-            if (*p <= 0x20 || *p == 0x7f) {
-                ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"",
-                                            uri);
-                return NGX_ERROR;
-            }
-        }
-
-        host->data = h;
-        host->len = p - h;
-
-        if (host->len == 5 || p == last) {
-            ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"", uri);
-            return NGX_ERROR;
-        }
-
-        p++;
-        ngx_str_set(&wp->host, "localhost");
-        wp->sni = wp->server_name.len ? wp->server_name
-                                      : (ngx_str_t) ngx_string("localhost");
-        goto path;
-    }
-
-    /* the authority ends at the path or the query */
-
-    for (q = p; q < last && *q != '/' && *q != '?'; q++) {
-        if (*q == '@') {
-            ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\": "
-                                        "userinfo (user:password@) is not "
-                                        "supported, use the \"headers\" "
-                                        "option for an Authorization header",
-                                        uri);
-            return NGX_ERROR;
-        }
-    }
-
-    if (p < last && *p == '[') {
-        while (p < last && *p != ']') {
-            p++;
-        }
-
-        if (p == last) {
-            ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"", uri);
-            return NGX_ERROR;
-        }
-
-        host->data = h + 1;
-        host->len = p - h - 1;
-        p++;
-
-    } else {
-        while (p < last && *p != ':' && *p != '/' && *p != '?') {
-            p++;
-        }
-
-        host->data = h;
-        host->len = p - h;
-    }
-
-    if (host->len == 0 || !ngx_http_ws_proxy_uri_chars(host->data,
-                                                       host->data + host->len,
-                                                       1))
-    {
-        ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"", uri);
-        return NGX_ERROR;
-    }
-
-    if (p < last && *p == ':') {
-        colon = p++;
-        port_start = p;
-
-        while (p < last && *p >= '0' && *p <= '9') {
-            p++;
-        }
-
-        port = ngx_atoi(port_start, p - port_start);
-        if (port < 1 || port > 65535 || (p < last && *p != '/' && *p != '?')) {
-            ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\": "
-                                        "invalid port", uri);
-            return NGX_ERROR;
-        }
-
-        wp->port = (in_port_t) port;
-    }
-
-    /* the Host header carries the port only when it is not the default */
-
-    if (colon && wp->port != (wp->ssl ? 443 : 80)) {
-        wp->host.data = h;
-        wp->host.len = p - h;
-
-    } else {
-        wp->host.data = h;
-        wp->host.len = (colon ? colon : p) - h;
-    }
-
-    wp->sni = wp->server_name.len ? wp->server_name : *host;
-
-path:
-
-    /* what follows goes into the request line: RFC 3986 bytes only */
-
-    if (!ngx_http_ws_proxy_uri_chars(p, last, 0)) {
-        ngx_http_ws_proxy_set_error(wp, "bad websocket uri \"%V\"", uri);
-        return NGX_ERROR;
-    }
-
-    if (p == last) {
-        ngx_str_set(&wp->path, "/");
-
-    } else if (*p == '?') {
-        wp->path.len = last - p + 1;
-        wp->path.data = ngx_pnalloc(wp->pool, wp->path.len);
-        if (wp->path.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        wp->path.data[0] = '/';
-        ngx_memcpy(wp->path.data + 1, p, last - p);
-
-    } else {
-        wp->path.data = p;
-        wp->path.len = last - p;
-    }
-
-    wp->uri = *uri;
-
-    return NGX_OK;
-}
 
 
-/*
- * 1 when [p, last) holds only bytes RFC 3986 allows: a path and query
- * (pchar, "/" and "?"), or a host (reg-name or the inside of an IP
- * literal); "%" must start a pct-encoded byte.  No CR, LF, NUL, space or
- * other control byte can reach the request line or the Host header.
- */
-
-static ngx_uint_t
-ngx_http_ws_proxy_uri_chars(u_char *p, u_char *last, ngx_uint_t host)
-{
-    u_char  c;
-
-    for ( /* void */ ; p < last; p++) {
-        c = *p;
-
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-            || (c >= '0' && c <= '9'))
-        {
-            continue;
-        }
-
-        switch (c) {
-
-        /* unreserved */
-        case '-': case '.': case '_': case '~':
-
-        /* sub-delims */
-        case '!': case '$': case '&': case '\'': case '(': case ')':
-        case '*': case '+': case ',': case ';': case '=':
-
-        /* in an IPv6 literal, and in pchar */
-        case ':':
-            continue;
-
-        case '@': case '/': case '?':
-            if (host) {
-                return 0;
-            }
-
-            continue;
-
-        case '%':
-            if (last - p < 3
-                || !isxdigit(p[1]) || !isxdigit(p[2]))
-            {
-                return 0;
-            }
-
-            p += 2;
-            continue;
-
-        default:
-            return 0;
-        }
-    }
-
-    return 1;
-}
 
 
 static ngx_int_t
@@ -697,48 +470,99 @@ ngx_http_ws_proxy_ssl_exit(void)
 }
 
 
+/*
+ * The location's context when ws_proxy_ssl_trusted_certificate is set,
+ * else one context per worker with the system's trust store; whether to
+ * verify is decided per connection.
+ */
+
+static ngx_ssl_t *
+ngx_http_ws_proxy_ssl_context(ngx_http_ws_proxy_t *wp)
+{
+    ngx_ssl_t                     *ssl;
+    ngx_http_ws_proxy_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_ws_proxy_module);
+
+    if (wlcf->ssl) {
+        return wlcf->ssl;
+    }
+
+    if (default_ssl) {
+        return default_ssl;
+    }
+
+    ssl = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_ssl_t));
+    if (ssl == NULL) {
+        return NULL;
+    }
+
+    ssl->log = ngx_cycle->log;
+
+    if (ngx_ssl_create(ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL) != NGX_OK)
+    {
+        ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                    "cannot create SSL context");
+        return NULL;
+    }
+
+    (void) SSL_CTX_set_default_verify_paths(ssl->ctx);
+    default_ssl = ssl;
+
+    return ssl;
+}
+
+
+/* a client certificate, as lua-resty-core's ngx.ssl parses them */
+
+static ngx_int_t
+ngx_http_ws_proxy_ssl_client_cert(ngx_http_ws_proxy_t *wp,
+    ngx_connection_t *c)
+{
+    int              i;
+    STACK_OF(X509)  *chain;
+
+    chain = wp->client_cert;
+
+    if (sk_X509_num(chain) < 1
+        || SSL_use_certificate(c->ssl->connection, sk_X509_value(chain, 0))
+           == 0
+        || SSL_use_PrivateKey(c->ssl->connection, wp->client_key) == 0)
+    {
+        ngx_ssl_error(NGX_LOG_ERR, wp->log, 0,
+                      "ws_proxy: cannot use the client certificate");
+        ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                    "bad client certificate or key");
+        return NGX_ERROR;
+    }
+
+    for (i = 1; i < sk_X509_num(chain); i++) {
+        if (SSL_add1_chain_cert(c->ssl->connection, sk_X509_value(chain, i))
+            == 0)
+        {
+            ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
+                                        "bad client certificate chain");
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp)
 {
-    int                            i;
-    u_char                        *name;
-    X509                          *x509;
-    ngx_int_t                      rc;
-    ngx_ssl_t                     *ssl;
-    ngx_connection_t              *c;
-    STACK_OF(X509)                *chain;
-    ngx_http_ws_proxy_loc_conf_t  *wlcf;
+    u_char            *name;
+    ngx_int_t          rc;
+    ngx_ssl_t         *ssl;
+    ngx_connection_t  *c;
 
     c = wp->upstream;
 
-    /*
-     * The location's context when ws_proxy_ssl_trusted_certificate is set,
-     * else one context per worker with the system's trust store; whether
-     * to verify is decided per connection.
-     */
-
-    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_ws_proxy_module);
-    ssl = wlcf->ssl ? wlcf->ssl : default_ssl;
-
+    ssl = ngx_http_ws_proxy_ssl_context(wp);
     if (ssl == NULL) {
-        ssl = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_ssl_t));
-        if (ssl == NULL) {
-            return NGX_ERROR;
-        }
-
-        ssl->log = ngx_cycle->log;
-
-        if (ngx_ssl_create(ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
-            != NGX_OK)
-        {
-            ssl = NULL;
-            ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
-                                        "cannot create SSL context");
-            return NGX_ERROR;
-        }
-
-        (void) SSL_CTX_set_default_verify_paths(ssl->ctx);
-        default_ssl = ssl;
+        return NGX_ERROR;
     }
 
     wp->ssl_ctx = ssl;
@@ -780,32 +604,10 @@ ngx_http_ws_proxy_ssl_init(ngx_http_ws_proxy_t *wp)
         }
     }
 
-    /* a client certificate, as lua-resty-core's ngx.ssl parses them */
-
-    if (wp->client_cert && wp->client_key) {
-        chain = wp->client_cert;
-
-        if (sk_X509_num(chain) < 1
-            || SSL_use_certificate(c->ssl->connection,
-                                   sk_X509_value(chain, 0)) == 0
-            || SSL_use_PrivateKey(c->ssl->connection, wp->client_key) == 0)
-        {
-            ngx_ssl_error(NGX_LOG_ERR, wp->log, 0,
-                          "ws_proxy: cannot use the client certificate");
-            ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
-                                        "bad client certificate or key");
-            return NGX_ERROR;
-        }
-
-        for (i = 1; i < sk_X509_num(chain); i++) {
-            x509 = sk_X509_value(chain, i);
-
-            if (SSL_add1_chain_cert(c->ssl->connection, x509) == 0) {
-                ngx_http_ws_proxy_set_error(wp, "ssl handshake failed: "
-                                            "bad client certificate chain");
-                return NGX_ERROR;
-            }
-        }
+    if (wp->client_cert && wp->client_key
+        && ngx_http_ws_proxy_ssl_client_cert(wp, c) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     /* the peer's alert, if any, is the reason a failed handshake gives */
@@ -923,434 +725,7 @@ ngx_http_ws_proxy_ssl_handshake(ngx_connection_t *c)
 #endif
 
 
-ngx_int_t
-ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
-{
-    size_t      len;
-    u_char     *p;
-    ngx_buf_t  *b;
-    ngx_str_t   src;
-    u_char      raw[16];
-
-    if (wp->host_header.len) {
-        wp->host = wp->host_header;
-    }
-
-    if (wp->key.len == 0) {
-        ngx_http_ws_proxy_random(raw, sizeof(raw));
-
-        wp->key.data = ngx_pnalloc(wp->pool, 24);
-        if (wp->key.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        src.data = raw;
-        src.len = sizeof(raw);
-        ngx_encode_base64(&wp->key, &src);
-    }
-
-    len = sizeof("GET  HTTP/1.1" CRLF) - 1 + wp->path.len
-          + sizeof("Host: " CRLF) - 1 + wp->host.len
-          + sizeof("Upgrade: websocket" CRLF) - 1
-          + sizeof("Connection: Upgrade" CRLF) - 1
-          + sizeof("Sec-WebSocket-Key: " CRLF) - 1 + wp->key.len
-          + sizeof("Sec-WebSocket-Version: 13" CRLF) - 1
-          + wp->extra_headers.len
-          + (wp->offer.len ? sizeof("Sec-WebSocket-Protocol: " CRLF) - 1
-                             + wp->offer.len
-                           : 0)
-          + sizeof(CRLF) - 1;
-
-    b = wp->hs;
-
-    if (len > (size_t) (b->end - b->start)) {
-        ngx_http_ws_proxy_set_error(wp, "handshake request too large");
-        return NGX_ERROR;
-    }
-
-    p = b->start;
-    p = ngx_sprintf(p, "GET %V HTTP/1.1" CRLF "Host: %V" CRLF,
-                    &wp->path, &wp->host);
-    p = ngx_cpymem(p, "Upgrade: websocket" CRLF "Connection: Upgrade" CRLF,
-                   sizeof("Upgrade: websocket" CRLF "Connection: Upgrade" CRLF)
-                   - 1);
-    p = ngx_sprintf(p, "Sec-WebSocket-Key: %V" CRLF
-                    "Sec-WebSocket-Version: 13" CRLF, &wp->key);
-    p = ngx_cpymem(p, wp->extra_headers.data, wp->extra_headers.len);
-
-    if (wp->offer.len) {
-        p = ngx_sprintf(p, "Sec-WebSocket-Protocol: %V" CRLF, &wp->offer);
-    }
-
-    *p++ = CR; *p++ = LF;
-
-    b->pos = b->start;
-    b->last = p;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_ws_proxy_send_request(ngx_http_ws_proxy_t *wp)
-{
-    ssize_t            n;
-    ngx_buf_t         *b;
-    ngx_connection_t  *c;
-
-    c = wp->upstream;
-    b = wp->hs;
-
-    while (b->pos < b->last) {
-        n = c->send(c, b->pos, b->last - b->pos);
-
-        if (n == NGX_ERROR) {
-            ngx_http_ws_proxy_set_error(wp, "failed to send the handshake "
-                                        "request: %s", "send() failed");
-            ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
-            return;
-        }
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-                ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
-                return;
-            }
-
-            if (!c->write->timer_set) {
-                ngx_add_timer(c->write, wp->send_timeout);
-            }
-
-            return;
-        }
-
-        b->pos += n;
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    /* the buffer now receives the response */
-
-    b->pos = b->start;
-    b->last = b->start;
-    wp->hs_state = NGX_WSP_HS_READ;
-
-    ngx_http_ws_proxy_read_response(wp);
-}
-
-
-static void
-ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp)
-{
-    size_t             len, scanned;
-    ssize_t            n;
-    ngx_int_t          rc;
-    ngx_buf_t         *b;
-    ngx_connection_t  *c;
-
-    c = wp->upstream;
-    b = wp->hs;
-
-    for ( ;; ) {
-
-        if (b->last == b->end) {
-            ngx_http_ws_proxy_metrics_failed(wp, NGX_WSP_HSO_INVALID);
-            ngx_http_ws_proxy_set_error(wp, "failed to receive response "
-                                        "header: too large");
-            ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
-            return;
-        }
-
-        n = c->recv(c, b->last, b->end - b->last);
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-                ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
-                return;
-            }
-
-            if (!c->read->timer_set) {
-                ngx_add_timer(c->read, wp->read_timeout);
-            }
-
-            return;
-        }
-
-        if (n == 0 || n == NGX_ERROR) {
-            ngx_http_ws_proxy_set_error(wp, "failed to receive response "
-                                        "header: %s",
-                                        n == 0 ? "closed" : "recv() failed");
-            ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
-            return;
-        }
-
-        /* every earlier read was searched already */
-
-        scanned = b->last - b->start;
-        b->last += n;
-
-        len = ngx_wsp_head_end(b->start, b->last - b->start, &scanned);
-
-        if (len) {
-            b->pos = b->start + len;
-
-            rc = ngx_http_ws_proxy_check_response(wp, b->start, b->pos);
-
-            if (rc == NGX_DECLINED) {
-                /* a refusal: its body, under the same read_timeout */
-                wp->hs_state = NGX_WSP_HS_BODY;
-                ngx_http_ws_proxy_read_body(wp);
-                return;
-            }
-
-            if (c->read->timer_set) {
-                ngx_del_timer(c->read);
-            }
-
-            ngx_http_ws_proxy_connect_done(wp, rc);
-            return;
-        }
-    }
-}
-
-
-static ngx_int_t
-ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
-    u_char *end)
-{
-    int                 rc;
-    size_t              len;
-    ngx_wsp_response_t  resp;
-    u_char              expected[NGX_WSP_ACCEPT_LEN];
-
-    /*
-     * The head stays in the handshake buffer, where connect() and the
-     * client's handshake read it, until the pump starts and gives the
-     * buffer back; only the subprotocol, which the session's variables
-     * show, is copied.  wp->response leaves out the empty line that ends
-     * the head.
-     */
-
-    len = end - start;
-
-    wp->response.data = start;
-    wp->response.len = len - (len >= 2 && start[len - 2] == CR ? 2 : 1);
-
-    ngx_http_ws_proxy_accept_key(&wp->key, expected);
-
-    rc = ngx_wsp_response_parse(wp->response.data, len, expected, &resp);
-
-    if (rc != NGX_WSP_HEAD_OK) {
-        ngx_http_ws_proxy_set_error(wp, "%s%*s", resp.error,
-                                    resp.error_arg.len, resp.error_arg.data);
-    }
-
-    if (rc == NGX_WSP_HEAD_ERROR) {
-        return NGX_ERROR;
-    }
-
-    if (rc == NGX_WSP_HEAD_STATUS) {
-
-        /*
-         * Kept for connect(), which answers the client with it: a gateway
-         * must not turn the upstream's 401 into anything else.  Its body
-         * is read next (ngx_http_ws_proxy_read_body()).
-         */
-
-        wp->upstream_status = resp.status;
-        wp->body_framing = resp.body;
-        wp->body_length = resp.length;
-
-        return NGX_DECLINED;
-    }
-
-    /* RFC 6455 4.1: the choice must be one of the subprotocols offered */
-
-    if (resp.protocol.len
-        && !ngx_wsp_has_element(wp->offer.data, wp->offer.len,
-                                resp.protocol.data, resp.protocol.len))
-    {
-        ngx_http_ws_proxy_set_error(wp, "upstream selected a subprotocol "
-                                    "that was not offered: %*s",
-                                    resp.protocol.len, resp.protocol.data);
-        return NGX_ERROR;
-    }
-
-    if (resp.protocol.len) {
-        wp->protocol.data = ngx_pnalloc(wp->pool, resp.protocol.len);
-        if (wp->protocol.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(wp->protocol.data, resp.protocol.data, resp.protocol.len);
-        wp->protocol.len = resp.protocol.len;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * The body of a refusal, for connect() to relay: read to its end (its
- * Content-Length, the end of a chunked body, or the close) within the
- * handshake buffer and the read_timeout that bounds the head too.  A body
- * that does not end there is not relayed (the status and headers are).
- */
-
-static void
-ngx_http_ws_proxy_read_body(ngx_http_ws_proxy_t *wp)
-{
-    ssize_t            n;
-    ngx_int_t          rc;
-    ngx_buf_t         *b;
-    ngx_connection_t  *c;
-
-    c = wp->upstream;
-    b = wp->hs;
-
-    for ( ;; ) {
-
-        rc = ngx_http_ws_proxy_body_done(wp, 0);
-
-        if (rc != NGX_AGAIN) {
-            ngx_http_ws_proxy_body_end(wp, rc == NGX_OK);
-            return;
-        }
-
-        if (b->last == b->end) {
-            ngx_http_ws_proxy_body_end(wp, 0);
-            return;
-        }
-
-        n = c->recv(c, b->last, b->end - b->last);
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-                ngx_http_ws_proxy_body_end(wp, 0);
-                return;
-            }
-
-            if (!c->read->timer_set) {
-                ngx_add_timer(c->read, wp->read_timeout);
-            }
-
-            return;
-        }
-
-        if (n == 0 || n == NGX_ERROR) {
-            ngx_http_ws_proxy_body_end(wp, n == 0
-                                  && ngx_http_ws_proxy_body_done(wp, 1)
-                                     == NGX_OK);
-            return;
-        }
-
-        b->last += n;
-    }
-}
-
-
-/*
- * NGX_OK: the body in [hs->pos, hs->last) is whole (a chunked one is then
- * decoded in place and hs->last moved to the end of its data); NGX_AGAIN:
- * more is due; NGX_DECLINED: it cannot be relayed.  closed: the upstream
- * closed the connection, which ends a body without a length.
- */
-
-static ngx_int_t
-ngx_http_ws_proxy_body_done(ngx_http_ws_proxy_t *wp, ngx_int_t closed)
-{
-    int         rc;
-    size_t      len;
-    uint64_t    clen;
-    ngx_buf_t  *b;
-
-    b = wp->hs;
-    clen = wp->body_length;
-
-    /* as the head said, see ngx_http_ws_proxy_check_response() */
-
-    switch (wp->body_framing) {
-
-    case NGX_WSP_BODY_NONE:
-        b->last = b->pos;
-        return NGX_OK;
-
-    case NGX_WSP_BODY_LENGTH:
-        if (clen > (uint64_t) (b->end - b->pos)) {
-            return NGX_DECLINED;
-        }
-
-        if ((uint64_t) (b->last - b->pos) < clen) {
-            return NGX_AGAIN;
-        }
-
-        b->last = b->pos + clen;
-        return NGX_OK;
-
-    case NGX_WSP_BODY_CHUNKED:
-        rc = ngx_wsp_chunked(b->pos, b->last - b->pos, NULL, &len);
-
-        if (rc == 0) {
-            return NGX_AGAIN;
-        }
-
-        if (rc < 0) {
-            return NGX_DECLINED;
-        }
-
-        (void) ngx_wsp_chunked(b->pos, b->last - b->pos, b->pos, &len);
-        b->last = b->pos + len;
-        return NGX_OK;
-
-    case NGX_WSP_BODY_CLOSE:
-        return closed ? NGX_OK : NGX_AGAIN;
-
-    default: /* NGX_WSP_BODY_ERROR */
-        return NGX_DECLINED;
-    }
-}
-
-
-static void
-ngx_http_ws_proxy_body_end(ngx_http_ws_proxy_t *wp, ngx_int_t complete)
-{
-    size_t      len;
-    ngx_buf_t  *b;
-
-    b = wp->hs;
-
-    if (wp->upstream && wp->upstream->read->timer_set) {
-        ngx_del_timer(wp->upstream->read);
-    }
-
-    len = complete ? (size_t) (b->last - b->pos) : 0;
-
-    if (!complete) {
-        ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                      "ws_proxy: the body of the upstream's %ui response "
-                      "did not end within the handshake buffer and "
-                      "read_timeout: relayed without it",
-                      wp->upstream_status);
-    }
-
-    ngx_str_null(&wp->upstream_body);
-
-    if (len) {
-        wp->upstream_body.data = ngx_pnalloc(wp->pool, len);
-
-        if (wp->upstream_body.data) {
-            ngx_memcpy(wp->upstream_body.data, b->pos, len);
-            wp->upstream_body.len = len;
-        }
-    }
-
-    ngx_http_ws_proxy_connect_done(wp, NGX_DECLINED);
-}
-
-
-static void
+void
 ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
 {
     u_char  *p;
