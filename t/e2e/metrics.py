@@ -26,6 +26,7 @@ import urllib.request
 import websockets
 
 import vg
+from tap import ok, plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -198,18 +199,6 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:%d']
 """
-
-n = 0
-failed = 0
-
-
-def ok(cond, name):
-    global n, failed
-    n += 1
-    if not cond:
-        failed += 1
-    print("%sok %d - %s" % ("" if cond else "not ", n, name), flush=True)
-
 
 def nginx_cmd():
     return ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
@@ -536,8 +525,7 @@ def run():
     ok("[alert]" not in text and "[crit]" not in text and
        "[emerg]" not in text, "no [alert], [crit] or [emerg]")
     vg.check(ok, logdir, status_)
-    print("1..%d" % n)
-    sys.exit(1 if failed else 0)
+    sys.exit(plan())
 
 
 run()

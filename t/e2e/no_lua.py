@@ -19,6 +19,7 @@ import threading
 import time
 
 import vg
+from tap import ok, plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -60,18 +61,6 @@ http {
     }
 }
 """
-
-n = 0
-failed = 0
-
-
-def ok(cond, name):
-    global n, failed
-    n += 1
-    if not cond:
-        failed += 1
-    print("%sok %d - %s" % ("" if cond else "not ", n, name), flush=True)
-
 
 def recv_exact(sock, k):
     data = b""
@@ -318,8 +307,7 @@ def main():
     ok("[alert]" not in text and "[crit]" not in text
        and "[emerg]" not in text, "no [alert], [crit] or [emerg]")
     vg.check(ok, logdir, status)
-    print("1..%d" % n)
-    sys.exit(1 if failed else 0)
+    sys.exit(plan())
 
 
 main()

@@ -19,23 +19,13 @@ import time
 
 import websockets
 
+from tap import ok, plan
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 PREFIX = os.path.join(ROOT, "build", "readme")
 PORT = int(os.environ.get("TEST_NGINX_PORT", "1984"))
 UPSTREAM_PORT = int(os.environ.get("TEST_NGINX_UPSTREAM_PORT", "1985"))
-
-n = 0
-failed = 0
-
-
-def ok(cond, name):
-    global n, failed
-    n += 1
-    if not cond:
-        failed += 1
-    print("%sok %d - %s" % ("" if cond else "not ", n, name), flush=True)
-
 
 def example():
     with open(os.path.join(ROOT, "README.md")) as f:
@@ -107,8 +97,7 @@ def main():
     ok(not re.search(r"\[(alert|crit|emerg)\]", errors),
        "no [alert], [crit] or [emerg]")
 
-    print("1..%d" % n)
-    return 1 if failed else 0
+    return plan()
 
 
 if __name__ == "__main__":

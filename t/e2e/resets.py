@@ -17,6 +17,7 @@ import threading
 import time
 
 import vg
+from tap import ok, plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -57,18 +58,6 @@ http {
     }
 }
 """
-
-n = 0
-failed = 0
-
-
-def ok(cond, name):
-    global n, failed
-    n += 1
-    if not cond:
-        failed += 1
-    print("%sok %d - %s" % ("" if cond else "not ", n, name), flush=True)
-
 
 def rst(sock):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
@@ -499,8 +488,7 @@ def main():
     ok("closed the connection in the middle of a frame" in text,
        "the mid-frame resets are logged and reported by execute()")
     vg.check(ok, os.path.join(PREFIX, "logs"), status)
-    print("1..%d" % n)
-    sys.exit(1 if failed else 0)
+    sys.exit(plan())
 
 
 main()

@@ -18,6 +18,7 @@ import time
 import websockets
 
 import vg
+from tap import ok, plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -69,18 +70,6 @@ http {
     }
 }
 """
-
-n = 0
-failed = 0
-
-
-def ok(cond, name):
-    global n, failed
-    n += 1
-    if not cond:
-        failed += 1
-    print("%sok %d - %s" % ("" if cond else "not ", n, name), flush=True)
-
 
 def nginx_cmd():
     return ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
@@ -200,8 +189,7 @@ def run():
     ok("worker is shutting down, closing the session" in text,
        "the session was closed by the shutdown, and logged")
     vg.check(ok, logdir, status)
-    print("1..%d" % n)
-    sys.exit(1 if failed else 0)
+    sys.exit(plan())
 
 
 run()
