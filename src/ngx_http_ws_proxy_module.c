@@ -46,6 +46,22 @@ static ngx_conf_post_t  ngx_http_ws_proxy_msec_post =
 
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
 
+#if (NGX_HTTP_SSL)
+
+/* ws_proxy_ssl_protocols: the names of proxy_ssl_protocols */
+
+static ngx_conf_bitmask_t  ngx_http_ws_proxy_ssl_protocols[] = {
+    { ngx_string("SSLv2"), NGX_SSL_SSLv2 },
+    { ngx_string("SSLv3"), NGX_SSL_SSLv3 },
+    { ngx_string("TLSv1"), NGX_SSL_TLSv1 },
+    { ngx_string("TLSv1.1"), NGX_SSL_TLSv1_1 },
+    { ngx_string("TLSv1.2"), NGX_SSL_TLSv1_2 },
+    { ngx_string("TLSv1.3"), NGX_SSL_TLSv1_3 },
+    { ngx_null_string, 0 }
+};
+
+#endif
+
 
 static ngx_command_t  ngx_http_ws_proxy_commands[] = {
 
@@ -235,6 +251,29 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ws_proxy_loc_conf_t, pass.ssl_certificate_key),
+      NULL },
+
+    /* the location's TLS context: ngx_http_ws_proxy_ssl_conf.c */
+
+    { ngx_string("ws_proxy_ssl_protocols"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, ssl_protocols),
+      &ngx_http_ws_proxy_ssl_protocols },
+
+    { ngx_string("ws_proxy_ssl_ciphers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, ssl_ciphers),
+      NULL },
+
+    { ngx_string("ws_proxy_ssl_verify_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, ssl_verify_depth),
       NULL },
 #endif
 
@@ -535,6 +574,9 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->read_timeout = NGX_CONF_UNSET_MSEC;
     conf->close_timeout = NGX_CONF_UNSET_MSEC;
     conf->zone_key = NGX_CONF_UNSET_PTR;
+#if (NGX_HTTP_SSL)
+    conf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
+#endif
 
     /* upstream groups, ws_proxy_pass */
     conf->next_upstream_tries = NGX_CONF_UNSET_UINT;
@@ -577,10 +619,6 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_ws_proxy_loc_conf_t *prev = parent;
     ngx_http_ws_proxy_loc_conf_t *conf = child;
 
-#if (NGX_HTTP_SSL)
-    ngx_pool_cleanup_t  *cln;
-#endif
-
     ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size,
                               64 * 1024);
     ngx_conf_merge_size_value(conf->max_payload, prev->max_payload,
@@ -608,83 +646,8 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
 #if (NGX_HTTP_SSL)
-    ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
-                             prev->ssl_trusted_certificate, "");
-    ngx_conf_merge_str_value(conf->pass.ssl_certificate,
-                             prev->pass.ssl_certificate, "");
-    ngx_conf_merge_str_value(conf->pass.ssl_certificate_key,
-                             prev->pass.ssl_certificate_key, "");
-
-    if (conf->pass.ssl_certificate.len
-        && conf->pass.ssl_certificate_key.len == 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "no \"ws_proxy_ssl_certificate_key\" for "
-                           "\"ws_proxy_ssl_certificate\" \"%V\"",
-                           &conf->pass.ssl_certificate);
+    if (ngx_http_ws_proxy_merge_ssl(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
-    }
-
-    if (conf->ssl_trusted_certificate.len || conf->pass.ssl_certificate.len) {
-        if (prev->ssl
-            && ngx_strcmp(prev->ssl_trusted_certificate.data,
-                          conf->ssl_trusted_certificate.data) == 0
-            && ngx_strcmp(prev->pass.ssl_certificate.data,
-                          conf->pass.ssl_certificate.data) == 0
-            && ngx_strcmp(prev->pass.ssl_certificate_key.data,
-                          conf->pass.ssl_certificate_key.data) == 0)
-        {
-            conf->ssl = prev->ssl;
-
-        } else {
-            /* a client context whose trust store verifies upstreams */
-
-            conf->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
-            if (conf->ssl == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            conf->ssl->log = cf->log;
-
-            if (ngx_ssl_create(conf->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3,
-                               NULL)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            cln = ngx_pool_cleanup_add(cf->pool, 0);
-            if (cln == NULL) {
-                ngx_ssl_cleanup_ctx(conf->ssl);
-                return NGX_CONF_ERROR;
-            }
-
-            cln->handler = ngx_ssl_cleanup_ctx;
-            cln->data = conf->ssl;
-
-            if (conf->ssl_trusted_certificate.len == 0) {
-                /* a client certificate only: the system's trust store */
-                (void) SSL_CTX_set_default_verify_paths(conf->ssl->ctx);
-
-            } else if (ngx_ssl_trusted_certificate(cf, conf->ssl,
-                                            &conf->ssl_trusted_certificate,
-                                            9)
-                       != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            /* ws_proxy_ssl_certificate: what the upstream asks for */
-
-            if (conf->pass.ssl_certificate.len
-                && ngx_ssl_certificate(cf, conf->ssl,
-                                       &conf->pass.ssl_certificate,
-                                       &conf->pass.ssl_certificate_key, NULL)
-                   != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-        }
     }
 #endif
 

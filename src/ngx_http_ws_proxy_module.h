@@ -128,7 +128,12 @@ typedef struct {
     ngx_msec_t                  close_timeout;
 #if (NGX_HTTP_SSL)
     ngx_str_t                   ssl_trusted_certificate;
-    ngx_ssl_t                  *ssl;
+    ngx_ssl_t                  *ssl;          /* NULL: the worker's one */
+
+    /* ngx_http_ws_proxy_ssl_conf.c: unset (0, NULL) when no level sets them */
+    ngx_uint_t                  ssl_protocols;
+    ngx_str_t                   ssl_ciphers;
+    ngx_uint_t                  ssl_verify_depth;
 #endif
 
     /* metrics: ws_proxy_zone_key (NULL: the location's name) */
@@ -467,6 +472,12 @@ void ngx_http_ws_proxy_close_upstream(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_free_hs(ngx_http_ws_proxy_t *wp);
 #if (NGX_HTTP_SSL)
 void ngx_http_ws_proxy_ssl_exit(void);
+#endif
+
+/* ngx_http_ws_proxy_ssl_conf.c */
+#if (NGX_HTTP_SSL)
+char *ngx_http_ws_proxy_merge_ssl(ngx_conf_t *cf,
+    ngx_http_ws_proxy_loc_conf_t *prev, ngx_http_ws_proxy_loc_conf_t *conf);
 #endif
 
 /* ngx_http_ws_proxy_upstream.c, for the balancer */

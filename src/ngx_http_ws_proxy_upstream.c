@@ -471,9 +471,9 @@ ngx_http_ws_proxy_ssl_exit(void)
 
 
 /*
- * The location's context when ws_proxy_ssl_trusted_certificate is set,
- * else one context per worker with the system's trust store; whether to
- * verify is decided per connection.
+ * The location's context when a ws_proxy_ssl_* directive that shapes one is
+ * set (ngx_http_ws_proxy_ssl_conf.c), else one context per worker with the
+ * system's trust store; whether to verify is decided per connection.
  */
 
 static ngx_ssl_t *

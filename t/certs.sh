@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Test certificates, made fresh by the suite (openssl CLI): a CA, a server
-# certificate for "localhost", an expired one, a client certificate, and an
-# unrelated CA.  Output in $1 (default build/test-certs).
+# certificate for "localhost", an expired one, a client certificate, an
+# unrelated CA, and a "localhost" one issued by an intermediate CA (chain.crt:
+# it and the intermediate's).  Output in $1 (default build/test-certs).
 set -euo pipefail
 d=${1:-build/test-certs}
 mkdir -p "$d"
 cd "$d"
-[ -f done ] && exit 0
+# a set made before chain.crt was added is made again, all of it
+[ -f done ] && [ -f chain.crt ] && exit 0
 
 days() { openssl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" \
              -CAcreateserial -out "$1.crt" "${@:3}" 2>/dev/null; }
@@ -32,5 +34,17 @@ days expired ca -days -1 -extfile san.ext
 key client
 openssl req -new -key client.key -subj /CN=test-client -out client.csr 2>/dev/null
 days client ca -days 3650
+
+# an intermediate CA under ca, and a server certificate it issues
+key inter
+openssl req -new -key inter.key -subj "/CN=ws-proxy test inter" \
+    -out inter.csr 2>/dev/null
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign\n' > ca.ext
+days inter ca -days 3650 -extfile ca.ext
+
+key leaf
+openssl req -new -key leaf.key -subj /CN=localhost -out leaf.csr 2>/dev/null
+days leaf inter -days 3650 -extfile san.ext
+cat leaf.crt inter.crt > chain.crt
 
 touch done
