@@ -721,6 +721,12 @@ ngx_http_ws_proxy_ffi_verdict(ngx_http_request_t *r, uint64_t id, int dir,
                                              "close status to valid codes");
         }
 
+        if (rc == NGX_ABORT) {
+            return ngx_http_ws_proxy_ffi_err(err, errlen,
+                                             "invalid frame from on_frame: "
+                                             "text that is not UTF-8");
+        }
+
         if (rc != NGX_OK) {
             return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
         }

@@ -16,6 +16,7 @@ static ngx_int_t ngx_http_ws_proxy_close_verdict(ngx_http_ws_proxy_dir_t *d,
 static ngx_int_t ngx_http_ws_proxy_rewrite(ngx_http_ws_proxy_dir_t *d,
     u_char *data, size_t len);
 static void ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d);
+static ngx_uint_t ngx_http_ws_proxy_utf8(const u_char *p, size_t len);
 
 
 /*
@@ -83,7 +84,9 @@ ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d)
 /*
  * Lua's verdict on the frame d holds: forward it, forward a rewritten
  * payload (data, len), or drop it; code rewrites a close status (-1: keep).
- * NGX_DECLINED: the rewrite is invalid (a control payload over 125 bytes).
+ * NGX_DECLINED: the rewrite is invalid (a control payload over 125 bytes,
+ * a close status that may not be sent); NGX_ABORT: a rewritten text
+ * message or close reason is not UTF-8.
  */
 
 ngx_int_t
@@ -179,6 +182,13 @@ ngx_http_ws_proxy_rewrite(ngx_http_ws_proxy_dir_t *d, u_char *data,
         p = d->ctl->cbuf;
 
     } else {
+        if (opcode == NGX_WSP_OP_TEXT && d->slot.fin
+            && !ngx_http_ws_proxy_utf8(data, len))
+        {
+            /* a whole text message (a fragment's may end mid code point) */
+            return NGX_ABORT;
+        }
+
         d->msg_len = 0;
 
         if (ngx_http_ws_proxy_reserve(d, len) != NGX_OK) {
@@ -221,6 +231,20 @@ ngx_http_ws_proxy_close_verdict(ngx_http_ws_proxy_dir_t *d,
         len = d->ctl->clen >= 2 ? d->ctl->clen - 2 : 0;
     }
 
+    if (!ngx_http_ws_proxy_utf8(data, len)) {
+        /* a rewritten reason; a forwarded one was checked on arrival */
+        return NGX_ABORT;
+    }
+
+    if (len > NGX_WSP_MAX_CONTROL - 2) {
+        /* cut to what fits, at a code point */
+        len = NGX_WSP_MAX_CONTROL - 2;
+
+        while (len && (data[len] & 0xc0) == 0x80) {
+            len--;
+        }
+    }
+
     if (code < 0 && d->close_code != NGX_WSP_CLOSE_NO_STATUS) {
         code = d->close_code;
     }
@@ -232,8 +256,6 @@ ngx_http_ws_proxy_close_verdict(ngx_http_ws_proxy_dir_t *d,
     if (code >= 0 && !ngx_wsp_close_code_valid((unsigned) code)) {
         return NGX_DECLINED;
     }
-
-    len = ngx_min(len, NGX_WSP_MAX_CONTROL - 2);
 
     ngx_http_ws_proxy_log_close(d, code < 0 ? NGX_WSP_CLOSE_NO_STATUS
                                             : (ngx_uint_t) code,
@@ -426,4 +448,12 @@ ngx_http_ws_proxy_get_ctl(ngx_http_ws_proxy_dir_t *d)
     }
 
     return d->ctl;
+}
+
+
+static ngx_uint_t
+ngx_http_ws_proxy_utf8(const u_char *p, size_t len)
+{
+    return ngx_wsp_utf8_validate(NGX_WSP_UTF8_ACCEPT, p, len)
+           == NGX_WSP_UTF8_ACCEPT;
 }

@@ -476,3 +476,106 @@ close 1011 Internal Error
 qr/\[error\] .*? on_frame handler failed for a frame from client: invalid frame from on_frame: a control frame payload is limited to 125 bytes and a close status to valid codes\b/,
 qr/execute: nil on_frame handler failed for a frame from client: invalid frame from on_frame: a control frame payload is limited to 125 bytes and a close status to valid codes\b/,
 ]
+
+
+
+=== TEST 12: a hook's text that is not UTF-8 is a hook error, not sent
+The hook rewrites a whole text message to bytes that are not UTF-8:
+neither peer gets them, both get 1011.
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new({
+                on_frame = function(proxy, role, typ, payload)
+                    if typ == "text" and role == "client" then
+                        return "bad \255 text"
+                    end
+                    return payload
+                end,
+            }))
+            assert(wp:connect(proxy._tests.echo))
+            local done, err = wp:execute()
+            ngx.log(ngx.INFO, "execute: ", done, " ", err)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local client = require "nginx.websocket.client"
+            local wb = assert(client:new())
+            assert(wb:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/proxy"))
+            assert(wb:send_text("hello"))
+            local data, typ, code = wb:recv_frame()
+            ngx.say(typ, " ", code, " ", data)
+        }
+    }
+--- response_body
+close 1011 Internal Error
+--- error_log eval
+[
+qr/\[error\] .*? on_frame handler failed for a frame from client: invalid frame from on_frame: text that is not UTF-8\b/,
+qr/execute: nil on_frame handler failed for a frame from client: invalid frame from on_frame: text that is not UTF-8\b/,
+]
+
+
+
+=== TEST 13: a hook's close reason: not UTF-8 is a hook error; too long is cut at a code point
+The first session's hook gives the client's close a reason that is not
+UTF-8 (both peers get 1011); the second one's, 70 two-byte characters
+(140 bytes): the upstream gets the first 61 of them (122 bytes, the
+longest whole part that fits in 123), still UTF-8.
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local bad = ngx.var.arg_bad == "1"
+            local wp = assert(proxy.new({
+                on_frame = function(proxy, role, typ, payload)
+                    if typ == "close" and role == "client" then
+                        return bad and "\255" or string.rep("\195\169", 70)
+                    end
+                    return payload
+                end,
+            }))
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/reason"))
+            local done, err = wp:execute()
+            ngx.log(ngx.INFO, "execute: ", done, " ", err)
+        }
+    }
+
+    location /reason {
+        content_by_lua_block {
+            local server = require "nginx.websocket.server"
+            local wb = assert(server:new())
+            local data, typ, code = wb:recv_frame()
+            ngx.log(ngx.INFO, "upstream got: ", typ, " ", code, " ", #data,
+                    " ", data == string.rep("\195\169", 61))
+            wb:send_close(code, "")
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local client = require "nginx.websocket.client"
+            for _, bad in ipairs({ "1", "0" }) do
+                local wb = assert(client:new())
+                assert(wb:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                  .. "/proxy?bad=" .. bad))
+                assert(wb:send_close(1000, "bye"))
+                local data, typ, code = wb:recv_frame()
+                ngx.say(typ, " ", code)
+                wb:close()
+            end
+        }
+    }
+--- response_body
+close 1011
+close 1000
+--- error_log eval
+[
+qr/execute: nil on_frame handler failed for a frame from client: invalid frame from on_frame: text that is not UTF-8\b/,
+qr/upstream got: close 1000 122 true/,
+]
