@@ -63,6 +63,7 @@ typedef struct {
     int                         close_code[2];
     int                         state;
     int                         closed_by;
+    int                         ended_by;        /* NGX_WSP_END_* */
     double                      duration;
     const u_char               *upstream_addr;   /* the server chosen */
     size_t                      upstream_addr_len;
@@ -117,7 +118,7 @@ int ngx_http_ws_proxy_ffi_abi(void);
  * asks the module to send: its signature is part of this ABI.
  */
 
-#define NGX_WSP_FFI_ABI   6
+#define NGX_WSP_FFI_ABI   7
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -814,6 +815,7 @@ ngx_http_ws_proxy_ffi_stats(uint64_t id, ngx_http_ws_proxy_ffi_stats_t *st)
 
     st->state = (int) wp->state;
     st->closed_by = (int) wp->closed_by;
+    st->ended_by = (int) wp->ended_by;
 
     end = wp->end_time ? wp->end_time : ngx_current_msec;
     st->duration = wp->start_time ? (double) (end - wp->start_time) / 1000

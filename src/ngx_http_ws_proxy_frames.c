@@ -577,6 +577,9 @@ ngx_http_ws_proxy_close_frame(ngx_http_ws_proxy_dir_t *d)
                                                      : NGX_WSP_BY_UPSTREAM;
     }
 
+    ngx_wsp_end(wp, d->dir == NGX_WSP_DIR_CLIENT ? NGX_WSP_END_CLIENT_CLOSE
+                                                 : NGX_WSP_END_UPSTREAM_CLOSE);
+
     if (d->tx == NGX_WSP_TX_WAIT) {
         /*
          * The reply to the proxy's 1001 after the other peer's violation:

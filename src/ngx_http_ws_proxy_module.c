@@ -291,6 +291,7 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
 #define NGX_WSP_VAR_CLOSED_BY    5
 #define NGX_WSP_VAR_DURATION     6
 #define NGX_WSP_VAR_PROTOCOL     7
+#define NGX_WSP_VAR_END          8
 
 #define ngx_wsp_var(what, dir)  ((what) << 1 | (dir))
 
@@ -336,6 +337,9 @@ static ngx_http_variable_t  ngx_http_ws_proxy_vars[] = {
 
     { ngx_string("ws_proxy_closed_by"), NULL, ngx_http_ws_proxy_variable,
       ngx_wsp_var(NGX_WSP_VAR_CLOSED_BY, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_end"), NULL, ngx_http_ws_proxy_variable,
+      ngx_wsp_var(NGX_WSP_VAR_END, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("ws_proxy_duration"), NULL, ngx_http_ws_proxy_variable,
       ngx_wsp_var(NGX_WSP_VAR_DURATION, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -523,6 +527,12 @@ ngx_http_ws_proxy_variable(ngx_http_request_t *r,
     case NGX_WSP_VAR_CLOSED_BY:
         v->data = (u_char *) by[wp->closed_by];
         v->len = ngx_strlen(by[wp->closed_by]);
+        break;
+
+    case NGX_WSP_VAR_END:
+        /* the first reason recorded; empty while none is */
+        v->data = ngx_http_ws_proxy_end_name[wp->ended_by].data;
+        v->len = ngx_http_ws_proxy_end_name[wp->ended_by].len;
         break;
 
     case NGX_WSP_VAR_DURATION:

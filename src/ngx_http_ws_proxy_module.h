@@ -81,6 +81,31 @@
 #define NGX_WSP_BY_UPSTREAM          2
 #define NGX_WSP_BY_PROXY             3
 
+/*
+ * why a session ended ($ws_proxy_end, stats().ended_by): the first reason
+ * recorded wins; ngx_http_ws_proxy_end_name[] has the words
+ */
+#define NGX_WSP_END_NONE             0
+#define NGX_WSP_END_CLIENT_CLOSE     1
+#define NGX_WSP_END_UPSTREAM_CLOSE   2
+#define NGX_WSP_END_PROXY_CLOSE      3
+#define NGX_WSP_END_IDLE             4
+#define NGX_WSP_END_SESSION_TIMEOUT  5
+#define NGX_WSP_END_PING_TIMEOUT     6
+#define NGX_WSP_END_DRAIN            7
+#define NGX_WSP_END_VIOLATION        8
+#define NGX_WSP_END_LIMIT            9
+#define NGX_WSP_END_SEND_TIMEOUT     10
+#define NGX_WSP_END_HOOK_ERROR       11
+#define NGX_WSP_END_RESET            12
+
+#define ngx_wsp_end(wp, why)                                                 \
+    do {                                                                     \
+        if ((wp)->ended_by == NGX_WSP_END_NONE) {                            \
+            (wp)->ended_by = (why);                                          \
+        }                                                                    \
+    } while (0)
+
 /* verdicts from Lua, see ngx_http_ws_proxy_ffi_verdict() */
 #define NGX_WSP_VERDICT_FORWARD      0
 #define NGX_WSP_VERDICT_REWRITE      1
@@ -378,6 +403,7 @@ struct ngx_http_ws_proxy_s {
     ngx_msec_t                  start_time;
     ngx_msec_t                  end_time;
     ngx_uint_t                  closed_by;    /* NGX_WSP_BY_* */
+    u_char                      ended_by;     /* NGX_WSP_END_* */
 
 
     ngx_http_ws_proxy_lua_log_t lua_log;      /* lines Lua writes */
@@ -501,6 +527,11 @@ char *ngx_http_ws_proxy_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 void ngx_http_ws_proxy_pass_create(ngx_http_ws_proxy_pass_conf_t *conf);
 char *ngx_http_ws_proxy_pass_merge(ngx_conf_t *cf,
     ngx_http_ws_proxy_pass_conf_t *prev, ngx_http_ws_proxy_pass_conf_t *conf);
+
+/* ngx_http_ws_proxy_live.c: why a session ended, idle, heartbeats */
+extern const ngx_str_t  ngx_http_ws_proxy_end_name[];
+
+void ngx_http_ws_proxy_ended(ngx_http_ws_proxy_t *wp);
 
 /* ngx_http_ws_proxy_pump.c */
 ngx_int_t ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp);

@@ -124,6 +124,7 @@ typedef struct {
     int                         close_code[2];
     int                         state;
     int                         closed_by;
+    int                         ended_by;
     double                      duration;
     const unsigned char        *upstream_addr;
     size_t                      upstream_addr_len;
@@ -149,7 +150,7 @@ uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 6
+local FFI_ABI = 7
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -229,6 +230,13 @@ local _TYP2OPCODE = {
 local _SESSION_STATES = { [0] = "new", "connecting", "connected", "running",
                           "done" }
 local _CLOSED_BY = { [0] = nil, "client", "upstream", "proxy" }
+
+-- why a session ended, by NGX_WSP_END_* (ngx_http_ws_proxy_live.c)
+local _ENDED_BY = {
+    [0] = nil, "client_close", "upstream_close", "proxy_close", "idle",
+    "session_timeout", "ping_timeout", "drain", "violation", "limit",
+    "send_timeout", "hook_error", "reset",
+}
 
 -- the C module's UTF-8 validator (src/ngx_wsp_frame.c), the one the pump
 -- checks text frames and close reasons with
@@ -1259,6 +1267,7 @@ function _M:stats()
         upstream_close_code = st.close_code[1] >= 0 and st.close_code[1]
                               or nil,
         closed_by = _CLOSED_BY[st.closed_by],
+        ended_by = _ENDED_BY[st.ended_by],
         duration = tonumber(st.duration),
         upstream_addr = st.upstream_addr_len > 0
                         and ffi_str(st.upstream_addr, st.upstream_addr_len)
