@@ -485,6 +485,8 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
         ngx_del_timer(&wp->close_timer);
     }
 
+    ngx_http_ws_proxy_live_stop(wp);
+
     for (i = 0; i < 2; i++) {
         d = &wp->dir[i];
 
@@ -666,6 +668,8 @@ ngx_http_ws_proxy_cleanup(void *data)
     if (wp->close_timer.timer_set) {
         ngx_del_timer(&wp->close_timer);
     }
+
+    ngx_http_ws_proxy_live_stop(wp);
 
     if (wp->resolving) {
         /* the request ends during a name lookup: its answer is not ours */

@@ -27,6 +27,9 @@ typedef struct {
     int                         recv_timeout;
     int                         send_timeout;
     int                         close_timeout;
+    int                         idle_timeout;
+    int                         ping_interval;
+    int                         ping_timeout;
     int                         hook;
     int                         aggregate;
     int                         debug;
@@ -284,6 +287,20 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
 
     if (o->close_timeout > 0) {
         wp->opts.close_timeout = o->close_timeout;
+    }
+
+    /* liveness: 0 keeps the directive's */
+
+    if (o->idle_timeout > 0) {
+        wp->opts.idle_timeout = o->idle_timeout;
+    }
+
+    if (o->ping_interval > 0) {
+        wp->opts.ping_interval = o->ping_interval;
+    }
+
+    if (o->ping_timeout > 0) {
+        wp->opts.ping_timeout = o->ping_timeout;
     }
 
     wp->opts.hook = o->hook ? 1 : 0;

@@ -151,6 +151,12 @@ typedef struct {
     ngx_msec_t                  send_timeout;
     ngx_msec_t                  read_timeout;     /* handshake response */
     ngx_msec_t                  close_timeout;
+
+    /* liveness (ngx_http_ws_proxy_live.c), 0: off */
+    ngx_msec_t                  idle_timeout;
+    ngx_msec_t                  ping_interval;
+    ngx_msec_t                  ping_timeout;
+
 #if (NGX_HTTP_SSL)
     ngx_str_t                   ssl_trusted_certificate;
     ngx_ssl_t                  *ssl;          /* NULL: the worker's one */
@@ -207,6 +213,12 @@ typedef struct {
     ngx_msec_t                  recv_timeout;        /* 0: none */
     ngx_msec_t                  send_timeout;
     ngx_msec_t                  close_timeout;
+
+    /* liveness (ngx_http_ws_proxy_live.c), 0: off */
+    ngx_msec_t                  idle_timeout;
+    ngx_msec_t                  ping_interval;
+    ngx_msec_t                  ping_timeout;
+
     unsigned                    hook:1;
     unsigned                    aggregate:1;
     unsigned                    debug:1;
@@ -335,6 +347,17 @@ typedef struct {
     uint64_t                    bytes;
     uint64_t                    messages;
     ngx_int_t                   close_code;     /* -1: none received */
+
+    /*
+     * liveness (ngx_http_ws_proxy_live.c): the time of src's last data
+     * frame is the one store a frame costs; the rest is the timer's
+     */
+    ngx_msec_t                  data_time;
+    ngx_msec_t                  ctl_time;       /* src's last control */
+    ngx_msec_t                  ping_time;      /* our last ping to src */
+    uint64_t                    live_bytes;     /* d->bytes then */
+    uint32_t                    pings;          /* sent to src */
+    u_char                      pinged;         /* not answered yet */
 } ngx_http_ws_proxy_dir_t;
 
 
@@ -400,6 +423,7 @@ struct ngx_http_ws_proxy_s {
     void                       *sema;
 
     ngx_event_t                 close_timer;
+    ngx_event_t                 live_timer;   /* ngx_http_ws_proxy_live.c */
     ngx_msec_t                  start_time;
     ngx_msec_t                  end_time;
     ngx_uint_t                  closed_by;    /* NGX_WSP_BY_* */
@@ -532,6 +556,8 @@ char *ngx_http_ws_proxy_pass_merge(ngx_conf_t *cf,
 extern const ngx_str_t  ngx_http_ws_proxy_end_name[];
 
 void ngx_http_ws_proxy_ended(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_live_start(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_live_stop(ngx_http_ws_proxy_t *wp);
 
 /* ngx_http_ws_proxy_pump.c */
 ngx_int_t ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp);

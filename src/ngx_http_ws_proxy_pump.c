@@ -179,6 +179,8 @@ ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
     wp->state = NGX_WSP_STATE_RUNNING;
     wp->closed_normally = 1;
 
+    ngx_http_ws_proxy_live_start(wp);
+
     ngx_http_ws_proxy_metrics_start(wp);
 
     c->log->action = "proxying websocket frames";

@@ -13,6 +13,25 @@ plan 'no_plan';
 
 our $Recorder = $t::WsRaw::Recorder;
 
+# an upstream that answers pings, logs what it gets, echoes data
+our $Ponger = <<'_EOC_';
+                while true do
+                    local f, err = s:recv_frame()
+                    ngx.log(ngx.INFO, "upstream got: ", ws.describe(f, err))
+                    if not f then
+                        break
+                    end
+                    if f.opcode == 0x9 then
+                        s:send_frame{ opcode = 0xa, payload = f.payload }
+                    elseif f.opcode == 0x8 then
+                        s:send_close(f.code, f.reason)
+                        break
+                    elseif f.opcode <= 0x2 then
+                        s:send_frame{ opcode = f.opcode, payload = f.payload }
+                    end
+                end
+_EOC_
+
 # runs before t::WsRaw's preprocessor (the last added runs first), which
 # leaves a block with a config alone
 add_block_preprocessor(sub {
@@ -23,6 +42,7 @@ add_block_preprocessor(sub {
     my $opts = $block->proxy_opts // '{}';
     my $conf = $block->proxy_conf // '';
     my $upstream = $block->upstream // $Recorder;
+    $upstream = $Ponger if $upstream =~ /^\s*ponger\s*$/;
     my $client = $block->client;
 
     $block->set_value("config", <<"_EOC_");
@@ -134,3 +154,159 @@ end: limit limit
 text:hi
 --- error_log
 end: client_close client_close
+
+
+
+=== TEST 6: idle: the directive, no data frame either way
+--- proxy_conf
+ws_proxy_idle_timeout 200ms;
+--- client
+            c:send_text("hi")
+            ngx.say(ws.describe(c:recv_frame()))
+            local f = c:recv_frame()
+            ngx.say(ws.describe(f))
+            c:send_close(f.code, f.reason)
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+text:hi
+close:1001:idle timeout
+error: closed
+--- error_log
+upstream got: close:1001:idle timeout
+no data frame for 200 ms, closing
+execute: true nil
+end: idle idle
+
+
+
+=== TEST 7: idle: the option wins; pings do not count as data
+--- proxy_conf
+ws_proxy_idle_timeout 60s;
+--- proxy_opts
+{ idle_timeout = require("wstest").ms(300) }
+--- client
+            for i = 1, 4 do
+                c:send_frame{ opcode = 9, payload = "p" .. i }
+                ws.sleep(0.05)
+            end
+            local f = c:recv_frame()
+            ngx.say(ws.describe(f))
+            c:send_close(f.code, f.reason)
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+close:1001:idle timeout
+error: closed
+--- error_log
+upstream got: ping:p4
+upstream got: close:1001:idle timeout
+execute: true nil
+end: idle idle
+
+
+
+=== TEST 8: a client that never answers the module's ping: dropped
+--- proxy_opts
+{ ping_interval = require("wstest").ms(100),
+  ping_timeout = require("wstest").ms(150) }
+--- upstream
+ponger
+--- client
+            ngx.say(ws.describe(c:recv_frame()))
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+ping:ngx_ws_proxy ping 1
+error: closed
+--- error_log eval
+[
+qr/upstream got: close:1001:client did not answer a ping/,
+qr/ws_proxy: client did not answer a ping within \d+ ms/,
+qr/execute: nil client did not answer a ping within \d+ ms/,
+qr/end: ping_timeout ping_timeout/,
+]
+--- no_error_log
+upstream got: pong
+[error]
+[alert]
+
+
+
+=== TEST 9: an upstream that never answers: the client gets 1001
+--- proxy_opts
+{ ping_interval = require("wstest").ms(100),
+  ping_timeout = require("wstest").ms(150) }
+--- upstream
+            while true do
+                local f, err = s:recv_frame()
+                ngx.log(ngx.INFO, "upstream got: ", ws.describe(f, err))
+                if not f then
+                    break
+                end
+            end
+--- client
+            local f = c:recv_frame()
+            while f and f.opcode == 9 do
+                c:send_frame{ opcode = 10, payload = f.payload }
+                f = c:recv_frame()
+            end
+            ngx.say(ws.describe(f))
+            c:send_close(f.code, f.reason)
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+close:1001:upstream did not answer a ping
+error: closed
+--- error_log eval
+[
+qr/upstream got: ping:ngx_ws_proxy ping 1/,
+qr/execute: nil upstream did not answer a ping within \d+ ms/,
+qr/end: ping_timeout ping_timeout/,
+]
+--- no_error_log
+upstream got: pong
+[error]
+[alert]
+
+
+
+=== TEST 10: a client that answers late, within ping_timeout; the hook never sees the module's pongs
+--- proxy_opts
+{ ping_interval = require("wstest").ms(100),
+  ping_timeout = require("wstest").ms(400),
+  on_frame = function(_, role, typ, payload)
+      ngx.log(ngx.INFO, "hook saw ", typ, " from ", role)
+      return payload
+  end }
+--- upstream
+ponger
+--- client
+            local f = c:recv_frame()
+            ngx.say(ws.describe(f))
+            ws.sleep(0.2)
+            c:send_frame{ opcode = 10, payload = f.payload }
+            ws.sleep(0.2)
+            c:send_text("still here")
+            f = c:recv_frame()
+            while f and f.opcode == 9 do
+                c:send_frame{ opcode = 10, payload = f.payload }
+                f = c:recv_frame()
+            end
+            ngx.say(ws.describe(f))
+            c:send_close(1000, "bye")
+            f = c:recv_frame()
+            while f and f.opcode == 9 do
+                f = c:recv_frame()
+            end
+            ngx.say(ws.describe(f))
+--- response_body
+ping:ngx_ws_proxy ping 1
+text:still here
+close:1000:bye
+--- error_log
+upstream got: text:still here
+hook saw text from client
+execute: true nil
+end: client_close client_close
+--- no_error_log
+upstream got: pong
+hook saw pong
+[error]
+[alert]

@@ -61,6 +61,9 @@ typedef struct {
     int                         recv_timeout;
     int                         send_timeout;
     int                         close_timeout;
+    int                         idle_timeout;
+    int                         ping_interval;
+    int                         ping_timeout;
     int                         hook;
     int                         aggregate;
     int                         debug;
@@ -209,6 +212,7 @@ local _OPTIONS = {
     "client_max_frame_size", "client_max_fragments",
     "upstream_max_frame_size", "upstream_max_fragments",
     "max_payload_size", "aggregate_fragments", "debug",
+    "idle_timeout", "ping_interval", "ping_timeout",
 }
 
 
@@ -315,6 +319,9 @@ function _M.new(opts)
     check_number(opts, "recv_timeout", 1, MAX_INT)
     check_number(opts, "send_timeout", 1, MAX_INT)
     check_number(opts, "close_timeout", 1, MAX_INT)
+    check_number(opts, "idle_timeout", 1, MAX_INT)
+    check_number(opts, "ping_interval", 1, MAX_INT)
+    check_number(opts, "ping_timeout", 1, MAX_INT)
     check_number(opts, "client_max_frame_size", 1, MAX_SIZE)
     check_number(opts, "client_max_fragments", 1, MAX_INT)
     check_number(opts, "upstream_max_frame_size", 1, MAX_SIZE)
@@ -1026,6 +1033,9 @@ function _M:execute()
     o.recv_timeout = self.recv_timeout or 0
     o.send_timeout = self.send_timeout or 0
     o.close_timeout = self.close_timeout or 0
+    o.idle_timeout = self.idle_timeout or 0
+    o.ping_interval = self.ping_interval or 0
+    o.ping_timeout = self.ping_timeout or 0
     o.hook = hook and 1 or 0
     o.aggregate = self.aggregate_fragments and 1 or 0
     o.debug = self.debug and 1 or 0
