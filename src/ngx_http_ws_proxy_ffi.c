@@ -30,6 +30,7 @@ typedef struct {
     int                         idle_timeout;
     int                         ping_interval;
     int                         ping_timeout;
+    int                         session_timeout;
     int                         hook;
     int                         aggregate;
     int                         debug;
@@ -80,6 +81,8 @@ int ngx_http_ws_proxy_ffi_close(uint64_t id, int client_code,
     const u_char *upstream_reason, size_t upstream_len);
 int ngx_http_ws_proxy_ffi_send_frame(uint64_t id, int dir, int opcode,
     const u_char *data, size_t len);
+int ngx_http_ws_proxy_ffi_set_deadline(uint64_t id, double ms, int code,
+    const u_char *reason, size_t len);
 int ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir,
     double max_frame_size, int max_fragments);
 int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, uint64_t *id,
@@ -301,6 +304,10 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
 
     if (o->ping_timeout > 0) {
         wp->opts.ping_timeout = o->ping_timeout;
+    }
+
+    if (o->session_timeout > 0) {
+        wp->opts.session_timeout = o->session_timeout;
     }
 
     wp->opts.hook = o->hook ? 1 : 0;
@@ -862,6 +869,25 @@ ngx_http_ws_proxy_ffi_close(uint64_t id, int client_code,
                                          upstream_code,
                                          (u_char *) upstream_reason,
                                          upstream_len);
+}
+
+
+/* proxy:set_deadline(): ms from now, the close then sent to both peers */
+
+int
+ngx_http_ws_proxy_ffi_set_deadline(uint64_t id, double ms, int code,
+    const u_char *reason, size_t len)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_lookup(id);
+    if (wp == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return (int) ngx_http_ws_proxy_set_deadline(wp, (ngx_msec_t) ms,
+                                                (ngx_uint_t) code,
+                                                (u_char *) reason, len);
 }
 
 

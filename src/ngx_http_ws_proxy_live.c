@@ -14,11 +14,16 @@
 #define NGX_WSP_PING_PREFIX_LEN  (sizeof(NGX_WSP_PING_PREFIX) - 1)
 #define NGX_WSP_PING_MAX         (NGX_WSP_PING_PREFIX_LEN + NGX_INT32_LEN)
 
+/* the default close at a session's deadline: 1008 (policy violation) */
+#define NGX_WSP_CLOSE_EXPIRED    1008
+
 /* the later of two times, whatever their wrap */
 #define ngx_wsp_later(a, b)      ((ngx_msec_int_t) ((a) - (b)) > 0 ? (a) : (b))
 
 
+static void ngx_http_ws_proxy_live_init(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_live_handler(ngx_event_t *ev);
+static void ngx_http_ws_proxy_expire(ngx_http_ws_proxy_t *wp);
 static ngx_msec_int_t ngx_http_ws_proxy_idle_left(ngx_http_ws_proxy_t *wp);
 static ngx_msec_int_t ngx_http_ws_proxy_ping_left(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_ping(ngx_http_ws_proxy_dir_t *d);
@@ -83,32 +88,102 @@ ngx_http_ws_proxy_ended(ngx_http_ws_proxy_t *wp)
 void
 ngx_http_ws_proxy_live_start(ngx_http_ws_proxy_t *wp)
 {
-    ngx_uint_t   i;
-    ngx_msec_t   t;
-    ngx_event_t *ev;
+    ngx_uint_t      i;
+    ngx_msec_int_t  t, left;
 
     for (i = 0; i < 2; i++) {
         wp->dir[i].data_time = ngx_current_msec;
         wp->dir[i].ctl_time = ngx_current_msec;
     }
 
+    if (wp->opts.session_timeout && !wp->deadline_set) {
+        /* a set_deadline() before execute() wins */
+        wp->deadline = ngx_current_msec + wp->opts.session_timeout;
+        wp->deadline_set = 1;
+    }
+
     t = wp->opts.idle_timeout;
 
-    if (wp->opts.ping_interval && (t == 0 || wp->opts.ping_interval < t)) {
+    if (wp->opts.ping_interval
+        && (t == 0 || (ngx_msec_int_t) wp->opts.ping_interval < t))
+    {
         t = wp->opts.ping_interval;
     }
 
-    if (t == 0) {
+    if (wp->deadline_set) {
+        left = (ngx_msec_int_t) (wp->deadline - ngx_current_msec);
+        left = ngx_max(left, 0);
+        t = (t == 0) ? left : ngx_min(t, left);
+
+    } else if (t == 0) {
         return;
     }
+
+    ngx_http_ws_proxy_live_init(wp);
+    ngx_add_timer(&wp->live_timer, (ngx_msec_t) t);
+}
+
+
+static void
+ngx_http_ws_proxy_live_init(ngx_http_ws_proxy_t *wp)
+{
+    ngx_event_t  *ev;
 
     ev = &wp->live_timer;
     ev->handler = ngx_http_ws_proxy_live_handler;
     ev->data = wp;
     ev->log = wp->log;
     ev->cancelable = 1;
+}
 
-    ngx_add_timer(ev, t);
+
+/*
+ * proxy:set_deadline(): both peers get the close (by default 1008
+ * "session expired") ms from now; a later call moves the deadline.
+ * Before execute() it replaces session_timeout.
+ */
+
+ngx_int_t
+ngx_http_ws_proxy_set_deadline(ngx_http_ws_proxy_t *wp, ngx_msec_t ms,
+    ngx_uint_t code, u_char *reason, size_t len)
+{
+    ngx_event_t  *ev;
+
+    if (wp->state == NGX_WSP_STATE_DONE) {
+        return NGX_DECLINED;
+    }
+
+    len = ngx_min(len, NGX_WSP_MAX_CONTROL - 2);
+
+    if (wp->deadline_reason == NULL) {
+        wp->deadline_reason = ngx_pnalloc(wp->pool, NGX_WSP_MAX_CONTROL);
+        if (wp->deadline_reason == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_memcpy(wp->deadline_reason, reason, len);
+    wp->deadline_len = (uint16_t) len;
+    wp->deadline_code = (uint16_t) code;
+    wp->deadline = ngx_current_msec + ms;
+    wp->deadline_set = 1;
+
+    if (wp->state != NGX_WSP_STATE_RUNNING) {
+        return NGX_OK;
+    }
+
+    /* the timer runs out at the earlier of its time and the deadline */
+
+    ev = &wp->live_timer;
+
+    if (!ev->timer_set
+        || (ngx_msec_int_t) (ev->timer.key - wp->deadline) > 0)
+    {
+        ngx_http_ws_proxy_live_init(wp);
+        ngx_add_timer(ev, ms);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -138,6 +213,17 @@ ngx_http_ws_proxy_live_handler(ngx_event_t *ev)
 
     next = NGX_MAX_INT32_VALUE;
 
+    if (wp->deadline_set) {
+        left = (ngx_msec_int_t) (wp->deadline - ngx_current_msec);
+
+        if (left <= 0) {
+            ngx_http_ws_proxy_expire(wp);
+            return;
+        }
+
+        next = left;
+    }
+
     if (wp->opts.idle_timeout) {
         left = ngx_http_ws_proxy_idle_left(wp);
 
@@ -158,7 +244,7 @@ ngx_http_ws_proxy_live_handler(ngx_event_t *ev)
             return;
         }
 
-        next = left;
+        next = ngx_min(next, left);
     }
 
     for (i = 0; wp->opts.ping_interval && i < 2; i++) {
@@ -185,6 +271,37 @@ ngx_http_ws_proxy_live_handler(ngx_event_t *ev)
     }
 
     ngx_add_timer(ev, (ngx_msec_t) next);
+}
+
+
+/* the session's deadline: both peers get the close */
+
+static void
+ngx_http_ws_proxy_expire(ngx_http_ws_proxy_t *wp)
+{
+    ngx_uint_t  i, code;
+    u_char      reason[NGX_WSP_MAX_CONTROL];
+
+    if (wp->deadline_reason) {
+        code = wp->deadline_code;
+        *ngx_cpymem(reason, wp->deadline_reason, wp->deadline_len) = '\0';
+
+    } else {
+        code = NGX_WSP_CLOSE_EXPIRED;
+        ngx_cpystrn(reason, (u_char *) "session expired", sizeof(reason));
+    }
+
+    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                  "ws_proxy: session deadline reached, closing with %ui",
+                  code);
+
+    ngx_wsp_end(wp, NGX_WSP_END_SESSION_TIMEOUT);
+
+    for (i = 0; i < 2; i++) {
+        ngx_http_ws_proxy_close_due(&wp->dir[i], code, (char *) reason, 0);
+    }
+
+    ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
 }
 
 

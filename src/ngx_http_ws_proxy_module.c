@@ -130,6 +130,13 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       offsetof(ngx_http_ws_proxy_loc_conf_t, ping_timeout),
       NULL },
 
+    { ngx_string("ws_proxy_session_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, session_timeout),
+      NULL },
+
 #if (NGX_HTTP_SSL)
     { ngx_string("ws_proxy_ssl_trusted_certificate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -609,6 +616,7 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->ping_interval = NGX_CONF_UNSET_MSEC;
     conf->ping_timeout = NGX_CONF_UNSET_MSEC;
+    conf->session_timeout = NGX_CONF_UNSET_MSEC;
     conf->zone_key = NGX_CONF_UNSET_PTR;
 #if (NGX_HTTP_SSL)
     conf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
@@ -670,6 +678,8 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 0);
     ngx_conf_merge_msec_value(conf->ping_interval, prev->ping_interval, 0);
     ngx_conf_merge_msec_value(conf->ping_timeout, prev->ping_timeout, 0);
+    ngx_conf_merge_msec_value(conf->session_timeout, prev->session_timeout,
+                              0);
     ngx_conf_merge_ptr_value(conf->zone_key, prev->zone_key, NULL);
 
     /* upstream groups, ws_proxy_pass */
@@ -830,6 +840,7 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
     wp->opts.idle_timeout = wlcf->idle_timeout;
     wp->opts.ping_interval = wlcf->ping_interval;
     wp->opts.ping_timeout = wlcf->ping_timeout;
+    wp->opts.session_timeout = wlcf->session_timeout;
     wp->connect_timeout = wlcf->connect_timeout;
     wp->send_timeout = wlcf->send_timeout;
     wp->read_timeout = wlcf->read_timeout;

@@ -156,6 +156,7 @@ typedef struct {
     ngx_msec_t                  idle_timeout;
     ngx_msec_t                  ping_interval;
     ngx_msec_t                  ping_timeout;
+    ngx_msec_t                  session_timeout;
 
 #if (NGX_HTTP_SSL)
     ngx_str_t                   ssl_trusted_certificate;
@@ -218,6 +219,7 @@ typedef struct {
     ngx_msec_t                  idle_timeout;
     ngx_msec_t                  ping_interval;
     ngx_msec_t                  ping_timeout;
+    ngx_msec_t                  session_timeout;
 
     unsigned                    hook:1;
     unsigned                    aggregate:1;
@@ -423,7 +425,13 @@ struct ngx_http_ws_proxy_s {
     void                       *sema;
 
     ngx_event_t                 close_timer;
-    ngx_event_t                 live_timer;   /* ngx_http_ws_proxy_live.c */
+    /* liveness: ngx_http_ws_proxy_live.c */
+    ngx_event_t                 live_timer;
+    ngx_msec_t                  deadline;     /* session_timeout, set_deadline */
+    u_char                     *deadline_reason;  /* NULL: the default */
+    uint16_t                    deadline_code;
+    uint16_t                    deadline_len;
+    unsigned                    deadline_set:1;
     ngx_msec_t                  start_time;
     ngx_msec_t                  end_time;
     ngx_uint_t                  closed_by;    /* NGX_WSP_BY_* */
@@ -558,6 +566,8 @@ extern const ngx_str_t  ngx_http_ws_proxy_end_name[];
 void ngx_http_ws_proxy_ended(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_live_start(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_live_stop(ngx_http_ws_proxy_t *wp);
+ngx_int_t ngx_http_ws_proxy_set_deadline(ngx_http_ws_proxy_t *wp,
+    ngx_msec_t ms, ngx_uint_t code, u_char *reason, size_t len);
 
 /* ngx_http_ws_proxy_pump.c */
 ngx_int_t ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp);

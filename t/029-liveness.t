@@ -310,3 +310,64 @@ upstream got: pong
 hook saw pong
 [error]
 [alert]
+
+
+
+=== TEST 11: session_timeout: both peers get 1008 "session expired"
+--- proxy_conf
+ws_proxy_session_timeout 60s;
+--- proxy_opts
+{ session_timeout = require("wstest").ms(200) }
+--- client
+            c:send_text("hi")
+            ngx.say(ws.describe(c:recv_frame()))
+            local f = c:recv_frame()
+            ngx.say(ws.describe(f))
+            c:send_close(f.code, f.reason)
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+text:hi
+close:1008:session expired
+error: closed
+--- error_log
+upstream got: close:1008:session expired
+execute: true nil
+end: session_timeout session_timeout
+
+
+
+=== TEST 12: set_deadline() from the hook: a later call moves the deadline
+--- proxy_conf
+ws_proxy_session_timeout 60s;
+--- proxy_opts
+{ on_frame = function(self, role, typ, payload)
+      local ms = require("wstest").ms
+      if payload == "a" then
+          assert(self:set_deadline(ms(100) / 1000))
+      elseif payload == "b" then
+          assert(self:set_deadline(ms(500) / 1000, 4000, "token expired"))
+      end
+      return payload
+  end }
+--- client
+            c:send_text("a")
+            c:send_text("b")
+            ws.sleep(0.25)
+            c:send_text("c")
+            for i = 1, 3 do
+                ngx.say(ws.describe(c:recv_frame()))
+            end
+            local f = c:recv_frame()
+            ngx.say(ws.describe(f))
+            c:send_close(f.code, f.reason)
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+text:a
+text:b
+text:c
+close:4000:token expired
+error: closed
+--- error_log
+upstream got: close:4000:token expired
+execute: true nil
+end: session_timeout session_timeout
