@@ -371,3 +371,57 @@ error: closed
 upstream got: close:4000:token expired
 execute: true nil
 end: session_timeout session_timeout
+
+
+
+=== TEST 13: ws_proxy_pass: idle timeout from the directive, $ws_proxy_end
+--- config
+    location /upstream {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server())
+            while true do
+                local f, err = s:recv_frame()
+                ngx.log(ngx.INFO, "upstream got: ", ws.describe(f, err))
+                if not f then
+                    break
+                end
+                if f.opcode == 0x8 then
+                    s:send_close(f.code, f.reason)
+                    break
+                end
+                s:send_frame{ opcode = f.opcode, payload = f.payload }
+            end
+        }
+    }
+
+    location /proxy {
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_PORT/upstream;
+        ws_proxy_idle_timeout 200ms;
+        log_by_lua_block {
+            ngx.log(ngx.INFO, "end: ", ngx.var.ws_proxy_end)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy"))
+            c:send_text("hi")
+            ngx.say(ws.describe(c:recv_frame()))
+            local f = c:recv_frame()
+            ngx.say(ws.describe(f))
+            c:send_close(f.code, f.reason)
+            ngx.say(ws.describe(c:recv_frame()))
+        }
+    }
+--- response_body
+text:hi
+close:1001:idle timeout
+error: closed
+--- error_log
+upstream got: close:1001:idle timeout
+end: idle
+--- no_error_log
+[error]
+[alert]
