@@ -47,6 +47,7 @@ ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
 
     wp = d->wp;
 
+    ngx_wsp_end(wp, NGX_WSP_END_VIOLATION);
     ngx_http_ws_proxy_metrics_violation(d, code, 0);
 
     if (log_reason) {
@@ -73,6 +74,7 @@ ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
 void
 ngx_http_ws_proxy_limit(ngx_http_ws_proxy_dir_t *d)
 {
+    ngx_wsp_end(d->wp, NGX_WSP_END_LIMIT);
     ngx_http_ws_proxy_metrics_violation(d, NGX_WSP_CLOSE_TOO_BIG, 1);
     ngx_http_ws_proxy_offender(d, NGX_WSP_CLOSE_TOO_BIG,
                                "Payload Too Large");
@@ -289,6 +291,12 @@ void
 ngx_http_ws_proxy_src_hup(ngx_http_ws_proxy_dir_t *d)
 {
     if (d->rx == NGX_WSP_RX_OPEN) {
+        ngx_wsp_end(d->wp, d->src->read->error
+                           ? NGX_WSP_END_RESET
+                           : d->dir == NGX_WSP_DIR_CLIENT
+                             ? NGX_WSP_END_CLIENT_CLOSE
+                             : NGX_WSP_END_UPSTREAM_CLOSE);
+
         /* what it sent before is parsed first, see src_gone() */
         d->rx = NGX_WSP_RX_EOF;
         return;
@@ -468,6 +476,7 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
     wp->state = NGX_WSP_STATE_DONE;
     wp->end_time = ngx_current_msec;
 
+    ngx_http_ws_proxy_ended(wp);
     ngx_http_ws_proxy_metrics_end(wp);
 
     c = wp->client;
@@ -475,6 +484,8 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
     if (wp->close_timer.timer_set) {
         ngx_del_timer(&wp->close_timer);
     }
+
+    ngx_http_ws_proxy_live_stop(wp);
 
     for (i = 0; i < 2; i++) {
         d = &wp->dir[i];
@@ -657,6 +668,8 @@ ngx_http_ws_proxy_cleanup(void *data)
     if (wp->close_timer.timer_set) {
         ngx_del_timer(&wp->close_timer);
     }
+
+    ngx_http_ws_proxy_live_stop(wp);
 
     if (wp->resolving) {
         /* the request ends during a name lookup: its answer is not ours */

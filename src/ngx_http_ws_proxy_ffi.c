@@ -27,6 +27,10 @@ typedef struct {
     int                         recv_timeout;
     int                         send_timeout;
     int                         close_timeout;
+    int                         idle_timeout;
+    int                         ping_interval;
+    int                         ping_timeout;
+    int                         session_timeout;
     int                         hook;
     int                         aggregate;
     int                         debug;
@@ -63,6 +67,7 @@ typedef struct {
     int                         close_code[2];
     int                         state;
     int                         closed_by;
+    int                         ended_by;        /* NGX_WSP_END_* */
     double                      duration;
     const u_char               *upstream_addr;   /* the server chosen */
     size_t                      upstream_addr_len;
@@ -76,6 +81,8 @@ int ngx_http_ws_proxy_ffi_close(uint64_t id, int client_code,
     const u_char *upstream_reason, size_t upstream_len);
 int ngx_http_ws_proxy_ffi_send_frame(uint64_t id, int dir, int opcode,
     const u_char *data, size_t len);
+int ngx_http_ws_proxy_ffi_set_deadline(uint64_t id, double ms, int code,
+    const u_char *reason, size_t len);
 int ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir,
     double max_frame_size, int max_fragments);
 int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, uint64_t *id,
@@ -117,7 +124,7 @@ int ngx_http_ws_proxy_ffi_abi(void);
  * asks the module to send: its signature is part of this ABI.
  */
 
-#define NGX_WSP_FFI_ABI   6
+#define NGX_WSP_FFI_ABI   7
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -283,6 +290,24 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
 
     if (o->close_timeout > 0) {
         wp->opts.close_timeout = o->close_timeout;
+    }
+
+    /* liveness: 0 keeps the directive's */
+
+    if (o->idle_timeout > 0) {
+        wp->opts.idle_timeout = o->idle_timeout;
+    }
+
+    if (o->ping_interval > 0) {
+        wp->opts.ping_interval = o->ping_interval;
+    }
+
+    if (o->ping_timeout > 0) {
+        wp->opts.ping_timeout = o->ping_timeout;
+    }
+
+    if (o->session_timeout > 0) {
+        wp->opts.session_timeout = o->session_timeout;
     }
 
     wp->opts.hook = o->hook ? 1 : 0;
@@ -820,6 +845,7 @@ ngx_http_ws_proxy_ffi_stats(uint64_t id, ngx_http_ws_proxy_ffi_stats_t *st)
 
     st->state = (int) wp->state;
     st->closed_by = (int) wp->closed_by;
+    st->ended_by = (int) wp->ended_by;
 
     end = wp->end_time ? wp->end_time : ngx_current_msec;
     st->duration = wp->start_time ? (double) (end - wp->start_time) / 1000
@@ -849,6 +875,25 @@ ngx_http_ws_proxy_ffi_close(uint64_t id, int client_code,
                                          upstream_code,
                                          (u_char *) upstream_reason,
                                          upstream_len);
+}
+
+
+/* proxy:set_deadline(): ms from now, the close then sent to both peers */
+
+int
+ngx_http_ws_proxy_ffi_set_deadline(uint64_t id, double ms, int code,
+    const u_char *reason, size_t len)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_lookup(id);
+    if (wp == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return (int) ngx_http_ws_proxy_set_deadline(wp, (ngx_msec_t) ms,
+                                                (ngx_uint_t) code,
+                                                (u_char *) reason, len);
 }
 
 

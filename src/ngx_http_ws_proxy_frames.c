@@ -456,6 +456,19 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         return NGX_ERROR;
     }
 
+    /* liveness: a data frame's time; a control frame's, the module's pongs */
+
+    if (!control) {
+        d->data_time = ngx_current_msec;
+
+    } else {
+        rc = ngx_http_ws_proxy_live_control(d);
+
+        if (rc != NGX_OK) {
+            return rc == NGX_DONE ? ngx_http_ws_proxy_skip_frame(d) : rc;
+        }
+    }
+
     if (!control && ngx_http_ws_proxy_frame_limits(d) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -576,6 +589,9 @@ ngx_http_ws_proxy_close_frame(ngx_http_ws_proxy_dir_t *d)
         wp->closed_by = d->dir == NGX_WSP_DIR_CLIENT ? NGX_WSP_BY_CLIENT
                                                      : NGX_WSP_BY_UPSTREAM;
     }
+
+    ngx_wsp_end(wp, d->dir == NGX_WSP_DIR_CLIENT ? NGX_WSP_END_CLIENT_CLOSE
+                                                 : NGX_WSP_END_UPSTREAM_CLOSE);
 
     if (d->tx == NGX_WSP_TX_WAIT) {
         /*

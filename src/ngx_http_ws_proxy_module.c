@@ -107,6 +107,36 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       offsetof(ngx_http_ws_proxy_loc_conf_t, close_timeout),
       &ngx_http_ws_proxy_msec_post },
 
+    /* liveness (ngx_http_ws_proxy_live.c): 0 turns it off */
+
+    { ngx_string("ws_proxy_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, idle_timeout),
+      NULL },
+
+    { ngx_string("ws_proxy_ping_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, ping_interval),
+      NULL },
+
+    { ngx_string("ws_proxy_ping_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, ping_timeout),
+      NULL },
+
+    { ngx_string("ws_proxy_session_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, session_timeout),
+      NULL },
+
 #if (NGX_HTTP_SSL)
     { ngx_string("ws_proxy_ssl_trusted_certificate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -291,6 +321,7 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
 #define NGX_WSP_VAR_CLOSED_BY    5
 #define NGX_WSP_VAR_DURATION     6
 #define NGX_WSP_VAR_PROTOCOL     7
+#define NGX_WSP_VAR_END          8
 
 #define ngx_wsp_var(what, dir)  ((what) << 1 | (dir))
 
@@ -336,6 +367,9 @@ static ngx_http_variable_t  ngx_http_ws_proxy_vars[] = {
 
     { ngx_string("ws_proxy_closed_by"), NULL, ngx_http_ws_proxy_variable,
       ngx_wsp_var(NGX_WSP_VAR_CLOSED_BY, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_end"), NULL, ngx_http_ws_proxy_variable,
+      ngx_wsp_var(NGX_WSP_VAR_END, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("ws_proxy_duration"), NULL, ngx_http_ws_proxy_variable,
       ngx_wsp_var(NGX_WSP_VAR_DURATION, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -525,6 +559,12 @@ ngx_http_ws_proxy_variable(ngx_http_request_t *r,
         v->len = ngx_strlen(by[wp->closed_by]);
         break;
 
+    case NGX_WSP_VAR_END:
+        /* the first reason recorded; empty while none is */
+        v->data = ngx_http_ws_proxy_end_name[wp->ended_by].data;
+        v->len = ngx_http_ws_proxy_end_name[wp->ended_by].len;
+        break;
+
     case NGX_WSP_VAR_DURATION:
         ms = (ngx_msec_int_t) ((wp->end_time ? wp->end_time
                                              : ngx_current_msec)
@@ -573,6 +613,10 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->send_timeout = NGX_CONF_UNSET_MSEC;
     conf->read_timeout = NGX_CONF_UNSET_MSEC;
     conf->close_timeout = NGX_CONF_UNSET_MSEC;
+    conf->idle_timeout = NGX_CONF_UNSET_MSEC;
+    conf->ping_interval = NGX_CONF_UNSET_MSEC;
+    conf->ping_timeout = NGX_CONF_UNSET_MSEC;
+    conf->session_timeout = NGX_CONF_UNSET_MSEC;
     conf->zone_key = NGX_CONF_UNSET_PTR;
 #if (NGX_HTTP_SSL)
     conf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
@@ -631,6 +675,11 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               60000);
     ngx_conf_merge_msec_value(conf->close_timeout, prev->close_timeout,
                               5000);
+    ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 0);
+    ngx_conf_merge_msec_value(conf->ping_interval, prev->ping_interval, 0);
+    ngx_conf_merge_msec_value(conf->ping_timeout, prev->ping_timeout, 0);
+    ngx_conf_merge_msec_value(conf->session_timeout, prev->session_timeout,
+                              0);
     ngx_conf_merge_ptr_value(conf->zone_key, prev->zone_key, NULL);
 
     /* upstream groups, ws_proxy_pass */
@@ -788,6 +837,10 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
     wp->opts.max_payload = wlcf->max_payload;
     wp->opts.send_timeout = wlcf->send_timeout;
     wp->opts.close_timeout = wlcf->close_timeout;
+    wp->opts.idle_timeout = wlcf->idle_timeout;
+    wp->opts.ping_interval = wlcf->ping_interval;
+    wp->opts.ping_timeout = wlcf->ping_timeout;
+    wp->opts.session_timeout = wlcf->session_timeout;
     wp->connect_timeout = wlcf->connect_timeout;
     wp->send_timeout = wlcf->send_timeout;
     wp->read_timeout = wlcf->read_timeout;

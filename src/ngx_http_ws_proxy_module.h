@@ -81,6 +81,31 @@
 #define NGX_WSP_BY_UPSTREAM          2
 #define NGX_WSP_BY_PROXY             3
 
+/*
+ * why a session ended ($ws_proxy_end, stats().ended_by): the first reason
+ * recorded wins; ngx_http_ws_proxy_end_name[] has the words
+ */
+#define NGX_WSP_END_NONE             0
+#define NGX_WSP_END_CLIENT_CLOSE     1
+#define NGX_WSP_END_UPSTREAM_CLOSE   2
+#define NGX_WSP_END_PROXY_CLOSE      3
+#define NGX_WSP_END_IDLE             4
+#define NGX_WSP_END_SESSION_TIMEOUT  5
+#define NGX_WSP_END_PING_TIMEOUT     6
+#define NGX_WSP_END_DRAIN            7
+#define NGX_WSP_END_VIOLATION        8
+#define NGX_WSP_END_LIMIT            9
+#define NGX_WSP_END_SEND_TIMEOUT     10
+#define NGX_WSP_END_HOOK_ERROR       11
+#define NGX_WSP_END_RESET            12
+
+#define ngx_wsp_end(wp, why)                                                 \
+    do {                                                                     \
+        if ((wp)->ended_by == NGX_WSP_END_NONE) {                            \
+            (wp)->ended_by = (why);                                          \
+        }                                                                    \
+    } while (0)
+
 /* verdicts from Lua, see ngx_http_ws_proxy_ffi_verdict() */
 #define NGX_WSP_VERDICT_FORWARD      0
 #define NGX_WSP_VERDICT_REWRITE      1
@@ -126,6 +151,13 @@ typedef struct {
     ngx_msec_t                  send_timeout;
     ngx_msec_t                  read_timeout;     /* handshake response */
     ngx_msec_t                  close_timeout;
+
+    /* liveness (ngx_http_ws_proxy_live.c), 0: off */
+    ngx_msec_t                  idle_timeout;
+    ngx_msec_t                  ping_interval;
+    ngx_msec_t                  ping_timeout;
+    ngx_msec_t                  session_timeout;
+
 #if (NGX_HTTP_SSL)
     ngx_str_t                   ssl_trusted_certificate;
     ngx_ssl_t                  *ssl;          /* NULL: the worker's one */
@@ -182,6 +214,13 @@ typedef struct {
     ngx_msec_t                  recv_timeout;        /* 0: none */
     ngx_msec_t                  send_timeout;
     ngx_msec_t                  close_timeout;
+
+    /* liveness (ngx_http_ws_proxy_live.c), 0: off */
+    ngx_msec_t                  idle_timeout;
+    ngx_msec_t                  ping_interval;
+    ngx_msec_t                  ping_timeout;
+    ngx_msec_t                  session_timeout;
+
     unsigned                    hook:1;
     unsigned                    aggregate:1;
     unsigned                    debug:1;
@@ -310,6 +349,17 @@ typedef struct {
     uint64_t                    bytes;
     uint64_t                    messages;
     ngx_int_t                   close_code;     /* -1: none received */
+
+    /*
+     * liveness (ngx_http_ws_proxy_live.c): the time of src's last data
+     * frame is the one store a frame costs; the rest is the timer's
+     */
+    ngx_msec_t                  data_time;
+    ngx_msec_t                  ctl_time;       /* src's last control */
+    ngx_msec_t                  ping_time;      /* our last ping to src */
+    uint64_t                    live_bytes;     /* d->bytes then */
+    uint32_t                    pings;          /* sent to src */
+    u_char                      pinged;         /* not answered yet */
 } ngx_http_ws_proxy_dir_t;
 
 
@@ -375,9 +425,17 @@ struct ngx_http_ws_proxy_s {
     void                       *sema;
 
     ngx_event_t                 close_timer;
+    /* liveness: ngx_http_ws_proxy_live.c */
+    ngx_event_t                 live_timer;
+    ngx_msec_t                  deadline;     /* session_timeout, set_deadline */
+    u_char                     *deadline_reason;  /* NULL: the default */
+    uint16_t                    deadline_code;
+    uint16_t                    deadline_len;
+    unsigned                    deadline_set:1;
     ngx_msec_t                  start_time;
     ngx_msec_t                  end_time;
     ngx_uint_t                  closed_by;    /* NGX_WSP_BY_* */
+    u_char                      ended_by;     /* NGX_WSP_END_* */
 
 
     ngx_http_ws_proxy_lua_log_t lua_log;      /* lines Lua writes */
@@ -501,6 +559,15 @@ char *ngx_http_ws_proxy_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 void ngx_http_ws_proxy_pass_create(ngx_http_ws_proxy_pass_conf_t *conf);
 char *ngx_http_ws_proxy_pass_merge(ngx_conf_t *cf,
     ngx_http_ws_proxy_pass_conf_t *prev, ngx_http_ws_proxy_pass_conf_t *conf);
+
+/* ngx_http_ws_proxy_live.c: why a session ended, idle, heartbeats */
+extern const ngx_str_t  ngx_http_ws_proxy_end_name[];
+
+void ngx_http_ws_proxy_ended(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_live_start(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_live_stop(ngx_http_ws_proxy_t *wp);
+ngx_int_t ngx_http_ws_proxy_set_deadline(ngx_http_ws_proxy_t *wp,
+    ngx_msec_t ms, ngx_uint_t code, u_char *reason, size_t len);
 
 /* ngx_http_ws_proxy_pump.c */
 ngx_int_t ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp);

@@ -179,6 +179,8 @@ ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
     wp->state = NGX_WSP_STATE_RUNNING;
     wp->closed_normally = 1;
 
+    ngx_http_ws_proxy_live_start(wp);
+
     ngx_http_ws_proxy_metrics_start(wp);
 
     c->log->action = "proxying websocket frames";
@@ -332,6 +334,7 @@ ngx_http_ws_proxy_send_timedout(ngx_http_ws_proxy_t *wp, ngx_event_t *wev)
     ngx_log_error(NGX_LOG_INFO, wp->log, NGX_ETIMEDOUT,
                   "ws_proxy: timed out sending to %s", peer);
     ngx_http_ws_proxy_set_error(wp, "timeout sending to %s", peer);
+    ngx_wsp_end(wp, NGX_WSP_END_SEND_TIMEOUT);
 
     wp->closed_normally = 0;
     ngx_http_ws_proxy_finish(wp);
@@ -381,6 +384,7 @@ ngx_http_ws_proxy_shutdown(ngx_http_ws_proxy_t *wp)
     wp->client->error = err;
 
     ngx_http_ws_proxy_set_error(wp, "worker is shutting down");
+    ngx_wsp_end(wp, NGX_WSP_END_DRAIN);
     wp->closed_normally = 0;
     ngx_http_ws_proxy_finish(wp);
 }

@@ -94,6 +94,9 @@ void ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
     ngx_uint_t to_client);
 
+/* ngx_http_ws_proxy_live.c: a control frame's time, the module's pongs */
+ngx_int_t ngx_http_ws_proxy_live_control(ngx_http_ws_proxy_dir_t *d);
+
 /* ngx_http_ws_proxy_verdict.c: Lua's verdicts and controls */
 void ngx_http_ws_proxy_hand_over(ngx_http_ws_proxy_dir_t *d, u_char *p,
     size_t len, ngx_uint_t opcode, ngx_uint_t fin);

@@ -336,6 +336,7 @@ ngx_http_ws_proxy_abort(ngx_http_ws_proxy_t *wp, ngx_uint_t code,
     }
 
     wp->closed_normally = 0;
+    ngx_wsp_end(wp, NGX_WSP_END_HOOK_ERROR);
 
     for (i = 0; i < 2; i++) {
         ngx_http_ws_proxy_close_due(&wp->dir[i], code, reason, 0);
@@ -357,6 +358,8 @@ ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp, ngx_uint_t client_code,
     if (wp->state != NGX_WSP_STATE_RUNNING) {
         return NGX_DECLINED;
     }
+
+    ngx_wsp_end(wp, NGX_WSP_END_PROXY_CLOSE);
 
     client_len = ngx_min(client_len, NGX_WSP_MAX_CONTROL - 3);
     ngx_memcpy(buf, client_reason, client_len);

@@ -61,6 +61,10 @@ typedef struct {
     int                         recv_timeout;
     int                         send_timeout;
     int                         close_timeout;
+    int                         idle_timeout;
+    int                         ping_interval;
+    int                         ping_timeout;
+    int                         session_timeout;
     int                         hook;
     int                         aggregate;
     int                         debug;
@@ -124,6 +128,7 @@ typedef struct {
     int                         close_code[2];
     int                         state;
     int                         closed_by;
+    int                         ended_by;
     double                      duration;
     const unsigned char        *upstream_addr;
     size_t                      upstream_addr_len;
@@ -136,6 +141,8 @@ int ngx_http_ws_proxy_ffi_close(uint64_t id, int client_code,
     const unsigned char *upstream_reason, size_t upstream_len);
 int ngx_http_ws_proxy_ffi_send_frame(uint64_t id, int dir, int opcode,
     const unsigned char *data, size_t len);
+int ngx_http_ws_proxy_ffi_set_deadline(uint64_t id, double ms, int code,
+    const unsigned char *reason, size_t len);
 int ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir,
     double max_frame_size, int max_fragments);
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
@@ -149,7 +156,7 @@ uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 6
+local FFI_ABI = 7
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -208,6 +215,7 @@ local _OPTIONS = {
     "client_max_frame_size", "client_max_fragments",
     "upstream_max_frame_size", "upstream_max_fragments",
     "max_payload_size", "aggregate_fragments", "debug",
+    "idle_timeout", "ping_interval", "ping_timeout", "session_timeout",
 }
 
 
@@ -229,6 +237,13 @@ local _TYP2OPCODE = {
 local _SESSION_STATES = { [0] = "new", "connecting", "connected", "running",
                           "done" }
 local _CLOSED_BY = { [0] = nil, "client", "upstream", "proxy" }
+
+-- why a session ended, by NGX_WSP_END_* (ngx_http_ws_proxy_live.c)
+local _ENDED_BY = {
+    [0] = nil, "client_close", "upstream_close", "proxy_close", "idle",
+    "session_timeout", "ping_timeout", "drain", "violation", "limit",
+    "send_timeout", "hook_error", "reset",
+}
 
 -- the C module's UTF-8 validator (src/ngx_wsp_frame.c), the one the pump
 -- checks text frames and close reasons with
@@ -307,6 +322,10 @@ function _M.new(opts)
     check_number(opts, "recv_timeout", 1, MAX_INT)
     check_number(opts, "send_timeout", 1, MAX_INT)
     check_number(opts, "close_timeout", 1, MAX_INT)
+    check_number(opts, "idle_timeout", 1, MAX_INT)
+    check_number(opts, "ping_interval", 1, MAX_INT)
+    check_number(opts, "ping_timeout", 1, MAX_INT)
+    check_number(opts, "session_timeout", 1, MAX_INT)
     check_number(opts, "client_max_frame_size", 1, MAX_SIZE)
     check_number(opts, "client_max_fragments", 1, MAX_INT)
     check_number(opts, "upstream_max_frame_size", 1, MAX_SIZE)
@@ -1018,6 +1037,10 @@ function _M:execute()
     o.recv_timeout = self.recv_timeout or 0
     o.send_timeout = self.send_timeout or 0
     o.close_timeout = self.close_timeout or 0
+    o.idle_timeout = self.idle_timeout or 0
+    o.ping_interval = self.ping_interval or 0
+    o.ping_timeout = self.ping_timeout or 0
+    o.session_timeout = self.session_timeout or 0
     o.hook = hook and 1 or 0
     o.aggregate = self.aggregate_fragments and 1 or 0
     o.debug = self.debug and 1 or 0
@@ -1121,6 +1144,49 @@ function _M:close(status, message, peer_status, peer_message)
     local rc = C.ngx_http_ws_proxy_ffi_close(self.sid, status, message,
                                              #message, peer_status,
                                              peer_message, #peer_message)
+    if rc ~= NGX_OK then
+        return nil, "proxy is not running"
+    end
+
+    return true
+end
+
+
+-- both peers get the close (default 1008 "session expired") `seconds` from
+-- now; a later call moves the deadline; before execute() it replaces
+-- session_timeout
+function _M:set_deadline(seconds, code, reason)
+    code = code or 1008
+    reason = reason or "session expired"
+
+    if type(seconds) ~= "number" or not (seconds >= 0)
+       or seconds * 1000 > MAX_INT
+    then
+        error("seconds must be a number >= 0 and <= " .. MAX_INT / 1000, 2)
+    end
+
+    if not valid_close_code(code) then
+        error("code must be a valid close status code", 2)
+    end
+
+    if type(reason) ~= "string" then
+        error("reason must be a string", 2)
+    end
+
+    if #reason > 123 then
+        return nil, "close messages are limited to 123 bytes"
+    end
+
+    if not utf8_valid(reason) then
+        return nil, "close messages must be valid UTF-8"
+    end
+
+    if not self.sid then
+        return nil, "proxy is not running"
+    end
+
+    local rc = C.ngx_http_ws_proxy_ffi_set_deadline(self.sid, seconds * 1000,
+                                                    code, reason, #reason)
     if rc ~= NGX_OK then
         return nil, "proxy is not running"
     end
@@ -1259,6 +1325,7 @@ function _M:stats()
         upstream_close_code = st.close_code[1] >= 0 and st.close_code[1]
                               or nil,
         closed_by = _CLOSED_BY[st.closed_by],
+        ended_by = _ENDED_BY[st.ended_by],
         duration = tonumber(st.duration),
         upstream_addr = st.upstream_addr_len > 0
                         and ffi_str(st.upstream_addr, st.upstream_addr_len)
