@@ -21,7 +21,6 @@ static ngx_int_t ngx_http_ws_proxy_boundary(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_payload(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_skip_frame(ngx_http_ws_proxy_dir_t *d);
-static ngx_int_t ngx_http_ws_proxy_whole_frame(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_close_payload_of(ngx_http_ws_proxy_dir_t *d,
     u_char *dst);
 static void ngx_http_ws_proxy_keep_close(ngx_http_ws_proxy_dir_t *d,
@@ -317,7 +316,7 @@ ngx_http_ws_proxy_skip_frame(ngx_http_ws_proxy_dir_t *d)
 
 /* NGX_DECLINED until the whole frame at d->ppos is in the input buffer */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_ws_proxy_whole_frame(ngx_http_ws_proxy_dir_t *d)
 {
     size_t  need;

@@ -450,11 +450,7 @@ ngx_http_ws_proxy_live_control(ngx_http_ws_proxy_dir_t *d)
         return NGX_OK;
     }
 
-    if ((size_t) (d->last - d->ppos) < d->frame.header_len + len) {
-        if (d->ppos + d->frame.header_len + len > d->end) {
-            ngx_http_ws_proxy_compact(d);
-        }
-
+    if (ngx_http_ws_proxy_whole_frame(d) != NGX_OK) {
         return NGX_DECLINED;
     }
 

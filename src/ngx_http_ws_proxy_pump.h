@@ -61,6 +61,7 @@ void ngx_http_ws_proxy_free_msg(ngx_http_ws_proxy_dir_t *d);
 
 /* ngx_http_ws_proxy_frames.c: parsing, rules, the frame builder */
 ngx_uint_t ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d);
+ngx_int_t ngx_http_ws_proxy_whole_frame(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
     ngx_uint_t opcode, u_char *data, size_t len);
 size_t ngx_http_ws_proxy_frame(u_char *hdr, u_char *out,

@@ -396,7 +396,7 @@ end: session_timeout session_timeout
     }
 
     location /proxy {
-        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_PORT/upstream;
+        ws_proxy_pass ws://127.0.0.1:$server_port/upstream;
         ws_proxy_idle_timeout 200ms;
         log_by_lua_block {
             ngx.log(ngx.INFO, "end: ", ngx.var.ws_proxy_end)
