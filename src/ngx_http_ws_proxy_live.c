@@ -91,6 +91,9 @@ ngx_http_ws_proxy_live_start(ngx_http_ws_proxy_t *wp)
     ngx_uint_t      i;
     ngx_msec_int_t  t, left;
 
+    /* ws_proxy_drain_time: ngx_http_ws_proxy_drain.c */
+    ngx_http_ws_proxy_drain_add(wp);
+
     for (i = 0; i < 2; i++) {
         wp->dir[i].data_time = ngx_current_msec;
         wp->dir[i].ctl_time = ngx_current_msec;
@@ -162,6 +165,9 @@ ngx_http_ws_proxy_set_deadline(ngx_http_ws_proxy_t *wp, ngx_msec_t ms,
         }
     }
 
+    /* a deadline set later replaces the drain's */
+    wp->draining = 0;
+
     ngx_memcpy(wp->deadline_reason, reason, len);
     wp->deadline_len = (uint16_t) len;
     wp->deadline_code = (uint16_t) code;
@@ -190,6 +196,8 @@ ngx_http_ws_proxy_set_deadline(ngx_http_ws_proxy_t *wp, ngx_msec_t ms,
 void
 ngx_http_ws_proxy_live_stop(ngx_http_ws_proxy_t *wp)
 {
+    ngx_http_ws_proxy_drain_del(wp);
+
     if (wp->live_timer.timer_set) {
         ngx_del_timer(&wp->live_timer);
     }
@@ -291,11 +299,17 @@ ngx_http_ws_proxy_expire(ngx_http_ws_proxy_t *wp)
         ngx_cpystrn(reason, (u_char *) "session expired", sizeof(reason));
     }
 
-    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                  "ws_proxy: session deadline reached, closing with %ui",
-                  code);
+    if (wp->draining) {
+        ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                      "ws_proxy: worker is exiting, draining the session");
+        ngx_wsp_end(wp, NGX_WSP_END_DRAIN);
 
-    ngx_wsp_end(wp, NGX_WSP_END_SESSION_TIMEOUT);
+    } else {
+        ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                      "ws_proxy: session deadline reached, closing with %ui",
+                      code);
+        ngx_wsp_end(wp, NGX_WSP_END_SESSION_TIMEOUT);
+    }
 
     for (i = 0; i < 2; i++) {
         ngx_http_ws_proxy_close_due(&wp->dir[i], code, (char *) reason, 0);

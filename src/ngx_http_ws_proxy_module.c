@@ -137,6 +137,14 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       offsetof(ngx_http_ws_proxy_loc_conf_t, session_timeout),
       NULL },
 
+    /* the drain: ngx_http_ws_proxy_drain.c */
+    { ngx_string("ws_proxy_drain_time"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, drain_time),
+      NULL },
+
 #if (NGX_HTTP_SSL)
     { ngx_string("ws_proxy_ssl_trusted_certificate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -617,6 +625,7 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->ping_interval = NGX_CONF_UNSET_MSEC;
     conf->ping_timeout = NGX_CONF_UNSET_MSEC;
     conf->session_timeout = NGX_CONF_UNSET_MSEC;
+    conf->drain_time = NGX_CONF_UNSET_MSEC;
     conf->zone_key = NGX_CONF_UNSET_PTR;
 #if (NGX_HTTP_SSL)
     conf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
@@ -680,6 +689,7 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->ping_timeout, prev->ping_timeout, 0);
     ngx_conf_merge_msec_value(conf->session_timeout, prev->session_timeout,
                               0);
+    ngx_conf_merge_msec_value(conf->drain_time, prev->drain_time, 0);
     ngx_conf_merge_ptr_value(conf->zone_key, prev->zone_key, NULL);
 
     /* upstream groups, ws_proxy_pass */
@@ -765,6 +775,19 @@ ngx_http_ws_proxy_lookup(uint64_t id)
 }
 
 
+/* the drain walks them: ngx_http_ws_proxy_drain.c */
+
+ngx_queue_t *
+ngx_http_ws_proxy_worker_sessions(void)
+{
+    if (ngx_http_ws_proxy_sessions.next == NULL) {
+        ngx_queue_init(&ngx_http_ws_proxy_sessions);
+    }
+
+    return &ngx_http_ws_proxy_sessions;
+}
+
+
 void
 ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp)
 {
@@ -841,6 +864,7 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
     wp->opts.ping_interval = wlcf->ping_interval;
     wp->opts.ping_timeout = wlcf->ping_timeout;
     wp->opts.session_timeout = wlcf->session_timeout;
+    wp->opts.drain_time = wlcf->drain_time;
     wp->connect_timeout = wlcf->connect_timeout;
     wp->send_timeout = wlcf->send_timeout;
     wp->read_timeout = wlcf->read_timeout;

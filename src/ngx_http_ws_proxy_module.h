@@ -158,6 +158,9 @@ typedef struct {
     ngx_msec_t                  ping_timeout;
     ngx_msec_t                  session_timeout;
 
+    /* the drain (ngx_http_ws_proxy_drain.c), 0: off */
+    ngx_msec_t                  drain_time;
+
 #if (NGX_HTTP_SSL)
     ngx_str_t                   ssl_trusted_certificate;
     ngx_ssl_t                  *ssl;          /* NULL: the worker's one */
@@ -220,6 +223,9 @@ typedef struct {
     ngx_msec_t                  ping_interval;
     ngx_msec_t                  ping_timeout;
     ngx_msec_t                  session_timeout;
+
+    /* the drain (ngx_http_ws_proxy_drain.c), 0: off */
+    ngx_msec_t                  drain_time;
 
     unsigned                    hook:1;
     unsigned                    aggregate:1;
@@ -432,6 +438,9 @@ struct ngx_http_ws_proxy_s {
     uint16_t                    deadline_code;
     uint16_t                    deadline_len;
     unsigned                    deadline_set:1;
+    /* the drain: ngx_http_ws_proxy_drain.c */
+    unsigned                    drain_counted:1;  /* in the worker's count */
+    unsigned                    draining:1;       /* the deadline is its */
     ngx_msec_t                  start_time;
     ngx_msec_t                  end_time;
     ngx_uint_t                  closed_by;    /* NGX_WSP_BY_* */
@@ -566,6 +575,10 @@ extern const ngx_str_t  ngx_http_ws_proxy_end_name[];
 void ngx_http_ws_proxy_ended(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_live_start(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_live_stop(ngx_http_ws_proxy_t *wp);
+/* the drain: ngx_http_ws_proxy_drain.c */
+void ngx_http_ws_proxy_drain_add(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_drain_del(ngx_http_ws_proxy_t *wp);
+ngx_queue_t *ngx_http_ws_proxy_worker_sessions(void);
 ngx_int_t ngx_http_ws_proxy_set_deadline(ngx_http_ws_proxy_t *wp,
     ngx_msec_t ms, ngx_uint_t code, u_char *reason, size_t len);
 

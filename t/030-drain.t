@@ -1,0 +1,13 @@
+#!/usr/bin/env perl
+# ws_proxy_drain_time: 200 sessions drained over 2 s after nginx -s reload;
+# t/e2e/drain.py runs its own nginx with a master process (Test::Nginx runs
+# without one).
+use strict;
+use warnings;
+
+if (system('/usr/bin/python3 -c "import websockets" 2>/dev/null') != 0) {
+    print "1..0 # SKIP python3-websockets missing (make deps)\n";
+    exit 0;
+}
+
+exec '/usr/bin/python3', 't/e2e/drain.py' or die "cannot run python3: $!";

@@ -1,0 +1,279 @@
+#!/usr/bin/python3
+"""ws_proxy_drain_time: the drain of an exiting worker (TAP).
+
+nginx runs with a master process and `ws_proxy_drain_time 2s`; 200 clients
+keep sending messages through the proxy to an echo upstream (a location of
+the same nginx) and check every echo.  After `nginx -s reload` every
+session gets a close 1012 "service restart" from the old worker, each echo
+that came before it is whole, and the closes are spread over about 2 s
+(first to last close, measured here); $ws_proxy_end is "drain".
+"""
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import websockets
+
+import vg
+from tap import ok, plan
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+PREFIX = os.path.join(ROOT, "build", "drain")
+PORT = int(os.environ.get("TEST_NGINX_DRAIN_PORT", "19990"))
+MODS = "/usr/lib/nginx/modules"
+SESSIONS = 200
+DRAIN = 2.0
+
+CONF = """
+load_module %(mods)s/ndk_http_module.so;
+load_module %(mods)s/ngx_http_lua_module.so;
+load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+worker_processes 1;
+daemon %(daemon)s;
+master_process on;
+worker_shutdown_timeout %(wst)ds;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+events { worker_connections 2048; }
+http {
+    access_log off;
+    log_format drain "end=$ws_proxy_end";
+    lua_package_path "%(root)s/lib/?.lua;;";
+    server {
+        listen 127.0.0.1:%(port)d backlog=1024;
+        location /echo {
+            content_by_lua_block {
+                local server = require "nginx.websocket.server"
+                local wb = assert(server:new({ max_payload_len = 1048576,
+                                               timeout = 60000 }))
+                while true do
+                    local data, typ, err = wb:recv_frame()
+                    if not data then return end
+                    if typ == "close" then
+                        wb:send_close(err, data)
+                        return
+                    end
+                    if typ == "text" then
+                        wb:send_text(data)
+                    end
+                end
+            }
+        }
+        location /ws {
+            ws_proxy_drain_time %(drain)dms;
+            access_log logs/drain.log drain;
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new())
+                assert(p:connect("ws://127.0.0.1:%(port)d/echo"))
+                local ok, err = p:execute()
+                ngx.log(ngx.INFO, "execute: ", ok, " ", err)
+            }
+        }
+    }
+}
+"""
+
+SIZES = [1, 30, 500, 4000, 70000]   # 70000: more than the 64k buffer
+
+
+def nginx_cmd():
+    return ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
+            os.path.join(PREFIX, "nginx.conf")]
+
+
+def nginx(*args):
+    return subprocess.run(nginx_cmd() + list(args), capture_output=True,
+                          text=True)
+
+
+def master_pid():
+    with open(os.path.join(PREFIX, "logs", "nginx.pid")) as f:
+        return int(f.read())
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    # under valgrind nginx is this script's child: exited, it is a zombie
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Client:
+    def __init__(self, n):
+        self.n = n
+        self.echoes = 0
+        self.bad = 0           # an echo that is not what was sent
+        self.pending = 0       # sent, no echo when the close came
+        self.code = None
+        self.reason = None
+        self.closed_at = None
+        self.error = None
+
+
+async def client(c, url, opts, go):
+    rnd = random.Random(c.n)
+    try:
+        ws = await websockets.connect(url, **opts)
+    except Exception as e:
+        c.error = "connect: %r" % e
+        return
+    await ws.send("hello %d" % c.n)
+    if await ws.recv() != "hello %d" % c.n:
+        c.bad += 1
+    c.ready = True
+    await go.wait()
+    seq = 0
+    try:
+        while True:
+            seq += 1
+            size = rnd.choice(SIZES)
+            msg = ("%d:%d:" % (c.n, seq)).ljust(size, "x")
+            await ws.send(msg)
+            c.pending = 1
+            echo = await ws.recv()
+            c.pending = 0
+            if echo == msg:
+                c.echoes += 1
+            else:
+                c.bad += 1
+            await asyncio.sleep(0.05 + rnd.random() * 0.1)
+    except websockets.exceptions.ConnectionClosed as e:
+        c.closed_at = time.monotonic()
+        rcvd = getattr(e, "rcvd", None)
+        c.code = rcvd.code if rcvd else getattr(e, "code", None)
+        c.reason = rcvd.reason if rcvd else getattr(e, "reason", None)
+    except Exception as e:
+        c.error = repr(e)
+
+
+async def main():
+    url = "ws://127.0.0.1:%d/ws" % PORT
+    opts = {"open_timeout": 30 * vg.SLOW, "close_timeout": 10 * vg.SLOW,
+            "ping_interval": None, "max_size": 2 ** 20}
+
+    clients = [Client(i) for i in range(SESSIONS)]
+    for c in clients:
+        c.ready = False
+    go = asyncio.Event()
+    tasks = []
+    for c in clients:
+        tasks.append(asyncio.ensure_future(client(c, url, opts, go)))
+        await asyncio.sleep(0.005)
+
+    for _ in range(300 * vg.SLOW):
+        if all(c.ready or c.error for c in clients):
+            break
+        await asyncio.sleep(0.1)
+    ready = sum(1 for c in clients if c.ready)
+    ok(ready == SESSIONS, "%d sessions open" % ready)
+
+    go.set()
+    await asyncio.sleep(1 * vg.PAUSE)
+
+    t0 = time.monotonic()
+    r = nginx("-s", "reload")
+    ok(r.returncode == 0, "nginx -s reload")
+
+    await asyncio.wait(tasks, timeout=(DRAIN + 10) * vg.SLOW)
+
+    errors = [c.error for c in clients if c.error]
+    ok(not errors, "no client failed: %s" % errors[:3])
+    codes = [c.code for c in clients]
+    n1012 = codes.count(1012)
+    ok(n1012 == SESSIONS, "every session got 1012 (%d of %d; others %s)"
+       % (n1012, SESSIONS, sorted(set(x for x in codes if x != 1012),
+                                  key=str)))
+    reasons = set(c.reason for c in clients if c.code == 1012)
+    ok(reasons == {"service restart"}, "with \"service restart\": %s"
+       % reasons)
+    bad = sum(c.bad for c in clients)
+    echoes = sum(c.echoes for c in clients)
+    pending = sum(c.pending for c in clients)
+    ok(bad == 0 and echoes > SESSIONS,
+       "every echo came whole before the close (%d echoes, %d wrong, "
+       "%d messages sent in the last moment had no echo: the close "
+       "crossed them)" % (echoes, bad, pending))
+
+    times = sorted(c.closed_at for c in clients if c.closed_at)
+    if times:
+        spread = times[-1] - times[0]
+        first = times[0] - t0
+        print("# drain: %d closes, first %.3f s after the reload, spread "
+              "(first to last close) %.3f s, drain_time %.1f s"
+              % (len(times), first, spread, DRAIN))
+        lo, hi = 1.2, 3.5 * vg.SLOW
+        ok(lo <= spread <= hi, "the closes are spread over about %.0f s: "
+           "%.3f s (between %.1f and %.1f)" % (DRAIN, spread, lo, hi))
+        # the closes are even: each half of the closes takes half the time
+        mid = times[len(times) // 2] - times[0]
+        ok(0.25 * spread <= mid <= 0.75 * spread,
+           "spread evenly: the median close at %.3f s of %.3f s"
+           % (mid, spread))
+    else:
+        ok(False, "the closes are spread over about 2 s (no close)")
+        ok(False, "spread evenly")
+
+
+def run():
+    os.makedirs(os.path.join(PREFIX, "logs"), exist_ok=True)
+    logdir = os.path.join(PREFIX, "logs")
+    for name in ("error.log", "drain.log"):
+        if os.path.exists(os.path.join(logdir, name)):
+            os.unlink(os.path.join(logdir, name))
+    with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
+        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
+                        "daemon": "off" if vg.USE else "on",
+                        "wst": 30 * vg.SLOW, "drain": DRAIN * 1000})
+    status = None
+    try:
+        proc = vg.start(nginx_cmd(), logdir, PORT)
+    except RuntimeError as e:
+        ok(False, "nginx starts: %s" % e)
+    else:
+        try:
+            asyncio.run(main())
+        except Exception as e:  # a failed step must not hide the summary
+            ok(False, "drain test: %r" % e)
+        finally:
+            # the new worker lives on: a fast stop ends it with the master
+            try:
+                mpid = master_pid()
+                nginx("-s", "stop")
+                for _ in range(50 * vg.SLOW):
+                    if not alive(mpid):
+                        break
+                    time.sleep(0.1)
+                os.kill(mpid, signal.SIGKILL)
+            except Exception:
+                pass
+            status = vg.wait(proc)
+
+    log = os.path.join(logdir, "error.log")
+    text = open(log).read() if os.path.exists(log) else ""
+    ok("[alert]" not in text and "[crit]" not in text and
+       "[emerg]" not in text, "no [alert], [crit] or [emerg]")
+    ok("draining %d sessions" % SESSIONS in text,
+       "the worker logged the start of the drain")
+    acc = os.path.join(logdir, "drain.log")
+    lines = open(acc).read().split("\n") if os.path.exists(acc) else []
+    ends = [l for l in lines if l]
+    ok(ends.count("end=drain") == SESSIONS,
+       "$ws_proxy_end is drain for every session (%d of %d lines)"
+       % (ends.count("end=drain"), len(ends)))
+    vg.check(ok, logdir, status)
+    sys.exit(plan())
+
+
+run()
