@@ -29,6 +29,7 @@ PORT = int(os.environ.get("TEST_NGINX_DRAIN_PORT", "19990"))
 MODS = "/usr/lib/nginx/modules"
 SESSIONS = 200
 DRAIN = 2.0
+SIGNAL = os.environ.get("TEST_DRAIN_SIGNAL", "reload")   # or quit
 
 CONF = """
 load_module %(mods)s/ndk_http_module.so;
@@ -183,8 +184,8 @@ async def main():
     await asyncio.sleep(1 * vg.PAUSE)
 
     t0 = time.monotonic()
-    r = nginx("-s", "reload")
-    ok(r.returncode == 0, "nginx -s reload")
+    r = nginx("-s", SIGNAL)
+    ok(r.returncode == 0, "nginx -s " + SIGNAL)
 
     await asyncio.wait(tasks, timeout=(DRAIN + 10) * vg.SLOW)
 
@@ -210,9 +211,9 @@ async def main():
     if times:
         spread = times[-1] - times[0]
         first = times[0] - t0
-        print("# drain: %d closes, first %.3f s after the reload, spread "
+        print("# drain: %d closes, first %.3f s after -s %s, spread "
               "(first to last close) %.3f s, drain_time %.1f s"
-              % (len(times), first, spread, DRAIN))
+              % (len(times), first, SIGNAL, spread, DRAIN))
         lo, hi = 1.2, 3.5 * vg.SLOW
         ok(lo <= spread <= hi, "the closes are spread over about %.0f s: "
            "%.3f s (between %.1f and %.1f)" % (DRAIN, spread, lo, hi))
