@@ -99,7 +99,8 @@ ngx_http_ws_proxy_offender(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
      */
 
     ngx_http_ws_proxy_close_due(other, code, reason,
-                                other->rx == NGX_WSP_RX_OPEN);
+                                other->rx == NGX_WSP_RX_OPEN
+                                ? NGX_WSP_TX_WAIT : NGX_WSP_TX_DUE);
 
     /* towards the other peer, after the frames accepted before */
 
@@ -147,18 +148,19 @@ ngx_http_ws_proxy_invalid_utf8(ngx_http_ws_proxy_dir_t *d, ngx_uint_t raw)
 
 
 /*
- * A close from the proxy towards d's dst: at the next frame boundary, or,
- * with `wait`, once src's close reply came (or src is gone, or
- * close_timeout ran out).  A close already due, sent, or impossible is
- * kept as it is.
+ * A close from the proxy towards d's dst, when `when` says: at the next
+ * frame boundary (NGX_WSP_TX_DUE), once src's open message ended
+ * (NGX_WSP_TX_MSG), or once src's close reply came (NGX_WSP_TX_WAIT); or
+ * src is gone, or close_timeout ran out.  A close already waiting goes at
+ * the next frame boundary; one due, sent, or impossible is kept.
  */
 
 void
 ngx_http_ws_proxy_close_due(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
-    const char *reason, ngx_uint_t wait)
+    const char *reason, ngx_uint_t when)
 {
-    if (d->tx == NGX_WSP_TX_WAIT) {
-        /* a close that waited for the peer's reply is due now */
+    if (d->tx == NGX_WSP_TX_WAIT || d->tx == NGX_WSP_TX_MSG) {
+        /* a close that waited is due now */
         ngx_http_ws_proxy_close_go(d);
         return;
     }
@@ -177,9 +179,10 @@ ngx_http_ws_proxy_close_due(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     d->ctl->reason_len = ngx_min(ngx_strlen(reason), NGX_WSP_MAX_CONTROL - 2);
     ngx_memcpy(d->ctl->reason, reason, d->ctl->reason_len);
 
-    d->tx = NGX_WSP_TX_WAIT;
+    d->tx = (when == NGX_WSP_TX_DUE) ? NGX_WSP_TX_WAIT : (u_char) when;
+    d->wp->kick |= NGX_WSP_RUN_DIR(d->dir);
 
-    if (!wait) {
+    if (when == NGX_WSP_TX_DUE) {
         ngx_http_ws_proxy_close_go(d);
     }
 }
@@ -209,7 +212,10 @@ ngx_http_ws_proxy_close_go(ngx_http_ws_proxy_dir_t *d)
 }
 
 
-/* closes that waited for a peer's close reply are due: returns how many */
+/*
+ * close_timeout: closes that waited for a peer's close reply or for the
+ * end of its message are due: returns how many
+ */
 
 ngx_uint_t
 ngx_http_ws_proxy_release_deferred(ngx_http_ws_proxy_t *wp)
@@ -217,7 +223,9 @@ ngx_http_ws_proxy_release_deferred(ngx_http_ws_proxy_t *wp)
     ngx_uint_t  i, n;
 
     for (n = 0, i = 0; i < 2; i++) {
-        if (wp->dir[i].tx == NGX_WSP_TX_WAIT) {
+        if (wp->dir[i].tx == NGX_WSP_TX_WAIT
+            || wp->dir[i].tx == NGX_WSP_TX_MSG)
+        {
             ngx_http_ws_proxy_close_go(&wp->dir[i]);
             n++;
         }

@@ -121,7 +121,9 @@ ngx_http_ws_proxy_boundary(ngx_http_ws_proxy_dir_t *d)
     }
 
     if (d->tx == NGX_WSP_TX_DUE
-        || (d->tx == NGX_WSP_TX_WAIT && ngx_wsp_rx_over(d)))
+        || (d->tx == NGX_WSP_TX_WAIT && ngx_wsp_rx_over(d))
+        || (d->tx == NGX_WSP_TX_MSG
+            && (d->msg_state.open_opcode == 0 || ngx_wsp_rx_over(d))))
     {
         /* a close of the proxy's own, at a frame boundary */
         ngx_http_ws_proxy_queue_close(d, d->ctl_code, d->ctl->reason,

@@ -245,7 +245,7 @@ ngx_http_ws_proxy_live_handler(ngx_event_t *ev)
             for (i = 0; i < 2; i++) {
                 ngx_http_ws_proxy_close_due(&wp->dir[i],
                                             NGX_WSP_CLOSE_GOING_AWAY,
-                                            "idle timeout", 0);
+                                            "idle timeout", NGX_WSP_TX_DUE);
             }
 
             ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
@@ -312,7 +312,9 @@ ngx_http_ws_proxy_expire(ngx_http_ws_proxy_t *wp)
     }
 
     for (i = 0; i < 2; i++) {
-        ngx_http_ws_proxy_close_due(&wp->dir[i], code, (char *) reason, 0);
+        ngx_http_ws_proxy_close_due(&wp->dir[i], code, (char *) reason,
+                                    wp->draining ? NGX_WSP_TX_MSG
+                                                 : NGX_WSP_TX_DUE);
     }
 
     ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
@@ -437,7 +439,7 @@ ngx_http_ws_proxy_dead(ngx_http_ws_proxy_dir_t *d)
         = '\0';
 
     ngx_http_ws_proxy_close_due(d, NGX_WSP_CLOSE_GOING_AWAY,
-                                (char *) reason, 0);
+                                (char *) reason, NGX_WSP_TX_DUE);
 }
 
 

@@ -59,10 +59,12 @@
 #define NGX_WSP_TX_OPEN              0   /* frames go to dst */
 #define NGX_WSP_TX_WAIT              1   /* a close of the proxy's is due
                                             once src's close reply came */
-#define NGX_WSP_TX_DUE               2   /* ... at the next frame boundary */
-#define NGX_WSP_TX_CLOSED            3   /* a close frame is queued to dst,
+#define NGX_WSP_TX_MSG               2   /* ... once src's open message
+                                            ended (a worker's drain) */
+#define NGX_WSP_TX_DUE               3   /* ... at the next frame boundary */
+#define NGX_WSP_TX_CLOSED            4   /* a close frame is queued to dst,
                                             nothing goes after it */
-#define NGX_WSP_TX_ABORTED           4   /* dst failed, or gets nothing */
+#define NGX_WSP_TX_ABORTED           5   /* dst failed, or gets nothing */
 
 /* where its parser is */
 #define NGX_WSP_IN_HEADER            0   /* at a frame boundary */
@@ -433,7 +435,7 @@ struct ngx_http_ws_proxy_s {
     ngx_event_t                 close_timer;
     /* liveness: ngx_http_ws_proxy_live.c */
     ngx_event_t                 live_timer;
-    ngx_msec_t                  deadline;     /* session_timeout, set_deadline */
+    ngx_msec_t                  deadline;     /* session_timeout, deadline() */
     u_char                     *deadline_reason;  /* NULL: the default */
     uint16_t                    deadline_code;
     uint16_t                    deadline_len;

@@ -29,9 +29,9 @@ extern const char  *ngx_http_ws_proxy_role[];
  * gone (NGX_WSP_RX_CLOSED, NGX_WSP_RX_GONE) */
 #define ngx_wsp_rx_over(d)   ((d)->rx & 1)
 
-/* a close of the proxy's is waiting or due (NGX_WSP_TX_WAIT, _DUE) */
+/* a close of the proxy's is waiting or due (NGX_WSP_TX_WAIT, _MSG, _DUE) */
 #define ngx_wsp_close_pending(d)                                             \
-    ((d)->tx == NGX_WSP_TX_WAIT || (d)->tx == NGX_WSP_TX_DUE)
+    ((d)->tx >= NGX_WSP_TX_WAIT && (d)->tx <= NGX_WSP_TX_DUE)
 
 /* no close and no peer gone in either direction: all states are 0 */
 #define ngx_wsp_steady(wp)                                                   \
@@ -80,7 +80,7 @@ void ngx_http_ws_proxy_limit(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_invalid_utf8(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t raw);
 void ngx_http_ws_proxy_close_due(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t code, const char *reason, ngx_uint_t wait);
+    ngx_uint_t code, const char *reason, ngx_uint_t when);
 void ngx_http_ws_proxy_close_go(ngx_http_ws_proxy_dir_t *d);
 ngx_uint_t ngx_http_ws_proxy_release_deferred(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d,

@@ -339,7 +339,8 @@ ngx_http_ws_proxy_abort(ngx_http_ws_proxy_t *wp, ngx_uint_t code,
     ngx_wsp_end(wp, NGX_WSP_END_HOOK_ERROR);
 
     for (i = 0; i < 2; i++) {
-        ngx_http_ws_proxy_close_due(&wp->dir[i], code, reason, 0);
+        ngx_http_ws_proxy_close_due(&wp->dir[i], code, reason,
+                                    NGX_WSP_TX_DUE);
     }
 
     ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
@@ -365,13 +366,13 @@ ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp, ngx_uint_t client_code,
     ngx_memcpy(buf, client_reason, client_len);
     buf[client_len] = '\0';
     ngx_http_ws_proxy_close_due(&wp->dir[NGX_WSP_DIR_UPSTREAM], client_code,
-                                (char *) buf, 0);
+                                (char *) buf, NGX_WSP_TX_DUE);
 
     upstream_len = ngx_min(upstream_len, NGX_WSP_MAX_CONTROL - 3);
     ngx_memcpy(buf, upstream_reason, upstream_len);
     buf[upstream_len] = '\0';
     ngx_http_ws_proxy_close_due(&wp->dir[NGX_WSP_DIR_CLIENT], upstream_code,
-                                (char *) buf, 0);
+                                (char *) buf, NGX_WSP_TX_DUE);
 
     ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
 

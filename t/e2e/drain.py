@@ -13,8 +13,11 @@ import asyncio
 import os
 import random
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 
 import websockets
@@ -53,14 +56,26 @@ http {
                 local server = require "nginx.websocket.server"
                 local wb = assert(server:new({ max_payload_len = 1048576,
                                                timeout = 60000 }))
+                local open = false    -- a fragmented message
                 while true do
                     local data, typ, err = wb:recv_frame()
                     if not data then return end
                     if typ == "close" then
+                        if open ~= false then
+                            ngx.log(ngx.INFO, "echo: close ", err, " ",
+                                    open == "whole"
+                                    and "after the whole fragmented message"
+                                    or "in the middle of a message")
+                        end
                         wb:send_close(err, data)
                         return
                     end
-                    if typ == "text" then
+                    if err == "again" then
+                        open = "open"
+                    elseif typ == "continuation" then
+                        open = "whole"
+                    end
+                    if typ == "text" and err ~= "again" then
                         wb:send_text(data)
                     end
                 end
@@ -68,6 +83,7 @@ http {
         }
         location /ws {
             ws_proxy_drain_time %(drain)dms;
+            ws_proxy_close_timeout %(ct)ds;
             access_log logs/drain.log drain;
             content_by_lua_block {
                 local p = assert(require("resty.websocket.proxy").new())
@@ -159,6 +175,49 @@ async def client(c, url, opts, go):
         c.error = repr(e)
 
 
+class Fragmented(threading.Thread):
+    """A raw client in the middle of a fragmented message when the drain
+    starts: it sends the message's last fragment after every deadline of
+    the drain; the upstream must get it before its 1012."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.ready = threading.Event()
+        self.go = threading.Event()
+        self.got = b""
+
+    @staticmethod
+    def frame(opcode, payload, fin):
+        key = os.urandom(4)
+        masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        return (bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)])
+                + key + masked)
+
+    def run(self):
+        s = socket.create_connection(("127.0.0.1", PORT), timeout=30 * vg.SLOW)
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1024)
+        s.sendall(self.frame(0x1, b"first half, ", False))
+        self.ready.set()
+        self.go.wait(60 * vg.SLOW)
+        time.sleep(DRAIN + 0.5)
+        s.sendall(self.frame(0x0, b"second half", True))
+        s.sendall(self.frame(0x8, struct.pack(">H", 1000), True))
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                self.got += chunk
+        except OSError:
+            pass
+        s.close()
+
+
 async def main():
     url = "ws://127.0.0.1:%d/ws" % PORT
     opts = {"open_timeout": 30 * vg.SLOW, "close_timeout": 10 * vg.SLOW,
@@ -180,14 +239,23 @@ async def main():
     ready = sum(1 for c in clients if c.ready)
     ok(ready == SESSIONS, "%d sessions open" % ready)
 
+    frag = Fragmented()
+    frag.start()
+    ok(frag.ready.wait(30 * vg.SLOW), "a client in the middle of a "
+       "fragmented message")
+
     go.set()
     await asyncio.sleep(1 * vg.PAUSE)
 
     t0 = time.monotonic()
     r = nginx("-s", SIGNAL)
+    frag.go.set()
     ok(r.returncode == 0, "nginx -s " + SIGNAL)
 
     await asyncio.wait(tasks, timeout=(DRAIN + 10) * vg.SLOW)
+    frag.join(20 * vg.SLOW)
+    ok(b"\x88" in frag.got and struct.pack(">H", 1012) in frag.got,
+       "the client in the middle of a message got its 1012 too")
 
     errors = [c.error for c in clients if c.error]
     ok(not errors, "no client failed: %s" % errors[:3])
@@ -236,7 +304,8 @@ def run():
     with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
         f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
                         "daemon": "off" if vg.USE else "on",
-                        "wst": 30 * vg.SLOW, "drain": DRAIN * 1000})
+                        "wst": 30 * vg.SLOW, "drain": DRAIN * 1000,
+                        "ct": 10 * vg.SLOW})
     status = None
     try:
         proc = vg.start(nginx_cmd(), logdir, PORT)
@@ -265,14 +334,18 @@ def run():
     text = open(log).read() if os.path.exists(log) else ""
     ok("[alert]" not in text and "[crit]" not in text and
        "[emerg]" not in text, "no [alert], [crit] or [emerg]")
-    ok("draining %d sessions" % SESSIONS in text,
+    ok("draining %d sessions" % (SESSIONS + 1) in text,
        "the worker logged the start of the drain")
     acc = os.path.join(logdir, "drain.log")
     lines = open(acc).read().split("\n") if os.path.exists(acc) else []
     ends = [l for l in lines if l]
-    ok(ends.count("end=drain") == SESSIONS,
+    ok(ends.count("end=drain") == SESSIONS + 1,
        "$ws_proxy_end is drain for every session (%d of %d lines)"
        % (ends.count("end=drain"), len(ends)))
+    ok("echo: close 1012 after the whole fragmented message" in text
+       and "in the middle of a message" not in text,
+       "a message in flight when its session's turn came went whole to "
+       "the upstream before the close (the drain waits for its end)")
     vg.check(ok, logdir, status)
     sys.exit(plan())
 
