@@ -177,8 +177,8 @@ async def client(c, url, opts, go):
 
 class Fragmented(threading.Thread):
     """A raw client in the middle of a fragmented message when the drain
-    starts: it sends the message's last fragment after every deadline of
-    the drain; the upstream must get it before its 1012."""
+    starts: it sends the message's last fragment once its own 1012 came;
+    the upstream must get that fragment before its 1012."""
 
     def __init__(self):
         super().__init__(daemon=True)
@@ -204,7 +204,16 @@ class Fragmented(threading.Thread):
         s.sendall(self.frame(0x1, b"first half, ", False))
         self.ready.set()
         self.go.wait(60 * vg.SLOW)
-        time.sleep(DRAIN + 0.5)
+        # its 1012 comes first (nothing was open towards it); then it ends
+        # its message, as RFC 6455 5.5.1 lets it, and answers the close
+        try:
+            while b"\x88" not in self.got:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                self.got += chunk
+        except OSError:
+            pass
         s.sendall(self.frame(0x0, b"second half", True))
         s.sendall(self.frame(0x8, struct.pack(">H", 1000), True))
         try:
