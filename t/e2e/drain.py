@@ -15,7 +15,6 @@ import random
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ import websockets
 
 import vg
 from tap import ok, plan
+import master
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -100,31 +100,18 @@ SIZES = [1, 30, 500, 4000, 70000]   # 70000: more than the 64k buffer
 
 
 def nginx_cmd():
-    return ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
-            os.path.join(PREFIX, "nginx.conf")]
+    return master.nginx_cmd(PREFIX)
 
 
 def nginx(*args):
-    return subprocess.run(nginx_cmd() + list(args), capture_output=True,
-                          text=True)
+    return master.nginx(PREFIX, *args)
 
 
 def master_pid():
-    with open(os.path.join(PREFIX, "logs", "nginx.pid")) as f:
-        return int(f.read())
+    return master.master_pid(PREFIX)
 
 
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    # under valgrind nginx is this script's child: exited, it is a zombie
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+alive = master.alive
 
 
 class Client:
