@@ -356,8 +356,10 @@ def client_view_ok(ext, hdr, offer, mod):
             and e.remote_no_context_takeover:
         return "context takeover on, yet the module dropped its own " \
                "(%r)" % hdr
-    smwb = offer.server_max_window_bits or 15
-    if e.remote_max_window_bits > min(smwb, wb):
+    # the module need not announce its own smaller window when the client
+    # did not ask (RFC 7692 7.1.2.1: "MAY"); it deflates within it anyway
+    smwb = offer.server_max_window_bits
+    if smwb and e.remote_max_window_bits > min(smwb, wb):
         return "server window %d > min(offer %d, window_bits %d)" % (
             e.remote_max_window_bits, smwb, wb)
     if offer.server_max_window_bits and \
@@ -669,6 +671,8 @@ async def cases():
                "default", known, "stats")
     await case("stats session (passthrough)", {"d": "on"}, CF(),
                "default", known, "statspass")
+    await case("stats session (only the client compresses)", {"d": "on"},
+               CF(), "none", known, "statsc")
     return sum(len(m) for m in known)
 
 
@@ -703,10 +707,21 @@ def check_logs(known):
                   err)
     nums = [int(x) if x.isdigit() else None for x in m.groups()] if m \
         else None
+    # inflated on one wire and deflated on the other: counted on both
+    ok(nums and nums[1] == 2 * known and nums[3] == 2 * known
+       and 0 < nums[0] < known * 2 / 3 and 0 < nums[2] < known * 2 / 3,
+       "stats() with a hook (inflated, then deflated): uncompressed bytes "
+       "= 2 x %d each way, compressed less than a third (%r)"
+       % (known, nums))
+    m = re.search(r"stats statsc: cc=(\w+) cu=(\w+) uc=(\w+) uu=(\w+)\.",
+                  err)
+    nums = [int(x) if x.isdigit() else None for x in m.groups()] if m \
+        else None
     ok(nums and nums[1] == known and nums[3] == known
        and 0 < nums[0] < known / 3 and 0 < nums[2] < known / 3,
-       "stats() with a hook: uncompressed bytes = %d each way, compressed "
-       "less than a third (%r)" % (known, nums))
+       "stats() with only the client compressing: the client's messages "
+       "inflated, the upstream's deflated, %d bytes each (%r)"
+       % (known, nums))
     m = re.search(r"stats statspass: cc=(\w+) cu=(\w+) uc=(\w+) uu=(\w+)\.",
                   err)
     nums = [int(x) if x.isdigit() else None for x in m.groups()] if m \
