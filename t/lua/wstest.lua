@@ -342,6 +342,20 @@ function _M.describe(f, err)
 end
 
 
+-- the bytes of a file (the payloads t/WsRaw.pm writes from Perl)
+function _M.file(path)
+    local f = assert(io.open(path, "rb"))
+    local data = f:read("*a")
+    f:close()
+    return data
+end
+
+
+function _M.hex(s)
+    return (s:gsub(".", function(c) return string.format("%02x", byte(c)) end))
+end
+
+
 function _M:close()
     return self.sock:close()
 end
