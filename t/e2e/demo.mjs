@@ -1,7 +1,9 @@
 // End-to-end: the README's demo in a real browser.  Debian's Chromium,
 // driven by playwright-core, opens the chat page, whose WebSocket goes
 // through the module to the echo upstream; the browser offers
-// permessage-deflate and masks its frames itself.  Prints TAP.
+// permessage-deflate, which the demo accepts (ws_proxy_deflate on): the
+// hook sees the inflated text and its rewrites reach the browser
+// compressed.  Chromium masks its frames itself.  Prints TAP.
 
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -55,6 +57,10 @@ try {
   await page.waitForFunction(() =>
     document.getElementById('log').textContent.includes('connected to /hook'));
   ok(true, 'the page connects through the module to /hook');
+  const opened = await log.textContent();
+  ok(/connected to \/hook \(extensions: permessage-deflate[^)]*\)/.test(opened),
+     `Chromium negotiated permessage-deflate, the page shows ws.extensions (${
+       (opened.match(/extensions: [^)]*/) || ['none'])[0]})`);
 
   async function say(text) {
     await page.fill('#msg', text);
@@ -96,6 +102,9 @@ try {
     document.getElementById('log').textContent.includes('< echo: plain é ✓'),
     null, { timeout: 5000 });
   ok(true, 'UTF-8 text round-trips through the hook-less path');
+  const plain = await log.textContent();
+  ok(/connected to \/ws \(extensions: permessage-deflate/.test(plain),
+     'the hook-less path negotiates permessage-deflate too');
 
   // a large message from the browser (64 KiB, masked by Chromium)
   const big = await page.evaluate(() => new Promise((resolve) => {
@@ -106,6 +115,25 @@ try {
     ws.onerror = () => resolve(-1);
   }));
   ok(big === 65536 + 'echo: '.length, `a 64 KiB message comes back (${big})`);
+
+  // compressed both ways through the hook: a large text, changed by it
+  const hooked = await page.evaluate(() => new Promise((resolve) => {
+    const ws = new WebSocket(`ws://${location.host}/hook`);
+    const words = [];
+    for (let i = 0; i < 20000; i++) words.push(i % 7 ? 'good' : 'bad');
+    const payload = words.join(' ');
+    ws.onopen = () => ws.send(payload);
+    ws.onmessage = (e) => {
+      const want = '[via proxy] echo: ' + payload.split('bad').join('***');
+      resolve({ ext: ws.extensions, same: e.data === want,
+                len: e.data.length });
+      ws.close(1000, 'done');
+    };
+    ws.onerror = () => resolve({ ext: ws.extensions, same: false, len: -1 });
+  }));
+  ok(/^permessage-deflate/.test(hooked.ext) && hooked.same,
+     `a 100 KB compressed message rewritten by the hook arrives inflated ` +
+     `and exact (${hooked.ext}; ${hooked.len} chars)`);
 
   // the browser closes: the session ends with a close handshake
   const code = await page.evaluate(() => new Promise((resolve) => {
@@ -130,6 +158,8 @@ try {
                               'utf8');
   ok(/GET \/hook HTTP\/1.1" 101 client_frames=\d+ .*closed_by=client client_close=4000/.test(access),
      'the access log tells the sessions\' story');
+  ok(/GET \/hook HTTP\/1.1" 101 .*client_deflate="permessage-deflate[^"]*"/.test(access),
+     '$ws_proxy_client_deflate in the access log');
 
   const errors = readFileSync(join(root, 'build', 'demo', 'logs', 'error.log'),
                               'utf8');
