@@ -939,3 +939,47 @@ offered: permessage-deflate; client_max_window_bits; server_no_context_takeover;
 offered: nil
 --- no_error_log
 [error]
+
+
+
+=== TEST 27: a second proxy object in the same request offers its own deflate options, not the first one's
+--- todo
+7: the module: after a failed connect_upstream(), new() in the same request keeps the first object's deflate options (proxy.lua calls ngx_http_ws_proxy_ffi_deflate only when a deflate option is given, and -1 keeps the value already set); integrator to fix
+--- config
+    location /up {
+        content_by_lua_block {
+            ngx.log(ngx.INFO, "offered: ",
+                    ngx.var.http_sec_websocket_extensions)
+            local ws = require "wstest"
+            local s = assert(ws.server({ headers = {
+                "Sec-WebSocket-Extensions: x-foo" } }))
+            s:recv_frame()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local up = "ws://127.0.0.1:" .. ngx.var.server_port .. "/up"
+            for _, opts in ipairs{
+                { deflate = true, deflate_window_bits = 10,
+                  deflate_context_takeover = true },
+                { deflate = true },
+                {},
+            } do
+                local wp = assert(proxy.new(opts))
+                ngx.say(wp:connect_upstream(up))
+            end
+        }
+    }
+--- response_body
+nilupstream's permessage-deflate answer: an extension that was not offered: x-foo
+nilupstream's permessage-deflate answer: an extension that was not offered: x-foo
+nilupstream negotiated an extension that was not offered: x-foo
+--- grep_error_log eval: qr/offered: [^,]*/
+--- grep_error_log_out
+offered: permessage-deflate; client_max_window_bits=10; server_max_window_bits=10
+offered: permessage-deflate; client_max_window_bits; server_no_context_takeover; client_no_context_takeover
+offered: nil
+--- no_error_log
+[error]
