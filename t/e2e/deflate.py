@@ -117,6 +117,16 @@ http {
                 if a.arg_agg then
                     opts.aggregate_fragments = true
                 end
+                if a.arg_lvl then
+                    opts.deflate_level = tonumber(a.arg_lvl)
+                end
+                if a.arg_mem then
+                    opts.deflate_mem_level = tonumber(a.arg_mem)
+                end
+                if a.arg_max then
+                    opts.client_max_frame_size = tonumber(a.arg_max)
+                    opts.upstream_max_frame_size = tonumber(a.arg_max)
+                end
                 %(connect)s
             }
         }
@@ -664,6 +674,36 @@ async def cases():
     await case("ws_proxy_pass, context takeover on, window_bits 12",
                {"d": "on", "ct": "on", "wb": 12}, CF(), "default", SMALL,
                "passct", path="/passct")
+
+    # deflate_level and deflate_mem_level, through a hook (the module
+    # deflates towards both)
+    for lvl, mem in ((0, 8), (9, 9), (1, 1), (6, 4)):
+        await case("deflate_level %d, deflate_mem_level %d" % (lvl, mem),
+                   {"d": "on", "hook": "noop", "lvl": lvl, "mem": mem},
+                   CF(), "default", FULL, "lvl%d%d" % (lvl, mem))
+
+    # a frame size limit counts uncompressed bytes, even where both ends
+    # compress alike (no pass-through then)
+    for up in ("default", "none"):
+        tag = "max%s" % up
+        uri = "ws://127.0.0.1:%d%s" % (PORT, lua(up, tag, d="on", max=1000))
+        code = None
+        got = None
+        try:
+            async with websockets.connect(uri, extensions=[CF()],
+                                          compression=None,
+                                          open_timeout=T) as ws:
+                await ws.send("a" * 1000)
+                got = await asyncio.wait_for(ws.recv(), T)
+                await ws.send("a" * 1001)
+                await asyncio.wait_for(ws.recv(), T)
+        except websockets.ConnectionClosed as e:
+            code = e.code
+        except Exception as e:
+            code = repr(e)
+        ok(got == "a" * 1000 and code == 1009,
+           "max_frame_size 1000, upstream %s: 1000 compressible bytes pass, "
+           "1001 are 1009 (%r, %r)" % (up, got and len(got), code))
 
     # stats(): one session whose bytes are known
     known = [compressible_text(10000, i) for i in range(5)]
