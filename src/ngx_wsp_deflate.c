@@ -666,15 +666,15 @@ ngx_wsp_inflate(z_stream *z, const unsigned char *in, size_t n,
             rc = Z_OK;
         }
 
-        if (rc != Z_OK && rc != Z_STREAM_END) {
-            return NGX_WSP_Z_ERROR;
-        }
-
         break;
     }
 
     *used = n - z->avail_in;
     *out = z->next_out;
+
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+        return NGX_WSP_Z_ERROR;
+    }
 
     if (rc == Z_STREAM_END) {
         /*

@@ -102,7 +102,8 @@ int ngx_wsp_inflate_init(z_stream *z, int bits);
  * Inflates the n bytes at in, the compressed payload of a frame, into
  * [*out, end), advancing *out.  fin: the frame ends its message, and the
  * 4 bytes 0x00 0x00 0xff 0xff RFC 7692 7.2.2 has the receiver append are
- * fed after the payload.  Returns NGX_WSP_Z_OK when all of it is inflated
+ * fed after the payload.  *used (the input taken) and *out are set on
+ * every return.  Returns NGX_WSP_Z_OK when all of it is inflated
  * (the stream is then at the end of the message when fin), NGX_WSP_Z_FULL
  * when [*out, end) is full and more output may be due (call again with
  * in advanced by *used and more room; a message that ends exactly at

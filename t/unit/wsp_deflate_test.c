@@ -567,6 +567,36 @@ rfc_tests(void)
     ok(n == -2, "FULL when the room is too small");
 
     inflateReset(&z);
+    n = inflate1(&z, hello, sizeof(hello), buf, 5);
+    ok(n == 5 && memcmp(buf, "Hello", 5) == 0,
+       "OK, not FULL, when the message fills the room exactly");
+
+    {
+        int             rc;
+        size_t          used;
+        unsigned char  *o;
+
+        /* frame 1 fills the room exactly; the last frame, 00, has none */
+
+        inflateReset(&z);
+        o = buf;
+        rc = ngx_wsp_inflate(&z, hello, 6, &used, 0, &o, buf + 5);
+        ok(rc == NGX_WSP_Z_FULL && used == 6 && o == buf + 5,
+           "a frame that fills the room: FULL, all taken");
+        rc = ngx_wsp_inflate(&z, hello + 6, 1, &used, 1, &o, buf + 5);
+        ok(rc == NGX_WSP_Z_OK && used == 1 && o == buf + 5,
+           "the last frame, no room needed: OK");
+
+        used = 99;
+        o = buf;
+        inflateReset(&z);
+        rc = ngx_wsp_inflate(&z, garbage, sizeof(garbage), &used, 1, &o,
+                             buf + sizeof(buf));
+        ok(rc == NGX_WSP_Z_ERROR && used <= sizeof(garbage) && o == buf,
+           "ERROR sets used and out");
+    }
+
+    inflateReset(&z);
     n = inflate1(&z, garbage, sizeof(garbage), buf, sizeof(buf));
     ok(n == -1, "garbage: ERROR");
 
