@@ -17,7 +17,7 @@
 
 #define MSG_SIZE   4096
 #define NMSG       64
-#define ROUNDS     400
+#define ROUNDS     100
 
 
 static unsigned char   msgs[NMSG][MSG_SIZE];
@@ -131,6 +131,13 @@ make_json(unsigned char *p)
     /* pad to exactly 4 KiB with spaces, valid JSON still */
     p[len++] = ']';
     memset(p + len, ' ', MSG_SIZE - len);
+}
+
+
+static double
+min(double a, double b)
+{
+    return a < b ? a : b;
 }
 
 
@@ -297,10 +304,16 @@ main(void)
             total += comp_len[i];
         }
 
-        zd = zlib_deflate(&d, 0);
-        wd = wsp_deflate(&w);
-        zi = zlib_inflate(&zin);
-        wi = wsp_inflate(&win);
+        /* the best of 5 runs: the machine is shared */
+
+        zd = wd = zi = wi = 1e9;
+
+        for (i = 0; i < 5; i++) {
+            zd = min(zd, zlib_deflate(&d, 0));
+            wd = min(wd, wsp_deflate(&w));
+            zi = min(zi, zlib_inflate(&zin));
+            wi = min(wi, wsp_inflate(&win));
+        }
 
         printf("| %d | %.2f | %.2f | %.2f | %.2f | %.2f |\n", level,
                (double) NMSG * MSG_SIZE / total, zd, wd, zi, wi);
@@ -312,7 +325,7 @@ main(void)
     }
 
     printf("\n(ns per uncompressed byte, %d messages of %d bytes, "
-           "each deflated and inflated alone)\n", NMSG, MSG_SIZE);
+           "each deflated and inflated alone; best of 5)\n", NMSG, MSG_SIZE);
 
     return 0;
 }
