@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Builds and runs bench/mask_bench.c (masking and UTF-8 per-byte cost).
+# Builds and runs bench/mask_bench.c (masking and UTF-8 per-byte cost) and
+# bench/deflate_bench.c (permessage-deflate per-byte cost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p build/bench
 cc -O2 -Wall -Werror -Isrc -o build/bench/mask_bench bench/mask_bench.c \
     src/ngx_wsp_frame.c
 taskset -c 1 build/bench/mask_bench 2>/dev/null || build/bench/mask_bench
+
+# permessage-deflate on 4 KiB JSON messages (bench/deflate_bench.c)
+cc -O2 -Wall -Werror -Isrc -o build/bench/deflate_bench \
+    bench/deflate_bench.c src/ngx_wsp_deflate.c -lz
+taskset -c 1 build/bench/deflate_bench 2>/dev/null \
+    || build/bench/deflate_bench

@@ -163,10 +163,11 @@ ngx_int_t
 ngx_http_ws_proxy_deflate_accept(ngx_http_ws_proxy_t *wp)
 {
     size_t                 n;
-    u_char                *out;
+    u_char                *value;
     ngx_str_t              offers;
     ngx_wsp_pmd_conf_t     conf;
     ngx_wsp_pmd_params_t  *p;
+    u_char                 out[NGX_WSP_PMD_MAX_VALUE];
 
     p = &wp->pmd[NGX_WSP_DIR_CLIENT];
     ngx_memzero(p, sizeof(ngx_wsp_pmd_params_t));
@@ -184,11 +185,6 @@ ngx_http_ws_proxy_deflate_accept(ngx_http_ws_proxy_t *wp)
 
     if (offers.len == 0) {
         return NGX_OK;
-    }
-
-    out = ngx_pnalloc(wp->request->pool, NGX_WSP_PMD_MAX_VALUE);
-    if (out == NULL) {
-        return NGX_ERROR;
     }
 
     ngx_http_ws_proxy_pmd_conf(wp, &conf);
@@ -212,9 +208,18 @@ ngx_http_ws_proxy_deflate_accept(ngx_http_ws_proxy_t *wp)
         return NGX_OK;
     }
 
+    /* the request pool holds what the 101 needs, no more */
+
+    value = ngx_pnalloc(wp->request->pool, n);
+    if (value == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(value, out, n);
+
     return ngx_http_ws_proxy_add_header(wp->request,
                                         "Sec-WebSocket-Extensions", 24,
-                                        out, n);
+                                        value, n);
 }
 
 

@@ -419,7 +419,7 @@ static ngx_int_t
 ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
 {
     int                   rc;
-    ngx_uint_t            opcode, control, buffered, inflate;
+    ngx_uint_t            opcode, control, buffered;
     const char           *reason;
     ngx_http_ws_proxy_t  *wp;
 
@@ -454,15 +454,13 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
      * data is deflated; the frame's rule is checked below.
      */
 
-    inflate = 0;
-
     if (d->z && !control && !(d->z & NGX_WSP_Z_PASS)) {
-        inflate = (d->z & NGX_WSP_Z_RX)
-                  && (opcode == NGX_WSP_OP_CONT
-                      ? d->msg_state.compressed
-                      : (d->frame.rsv & NGX_WSP_RSV_DEFLATE));
+        d->inflating = (d->z & NGX_WSP_Z_RX)
+                       && (opcode == NGX_WSP_OP_CONT
+                           ? d->msg_state.compressed
+                           : (d->frame.rsv & NGX_WSP_RSV_DEFLATE));
 
-        buffered |= inflate || (d->z & NGX_WSP_Z_TX);
+        buffered |= d->inflating || (d->z & NGX_WSP_Z_TX);
     }
 
     if ((buffered
@@ -489,7 +487,6 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
 
     if (!control) {
         d->data_time = ngx_current_msec;
-        d->inflating = (u_char) inflate;
 
     } else {
         rc = ngx_http_ws_proxy_live_control(d);
@@ -522,12 +519,11 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
 
     if (!control && opcode != NGX_WSP_OP_CONT) {
         ngx_wsp_msg_start(d, opcode);
-
-        /* compressed text passing through is checked by its dst */
-        d->check_utf8 &= !d->msg_state.compressed;
     }
 
     if (d->z && !control && d->msg_state.compressed) {
+        /* compressed text passing through is checked by its dst */
+        d->check_utf8 = 0;
         d->zbytes += d->frame.payload_len;
     }
 

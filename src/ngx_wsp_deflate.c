@@ -646,42 +646,37 @@ ngx_wsp_inflate(z_stream *z, const unsigned char *in, size_t n,
     z->avail_out = (uInt) (end - *out);
 
     /*
-     * the payload; inflate() is called even without input or room, as
-     * output may still be due from the input of an earlier call
+     * The payload.  inflate() does all it can in one call: it stops for
+     * want of input or of room (output may then still be due from the
+     * input taken), or at the end of a final block, after which what is
+     * left starts a new stream.  It is called without input or room too:
+     * output may be due from an earlier call, and input that makes no
+     * output (a block's header) can be taken without room.
      */
 
-    rc = Z_OK;
-
-    while (z->avail_out) {
+    for ( ;; ) {
         rc = ngx_wsp_inflate_z(z);
 
-        if (rc == Z_BUF_ERROR) {
-            /* no progress possible: no more input, or no room */
-            rc = Z_OK;
-            break;
-        }
-
-        if (rc == Z_STREAM_END) {
-            if (z->avail_in == 0) {
-                break;
-            }
-
+        if (rc == Z_STREAM_END && z->avail_in) {
             continue;
         }
 
-        if (rc != Z_OK) {
-            return NGX_WSP_Z_ERROR;
+        if (rc == Z_BUF_ERROR) {
+            /* no progress possible */
+            rc = Z_OK;
         }
 
-        if (z->avail_in == 0 && z->avail_out) {
-            break;
-        }
+        break;
     }
 
     *used = n - z->avail_in;
     *out = z->next_out;
 
-    if (rc == Z_STREAM_END && z->avail_in == 0) {
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+        return NGX_WSP_Z_ERROR;
+    }
+
+    if (rc == Z_STREAM_END) {
         /*
          * a final block that ends the payload ends the message (all its
          * output is out): the tail, which would start a block of the new
@@ -690,19 +685,21 @@ ngx_wsp_inflate(z_stream *z, const unsigned char *in, size_t n,
         return NGX_WSP_Z_OK;
     }
 
-    if (z->avail_in || z->avail_out == 0) {
+    if (z->avail_in) {
         return NGX_WSP_Z_FULL;
     }
 
     if (!fin) {
-        return NGX_WSP_Z_OK;
+        return z->avail_out ? NGX_WSP_Z_OK : NGX_WSP_Z_FULL;
     }
 
     /*
      * The tail completes the empty stored block that ends every message
      * (7.2.1 has a sender append one when its data does not end so):
-     * inflated, it gives no output.  So output here, or a tail not all
-     * taken, is a message that does not end as RFC 7692 has it.
+     * inflated, it gives no output and needs no room.  So, unless output
+     * from the payload is still due (the room is full and none of the
+     * tail is taken), the tail is taken whole or the message does not
+     * end as RFC 7692 has it.
      */
 
     z->next_in = (unsigned char *) tail;
@@ -710,14 +707,17 @@ ngx_wsp_inflate(z_stream *z, const unsigned char *in, size_t n,
 
     rc = ngx_wsp_inflate_z(z);
 
-    if ((rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
-        || z->next_out != *out
-        || (z->avail_in && rc != Z_STREAM_END))
+    if (rc == Z_STREAM_END
+        || (rc == Z_OK && z->avail_in == 0 && z->next_out == *out))
     {
-        return NGX_WSP_Z_ERROR;
+        return NGX_WSP_Z_OK;
     }
 
-    return NGX_WSP_Z_OK;
+    if (rc == Z_BUF_ERROR && z->avail_out == 0 && z->avail_in == 4) {
+        return NGX_WSP_Z_FULL;
+    }
+
+    return NGX_WSP_Z_ERROR;
 }
 
 
@@ -740,7 +740,13 @@ ngx_wsp_deflate(z_stream *z, const unsigned char *in, size_t n,
 
     *used = 0;
 
-    if (*out == end) {
+    /*
+     * zlib's deflate ends a call on a full output also when the flush
+     * just ended there, and the next call then makes a new flush marker:
+     * with less room than one (5 bytes) that never ends
+     */
+
+    if (end - *out < NGX_WSP_DEFLATE_MIN_ROOM) {
         return NGX_WSP_Z_FULL;
     }
 

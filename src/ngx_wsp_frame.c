@@ -70,12 +70,12 @@ int
 ngx_wsp_frame_check(const ngx_wsp_frame_t *f, int role,
     ngx_wsp_msg_state_t *st, const char **reason)
 {
-    if ((f->rsv & ~NGX_WSP_RSV_DEFLATE) || (f->rsv && !st->deflate)) {
-        *reason = "rsv bits set";
-        return 1002;
-    }
-
     if (f->rsv) {
+        if (f->rsv != NGX_WSP_RSV_DEFLATE || !st->deflate) {
+            *reason = "rsv bits set";
+            return 1002;
+        }
+
         /* RSV1: permessage-deflate's "compressed", on a message's start */
 
         if (ngx_wsp_is_control(f->opcode)) {
@@ -140,7 +140,7 @@ ngx_wsp_frame_check(const ngx_wsp_frame_t *f, int role,
         st->open_opcode = f->opcode;
     }
 
-    st->compressed = f->rsv ? 1 : 0;
+    st->compressed = f->rsv;
 
     return 0;
 }

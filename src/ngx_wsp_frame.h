@@ -78,7 +78,8 @@ typedef struct {
     uint8_t         open_opcode;    /* TEXT/BINARY of the open message, or 0 */
     uint8_t         deflate;        /* set by the caller: permessage-deflate
                                        was negotiated with the sender */
-    uint8_t         compressed;     /* the current data message has RSV1 */
+    uint8_t         compressed;     /* non-zero: the current data message
+                                       has RSV1 */
 } ngx_wsp_msg_state_t;
 
 /* RSV1 in ngx_wsp_frame_t.rsv */

@@ -145,7 +145,7 @@ main(void)
     memset(&st, 0, sizeof(st));
     st.deflate = 1;
     CHECK(0xc1, 0x85, NGX_WSP_ROLE_CLIENT, 0, "deflate: rsv1 text ok");
-    ok(st.compressed == 1, "deflate: the message is compressed");
+    ok(st.compressed != 0, "deflate: the message is compressed");
     CHECK(0x81, 0x85, NGX_WSP_ROLE_CLIENT, 0, "deflate: plain text ok");
     ok(st.compressed == 0, "deflate: the next one is not");
     CHECK(0xa1, 0x85, NGX_WSP_ROLE_CLIENT, 1002, "deflate: rsv2 still bad");
@@ -154,14 +154,14 @@ main(void)
     CHECK(0xc8, 0x82, NGX_WSP_ROLE_CLIENT, 1002, "deflate: rsv1 on a close");
     CHECK(0x42, 0x81, NGX_WSP_ROLE_CLIENT, 0, "deflate: rsv1 first fragment");
     CHECK(0x89, 0x81, NGX_WSP_ROLE_CLIENT, 0, "deflate: a ping between");
-    ok(st.compressed == 1, "deflate: a ping leaves the message compressed");
+    ok(st.compressed != 0, "deflate: a ping leaves the message compressed");
     CHECK(0x40, 0x81, NGX_WSP_ROLE_CLIENT, 1002,
           "deflate: rsv1 on a continuation");
     memset(&st, 0, sizeof(st));
     st.deflate = 1;
     CHECK(0x42, 0x81, NGX_WSP_ROLE_CLIENT, 0, "deflate: first fragment");
     CHECK(0x80, 0x81, NGX_WSP_ROLE_CLIENT, 0, "deflate: plain continuation");
-    ok(st.compressed == 1, "deflate: the continuation's message is");
+    ok(st.compressed != 0, "deflate: the continuation's message is");
 
     n = ngx_wsp_frame_write_header(hdr, 1, NGX_WSP_OP_TEXT | NGX_WSP_RSV1,
                                    5, NULL);
