@@ -753,6 +753,18 @@ def check_logs(known):
        "stats() with a hook (inflated, then deflated): uncompressed bytes "
        "= 2 x %d each way, compressed less than a third (%r)"
        % (known, nums))
+    for tag, passes in (("both", True), ("bothhook", False),
+                        ("fragdefaultdon", True), ("fragdefaultdonagg1", False),
+                        ("conly", False)):
+        m = re.search(r"stats %s: cc=(\w+) cu=(\w+) uc=(\w+) uu=(\w+)\."
+                      % tag, err)
+        nums = [int(x) if x.isdigit() else None for x in m.groups()] \
+            if m else None
+        ok(nums and nums[0] > 0 and nums[2] > 0
+           and (nums[1] == 0 and nums[3] == 0) == passes,
+           "session %s: compressed frames %s (stats %r)"
+           % (tag, "pass through untouched" if passes
+              else "are inflated", nums))
     m = re.search(r"stats statsc: cc=(\w+) cu=(\w+) uc=(\w+) uu=(\w+)\.",
                   err)
     nums = [int(x) if x.isdigit() else None for x in m.groups()] if m \
