@@ -425,3 +425,40 @@ end: idle
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 14: the liveness and drain options of new() are checked like the other ms options
+--- config
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local cases = {
+                { idle_timeout = 0 },
+                { ping_interval = -1 },
+                { ping_timeout = "x" },
+                { session_timeout = 0 / 0 },
+                { drain_time = 0 },
+                { drain_time = "2s" },
+                { drain_time = 2 ^ 31 },
+            }
+            for _, opts in ipairs(cases) do
+                local ok, err = pcall(proxy.new, opts)
+                ngx.say(ok, " ", err)
+            end
+            ngx.say(type(proxy.new({ drain_time = 1 })), " ",
+                    type(proxy.new({ drain_time = 2 ^ 31 - 1 })))
+        }
+    }
+--- response_body
+false opts.idle_timeout must be a number >= 1
+false opts.ping_interval must be a number >= 1
+false opts.ping_timeout must be a number >= 1
+false opts.session_timeout must be a number >= 1
+false opts.drain_time must be a number >= 1
+false opts.drain_time must be a number >= 1
+false opts.drain_time must be a number <= 2147483647
+table table
+--- no_error_log
+[error]
+[alert]
