@@ -1076,6 +1076,17 @@ cmp(const void *a, const void *b)
 }
 
 
+/* idle: all connections are open (and JSON ones echoed their message) */
+static void
+idle_ready(int nconns)
+{
+    printf("ready conns=%d echoed=%lu pmd_conns=%lu errors=%lu\n", nconns,
+           (unsigned long) msgs, (unsigned long) pmd_conns,
+           (unsigned long) errors);
+    fflush(stdout);
+}
+
+
 static int
 run_load(int argc, char **argv)
 {
@@ -1231,6 +1242,8 @@ run_load(int argc, char **argv)
                     start = now();
                     end = start + seconds;
 
+                    if (idle && !json) idle_ready(nconns);
+
                     if (!idle || json) {
                         int  j, k;
                         for (j = 0; j < nconns; j++) {
@@ -1285,6 +1298,7 @@ run_load(int argc, char **argv)
 
                 if (idle) {
                     pmd_free(c);            /* what an idle client holds */
+                    if (msgs == (uint64_t) nconns) idle_ready(nconns);
                 } else if (t < end && (!max_msgs || sent_msgs < max_msgs)) {
                     send_msg(c, id, scratch);
                 }
