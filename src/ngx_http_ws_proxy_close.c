@@ -510,6 +510,7 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
         d->spos = d->ppos = d->last = NULL;
         ngx_http_ws_proxy_release(d);
         ngx_http_ws_proxy_free_injected(d);
+        ngx_http_ws_proxy_deflate_free(d);
 
         if (d->msg) {
             ngx_http_ws_proxy_free_msg(d);
@@ -667,6 +668,7 @@ ngx_http_ws_proxy_cleanup(void *data)
 
         ngx_http_ws_proxy_release(d);
         ngx_http_ws_proxy_free_injected(d);
+        ngx_http_ws_proxy_deflate_free(d);
 
         if (d->msg) {
             ngx_http_ws_proxy_free_msg(d);

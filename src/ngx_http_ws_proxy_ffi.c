@@ -71,6 +71,8 @@ typedef struct {
     double                      duration;
     const u_char               *upstream_addr;   /* the server chosen */
     size_t                      upstream_addr_len;
+    double                      zbytes[2];       /* permessage-deflate */
+    double                      zplain[2];
 } ngx_http_ws_proxy_ffi_stats_t;
 
 
@@ -114,6 +116,8 @@ int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, uint64_t id,
     u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
 int ngx_http_ws_proxy_ffi_abi(void);
+int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
+    int sides, int takeover, int bits, int level, int mem_level);
 
 
 /*
@@ -124,7 +128,7 @@ int ngx_http_ws_proxy_ffi_abi(void);
  * asks the module to send: its signature is part of this ABI.
  */
 
-#define NGX_WSP_FFI_ABI   7
+#define NGX_WSP_FFI_ABI   8
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -854,6 +858,11 @@ ngx_http_ws_proxy_ffi_stats(uint64_t id, ngx_http_ws_proxy_ffi_stats_t *st)
     st->upstream_addr = wp->upstream_peer.data;
     st->upstream_addr_len = wp->upstream_peer.len;
 
+    for (i = 0; i < 2; i++) {
+        st->zbytes[i] = (double) wp->dir[i].zbytes;
+        st->zplain[i] = (double) wp->dir[i].zplain;
+    }
+
     return NGX_OK;
 }
 
@@ -961,4 +970,44 @@ ngx_http_ws_proxy_ffi_abi(void)
     (void) ngx_http_ws_proxy_lua_resolve();
 
     return NGX_WSP_FFI_ABI;
+}
+
+
+/*
+ * new()'s permessage-deflate options, before either handshake: -1 leaves
+ * the directive's value.  The library checked the ranges.
+ */
+
+int
+ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id, int sides,
+    int takeover, int bits, int level, int mem_level)
+{
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_ffi_own(r, id);
+    if (wp == NULL || wp->state != NGX_WSP_STATE_NEW) {
+        return NGX_ERROR;
+    }
+
+    if (sides >= 0) {
+        wp->opts.deflate = (u_char) (sides & NGX_WSP_RUN_BOTH);
+    }
+
+    if (takeover >= 0) {
+        wp->opts.deflate_takeover = takeover ? 1 : 0;
+    }
+
+    if (bits >= 8 && bits <= 15) {
+        wp->opts.deflate_bits = (u_char) bits;
+    }
+
+    if (level >= 0 && level <= 9) {
+        wp->opts.deflate_level = (u_char) level;
+    }
+
+    if (mem_level >= 1 && mem_level <= 9) {
+        wp->opts.deflate_mem_level = (u_char) mem_level;
+    }
+
+    return NGX_OK;
 }

@@ -210,6 +210,17 @@ ngx_http_ws_proxy_payload(ngx_http_ws_proxy_dir_t *d)
             to = d->ctl->cbuf + d->ctl->clen;
             d->ctl->clen += avail;
 
+        } else if (d->inflating) {
+            /* onto the message buffer, checked there as it comes out */
+
+            if (ngx_http_ws_proxy_inflate(d, start, avail) != NGX_OK) {
+                return NGX_DONE;
+            }
+
+            d->ppos += avail;
+            d->spos = d->ppos;
+            break;
+
         } else {
             to = d->msg + d->msg_len;
             d->msg_len += avail;
@@ -437,6 +448,21 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
                || (wp->opts.aggregate && !control
                    && (!d->frame.fin || opcode == NGX_WSP_OP_CONT));
 
+    /*
+     * permessage-deflate, unless frames pass as they are: what src
+     * compressed is inflated, what goes to a dst that takes compressed
+     * data is deflated; the frame's rule is checked below.
+     */
+
+    if (d->z && !control && !(d->z & NGX_WSP_Z_PASS)) {
+        d->inflating = (d->z & NGX_WSP_Z_RX)
+                       && (opcode == NGX_WSP_OP_CONT
+                           ? d->msg_state.compressed
+                           : (d->frame.rsv & NGX_WSP_RSV_DEFLATE));
+
+        buffered |= d->inflating || (d->z & NGX_WSP_Z_TX);
+    }
+
     if ((buffered
          || (opcode == NGX_WSP_OP_CLOSE && d->tx == NGX_WSP_TX_WAIT))
         && d->spos < d->ppos)
@@ -495,6 +521,12 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         ngx_wsp_msg_start(d, opcode);
     }
 
+    if (d->z && !control && d->msg_state.compressed) {
+        /* compressed text passing through is checked by its dst */
+        d->check_utf8 = 0;
+        d->zbytes += d->frame.payload_len;
+    }
+
     d->in = NGX_WSP_IN_RAW;
     d->ppos += d->frame.header_len;
     d->remaining = d->frame.payload_len;
@@ -517,17 +549,17 @@ ngx_http_ws_proxy_frame_limits(ngx_http_ws_proxy_dir_t *d)
 
     wp = d->wp;
 
-    size = (wp->opts.aggregate ? d->msg_size : 0) + d->frame.payload_len;
+    /* what is inflated counts as it comes out (ngx_http_ws_proxy_inflate) */
+
+    size = (wp->opts.aggregate ? d->msg_size : 0)
+           + (d->inflating ? 0 : d->frame.payload_len);
     d->msg_size = size;
     d->msg_frames++;
 
     if (wp->opts.max_frame_size[d->dir]
         && size > wp->opts.max_frame_size[d->dir])
     {
-        ngx_http_ws_proxy_lua_log(wp, NGX_LOG_INFO,
-                                  "%s frame size (%uL) exceeds limit, "
-                                  "closing", ngx_wsp_src_role(d), size);
-        ngx_http_ws_proxy_limit(d);
+        ngx_http_ws_proxy_size_limit(d, size);
         return NGX_ERROR;
     }
 
@@ -543,6 +575,31 @@ ngx_http_ws_proxy_frame_limits(ngx_http_ws_proxy_dir_t *d)
     }
 
     return NGX_OK;
+}
+
+
+/* the frame size limit: the log line of Kong's library, then 1009 */
+
+void
+ngx_http_ws_proxy_size_limit(ngx_http_ws_proxy_dir_t *d, uint64_t size)
+{
+    ngx_http_ws_proxy_lua_log(d->wp, NGX_LOG_INFO,
+                              "%s frame size (%uL) exceeds limit, closing",
+                              ngx_wsp_src_role(d), size);
+    ngx_http_ws_proxy_limit(d);
+}
+
+
+/* the buffering ceiling, ws_proxy_max_payload */
+
+void
+ngx_http_ws_proxy_buffer_limit(ngx_http_ws_proxy_dir_t *d, uint64_t size)
+{
+    ngx_log_error(NGX_LOG_INFO, d->wp->log, 0,
+                  "%s message of %uL bytes exceeds the buffering limit of "
+                  "%uL, closing", ngx_wsp_src_role(d), size,
+                  d->wp->opts.max_payload);
+    ngx_http_ws_proxy_limit(d);
 }
 
 
@@ -635,6 +692,7 @@ ngx_http_ws_proxy_frame_buffer(ngx_http_ws_proxy_dir_t *d)
     if (wp->opts.hook && opcode != NGX_WSP_OP_CLOSE
         && (!wp->opts.aggregate
             || (opcode != NGX_WSP_OP_CONT && d->frame.fin))
+        && !(d->z & NGX_WSP_Z_TX) && !(d->inflating && !control)
         && len <= wp->opts.max_payload
         && (uint64_t) (d->last - d->ppos) >= d->frame.header_len + len)
     {
@@ -672,16 +730,14 @@ ngx_http_ws_proxy_frame_buffer(ngx_http_ws_proxy_dir_t *d)
             ngx_wsp_msg_start(d, opcode);
         }
 
-        if (d->msg_len + len > wp->opts.max_payload) {
-            ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                          "%s message of %uL bytes exceeds the buffering "
-                          "limit of %uL, closing", ngx_wsp_src_role(d),
-                          (uint64_t) d->msg_len + len, wp->opts.max_payload);
-            ngx_http_ws_proxy_limit(d);
-            return NGX_ERROR;
-        }
+        if (d->inflating) {
+            /* the buffer grows as the payload inflates */
 
-        if (ngx_http_ws_proxy_reserve(d, (size_t) len) != NGX_OK) {
+        } else if (d->msg_len + len > wp->opts.max_payload) {
+            ngx_http_ws_proxy_buffer_limit(d, d->msg_len + len);
+            return NGX_ERROR;
+
+        } else if (ngx_http_ws_proxy_reserve(d, (size_t) len) != NGX_OK) {
             ngx_http_ws_proxy_fail(wp, "out of memory");
             return NGX_ERROR;
         }
@@ -837,8 +893,11 @@ ngx_http_ws_proxy_frame_out(ngx_http_ws_proxy_dir_t *d)
     }
 
     if (!wp->opts.hook) {
-        /* aggregation without a hook: forward the assembled message */
-        ngx_http_ws_proxy_emit(d, 1, opcode, p, len);
+        /*
+         * Aggregation without a hook: forward the assembled message; or a
+         * frame that was inflated, or is to be deflated.
+         */
+        ngx_http_ws_proxy_emit(d, fin, opcode, p, len);
         d->msg_len = 0;
         return;
     }
@@ -858,6 +917,27 @@ ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
     ngx_uint_t opcode, u_char *data, size_t len)
 {
     size_t  hlen;
+
+    if ((d->z & (NGX_WSP_Z_TX | NGX_WSP_Z_PASS)) == NGX_WSP_Z_TX
+        && !ngx_wsp_is_control(opcode))
+    {
+        /* a message goes compressed to a dst that negotiated it */
+
+        if (opcode != NGX_WSP_OP_CONT) {
+            d->zsend = 1;
+        }
+
+        if (d->zsend) {
+            if (ngx_http_ws_proxy_deflate(d, fin, &data, &len) != NGX_OK) {
+                ngx_http_ws_proxy_fail(d->wp, "deflate failed");
+                return;
+            }
+
+            if (opcode != NGX_WSP_OP_CONT) {
+                opcode |= NGX_WSP_RSV1;
+            }
+        }
+    }
 
     hlen = ngx_http_ws_proxy_frame(d->ohdr, data, data, len, fin, opcode,
                                    d->dir == NGX_WSP_DIR_CLIENT);

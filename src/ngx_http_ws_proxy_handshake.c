@@ -18,8 +18,6 @@
 
 static ngx_int_t ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp,
     ngx_uint_t status);
-static ngx_int_t ngx_http_ws_proxy_add_header(ngx_http_request_t *r,
-    const char *name, size_t len, u_char *value, size_t vlen);
 static void ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp,
     u_char *line, u_char *end);
 
@@ -238,6 +236,10 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
         }
     }
 
+    if (ngx_http_ws_proxy_deflate_accept(wp) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK) {
         ngx_http_ws_proxy_set_error(wp, "failed to send the 101 response");
@@ -398,7 +400,7 @@ ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp, ngx_uint_t status)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_ws_proxy_add_header(ngx_http_request_t *r, const char *name,
     size_t len, u_char *value, size_t vlen)
 {

@@ -500,6 +500,12 @@ ngx_http_ws_proxy_metrics_add(ngx_http_ws_proxy_t *wp,
         m->frames[i] = d->frames;
         m->bytes[i] = d->bytes;
         m->messages[i] = d->messages;
+
+        /* permessage-deflate */
+        c->inflated[i] += d->zplain - m->zplain[i];
+        c->deflated[i] += d->zbytes - m->zbytes[i];
+        m->zplain[i] = d->zplain;
+        m->zbytes[i] = d->zbytes;
     }
 }
 

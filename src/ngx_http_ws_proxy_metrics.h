@@ -54,7 +54,11 @@ typedef struct {
     uint64_t                    duration_count;
     uint64_t                    duration_ms;
 
-    /* permessage-deflate, per sender: not implemented yet, always 0 */
+    /*
+     * permessage-deflate, per sender: the uncompressed and compressed
+     * payload bytes of its messages that the module inflated or deflated
+     * (ngx_http_ws_proxy_dir_t zplain, zbytes)
+     */
     uint64_t                    inflated[2];
     uint64_t                    deflated[2];
 } ngx_http_ws_proxy_counters_t;

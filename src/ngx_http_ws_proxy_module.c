@@ -46,6 +46,29 @@ static ngx_conf_post_t  ngx_http_ws_proxy_msec_post =
 
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
 
+
+/* permessage-deflate: the connections that negotiate it, and its ranges */
+
+static ngx_conf_enum_t  ngx_http_ws_proxy_deflate_sides[] = {
+    { ngx_string("off"), 0 },
+    { ngx_string("on"), NGX_WSP_RUN_BOTH },
+    { ngx_string("client"), NGX_WSP_RUN_DIR(NGX_WSP_DIR_CLIENT) },
+    { ngx_string("upstream"), NGX_WSP_RUN_DIR(NGX_WSP_DIR_UPSTREAM) },
+    { ngx_null_string, 0 }
+};
+
+static ngx_conf_num_bounds_t  ngx_http_ws_proxy_deflate_bits_bounds = {
+    ngx_conf_check_num_bounds, 8, 15
+};
+
+static ngx_conf_num_bounds_t  ngx_http_ws_proxy_deflate_level_bounds = {
+    ngx_conf_check_num_bounds, 0, 9
+};
+
+static ngx_conf_num_bounds_t  ngx_http_ws_proxy_deflate_mem_bounds = {
+    ngx_conf_check_num_bounds, 1, 9
+};
+
 #if (NGX_HTTP_SSL)
 
 /* ws_proxy_ssl_protocols: the names of proxy_ssl_protocols */
@@ -144,6 +167,42 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ws_proxy_loc_conf_t, drain_time),
       NULL },
+
+    /* permessage-deflate: ngx_http_ws_proxy_deflate.c */
+    { ngx_string("ws_proxy_deflate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, deflate),
+      &ngx_http_ws_proxy_deflate_sides },
+
+    { ngx_string("ws_proxy_deflate_context_takeover"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, deflate_takeover),
+      NULL },
+
+    { ngx_string("ws_proxy_deflate_window_bits"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, deflate_bits),
+      &ngx_http_ws_proxy_deflate_bits_bounds },
+
+    { ngx_string("ws_proxy_deflate_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, deflate_level),
+      &ngx_http_ws_proxy_deflate_level_bounds },
+
+    { ngx_string("ws_proxy_deflate_mem_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, deflate_mem_level),
+      &ngx_http_ws_proxy_deflate_mem_bounds },
 
 #if (NGX_HTTP_SSL)
     { ngx_string("ws_proxy_ssl_trusted_certificate"),
@@ -330,6 +389,7 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
 #define NGX_WSP_VAR_DURATION     6
 #define NGX_WSP_VAR_PROTOCOL     7
 #define NGX_WSP_VAR_END          8
+#define NGX_WSP_VAR_DEFLATE      9
 
 #define ngx_wsp_var(what, dir)  ((what) << 1 | (dir))
 
@@ -384,6 +444,14 @@ static ngx_http_variable_t  ngx_http_ws_proxy_vars[] = {
 
     { ngx_string("ws_proxy_protocol"), NULL, ngx_http_ws_proxy_variable,
       ngx_wsp_var(NGX_WSP_VAR_PROTOCOL, 0), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_client_deflate"), NULL,
+      ngx_http_ws_proxy_variable, ngx_wsp_var(NGX_WSP_VAR_DEFLATE, 0),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ws_proxy_upstream_deflate"), NULL,
+      ngx_http_ws_proxy_variable, ngx_wsp_var(NGX_WSP_VAR_DEFLATE, 1),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -582,6 +650,17 @@ ngx_http_ws_proxy_variable(ngx_http_request_t *r,
                  - p;
         break;
 
+    case NGX_WSP_VAR_DEFLATE:
+        /* what was negotiated on that peer's connection */
+        v->data = ngx_pnalloc(r->pool, NGX_WSP_PMD_MAX_VALUE);
+        if (v->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->len = ngx_http_ws_proxy_deflate_value(&wp->pmd[data & 1],
+                                                 v->data);
+        break;
+
     default: /* NGX_WSP_VAR_PROTOCOL */
         v->data = wp->protocol.data;
         v->len = wp->protocol.len;
@@ -626,6 +705,11 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->ping_timeout = NGX_CONF_UNSET_MSEC;
     conf->session_timeout = NGX_CONF_UNSET_MSEC;
     conf->drain_time = NGX_CONF_UNSET_MSEC;
+    conf->deflate = NGX_CONF_UNSET_UINT;
+    conf->deflate_takeover = NGX_CONF_UNSET;
+    conf->deflate_bits = NGX_CONF_UNSET_UINT;
+    conf->deflate_level = NGX_CONF_UNSET_UINT;
+    conf->deflate_mem_level = NGX_CONF_UNSET_UINT;
     conf->zone_key = NGX_CONF_UNSET_PTR;
 #if (NGX_HTTP_SSL)
     conf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
@@ -690,6 +774,12 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->session_timeout, prev->session_timeout,
                               0);
     ngx_conf_merge_msec_value(conf->drain_time, prev->drain_time, 0);
+    ngx_conf_merge_uint_value(conf->deflate, prev->deflate, 0);
+    ngx_conf_merge_value(conf->deflate_takeover, prev->deflate_takeover, 0);
+    ngx_conf_merge_uint_value(conf->deflate_bits, prev->deflate_bits, 15);
+    ngx_conf_merge_uint_value(conf->deflate_level, prev->deflate_level, 1);
+    ngx_conf_merge_uint_value(conf->deflate_mem_level,
+                              prev->deflate_mem_level, 8);
     ngx_conf_merge_ptr_value(conf->zone_key, prev->zone_key, NULL);
 
     /* upstream groups, ws_proxy_pass */
@@ -744,6 +834,7 @@ static void
 ngx_http_ws_proxy_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_ws_proxy_free_buffers();
+    ngx_http_ws_proxy_deflate_exit();
 #if (NGX_HTTP_SSL)
     ngx_http_ws_proxy_ssl_exit();
 #endif
@@ -865,6 +956,11 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
     wp->opts.ping_timeout = wlcf->ping_timeout;
     wp->opts.session_timeout = wlcf->session_timeout;
     wp->opts.drain_time = wlcf->drain_time;
+    wp->opts.deflate = (u_char) wlcf->deflate;
+    wp->opts.deflate_takeover = (u_char) wlcf->deflate_takeover;
+    wp->opts.deflate_bits = (u_char) wlcf->deflate_bits;
+    wp->opts.deflate_level = (u_char) wlcf->deflate_level;
+    wp->opts.deflate_mem_level = (u_char) wlcf->deflate_mem_level;
     wp->connect_timeout = wlcf->connect_timeout;
     wp->send_timeout = wlcf->send_timeout;
     wp->read_timeout = wlcf->read_timeout;

@@ -16,6 +16,7 @@
 
 #include "ngx_wsp_frame.h"
 #include "ngx_wsp_handshake.h"
+#include "ngx_wsp_deflate.h"
 
 
 /* directions, named after the peer that sends the frames */
@@ -108,6 +109,12 @@
         }                                                                    \
     } while (0)
 
+/* what permessage-deflate does in a direction (ngx_http_ws_proxy_dir_t.z) */
+#define NGX_WSP_Z_RX                 1   /* src may send compressed data */
+#define NGX_WSP_Z_TX                 2   /* what goes to dst is compressed */
+#define NGX_WSP_Z_PASS               4   /* both, alike: compressed frames
+                                            pass through untouched */
+
 /* verdicts from Lua, see ngx_http_ws_proxy_ffi_verdict() */
 #define NGX_WSP_VERDICT_FORWARD      0
 #define NGX_WSP_VERDICT_REWRITE      1
@@ -163,6 +170,13 @@ typedef struct {
     /* the drain (ngx_http_ws_proxy_drain.c), 0: off */
     ngx_msec_t                  drain_time;
 
+    /* permessage-deflate (ngx_http_ws_proxy_deflate.c) */
+    ngx_uint_t                  deflate;          /* NGX_WSP_RUN_DIR()s */
+    ngx_flag_t                  deflate_takeover;
+    ngx_uint_t                  deflate_bits;
+    ngx_uint_t                  deflate_level;
+    ngx_uint_t                  deflate_mem_level;
+
 #if (NGX_HTTP_SSL)
     ngx_str_t                   ssl_trusted_certificate;
     ngx_ssl_t                  *ssl;          /* NULL: the worker's one */
@@ -203,6 +217,8 @@ typedef struct {
     uint64_t                    frames[2];
     uint64_t                    bytes[2];
     uint64_t                    messages[2];
+    uint64_t                    zbytes[2];
+    uint64_t                    zplain[2];
     unsigned                    none:1;      /* no zone configured */
     unsigned                    handshake:1; /* its outcome counted */
     unsigned                    failed:3;    /* the failed attempt's
@@ -228,6 +244,14 @@ typedef struct {
 
     /* the drain (ngx_http_ws_proxy_drain.c), 0: off */
     ngx_msec_t                  drain_time;
+
+    /* permessage-deflate (ngx_http_ws_proxy_deflate.c) */
+    u_char                      deflate;          /* NGX_WSP_RUN_DIR()s of
+                                                     the connections */
+    u_char                      deflate_takeover;
+    u_char                      deflate_bits;
+    u_char                      deflate_level;
+    u_char                      deflate_mem_level;
 
     unsigned                    hook:1;
     unsigned                    aggregate:1;
@@ -295,6 +319,14 @@ typedef struct {
 } ngx_http_ws_proxy_ctl_t;
 
 
+/*
+ * A direction's permessage-deflate streams and output, allocated when a
+ * message needs them (ngx_http_ws_proxy_deflate.c) and given back with the
+ * streams when no context is kept.
+ */
+typedef struct ngx_http_ws_proxy_zdir_s  ngx_http_ws_proxy_zdir_t;
+
+
 typedef struct {
     ngx_http_ws_proxy_t        *wp;
     ngx_uint_t                  dir;
@@ -314,6 +346,10 @@ typedef struct {
     u_char                      in;
     u_char                      check_utf8;     /* the open message: text */
     u_char                      parked;         /* the hook waits on sema */
+    u_char                      z;              /* NGX_WSP_Z_* */
+    u_char                      inflating;      /* the frame's payload */
+    u_char                      zsend;          /* the message to dst goes
+                                                   compressed */
 
     /* the frame being parsed */
     ngx_wsp_frame_t             frame;
@@ -348,6 +384,9 @@ typedef struct {
     ngx_http_ws_proxy_inject_t *inject;
     ngx_http_ws_proxy_inject_t *inject_cur;
 
+    /* permessage-deflate: lazy */
+    ngx_http_ws_proxy_zdir_t   *zd;
+
     /* Lua side */
     void                       *sema;
     ngx_event_t                 recv_timer;
@@ -357,6 +396,8 @@ typedef struct {
     uint64_t                    bytes;
     uint64_t                    messages;
     ngx_int_t                   close_code;     /* -1: none received */
+    uint64_t                    zbytes;         /* payload bytes compressed */
+    uint64_t                    zplain;         /* ... and uncompressed */
 
     /*
      * liveness (ngx_http_ws_proxy_live.c): the time of src's last data
@@ -414,6 +455,9 @@ struct ngx_http_ws_proxy_s {
     uint64_t                    body_length;      /* its Content-Length */
     ngx_str_t                   upstream_body;
     ngx_str_t                   protocol;    /* selected subprotocol */
+    ngx_wsp_pmd_params_t        pmd[2];      /* permessage-deflate on the
+                                                client's, the upstream's
+                                                connection */
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  read_timeout;
     ngx_msec_t                  send_timeout;
@@ -604,6 +648,21 @@ ngx_int_t ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp,
 ngx_int_t ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     ngx_uint_t opcode, u_char *data, size_t len);
 ngx_http_ws_proxy_ctl_t *ngx_http_ws_proxy_get_ctl(ngx_http_ws_proxy_dir_t *d);
+
+
+/* ngx_http_ws_proxy_deflate.c: permessage-deflate */
+u_char *ngx_http_ws_proxy_deflate_offer(ngx_http_ws_proxy_t *wp, u_char *p);
+ngx_int_t ngx_http_ws_proxy_deflate_answer(ngx_http_ws_proxy_t *wp,
+    const u_char *value, size_t len);
+ngx_int_t ngx_http_ws_proxy_deflate_accept(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_deflate_start(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_deflate_free(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_deflate_exit(void);
+size_t ngx_http_ws_proxy_deflate_value(ngx_wsp_pmd_params_t *p, u_char *out);
+
+/* ngx_http_ws_proxy_handshake.c */
+ngx_int_t ngx_http_ws_proxy_add_header(ngx_http_request_t *r,
+    const char *name, size_t len, u_char *value, size_t vlen);
 
 
 /* ngx_http_ws_proxy_metrics.c: see ngx_http_ws_proxy_metrics.h */

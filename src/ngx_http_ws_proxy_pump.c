@@ -111,6 +111,8 @@ ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
         d->recv_timer.cancelable = 1;
     }
 
+    ngx_http_ws_proxy_deflate_start(wp);
+
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     if (clcf->tcp_nodelay) {
@@ -649,6 +651,10 @@ ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d)
         && d->out_body.pos == d->out_body.last)
     {
         ngx_http_ws_proxy_free_msg(d);
+    }
+
+    if (d->zd && d->in == NGX_WSP_IN_HEADER) {
+        ngx_http_ws_proxy_deflate_idle(d);
     }
 }
 

@@ -71,6 +71,9 @@ size_t ngx_http_ws_proxy_close_payload(u_char *dst, ngx_uint_t code,
     const u_char *reason, size_t len);
 void ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, u_char *reason, size_t len);
+void ngx_http_ws_proxy_size_limit(ngx_http_ws_proxy_dir_t *d, uint64_t size);
+void ngx_http_ws_proxy_buffer_limit(ngx_http_ws_proxy_dir_t *d,
+    uint64_t size);
 
 /* ngx_http_ws_proxy_close.c: close handshake, peers gone, the end */
 void ngx_http_ws_proxy_close_timer(ngx_http_ws_proxy_t *wp);
@@ -94,6 +97,13 @@ ngx_int_t ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
     ngx_uint_t to_client);
+
+/* ngx_http_ws_proxy_deflate.c: the data plane of permessage-deflate */
+ngx_int_t ngx_http_ws_proxy_inflate(ngx_http_ws_proxy_dir_t *d, u_char *in,
+    size_t n);
+ngx_int_t ngx_http_ws_proxy_deflate(ngx_http_ws_proxy_dir_t *d,
+    ngx_uint_t fin, u_char **data, size_t *len);
+void ngx_http_ws_proxy_deflate_idle(ngx_http_ws_proxy_dir_t *d);
 
 /* ngx_http_ws_proxy_live.c: a control frame's time, the module's pongs */
 ngx_int_t ngx_http_ws_proxy_live_control(ngx_http_ws_proxy_dir_t *d);

@@ -54,6 +54,8 @@ ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
           + (wp->offer.len ? sizeof("Sec-WebSocket-Protocol: " CRLF) - 1
                              + wp->offer.len
                            : 0)
+          + sizeof("Sec-WebSocket-Extensions: " CRLF) - 1
+          + NGX_WSP_PMD_MAX_VALUE
           + sizeof(CRLF) - 1;
 
     b = wp->hs;
@@ -76,6 +78,8 @@ ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
     if (wp->offer.len) {
         p = ngx_sprintf(p, "Sec-WebSocket-Protocol: %V" CRLF, &wp->offer);
     }
+
+    p = ngx_http_ws_proxy_deflate_offer(wp, p);
 
     *p++ = CR; *p++ = LF;
 
@@ -270,6 +274,13 @@ ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp, u_char *start,
         ngx_http_ws_proxy_set_error(wp, "upstream selected a subprotocol "
                                     "that was not offered: %*s",
                                     resp.protocol.len, resp.protocol.data);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_ws_proxy_deflate_answer(wp, resp.extensions.data,
+                                         resp.extensions.len)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -71,8 +71,22 @@ ngx_wsp_frame_check(const ngx_wsp_frame_t *f, int role,
     ngx_wsp_msg_state_t *st, const char **reason)
 {
     if (f->rsv) {
-        *reason = "rsv bits set";
-        return 1002;
+        if (f->rsv != NGX_WSP_RSV_DEFLATE || !st->deflate) {
+            *reason = "rsv bits set";
+            return 1002;
+        }
+
+        /* RSV1: permessage-deflate's "compressed", on a message's start */
+
+        if (ngx_wsp_is_control(f->opcode)) {
+            *reason = "rsv1 set on a control frame";
+            return 1002;
+        }
+
+        if (f->opcode == 0) {
+            *reason = "rsv1 set on a continuation frame";
+            return 1002;
+        }
     }
 
     if ((f->opcode > 2 && f->opcode < 8) || f->opcode > 0xa) {
@@ -126,6 +140,8 @@ ngx_wsp_frame_check(const ngx_wsp_frame_t *f, int role,
         st->open_opcode = f->opcode;
     }
 
+    st->compressed = f->rsv;
+
     return 0;
 }
 
@@ -137,7 +153,8 @@ ngx_wsp_frame_write_header(unsigned char *dst, int fin, int opcode,
     size_t  n;
     int     i;
 
-    dst[0] = (unsigned char) ((fin ? 0x80 : 0) | (opcode & 0xf));
+    dst[0] = (unsigned char) ((fin ? 0x80 : 0)
+                              | (opcode & (NGX_WSP_RSV1 | 0xf)));
 
     if (len < 126) {
         dst[1] = (unsigned char) len;

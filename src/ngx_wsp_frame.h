@@ -26,6 +26,12 @@
 #define NGX_WSP_OP_PING          0x9
 #define NGX_WSP_OP_PONG          0xa
 
+/*
+ * RSV1 as ngx_wsp_frame_write_header() takes it, or'ed into the opcode
+ * (bit 6 of the first byte): permessage-deflate's "compressed"
+ */
+#define NGX_WSP_RSV1             0x40
+
 /* opcodes 0x8 .. 0xf are control frames (RFC 6455 5.5) */
 #define ngx_wsp_is_control(op)   ((op) & 0x8)
 
@@ -70,7 +76,14 @@ typedef struct {
  */
 typedef struct {
     uint8_t         open_opcode;    /* TEXT/BINARY of the open message, or 0 */
+    uint8_t         deflate;        /* set by the caller: permessage-deflate
+                                       was negotiated with the sender */
+    uint8_t         compressed;     /* non-zero: the current data message
+                                       has RSV1 */
 } ngx_wsp_msg_state_t;
+
+/* RSV1 in ngx_wsp_frame_t.rsv */
+#define NGX_WSP_RSV_DEFLATE      0x4
 
 
 /*
@@ -86,7 +99,9 @@ int ngx_wsp_frame_parse_header(const unsigned char *p, size_t len,
 
 /*
  * Applies the RFC 6455 rules that need the role and the message state:
- * RSV bits without an extension, reserved opcodes, masking by role, control
+ * RSV bits without an extension (RSV1 is permessage-deflate's, allowed on
+ * the first frame of a data message when st->deflate: RFC 7692 6), reserved
+ * opcodes, masking by role, control
  * frames longer than 125 bytes or fragmented, a continuation with no open
  * message, a new data frame inside an open message.  Returns 0 when the
  * frame is acceptable (and updates st), else the close status to send
@@ -97,7 +112,8 @@ int ngx_wsp_frame_check(const ngx_wsp_frame_t *f, int role,
 
 /*
  * Writes a frame header for a payload of len bytes into dst (which has room
- * for NGX_WSP_MAX_HEADER bytes) and returns its length.  mask is NULL for an
+ * for NGX_WSP_MAX_HEADER bytes) and returns its length.  opcode may carry
+ * NGX_WSP_RSV1.  mask is NULL for an
  * unmasked frame, else the 4-byte key to put in the header.
  */
 size_t ngx_wsp_frame_write_header(unsigned char *dst, int fin, int opcode,

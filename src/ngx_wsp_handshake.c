@@ -26,6 +26,7 @@ typedef struct {
     unsigned    bad_length:1;
     unsigned    accepts;
     unsigned    protocols;
+    unsigned    extensions;
     unsigned    lengths;
 } ngx_wsp_checks_t;
 
@@ -285,8 +286,15 @@ ngx_wsp_upgrade_header(ngx_wsp_response_t *r, ngx_wsp_checks_t *ck,
     } else if (ngx_wsp_strcaseeq(n, nlen, "Sec-WebSocket-Extensions", 24)
                && vlen)
     {
-        return ngx_wsp_head_error(r, "upstream negotiated an extension "
-                                  "that was not offered: ", v, vlen);
+        /* what was offered is the caller's: it checks the answer */
+
+        if (ck->extensions++) {
+            return ngx_wsp_head_error(r, "duplicate "
+                                      "\"sec-websocket-extensions\" "
+                                      "response header: ", v, vlen);
+        }
+
+        r->extensions = h->value;
     }
 
     return NGX_WSP_HEAD_OK;

@@ -27,9 +27,10 @@
  *     error;
  *   - SP and HTAB around a value are not part of it;
  *   - Connection and Upgrade are lists: their lines are read as one list;
- *     a second Sec-WebSocket-Accept or Sec-WebSocket-Protocol is an error;
- *     every non-empty Sec-WebSocket-Extensions is an error (the module
- *     offers none);
+ *     a second Sec-WebSocket-Accept, Sec-WebSocket-Protocol or non-empty
+ *     Sec-WebSocket-Extensions is an error (the module offers one
+ *     extension at most); whether the extension answers the offer is the
+ *     caller's check (ngx_wsp_pmd_check_answer());
  *   - the status line is "HTTP/1.<digit> <3 digits>", then SP and any
  *     reason, or nothing.  The header lines of a status other than 101 are
  *     read by the same rules (a refusal is relayed, and a head misread
@@ -93,6 +94,7 @@ typedef struct {
     ngx_wsp_str_t         headers;      /* the header lines, CR LF ended */
     ngx_wsp_str_t         accept;
     ngx_wsp_str_t         protocol;     /* empty when absent */
+    ngx_wsp_str_t         extensions;   /* empty when absent */
 
     /* not 101: how its body ends, NGX_WSP_BODY_*, and its Content-Length */
     int                   body;

@@ -140,6 +140,33 @@ main(void)
     CHECK(0x80, 0x81, NGX_WSP_ROLE_CLIENT, 0, "last fragment");
     CHECK(0x80, 0x81, NGX_WSP_ROLE_CLIENT, 1002, "no message after it");
 
+    /* RSV1 with permessage-deflate (RFC 7692 6.1) */
+
+    memset(&st, 0, sizeof(st));
+    st.deflate = 1;
+    CHECK(0xc1, 0x85, NGX_WSP_ROLE_CLIENT, 0, "deflate: rsv1 text ok");
+    ok(st.compressed != 0, "deflate: the message is compressed");
+    CHECK(0x81, 0x85, NGX_WSP_ROLE_CLIENT, 0, "deflate: plain text ok");
+    ok(st.compressed == 0, "deflate: the next one is not");
+    CHECK(0xa1, 0x85, NGX_WSP_ROLE_CLIENT, 1002, "deflate: rsv2 still bad");
+    CHECK(0x91, 0x85, NGX_WSP_ROLE_CLIENT, 1002, "deflate: rsv3 still bad");
+    CHECK(0xc9, 0x81, NGX_WSP_ROLE_CLIENT, 1002, "deflate: rsv1 on a ping");
+    CHECK(0xc8, 0x82, NGX_WSP_ROLE_CLIENT, 1002, "deflate: rsv1 on a close");
+    CHECK(0x42, 0x81, NGX_WSP_ROLE_CLIENT, 0, "deflate: rsv1 first fragment");
+    CHECK(0x89, 0x81, NGX_WSP_ROLE_CLIENT, 0, "deflate: a ping between");
+    ok(st.compressed != 0, "deflate: a ping leaves the message compressed");
+    CHECK(0x40, 0x81, NGX_WSP_ROLE_CLIENT, 1002,
+          "deflate: rsv1 on a continuation");
+    memset(&st, 0, sizeof(st));
+    st.deflate = 1;
+    CHECK(0x42, 0x81, NGX_WSP_ROLE_CLIENT, 0, "deflate: first fragment");
+    CHECK(0x80, 0x81, NGX_WSP_ROLE_CLIENT, 0, "deflate: plain continuation");
+    ok(st.compressed != 0, "deflate: the continuation's message is");
+
+    n = ngx_wsp_frame_write_header(hdr, 1, NGX_WSP_OP_TEXT | NGX_WSP_RSV1,
+                                   5, NULL);
+    ok(n == 2 && hdr[0] == 0xc1 && hdr[1] == 5, "write_header with RSV1");
+
     /* masking against a byte-at-a-time reference */
 
     all = 1;

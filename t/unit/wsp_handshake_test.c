@@ -71,6 +71,10 @@ parse(const char *head, char *msg, size_t msize, ngx_wsp_response_t *out)
                              ? (const unsigned char *) head
                                + (r.protocol.data - copy)
                              : NULL;
+        out->extensions.data = r.extensions.data
+                               ? (const unsigned char *) head
+                                 + (r.extensions.data - copy)
+                               : NULL;
     }
 
     free(copy);
@@ -267,9 +271,16 @@ response_tests(void)
                     "duplicate \"sec-websocket-protocol\" response header: b",
                     "two protocols");
     expect_response(OK_HEAD "Sec-WebSocket-Extensions: permessage-deflate\r\n"
-                    "\r\n", NGX_WSP_HEAD_ERROR,
-                    "upstream negotiated an extension that was not offered: "
-                    "permessage-deflate", "an extension");
+                    "Sec-WebSocket-Extensions: x\r\n\r\n",
+                    NGX_WSP_HEAD_ERROR,
+                    "duplicate \"sec-websocket-extensions\" response "
+                    "header: x", "two extensions lines");
+
+    h = OK_HEAD "Sec-WebSocket-Extensions:  permessage-deflate; a \r\n\r\n";
+    ok(parse(h, msg, sizeof(msg), &r) == NGX_WSP_HEAD_OK
+       && r.extensions.len == 21
+       && memcmp(r.extensions.data, "permessage-deflate; a", 21) == 0,
+       "the extensions value is the caller's to check");
 
     /* the search */
 

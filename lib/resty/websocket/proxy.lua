@@ -132,6 +132,8 @@ typedef struct {
     double                      duration;
     const unsigned char        *upstream_addr;
     size_t                      upstream_addr_len;
+    double                      zbytes[2];
+    double                      zplain[2];
 } ngx_http_ws_proxy_ffi_stats_t;
 
 int ngx_http_ws_proxy_ffi_stats(uint64_t id,
@@ -147,6 +149,8 @@ int ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir,
     double max_frame_size, int max_fragments);
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
 int ngx_http_ws_proxy_ffi_abi(void);
+int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
+    int sides, int takeover, int bits, int level, int mem_level);
 
 uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
     size_t n);
@@ -156,7 +160,7 @@ uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 7
+local FFI_ABI = 8
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -216,6 +220,15 @@ local _OPTIONS = {
     "upstream_max_frame_size", "upstream_max_fragments",
     "max_payload_size", "aggregate_fragments", "debug",
     "idle_timeout", "ping_interval", "ping_timeout", "session_timeout",
+    "deflate", "deflate_context_takeover", "deflate_window_bits",
+    "deflate_level", "deflate_mem_level",
+}
+
+
+-- the deflate option: the connections that negotiate permessage-deflate
+-- (NGX_WSP_RUN_DIR() bits of the C module)
+local _DEFLATE_SIDES = {
+    [true] = 3, [false] = 0, client = 1, upstream = 2,
 }
 
 
@@ -300,6 +313,17 @@ local function check_number(opts, name, min, max)
 end
 
 
+local function check_integer(opts, name, min, max)
+    local v = opts[name]
+    if v ~= nil and (type(v) ~= "number" or v % 1 ~= 0 or v < min
+                     or v > max)
+    then
+        error("opts." .. name .. " must be an integer from " .. min .. " to "
+              .. max, 3)
+    end
+end
+
+
 function _M.new(opts)
     if opts == nil then
         opts = {}
@@ -331,6 +355,20 @@ function _M.new(opts)
     check_number(opts, "upstream_max_frame_size", 1, MAX_SIZE)
     check_number(opts, "upstream_max_fragments", 1, MAX_INT)
     check_number(opts, "max_payload_size", 1, MAX_SIZE)
+
+    if opts.deflate ~= nil and _DEFLATE_SIDES[opts.deflate] == nil then
+        error('opts.deflate must be a boolean, "client" or "upstream"', 2)
+    end
+
+    if opts.deflate_context_takeover ~= nil
+       and type(opts.deflate_context_takeover) ~= "boolean"
+    then
+        error("opts.deflate_context_takeover must be a boolean", 2)
+    end
+
+    check_integer(opts, "deflate_window_bits", 8, 15)
+    check_integer(opts, "deflate_level", 0, 9)
+    check_integer(opts, "deflate_mem_level", 1, 9)
 
     -- only the options given take a slot: an idle session keeps its object
     -- for as long as it lives, and most set two or three options
@@ -386,6 +424,19 @@ local function session(self)
     -- session ended can never reach another one
     sid = tonumber(id_buf[0])
     self.sid = sid
+
+    if self.deflate ~= nil or self.deflate_context_takeover ~= nil
+       or self.deflate_window_bits or self.deflate_level
+       or self.deflate_mem_level
+    then
+        local takeover = self.deflate_context_takeover
+
+        C.ngx_http_ws_proxy_ffi_deflate(r, sid,
+            self.deflate == nil and -1 or _DEFLATE_SIDES[self.deflate],
+            takeover == nil and -1 or (takeover and 1 or 0),
+            self.deflate_window_bits or -1, self.deflate_level or -1,
+            self.deflate_mem_level or -1)
+    end
 
     return r, sid
 end
@@ -1330,6 +1381,10 @@ function _M:stats()
         upstream_addr = st.upstream_addr_len > 0
                         and ffi_str(st.upstream_addr, st.upstream_addr_len)
                         or nil,
+        client_compressed_bytes = tonumber(st.zbytes[0]),
+        client_uncompressed_bytes = tonumber(st.zplain[0]),
+        upstream_compressed_bytes = tonumber(st.zbytes[1]),
+        upstream_uncompressed_bytes = tonumber(st.zplain[1]),
     }
 end
 
