@@ -24,7 +24,8 @@
  * compressed bytes equal the ones sent, checked by memcmp) inflated=
  * (echoes inflated and compared with the text sent) plain= (echoes that
  * came back uncompressed).  In the "deflateidle" mode every connection
- * echoes one compressed message before it idles.
+ * echoes one compressed message before it idles, one connection after the
+ * other (so that a proxy holds one message's zlib streams at a time).
  *
  * The server answers a permessage-deflate offer (RFC 7692) and echoes a
  * compressed message as it came, compressed bytes and RSV1 unchanged: valid
@@ -1244,11 +1245,16 @@ run_load(int argc, char **argv)
 
                     if (idle && !json) idle_ready(nconns);
 
-                    if (!idle || json) {
+                    if (idle && json) {
+                        /* idle JSON connections echo one message each,
+                           one connection after the other (below) */
+                        send_msg(&conns[0], 0, scratch);
+                        flush_out(&conns[0]);
+
+                    } else if (!idle) {
                         int  j, k;
                         for (j = 0; j < nconns; j++) {
-                            /* idle JSON connections echo one message */
-                            for (k = 0; k < (idle ? 1 : inflight); k++) {
+                            for (k = 0; k < inflight; k++) {
                                 send_msg(&conns[j], j, scratch);
                             }
                             flush_out(&conns[j]);
@@ -1298,7 +1304,12 @@ run_load(int argc, char **argv)
 
                 if (idle) {
                     pmd_free(c);            /* what an idle client holds */
-                    if (msgs == (uint64_t) nconns) idle_ready(nconns);
+                    if (msgs == (uint64_t) nconns) {
+                        idle_ready(nconns);
+                    } else if (id + 1 < (uint64_t) nconns) {
+                        send_msg(&conns[id + 1], id + 1, scratch);
+                        flush_out(&conns[id + 1]);
+                    }
                 } else if (t < end && (!max_msgs || sent_msgs < max_msgs)) {
                     send_msg(c, id, scratch);
                 }
