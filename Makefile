@@ -22,7 +22,7 @@ DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
 	procps iproute2 clang libclang-rt-14-dev prometheus
 
 .PHONY: all deps e2e-deps deb-deps deb unit soak test test-unit test-nginx \
-	test-valgrind test-debug bench fuzz demo clean
+	test-valgrind test-debug bench bench-deflate fuzz demo clean
 
 all: $(MODULE)
 
@@ -141,6 +141,10 @@ test-debug: deps all
 bench: deps all
 	@test -x bench/run || { echo "bench/run is missing"; exit 1; }
 	bench/run
+
+# permessage-deflate only (W6, W6c, W4d): report in build/bench/benchmarks.md
+bench-deflate: deps all
+	BENCH_WORKLOADS=$${BENCH_WORKLOADS:-W6,W6c,W4d} bench/run
 
 soak: deps all
 	bench/soak

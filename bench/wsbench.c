@@ -6,11 +6,33 @@
  *   wsbench load HOST PORT PATH MODE CONNS SIZE SECONDS [INFLIGHT]
  *       MODE: echo (closed loop, one message in flight per connection),
  *             stream (INFLIGHT frames in flight per connection),
- *             idle (open CONNS connections, hold them SECONDS)
+ *             idle (open CONNS connections, hold them SECONDS),
+ *             frag (echo of messages of INFLIGHT fragments);
+ *       prefixes: "text" (printable ASCII text frames), "json" (text
+ *       frames of JSON-like text, see json_message()), "deflate" (json,
+ *       and permessage-deflate offered with no context takeover either
+ *       way), "deflatectx" (json, permessage-deflate offered with context
+ *       takeover allowed); e.g. "deflateecho", "deflateidle".
+ *   wsbench sample SIZE     writes the JSON-like message pool to stdout
+ *                           and its zlib level 1 ratio to stderr
  *
  * The load side masks its frames, fills payloads with a pattern derived
  * from the connection and sequence number, and checks every echoed byte.
  * It prints one line: msgs= msgs_per_s= mb_per_s= p50_us= p99_us= errors=
+ * and with deflate: pmd_conns= (connections that negotiated it) wire_b=
+ * (compressed payload bytes per echoed message) matched= (echoes whose
+ * compressed bytes equal the ones sent, checked by memcmp) inflated=
+ * (echoes inflated and compared with the text sent) plain= (echoes that
+ * came back uncompressed).  In the "deflateidle" mode every connection
+ * echoes one compressed message before it idles, one connection after the
+ * other (so that a proxy holds one message's zlib streams at a time).
+ *
+ * The server answers a permessage-deflate offer (RFC 7692) and echoes a
+ * compressed message as it came, compressed bytes and RSV1 unchanged: valid
+ * because an echo sends back the same texts in the same order, so the
+ * peer's inflater holds the same history as its deflater did (and the
+ * server asks for client_no_context_takeover whenever the client asks it
+ * for server_no_context_takeover).
  */
 
 #define _GNU_SOURCE
@@ -31,6 +53,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 
 typedef struct {
@@ -46,6 +69,11 @@ typedef struct {
     unsigned char  *frag;                   /* server: message being joined */
     size_t          frag_len, frag_cap;
     int             frag_op;
+    int             frag_rsv;
+    int             pmd;            /* permessage-deflate negotiated */
+    int             cnt, snt;       /* client_/server_no_context_takeover */
+    int             cwb;            /* client's deflate window bits */
+    z_stream       *dz, *iz;        /* load side: its deflater, inflater */
 } conn_t;
 
 
@@ -56,7 +84,11 @@ static int       fragments = 1;    /* "frag" mode: fragments per message */
 static int       text;             /* "text..." modes: printable ASCII text
                                       frames, which the proxy checks as
                                       UTF-8 */
+static int       json;             /* JSON-like text messages */
+static int       pmd_offer;        /* 1: offer no context takeover,
+                                      2: offer context takeover */
 static uint64_t  msgs, errors, bytes;
+static uint64_t  pmd_conns, matched, inflated, plain, wire_bytes;
 static uint64_t  max_msgs, sent_msgs;     /* "mN" as SECONDS: N messages */
 static double   *lat;
 static size_t    nlat, lat_cap;
@@ -239,6 +271,404 @@ raise_nofile(void)
 }
 
 
+/* ------------------------------------------------------- JSON-like text */
+
+#define POOL  64
+
+static unsigned char  *pool_txt[POOL], *pool_z[POOL];
+static size_t          pool_zlen[POOL];
+static uint64_t        rng;
+
+
+static uint32_t
+rnd32(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t) (rng >> 16);
+}
+
+
+static const char  *words[] = {
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+    "ivan", "judy", "mallory", "niaj", "olivia", "peggy", "rupert",
+    "sybil", "trent", "victor", "walter", "pending", "filled",
+    "cancelled", "rejected", "open", "closed", "eu-west-1", "us-east-2",
+    "ap-south-1", "android", "ios", "linux", "windows", "chrome",
+    "firefox", "safari", "EUR", "USD", "JPY", "GBP", "BTC-USD", "ETH-EUR",
+    "AAPL", "MSFT", "trade", "quote", "heartbeat", "login", "logout",
+    "Paris", "Berlin", "Tokyo", "Lagos", "Lima", "Oslo", "ticker",
+    "orders", "news", "chat", "timeout", "retry", "connected", "slow"
+};
+
+#define NWORDS  (sizeof(words) / sizeof(words[0]))
+
+static const char  *levels[] = { "debug", "info", "info", "warn", "error" };
+
+
+/*
+ * One record of one of three kinds, as an API of trades, sessions and log
+ * lines would send: the same keys for a kind, numbers that move by small
+ * steps (timestamps, ids, prices), enumerations and short strings.
+ */
+
+static int
+json_record(char *p, size_t room, uint64_t *ts, unsigned *id)
+{
+    uint32_t  r = rnd32();
+
+    *ts += 10 * (rnd32() % 4);
+    *id += 1;
+
+    switch (r % 4 < 2 ? 0 : r % 4 - 1) {
+    case 0:
+        return snprintf(p, room, "{\"kind\":\"trade\",\"id\":%u,"
+                        "\"symbol\":\"%s\",\"side\":\"%s\",\"price\":%u.%02u,"
+                        "\"qty\":%u,\"ts\":%llu,\"status\":\"%s\","
+                        "\"venue\":\"XNAS\",\"currency\":\"USD\"}",
+                        *id, words[39 + rnd32() % 4],
+                        rnd32() & 1 ? "buy" : "sell", 180 + rnd32() % 8,
+                        rnd32() % 4 * 25, 10 * (1 + rnd32() % 8),
+                        (unsigned long long) *ts, words[19 + rnd32() % 6]);
+    case 1:
+        return snprintf(p, room, "{\"kind\":\"session\",\"user\":\"%s\","
+                        "\"session\":\"s%04x\",\"region\":\"%s\","
+                        "\"device\":\"%s\",\"ok\":%s,\"latency_ms\":%u,"
+                        "\"ts\":%llu,\"client\":{\"app\":\"web\","
+                        "\"version\":\"4.2.1\"}}",
+                        words[rnd32() % 8], 0x1a00 + (rnd32() & 0x1f),
+                        words[25 + rnd32() % 3], words[28 + rnd32() % 7],
+                        rnd32() % 8 ? "true" : "false", 5 * (1 + rnd32() % 8),
+                        (unsigned long long) *ts);
+    default:
+        return snprintf(p, room, "{\"kind\":\"log\",\"level\":\"%s\","
+                        "\"message\":\"%s from %s\",\"seq\":%u,"
+                        "\"ts\":%llu,\"service\":\"gateway\","
+                        "\"env\":\"prod\"}",
+                        levels[rnd32() % 5], words[43 + rnd32() % 5],
+                        words[rnd32() % 19], *id,
+                        (unsigned long long) *ts);
+    }
+}
+
+
+/*
+ * Message i of the pool: {"type":...,"seq":i,"data":[records...]} padded
+ * with a last record {"pad":"..."} to exactly size bytes (tiny sizes are
+ * just letters): deterministic, varied keys, numbers and short strings.
+ */
+
+static void
+json_message(unsigned char *out, size_t size, unsigned i)
+{
+    char      *p = (char *) out, rec[512];
+    size_t     len, n;
+    uint64_t   ts;
+    unsigned   id;
+
+    rng = 0x9e3779b97f4a7c15ULL ^ (i * 0x100000001b3ULL + 1);
+    ts = 1733112000000ULL + i * 60000ULL;
+    id = 100000 + i * 1000;
+    len = snprintf(p, size + 1, "{\"type\":\"%s\",\"seq\":%u,\"data\":[",
+                   words[i % NWORDS], i);
+
+    if (len + 16 > size) {
+        for (n = 0; n < size; n++) out[n] = 'a' + rnd32() % 26;
+        return;
+    }
+
+    for ( ;; ) {
+        n = json_record(rec, sizeof(rec), &ts, &id);
+        if (len + n + 1 + 12 + 3 > size) break;
+        memcpy(p + len, rec, n);
+        len += n;
+        p[len++] = ',';
+    }
+
+    /* {"pad":"..."}]} */
+    len += snprintf(p + len, size + 1 - len, "{\"pad\":\"");
+    while (len < size - 4) p[len++] = ' ';
+    memcpy(p + len, "\"}]}", 4);
+}
+
+
+/* raw deflate of one message, Z_SYNC_FLUSH, the 00 00 ff ff tail cut */
+static size_t
+pmd_deflate(z_stream *z, int reset, const unsigned char *in, size_t n,
+    unsigned char *out, size_t cap)
+{
+    if (reset) deflateReset(z);
+
+    z->next_in = (unsigned char *) in;
+    z->avail_in = n;
+    z->next_out = out;
+    z->avail_out = cap;
+
+    if (deflate(z, Z_SYNC_FLUSH) != Z_OK || z->avail_in != 0
+        || z->avail_out == 0)
+    {
+        die("deflate");
+    }
+
+    n = cap - z->avail_out;
+    if (n < 4 || memcmp(out + n - 4, "\0\0\xff\xff", 4) != 0) die("flush");
+
+    return n - 4;
+}
+
+
+static z_stream *
+pmd_deflater(int bits)
+{
+    z_stream  *z = calloc(1, sizeof(z_stream));
+
+    /* zlib makes a raw window of 8 bits 9: ask for 9 at least */
+    if (deflateInit2(z, 1, Z_DEFLATED, -(bits < 9 ? 9 : bits), 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+    {
+        die("deflateInit2");
+    }
+    return z;
+}
+
+
+/* inflates one message (the tail appended); its length, -1 on an error */
+static long
+pmd_inflate(z_stream *z, const unsigned char *in, size_t n,
+    unsigned char *out, size_t cap)
+{
+    static unsigned char  tail[4] = { 0, 0, 0xff, 0xff };
+    int                   rc;
+
+    z->next_out = out;
+    z->avail_out = cap;
+    z->next_in = (unsigned char *) in;
+    z->avail_in = n;
+
+    rc = inflate(z, Z_SYNC_FLUSH);
+    if ((rc != Z_OK && rc != Z_BUF_ERROR) || z->avail_in) return -1;
+
+    z->next_in = tail;
+    z->avail_in = 4;
+    rc = inflate(z, Z_SYNC_FLUSH);
+    if ((rc != Z_OK && rc != Z_BUF_ERROR) || z->avail_in) return -1;
+
+    return cap - z->avail_out;
+}
+
+
+static void
+pool_init(void)
+{
+    z_stream  *z = pmd_deflater(15);
+    size_t     cap = msg_size + msg_size / 8 + 64;
+    unsigned   i;
+
+    for (i = 0; i < POOL; i++) {
+        pool_txt[i] = malloc(msg_size + 1);
+        pool_z[i] = malloc(cap);
+        json_message(pool_txt[i], msg_size, i);
+        pool_zlen[i] = pmd_deflate(z, 1, pool_txt[i], msg_size, pool_z[i],
+                                   cap);
+    }
+
+    deflateEnd(z);
+    free(z);
+}
+
+
+static int
+run_sample(size_t size)
+{
+    size_t    z = 0;
+    unsigned  i;
+
+    msg_size = size;
+    pool_init();
+
+    for (i = 0; i < POOL; i++) {
+        fwrite(pool_txt[i], 1, msg_size, stdout);
+        z += pool_zlen[i];
+    }
+
+    fprintf(stderr, "messages=%d size=%zu deflated=%.0f ratio=%.2f\n", POOL,
+            msg_size, (double) z / POOL, (double) msg_size * POOL / z);
+    return 0;
+}
+
+
+/* ------------------------------------------------------ permessage-deflate */
+
+static char *
+trim(char *s)
+{
+    char  *e;
+
+    while (*s == ' ' || *s == '\t') s++;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
+    if (*s == '"' && e > s + 1 && e[-1] == '"') {
+        e[-1] = 0;
+        s++;
+    }
+    return s;
+}
+
+
+/*
+ * One permessage-deflate offer or answer, "permessage-deflate; a; b=N":
+ * the four parameters of RFC 7692, -1 where absent, 0 for a
+ * max_window_bits without a value.  Returns -1 if it is not a valid one.
+ */
+
+typedef struct {
+    int  snt, cnt, swb, cwb;
+} pmd_params_t;
+
+
+static int
+pmd_parse(char *s, pmd_params_t *pp)
+{
+    char  *tok, *save, *eq, *v;
+    int    first = 1, *slot, n;
+
+    pp->snt = pp->cnt = pp->swb = pp->cwb = -1;
+
+    for (tok = strtok_r(s, ";", &save); tok; tok = strtok_r(NULL, ";", &save))
+    {
+        tok = trim(tok);
+
+        if (first) {
+            if (strcasecmp(tok, "permessage-deflate") != 0) return -1;
+            first = 0;
+            continue;
+        }
+
+        v = NULL;
+        eq = strchr(tok, '=');
+        if (eq) {
+            *eq = 0;
+            v = trim(eq + 1);
+            tok = trim(tok);
+        }
+
+        if (strcasecmp(tok, "server_no_context_takeover") == 0) {
+            slot = &pp->snt;
+        } else if (strcasecmp(tok, "client_no_context_takeover") == 0) {
+            slot = &pp->cnt;
+        } else if (strcasecmp(tok, "server_max_window_bits") == 0) {
+            slot = &pp->swb;
+        } else if (strcasecmp(tok, "client_max_window_bits") == 0) {
+            slot = &pp->cwb;
+        } else {
+            return -1;
+        }
+
+        if (*slot != -1) return -1;
+
+        if (slot == &pp->snt || slot == &pp->cnt) {
+            if (v) return -1;
+            *slot = 1;
+            continue;
+        }
+
+        if (v == NULL) {
+            if (slot == &pp->swb) return -1;
+            *slot = 0;
+            continue;
+        }
+
+        n = atoi(v);
+        if (n < 8 || n > 15 || strspn(v, "0123456789") != strlen(v)) {
+            return -1;
+        }
+        *slot = n;
+    }
+
+    return first ? -1 : 0;
+}
+
+
+/* the values of every Sec-WebSocket-Extensions line, joined with ", " */
+static void
+ext_header(const char *head, char *buf, size_t size)
+{
+    const char  *p = head, *e;
+    size_t       len = 0;
+
+    buf[0] = 0;
+
+    while ((p = strcasestr(p, "\r\nSec-WebSocket-Extensions:"))) {
+        p += 27;
+        e = strstr(p, "\r\n");
+        if (e == NULL) e = p + strlen(p);
+        len += snprintf(buf + len, size - len, "%s%.*s", len ? ", " : "",
+                        (int) (e - p), p);
+        if (len >= size) {
+            buf[size - 1] = 0;
+            return;
+        }
+        p = e;
+    }
+}
+
+
+/*
+ * The server's answer to the first offer it can echo compressed payloads
+ * for: the client's window must not exceed the server's (so
+ * server_max_window_bits needs client_max_window_bits), and whenever the
+ * client drops the server's context it must drop its own.
+ */
+
+static void
+server_pmd_answer(conn_t *c, const char *head, char *ext, size_t size)
+{
+    char          buf[2048], *offer, *save;
+    pmd_params_t  pp;
+    int           cwb, len;
+
+    ext[0] = 0;
+    ext_header(head, buf, sizeof(buf));
+
+    for (offer = strtok_r(buf, ",", &save); offer;
+         offer = strtok_r(NULL, ",", &save))
+    {
+        if (pmd_parse(offer, &pp) != 0) continue;
+
+        cwb = -1;
+        if (pp.swb > 0) {
+            if (pp.cwb == -1) continue;
+            cwb = pp.cwb > 0 && pp.cwb < pp.swb ? pp.cwb : pp.swb;
+        } else if (pp.cwb > 0) {
+            cwb = pp.cwb;
+        }
+
+        len = snprintf(ext, size, "Sec-WebSocket-Extensions: "
+                       "permessage-deflate");
+        if (pp.snt == 1) {
+            len += snprintf(ext + len, size - len,
+                            "; server_no_context_takeover");
+        }
+        if (pp.snt == 1 || pp.cnt == 1) {
+            len += snprintf(ext + len, size - len,
+                            "; client_no_context_takeover");
+        }
+        if (pp.swb > 0) {
+            len += snprintf(ext + len, size - len,
+                            "; server_max_window_bits=%d", pp.swb);
+        }
+        if (cwb > 0) {
+            len += snprintf(ext + len, size - len,
+                            "; client_max_window_bits=%d", cwb);
+        }
+        snprintf(ext + len, size - len, "\r\n");
+        c->pmd = 1;
+        return;
+    }
+}
+
+
 /* ---------------------------------------------------------------- server */
 
 static void
@@ -246,7 +676,7 @@ server_handshake(conn_t *c)
 {
     char           *end, *k, *e, resp[256];
     unsigned char   sha[20];
-    char            acc[64], buf[128];
+    char            acc[64], buf[256];
     SHA_CTX         sctx;
     int             n;
 
@@ -274,9 +704,15 @@ server_handshake(conn_t *c)
     SHA1_Final(sha, &sctx);
     EVP_EncodeBlock((unsigned char *) acc, sha, 20);
 
+    char  ext[256];
+
+    *end = 0;
+    server_pmd_answer(c, (char *) c->in, ext, sizeof(ext));
+    *end = '\r';
+
     n = snprintf(resp, sizeof(resp), "HTTP/1.1 101 Switching Protocols\r\n"
                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Accept: %s\r\n\r\n", acc);
+                 "Sec-WebSocket-Accept: %s\r\n%s\r\n", acc, ext);
     out_add(c, resp, n);
 
     size_t  hl = end + 4 - (char *) c->in;
@@ -289,7 +725,7 @@ server_handshake(conn_t *c)
 static void
 server_frames(conn_t *c)
 {
-    size_t          off = 0, n, plen;
+    size_t          off = 0, n, plen, hl;
     int             opcode;
     unsigned char  *payload, h[14];
 
@@ -314,18 +750,24 @@ server_frames(conn_t *c)
         } else if (!fin || opcode == 0) {
             if (opcode) {
                 c->frag_op = opcode;
+                c->frag_rsv = c->in[off] & 0x40;
                 c->frag_len = 0;
             }
             reserve(&c->frag, &c->frag_cap, c->frag_len + plen);
             memcpy(c->frag + c->frag_len, payload, plen);
             c->frag_len += plen;
             if (fin) {
-                out_add(c, h, frame_header(h, c->frag_op, c->frag_len, NULL));
+                hl = frame_header(h, c->frag_op, c->frag_len, NULL);
+                h[0] |= c->frag_rsv;
+                out_add(c, h, hl);
                 out_add(c, c->frag, c->frag_len);
             }
 
         } else if (opcode == 1 || opcode == 2) {
-            out_add(c, h, frame_header(h, opcode, plen, NULL));
+            /* RSV1 (a compressed message) is echoed as it came */
+            hl = frame_header(h, opcode, plen, NULL);
+            h[0] |= c->in[off] & 0x40;
+            out_add(c, h, hl);
             out_add(c, payload, plen);
         }
 
@@ -438,6 +880,149 @@ fill(unsigned char *p, size_t n, uint64_t id, uint64_t seq)
 }
 
 
+/* which pool message a connection sends as its seq-th */
+static unsigned
+pool_index(uint64_t id, uint64_t seq)
+{
+    return (unsigned) ((id * 7 + seq) % POOL);
+}
+
+
+/*
+ * A JSON-like text message, compressed if the connection negotiated
+ * permessage-deflate: without the client's context kept and with a 15-bit
+ * window, the pool's own compressed copy is what zlib would produce.
+ */
+
+static void
+send_json(conn_t *c, uint64_t id, unsigned char *scratch)
+{
+    unsigned       idx = pool_index(id, c->seq_sent);
+    unsigned char  h[14], key[4];
+    size_t         i, len = msg_size, hl;
+    uint32_t       r;
+
+    if (!c->pmd) {
+        memcpy(scratch, pool_txt[idx], len);
+
+    } else if (c->cnt && c->cwb == 15) {
+        len = pool_zlen[idx];
+        memcpy(scratch, pool_z[idx], len);
+
+    } else {
+        if (c->dz == NULL) c->dz = pmd_deflater(c->cwb);
+        len = pmd_deflate(c->dz, c->cnt, pool_txt[idx], msg_size, scratch,
+                          msg_size * 2 + 1024);
+    }
+
+    r = rand();
+    memcpy(key, &r, 4);
+    for (i = 0; i < len; i++) {
+        scratch[i] ^= key[i & 3];
+    }
+
+    hl = frame_header(h, 1, len, key);
+    if (c->pmd) h[0] |= 0x40;
+    out_add(c, h, hl);
+    out_add(c, scratch, len);
+
+    c->sent_at[c->seq_sent % 64] = now();
+    c->seq_sent++;
+    sent_msgs++;
+}
+
+
+/* checks an echoed JSON message (its frame's first byte is b0) */
+static int
+check_json(conn_t *c, uint64_t id, int b0, int opcode, unsigned char *payload,
+    size_t plen, unsigned char *buf)
+{
+    unsigned  idx = pool_index(id, c->seq_recv);
+    long      n;
+
+    if (opcode != 1 || (b0 & 0x30)) return -1;
+
+    if (!(b0 & 0x40)) {
+        plain++;
+        return plen == msg_size && memcmp(payload, pool_txt[idx], plen) == 0
+               ? 0 : -1;
+    }
+
+    if (!c->pmd) return -1;
+
+    /* the bytes sent, unchanged: they inflate to the text sent whatever
+       the history, and without server context nothing else is to keep */
+    if (c->snt && plen == pool_zlen[idx]
+        && memcmp(payload, pool_z[idx], plen) == 0)
+    {
+        matched++;
+        return 0;
+    }
+
+    if (c->iz == NULL) {
+        c->iz = calloc(1, sizeof(z_stream));
+        if (inflateInit2(c->iz, -15) != Z_OK) die("inflateInit2");
+    } else if (c->snt) {
+        inflateReset(c->iz);
+    }
+
+    inflated++;
+    n = pmd_inflate(c->iz, payload, plen, buf, msg_size + 1);
+
+    return n == (long) msg_size && memcmp(buf, pool_txt[idx], msg_size) == 0
+           ? 0 : -1;
+}
+
+
+static void
+pmd_free(conn_t *c)
+{
+    if (c->dz) {
+        deflateEnd(c->dz);
+        free(c->dz);
+        c->dz = NULL;
+    }
+
+    if (c->iz) {
+        inflateEnd(c->iz);
+        free(c->iz);
+        c->iz = NULL;
+    }
+}
+
+
+/* the 101's Sec-WebSocket-Extensions, against the offer made */
+static int
+check_answer(conn_t *c, const char *head)
+{
+    char          buf[1024];
+    pmd_params_t  pp;
+
+    ext_header(head, buf, sizeof(buf));
+
+    if (buf[0] == 0) {
+        return 0;                           /* declined: plain frames */
+    }
+
+    if (!pmd_offer || strchr(buf, ',') || pmd_parse(buf, &pp) != 0) {
+        return -1;
+    }
+
+    /* client_max_window_bits only if offered (the "deflatectx" offer) */
+    if (pp.cwb == 0 || (pp.cwb > 0 && pmd_offer != 2)) {
+        return -1;
+    }
+
+    c->pmd = 1;
+    c->cnt = pmd_offer == 1 || pp.cnt == 1;
+    c->snt = pp.snt == 1;
+    c->cwb = pp.cwb > 0 ? pp.cwb : 15;
+    pmd_conns++;
+
+    return 0;
+}
+
+
 static void
 send_msg(conn_t *c, uint64_t id, unsigned char *scratch)
 {
@@ -445,6 +1030,11 @@ send_msg(conn_t *c, uint64_t id, unsigned char *scratch)
     size_t         i, total, piece;
     int            f;
     uint32_t       r;
+
+    if (json) {
+        send_json(c, id, scratch);
+        return;
+    }
 
     /* a message is `fragments` frames of msg_size bytes each */
 
@@ -487,6 +1077,17 @@ cmp(const void *a, const void *b)
 }
 
 
+/* idle: all connections are open (and JSON ones echoed their message) */
+static void
+idle_ready(int nconns)
+{
+    printf("ready conns=%d echoed=%lu pmd_conns=%lu errors=%lu\n", nconns,
+           (unsigned long) msgs, (unsigned long) pmd_conns,
+           (unsigned long) errors);
+    fflush(stdout);
+}
+
+
 static int
 run_load(int argc, char **argv)
 {
@@ -503,6 +1104,20 @@ run_load(int argc, char **argv)
     if (strncmp(mode, "text", 4) == 0) {
         /* "textecho", "textstream": the same with text frames */
         text = 1;
+        mode += 4;
+
+    } else if (strncmp(mode, "deflatectx", 10) == 0) {
+        pmd_offer = 2;
+        json = 1;
+        mode += 10;
+
+    } else if (strncmp(mode, "deflate", 7) == 0) {
+        pmd_offer = 1;
+        json = 1;
+        mode += 7;
+
+    } else if (strncmp(mode, "json", 4) == 0) {
+        json = 1;
         mode += 4;
     }
 
@@ -523,13 +1138,18 @@ run_load(int argc, char **argv)
     }
     if (strcmp(mode, "echo") == 0) inflight = 1;
     if (inflight > 64) inflight = 64;
+    if (json && fragments > 1) {
+        fprintf(stderr, "frag mode has no JSON messages\n");
+        return 2;
+    }
 
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     srand(getpid());
 
-    scratch = malloc(msg_size * 64 + 1);
-    expect = malloc(msg_size * 64 + 1);
+    scratch = malloc(msg_size * 64 + 1024);
+    expect = malloc(msg_size * 64 + 1024);
+    if (json) pool_init();
     conns = calloc(nconns, sizeof(conn_t));
     ep = epoll_create1(0);
 
@@ -541,7 +1161,14 @@ run_load(int argc, char **argv)
     n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n", path, host, port);
+                 "%s"
+                 "Sec-WebSocket-Version: 13\r\n\r\n", path, host, port,
+                 pmd_offer == 1 ? "Sec-WebSocket-Extensions: permessage-deflate"
+                     "; server_no_context_takeover; client_no_context_takeover"
+                     "\r\n"
+                 : pmd_offer == 2 ? "Sec-WebSocket-Extensions: "
+                     "permessage-deflate; client_max_window_bits\r\n"
+                 : "");
 
     for (i = 0; i < nconns; i++) {
         conn_t  *c = &conns[i];
@@ -593,15 +1220,18 @@ run_load(int argc, char **argv)
                 c->in[c->in_len] = 0;
                 e = strstr((char *) c->in, "\r\n\r\n");
                 if (!e) continue;
+                *e = 0;
                 if (strncmp((char *) c->in, "HTTP/1.1 101", 12) != 0
                     || !strstr((char *) c->in,
-                               "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
+                               "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+                    || check_answer(c, (char *) c->in) != 0)
                 {
                     errors++;
-                    fprintf(stderr, "bad handshake: %.60s\n", c->in);
+                    fprintf(stderr, "bad handshake: %.300s\n", c->in);
                     c->state = 2;
                     continue;
                 }
+                *e = '\r';
                 size_t  hl = e + 4 - (char *) c->in;
                 memmove(c->in, c->in + hl, c->in_len - hl);
                 c->in_len -= hl;
@@ -613,7 +1243,15 @@ run_load(int argc, char **argv)
                     start = now();
                     end = start + seconds;
 
-                    if (!idle) {
+                    if (idle && !json) idle_ready(nconns);
+
+                    if (idle && json) {
+                        /* idle JSON connections echo one message each,
+                           one connection after the other (below) */
+                        send_msg(&conns[0], 0, scratch);
+                        flush_out(&conns[0]);
+
+                    } else if (!idle) {
                         int  j, k;
                         for (j = 0; j < nconns; j++) {
                             for (k = 0; k < inflight; k++) {
@@ -625,7 +1263,7 @@ run_load(int argc, char **argv)
                 }
             }
 
-            if (c->state != 1 || idle) continue;
+            if (c->state != 1 || (idle && !json)) continue;
 
             size_t          off = 0, fl, plen;
             int             opcode;
@@ -634,11 +1272,23 @@ run_load(int argc, char **argv)
             while ((fl = frame_parse(c->in + off, c->in_len - off, &opcode,
                                      &payload, &plen)))
             {
-                fill(expect, msg_size * fragments, id, c->seq_recv);
-                if (opcode != (text ? 1 : 2) || plen != msg_size * fragments
-                    || memcmp(payload, expect, plen) != 0)
-                {
-                    errors++;
+                if (json) {
+                    if (check_json(c, id, c->in[off], opcode, payload, plen,
+                                   expect) != 0)
+                    {
+                        errors++;
+                    }
+                    wire_bytes += plen;
+                    plen = msg_size;
+
+                } else {
+                    fill(expect, msg_size * fragments, id, c->seq_recv);
+                    if (opcode != (text ? 1 : 2)
+                        || plen != msg_size * fragments
+                        || memcmp(payload, expect, plen) != 0)
+                    {
+                        errors++;
+                    }
                 }
 
                 t = now();
@@ -652,7 +1302,15 @@ run_load(int argc, char **argv)
                 bytes += plen;
                 off += fl;
 
-                if (t < end && (!max_msgs || sent_msgs < max_msgs)) {
+                if (idle) {
+                    pmd_free(c);            /* what an idle client holds */
+                    if (msgs == (uint64_t) nconns) {
+                        idle_ready(nconns);
+                    } else if (id + 1 < (uint64_t) nconns) {
+                        send_msg(&conns[id + 1], id + 1, scratch);
+                        flush_out(&conns[id + 1]);
+                    }
+                } else if (t < end && (!max_msgs || sent_msgs < max_msgs)) {
                     send_msg(c, id, scratch);
                 }
             }
@@ -670,8 +1328,9 @@ run_load(int argc, char **argv)
     double  el = now() - start;
 
     if (idle) {
-        printf("conns=%d open=%d errors=%lu\n", nconns, open_conns,
-               (unsigned long) errors);
+        printf("conns=%d open=%d errors=%lu echoed=%lu pmd_conns=%lu\n",
+               nconns, open_conns, (unsigned long) errors,
+               (unsigned long) msgs, (unsigned long) pmd_conns);
         fflush(stdout);
         return 0;
     }
@@ -683,6 +1342,13 @@ run_load(int argc, char **argv)
            bytes / el / 1e6, nlat ? lat[nlat / 2] * 1e6 : 0,
            nlat ? lat[nlat * 99 / 100] * 1e6 : 0, (unsigned long) errors);
 
+    if (json) {
+        printf("pmd_conns=%lu wire_b=%.0f matched=%lu inflated=%lu "
+               "plain=%lu\n", (unsigned long) pmd_conns,
+               msgs ? (double) wire_bytes / msgs : 0, (unsigned long) matched,
+               (unsigned long) inflated, (unsigned long) plain);
+    }
+
     return 0;
 }
 
@@ -692,6 +1358,10 @@ main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "server") == 0) {
         return run_server(atoi(argv[2]));
+    }
+
+    if (argc >= 3 && strcmp(argv[1], "sample") == 0) {
+        return run_sample(strtoul(argv[2], NULL, 10));
     }
 
     if (argc >= 9 && strcmp(argv[1], "load") == 0) {

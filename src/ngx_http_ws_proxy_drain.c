@@ -106,7 +106,7 @@ ngx_http_ws_proxy_drain_watch(ngx_event_t *ev)
 
 /*
  * Session i of the n to drain gets its close at i * drain_time / n from
- * now, through its liveness timer as a deadline of its own would: unless
+ * now, through its liveness time as a deadline of its own would: unless
  * its own deadline comes earlier.
  */
 

@@ -34,6 +34,7 @@ typedef struct {
     int                         hook;
     int                         aggregate;
     int                         debug;
+    int                         drain_time;
 } ngx_http_ws_proxy_ffi_opts_t;
 
 
@@ -128,7 +129,7 @@ int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
  * asks the module to send: its signature is part of this ABI.
  */
 
-#define NGX_WSP_FFI_ABI   8
+#define NGX_WSP_FFI_ABI   9
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -312,6 +313,10 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
 
     if (o->session_timeout > 0) {
         wp->opts.session_timeout = o->session_timeout;
+    }
+
+    if (o->drain_time > 0) {
+        wp->opts.drain_time = o->drain_time;
     }
 
     wp->opts.hook = o->hook ? 1 : 0;

@@ -21,13 +21,30 @@
 #define ngx_wsp_later(a, b)      ((ngx_msec_int_t) ((a) - (b)) > 0 ? (a) : (b))
 
 
-static void ngx_http_ws_proxy_live_init(ngx_http_ws_proxy_t *wp);
-static void ngx_http_ws_proxy_live_handler(ngx_event_t *ev);
+static void ngx_http_ws_proxy_live_arm(ngx_http_ws_proxy_t *wp,
+    ngx_msec_t ms);
+static void ngx_http_ws_proxy_live_disarm(ngx_http_ws_proxy_t *wp);
+static void ngx_http_ws_proxy_live_next(void);
+static void ngx_http_ws_proxy_live_expired(ngx_event_t *ev);
+static void ngx_http_ws_proxy_live_handler(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_expire(ngx_http_ws_proxy_t *wp);
 static ngx_msec_int_t ngx_http_ws_proxy_idle_left(ngx_http_ws_proxy_t *wp);
 static ngx_msec_int_t ngx_http_ws_proxy_ping_left(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_ping(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_dead(ngx_http_ws_proxy_dir_t *d);
+
+
+/*
+ * The sessions' liveness times, in a tree of the worker's (ordered as
+ * nginx's timers are), under one nginx timer for the earliest of them.
+ * A timer per session in nginx's own tree would make it deeper, and every
+ * timer set and deleted per frame elsewhere (a hook's semaphore waits, a
+ * blocked write's send_timeout) would pay for that.
+ */
+
+static ngx_rbtree_t       ngx_http_ws_proxy_live_tree;
+static ngx_rbtree_node_t  ngx_http_ws_proxy_live_sentinel;
+static ngx_event_t        ngx_http_ws_proxy_live_ev;
 
 
 /* by NGX_WSP_END_* */
@@ -79,10 +96,10 @@ ngx_http_ws_proxy_ended(ngx_http_ws_proxy_t *wp)
 
 
 /*
- * One timer per session, for the idle timeout and both heartbeats: a
- * frame only records the time (d->data_time, d->ctl_time), and the timer,
- * when it runs out, compares and is set again for what is left, as
- * nginx's proxy_read_timeout is.
+ * One time per session, for the idle timeout, both heartbeats and the
+ * deadline: a frame only records the time (d->data_time, d->ctl_time),
+ * and the session's time, when it comes, compares and is set again for
+ * what is left, as nginx's proxy_read_timeout is.
  */
 
 void
@@ -122,21 +139,117 @@ ngx_http_ws_proxy_live_start(ngx_http_ws_proxy_t *wp)
         return;
     }
 
-    ngx_http_ws_proxy_live_init(wp);
-    ngx_add_timer(&wp->live_timer, (ngx_msec_t) t);
+    ngx_http_ws_proxy_live_arm(wp, (ngx_msec_t) t);
+}
+
+
+/* wp's time ms from now, in the worker's tree */
+
+static void
+ngx_http_ws_proxy_live_arm(ngx_http_ws_proxy_t *wp, ngx_msec_t ms)
+{
+    ngx_event_t  *ev;
+
+    if (ngx_http_ws_proxy_live_tree.root == NULL) {
+        ngx_rbtree_init(&ngx_http_ws_proxy_live_tree,
+                        &ngx_http_ws_proxy_live_sentinel,
+                        ngx_rbtree_insert_timer_value);
+
+        ev = &ngx_http_ws_proxy_live_ev;
+        ev->handler = ngx_http_ws_proxy_live_expired;
+        ev->cancelable = 1;
+    }
+
+    ngx_http_ws_proxy_live_disarm(wp);
+
+    wp->live_node.key = ngx_current_msec + ms;
+    ngx_rbtree_insert(&ngx_http_ws_proxy_live_tree, &wp->live_node);
+    wp->live_set = 1;
+
+    ev = &ngx_http_ws_proxy_live_ev;
+
+    if (!ev->timer_set
+        || (ngx_msec_int_t) (ev->timer.key - wp->live_node.key) > 0)
+    {
+        ngx_http_ws_proxy_live_next();
+    }
 }
 
 
 static void
-ngx_http_ws_proxy_live_init(ngx_http_ws_proxy_t *wp)
+ngx_http_ws_proxy_live_disarm(ngx_http_ws_proxy_t *wp)
 {
-    ngx_event_t  *ev;
+    if (wp->live_set) {
+        ngx_rbtree_delete(&ngx_http_ws_proxy_live_tree, &wp->live_node);
+        wp->live_set = 0;
+    }
+}
 
-    ev = &wp->live_timer;
-    ev->handler = ngx_http_ws_proxy_live_handler;
-    ev->data = wp;
-    ev->log = wp->log;
-    ev->cancelable = 1;
+
+/*
+ * The worker's timer, set for the earliest time in the tree exactly
+ * (ngx_add_timer() would keep a time up to 300 ms later), or deleted.
+ */
+
+static void
+ngx_http_ws_proxy_live_next(void)
+{
+    ngx_event_t        *ev;
+    ngx_msec_int_t      left;
+    ngx_rbtree_node_t  *node;
+
+    ev = &ngx_http_ws_proxy_live_ev;
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
+    if (ngx_http_ws_proxy_live_tree.root == &ngx_http_ws_proxy_live_sentinel) {
+        return;
+    }
+
+    node = ngx_rbtree_min(ngx_http_ws_proxy_live_tree.root,
+                          &ngx_http_ws_proxy_live_sentinel);
+
+    left = (ngx_msec_int_t) (node->key - ngx_current_msec);
+
+    ev->log = ngx_cycle->log;
+    ngx_add_timer(ev, (ngx_msec_t) ngx_max(left, 0));
+}
+
+
+/* the worker's timer: every session whose time came */
+
+static void
+ngx_http_ws_proxy_live_expired(ngx_event_t *ev)
+{
+    ngx_rbtree_node_t    *node;
+    ngx_http_ws_proxy_t  *wp;
+
+    for ( ;; ) {
+        if (ngx_http_ws_proxy_live_tree.root
+            == &ngx_http_ws_proxy_live_sentinel)
+        {
+            return;
+        }
+
+        node = ngx_rbtree_min(ngx_http_ws_proxy_live_tree.root,
+                              &ngx_http_ws_proxy_live_sentinel);
+
+        if ((ngx_msec_int_t) (node->key - ngx_current_msec) > 0) {
+            break;
+        }
+
+        wp = (ngx_http_ws_proxy_t *) ((u_char *) node
+                                 - offsetof(ngx_http_ws_proxy_t, live_node));
+
+        ngx_http_ws_proxy_live_disarm(wp);
+
+        /* it may set its time again, or end the session */
+        ngx_http_ws_proxy_live_handler(wp);
+    }
+
+    ngx_http_ws_proxy_live_next();
 }
 
 
@@ -150,8 +263,6 @@ ngx_int_t
 ngx_http_ws_proxy_set_deadline(ngx_http_ws_proxy_t *wp, ngx_msec_t ms,
     ngx_uint_t code, u_char *reason, size_t len)
 {
-    ngx_event_t  *ev;
-
     if (wp->state == NGX_WSP_STATE_DONE) {
         return NGX_DECLINED;
     }
@@ -178,15 +289,12 @@ ngx_http_ws_proxy_set_deadline(ngx_http_ws_proxy_t *wp, ngx_msec_t ms,
         return NGX_OK;
     }
 
-    /* the timer runs out at the earlier of its time and the deadline */
+    /* the session's time is the earlier of its time and the deadline */
 
-    ev = &wp->live_timer;
-
-    if (!ev->timer_set
-        || (ngx_msec_int_t) (ev->timer.key - wp->deadline) > 0)
+    if (!wp->live_set
+        || (ngx_msec_int_t) (wp->live_node.key - wp->deadline) > 0)
     {
-        ngx_http_ws_proxy_live_init(wp);
-        ngx_add_timer(ev, ms);
+        ngx_http_ws_proxy_live_arm(wp, ms);
     }
 
     return NGX_OK;
@@ -198,20 +306,16 @@ ngx_http_ws_proxy_live_stop(ngx_http_ws_proxy_t *wp)
 {
     ngx_http_ws_proxy_drain_del(wp);
 
-    if (wp->live_timer.timer_set) {
-        ngx_del_timer(&wp->live_timer);
-    }
+    /* the worker's timer stays: it is cancelable, and finds what is left */
+    ngx_http_ws_proxy_live_disarm(wp);
 }
 
 
 static void
-ngx_http_ws_proxy_live_handler(ngx_event_t *ev)
+ngx_http_ws_proxy_live_handler(ngx_http_ws_proxy_t *wp)
 {
-    ngx_uint_t            i;
-    ngx_msec_int_t        left, next;
-    ngx_http_ws_proxy_t  *wp;
-
-    wp = ev->data;
+    ngx_uint_t      i;
+    ngx_msec_int_t  left, next;
 
     /* a close under way has its own timer (close_timeout) */
 
@@ -278,7 +382,7 @@ ngx_http_ws_proxy_live_handler(ngx_event_t *ev)
         next = ngx_min(next, left);
     }
 
-    ngx_add_timer(ev, (ngx_msec_t) next);
+    ngx_http_ws_proxy_live_arm(wp, (ngx_msec_t) next);
 }
 
 

@@ -478,12 +478,13 @@ struct ngx_http_ws_proxy_s {
 
     ngx_event_t                 close_timer;
     /* liveness: ngx_http_ws_proxy_live.c */
-    ngx_event_t                 live_timer;
+    ngx_rbtree_node_t           live_node;    /* in the worker's tree */
     ngx_msec_t                  deadline;     /* session_timeout, deadline() */
     u_char                     *deadline_reason;  /* NULL: the default */
     uint16_t                    deadline_code;
     uint16_t                    deadline_len;
     unsigned                    deadline_set:1;
+    unsigned                    live_set:1;   /* live_node in the tree */
     /* the drain: ngx_http_ws_proxy_drain.c */
     unsigned                    drain_counted:1;  /* in the worker's count */
     unsigned                    draining:1;       /* the deadline is its */

@@ -425,3 +425,117 @@ end: idle
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 14: the liveness and drain options of new() are checked like the other ms options
+--- config
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local cases = {
+                { idle_timeout = 0 },
+                { ping_interval = -1 },
+                { ping_timeout = "x" },
+                { session_timeout = 0 / 0 },
+                { drain_time = 0 },
+                { drain_time = "2s" },
+                { drain_time = 2 ^ 31 },
+            }
+            for _, opts in ipairs(cases) do
+                local ok, err = pcall(proxy.new, opts)
+                ngx.say(ok, " ", err)
+            end
+            ngx.say(type(proxy.new({ drain_time = 1 })), " ",
+                    type(proxy.new({ drain_time = 2 ^ 31 - 1 })))
+        }
+    }
+--- response_body
+false opts.idle_timeout must be a number >= 1
+false opts.ping_interval must be a number >= 1
+false opts.ping_timeout must be a number >= 1
+false opts.session_timeout must be a number >= 1
+false opts.drain_time must be a number >= 1
+false opts.drain_time must be a number >= 1
+false opts.drain_time must be a number <= 2147483647
+table table
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 15: three sessions at once with different idle timeouts: each closes at its own time (the worker's liveness tree)
+--- config
+    location /upstream {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server())
+            while true do
+                local f, err = s:recv_frame()
+                if not f then
+                    break
+                end
+                if f.opcode == 0x8 then
+                    s:send_close(f.code, f.reason)
+                    break
+                end
+                s:send_frame{ opcode = f.opcode, payload = f.payload }
+            end
+        }
+    }
+
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local ms = require("wstest").ms(tonumber(ngx.var.arg_idle))
+            local wp = assert(proxy.new({ idle_timeout = ms }))
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/upstream"))
+            local ok, err = wp:execute()
+            ngx.log(ngx.INFO, "execute: ", ok, " ", err, " ",
+                    ngx.var.ws_proxy_end)
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            -- opened longest first: the tree's order is not the order of
+            -- the sessions
+            local idle = { 900, 300, 600 }
+            local cs, at = {}, {}
+            for i, t in ipairs(idle) do
+                cs[i] = assert(ws.client("/proxy?idle=" .. t))
+                cs[i]:send_text("hi " .. i)
+                assert(cs[i]:recv_frame().payload == "hi " .. i)
+            end
+            local t0 = ngx.now()
+            local done = 0
+            local threads = {}
+            for i, c in ipairs(cs) do
+                threads[i] = ngx.thread.spawn(function()
+                    local f = c:recv_frame()
+                    ngx.update_time()
+                    at[i] = ngx.now() - t0
+                    c:send_close(f.code, f.reason)
+                    return ws.describe(f)
+                end)
+            end
+            for i = 1, #cs do
+                local _, d = ngx.thread.wait(threads[i])
+                ngx.say(i, " ", d)
+            end
+            ngx.say("order: ", at[2] < at[3] and at[3] < at[1])
+        }
+    }
+--- response_body
+1 close:1001:idle timeout
+2 close:1001:idle timeout
+3 close:1001:idle timeout
+order: true
+--- error_log
+execute: true nil idle
+--- no_error_log
+[error]
+[alert]

@@ -6,7 +6,10 @@ keep sending messages through the proxy to an echo upstream (a location of
 the same nginx) and check every echo.  After `nginx -s reload` every
 session gets a close 1012 "service restart" from the old worker, each echo
 that came before it is whole, and the closes are spread over about 2 s
-(first to last close, measured here); $ws_proxy_end is "drain".
+(first to last close, measured here); $ws_proxy_end is "drain".  One
+session in 20 goes to a location whose directive says 60 s and whose
+new() says drain_time = 2000: the option wins, its closes come within the
+same 2 s.
 """
 
 import asyncio
@@ -32,6 +35,7 @@ PORT = int(os.environ.get("TEST_NGINX_DRAIN_PORT", "19990"))
 MODS = "/usr/lib/nginx/modules"
 SESSIONS = 200
 DRAIN = 2.0
+OPT_EVERY = 20      # client n % 20 == 0: /ws-opt, new({ drain_time })
 SIGNAL = os.environ.get("TEST_DRAIN_SIGNAL", "reload")   # or quit
 
 CONF = """
@@ -87,6 +91,18 @@ http {
             access_log logs/drain.log drain;
             content_by_lua_block {
                 local p = assert(require("resty.websocket.proxy").new())
+                assert(p:connect("ws://127.0.0.1:%(port)d/echo"))
+                local ok, err = p:execute()
+                ngx.log(ngx.INFO, "execute: ", ok, " ", err)
+            }
+        }
+        location /ws-opt {
+            ws_proxy_drain_time 60s;
+            ws_proxy_close_timeout %(ct)ds;
+            access_log logs/drain.log drain;
+            content_by_lua_block {
+                local proxy = require "resty.websocket.proxy"
+                local p = assert(proxy.new({ drain_time = %(drain)d }))
                 assert(p:connect("ws://127.0.0.1:%(port)d/echo"))
                 local ok, err = p:execute()
                 ngx.log(ngx.INFO, "execute: ", ok, " ", err)
@@ -214,6 +230,10 @@ class Fragmented(threading.Thread):
         s.close()
 
 
+def is_opt(c):
+    return c.n % OPT_EVERY == 0
+
+
 async def main():
     url = "ws://127.0.0.1:%d/ws" % PORT
     opts = {"open_timeout": 30 * vg.SLOW, "close_timeout": 10 * vg.SLOW,
@@ -225,7 +245,8 @@ async def main():
     go = asyncio.Event()
     tasks = []
     for c in clients:
-        tasks.append(asyncio.ensure_future(client(c, url, opts, go)))
+        u = url + "-opt" if is_opt(c) else url
+        tasks.append(asyncio.ensure_future(client(c, u, opts, go)))
         await asyncio.sleep(0.005)
 
     for _ in range(300 * vg.SLOW):
@@ -291,6 +312,17 @@ async def main():
         ok(not timed or 0.25 * spread <= mid <= 0.75 * spread,
            "spread evenly: the median close at %.3f s of %.3f s%s"
            % (mid, spread, note))
+        # under a 60 s directive they would close over 60 s (or at
+        # worker_shutdown_timeout, with 1001)
+        opt = [c for c in clients if is_opt(c)]
+        last = max((c.closed_at - t0 for c in opt if c.closed_at),
+                   default=None)
+        ok(all(c.code == 1012 for c in opt) and last is not None
+           and (not timed or last <= hi),
+           "new({ drain_time = %d }) wins over ws_proxy_drain_time 60s: "
+           "its %d sessions got 1012, the last %s s after -s %s%s"
+           % (DRAIN * 1000, len(opt), "%.3f" % last if last else "-",
+              SIGNAL, note))
     else:
         ok(False, "the closes are spread over about 2 s (no close)")
         ok(False, "spread evenly")

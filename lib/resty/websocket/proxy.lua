@@ -68,6 +68,7 @@ typedef struct {
     int                         hook;
     int                         aggregate;
     int                         debug;
+    int                         drain_time;
 } ngx_http_ws_proxy_ffi_opts_t;
 
 typedef struct {
@@ -160,7 +161,7 @@ uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 8
+local FFI_ABI = 9
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -220,8 +221,8 @@ local _OPTIONS = {
     "upstream_max_frame_size", "upstream_max_fragments",
     "max_payload_size", "aggregate_fragments", "debug",
     "idle_timeout", "ping_interval", "ping_timeout", "session_timeout",
-    "deflate", "deflate_context_takeover", "deflate_window_bits",
-    "deflate_level", "deflate_mem_level",
+    "drain_time", "deflate", "deflate_context_takeover",
+    "deflate_window_bits", "deflate_level", "deflate_mem_level",
 }
 
 
@@ -350,6 +351,7 @@ function _M.new(opts)
     check_number(opts, "ping_interval", 1, MAX_INT)
     check_number(opts, "ping_timeout", 1, MAX_INT)
     check_number(opts, "session_timeout", 1, MAX_INT)
+    check_number(opts, "drain_time", 1, MAX_INT)
     check_number(opts, "client_max_frame_size", 1, MAX_SIZE)
     check_number(opts, "client_max_fragments", 1, MAX_INT)
     check_number(opts, "upstream_max_frame_size", 1, MAX_SIZE)
@@ -1095,6 +1097,7 @@ function _M:execute()
     o.hook = hook and 1 or 0
     o.aggregate = self.aggregate_fragments and 1 or 0
     o.debug = self.debug and 1 or 0
+    o.drain_time = self.drain_time or 0
 
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
