@@ -957,8 +957,6 @@ offered: nil
 
 
 === TEST 27: a second proxy object in the same request offers its own deflate options, not the first one's
---- todo
-7: the module: after a failed connect_upstream(), new() in the same request keeps the first object's deflate options (proxy.lua calls ngx_http_ws_proxy_ffi_deflate only when a deflate option is given, and -1 keeps the value already set); integrator to fix
 --- config
     location /up {
         content_by_lua_block {

@@ -427,18 +427,15 @@ local function session(self)
     sid = tonumber(id_buf[0])
     self.sid = sid
 
-    if self.deflate ~= nil or self.deflate_context_takeover ~= nil
-       or self.deflate_window_bits or self.deflate_level
-       or self.deflate_mem_level
-    then
-        local takeover = self.deflate_context_takeover
+    -- always: the session may be one an earlier object left new, with
+    -- that object's options (-1: the directive's value)
+    local takeover = self.deflate_context_takeover
 
-        C.ngx_http_ws_proxy_ffi_deflate(r, sid,
-            self.deflate == nil and -1 or _DEFLATE_SIDES[self.deflate],
-            takeover == nil and -1 or (takeover and 1 or 0),
-            self.deflate_window_bits or -1, self.deflate_level or -1,
-            self.deflate_mem_level or -1)
-    end
+    C.ngx_http_ws_proxy_ffi_deflate(r, sid,
+        self.deflate == nil and -1 or _DEFLATE_SIDES[self.deflate],
+        takeover == nil and -1 or (takeover and 1 or 0),
+        self.deflate_window_bits or -1, self.deflate_level or -1,
+        self.deflate_mem_level or -1)
 
     return r, sid
 end
