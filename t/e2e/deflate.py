@@ -77,6 +77,7 @@ http {
                    'u=[$ws_proxy_upstream_deflate]';
     access_log logs/access.log wsd;
     ws_proxy_max_payload 4m;
+    ws_proxy_zone deflate_metrics 1m;
 
     server {
         listen 127.0.0.1:%(port)d;
@@ -160,6 +161,10 @@ http {
                 local opts = { deflate = false }
                 %(connect)s
             }
+        }
+
+        location /status {
+            ws_proxy_status;
         }
 
         location /pass {
@@ -721,6 +726,26 @@ def log(name):
     return open(p).read() if os.path.exists(p) else ""
 
 
+def check_metrics():
+    """The zone's deflate counters: what the sessions inflated and
+    deflated, by sender, in the Prometheus text of ws_proxy_status."""
+    import urllib.request
+    time.sleep(1.2 * vg.PAUSE)
+    try:
+        text = urllib.request.urlopen("http://127.0.0.1:%d/status" % PORT,
+                                      timeout=10 * vg.PAUSE).read().decode()
+    except Exception as e:
+        ok(False, "ws_proxy_status answers: %r" % e)
+        return
+    for metric in ("uncompressed", "compressed"):
+        for sender in ("client", "upstream"):
+            n = sum(int(v) for v in re.findall(
+                r'^ws_proxy_deflate_%s_bytes_total\{[^}]*from="%s"[^}]*\} '
+                r'(\d+)$' % (metric, sender), text, re.M))
+            ok(n > 0, "metrics: ws_proxy_deflate_%s_bytes_total from %s "
+               "counted (%d)" % (metric, sender, n))
+
+
 def check_logs(known):
     time.sleep(0.3 * vg.PAUSE)
     acc = log("access.log")
@@ -817,6 +842,7 @@ def run():
     else:
         try:
             known = asyncio.run(main())
+            check_metrics()
         except Exception as e:
             ok(False, "deflate sessions: %r" % e)
         finally:
