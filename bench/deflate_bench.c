@@ -4,7 +4,9 @@
  * stream reset per message as without context takeover), beside
  * ngx_wsp_deflate() and ngx_wsp_inflate() (src/ngx_wsp_deflate.c) used
  * the same way; levels 1 and 6, window 15, memLevel 8.  Prints a
- * Markdown table, in ns per uncompressed byte.
+ * Markdown table, in ns per uncompressed byte.  With a file argument the
+ * messages are its first 64 pieces of 4 KiB (W6's own, which
+ * `wsbench sample 4096` writes), else generated here.
  */
 
 #include <stdio.h>
@@ -268,16 +270,50 @@ wsp_inflate(z_stream *z)
 }
 
 
+/* the messages of a file: NMSG pieces of MSG_SIZE bytes, or -1 */
+
+static int
+read_msgs(const char *path)
+{
+    int    i;
+    FILE  *f;
+
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < NMSG; i++) {
+        if (fread(msgs[i], 1, MSG_SIZE, f) != MSG_SIZE) {
+            fclose(f);
+            return -1;
+        }
+    }
+
+    fclose(f);
+    return 0;
+}
+
+
 int
-main(void)
+main(int argc, char **argv)
 {
     int        i, l, level;
     size_t     total;
     double     zd, zi, wd, wi;
     z_stream   d, w, zin, win;
 
-    for (i = 0; i < NMSG; i++) {
-        make_json(msgs[i]);
+    if (argc > 1) {
+        if (read_msgs(argv[1]) != 0) {
+            fprintf(stderr, "%s: not %d messages of %d bytes\n", argv[1],
+                    NMSG, MSG_SIZE);
+            return 1;
+        }
+
+    } else {
+        for (i = 0; i < NMSG; i++) {
+            make_json(msgs[i]);
+        }
     }
 
     printf("| level | ratio | zlib deflate | ngx_wsp_deflate "
@@ -324,8 +360,9 @@ main(void)
         inflateEnd(&win);
     }
 
-    printf("\n(ns per uncompressed byte, %d messages of %d bytes, "
-           "each deflated and inflated alone; best of 5)\n", NMSG, MSG_SIZE);
+    printf("\n(ns per uncompressed byte, %d messages of %d bytes%s, "
+           "each deflated and inflated alone; best of 5)\n", NMSG, MSG_SIZE,
+           argc > 1 ? ", W6's own" : "");
 
     return 0;
 }

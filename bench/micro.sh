@@ -11,5 +11,11 @@ taskset -c 1 build/bench/mask_bench 2>/dev/null || build/bench/mask_bench
 # permessage-deflate on 4 KiB JSON messages (bench/deflate_bench.c)
 cc -O2 -Wall -Werror -Isrc -o build/bench/deflate_bench \
     bench/deflate_bench.c src/ngx_wsp_deflate.c -lz
-taskset -c 1 build/bench/deflate_bench 2>/dev/null \
-    || build/bench/deflate_bench
+# on W6's own messages when the load generator is built (bench/run does)
+sample=
+if [ -x build/bench/wsbench ]; then
+    build/bench/wsbench sample 4096 >build/bench/w6-sample.json 2>/dev/null \
+        && sample=build/bench/w6-sample.json
+fi
+taskset -c 1 build/bench/deflate_bench $sample 2>/dev/null \
+    || build/bench/deflate_bench $sample
