@@ -8,6 +8,8 @@ cc -O2 -Wall -Werror -Isrc -o build/bench/mask_bench bench/mask_bench.c \
     src/ngx_wsp_frame.c
 taskset -c 1 build/bench/mask_bench 2>/dev/null || build/bench/mask_bench
 
+echo
+
 # permessage-deflate on 4 KiB JSON messages (bench/deflate_bench.c)
 cc -O2 -Wall -Werror -Isrc -o build/bench/deflate_bench \
     bench/deflate_bench.c src/ngx_wsp_deflate.c -lz
