@@ -19,6 +19,8 @@
 
 static ngx_int_t ngx_http_ws_proxy_boundary(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_payload(ngx_http_ws_proxy_dir_t *d);
+static ngx_int_t ngx_http_ws_proxy_inflate_stopped(
+    ngx_http_ws_proxy_dir_t *d, size_t avail);
 static ngx_int_t ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_skip_frame(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_close_payload_of(ngx_http_ws_proxy_dir_t *d,
@@ -173,8 +175,9 @@ ngx_http_ws_proxy_boundary(ngx_http_ws_proxy_dir_t *d)
 static ngx_int_t
 ngx_http_ws_proxy_payload(ngx_http_ws_proxy_dir_t *d)
 {
-    size_t   avail;
-    u_char  *start, *to;
+    size_t     avail;
+    u_char    *start, *to;
+    ngx_int_t  rc;
 
     avail = d->last - d->ppos;
     if ((uint64_t) avail > d->remaining) {
@@ -213,12 +216,15 @@ ngx_http_ws_proxy_payload(ngx_http_ws_proxy_dir_t *d)
         } else if (d->inflating) {
             /* onto the message buffer, checked there as it comes out */
 
-            if (ngx_http_ws_proxy_inflate(d, start, avail) != NGX_OK) {
-                return NGX_DONE;
-            }
+            rc = ngx_http_ws_proxy_inflate(d, start, avail);
 
             d->ppos += avail;
             d->spos = d->ppos;
+
+            if (rc != NGX_OK) {
+                return ngx_http_ws_proxy_inflate_stopped(d, avail);
+            }
+
             break;
 
         } else {
@@ -262,6 +268,28 @@ ngx_http_ws_proxy_payload(ngx_http_ws_proxy_dir_t *d)
     d->offset += avail;
 
     return d->remaining ? NGX_AGAIN : NGX_OK;
+}
+
+
+/*
+ * A limit stopped an inflate in the middle of its frame: the sender's
+ * reader stays open (its close reply is awaited), so the rest of the
+ * frame is skipped, and the frames after it are parsed for that reply.
+ * After a violation or a failure the reader is over, and nothing is.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_inflate_stopped(ngx_http_ws_proxy_dir_t *d, size_t avail)
+{
+    if (d->in == NGX_WSP_IN_HEADER && !ngx_wsp_rx_over(d)
+        && d->remaining > avail)
+    {
+        d->in = NGX_WSP_IN_SKIP;
+        d->remaining -= avail;
+        d->offset += avail;
+    }
+
+    return NGX_DONE;
 }
 
 
