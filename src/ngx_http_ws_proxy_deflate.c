@@ -49,7 +49,7 @@ struct ngx_http_ws_proxy_zdir_s {
 
 
 static void ngx_http_ws_proxy_pmd_conf(ngx_http_ws_proxy_t *wp,
-    ngx_wsp_pmd_conf_t *conf);
+    ngx_uint_t side, ngx_wsp_pmd_conf_t *conf);
 static ngx_uint_t ngx_http_ws_proxy_pass_through(ngx_http_ws_proxy_t *wp,
     ngx_uint_t dir);
 static ngx_int_t ngx_http_ws_proxy_inflate_room(ngx_http_ws_proxy_dir_t *d,
@@ -88,11 +88,38 @@ static ngx_uint_t                    ngx_wsp_nzcache;
     ((dir) == NGX_WSP_DIR_CLIENT ? (p)->server_nct : (p)->client_nct)
 
 
-static void
-ngx_http_ws_proxy_pmd_conf(ngx_http_ws_proxy_t *wp, ngx_wsp_pmd_conf_t *conf)
+/* the location's choices, which new()'s options may then change */
+
+void
+ngx_http_ws_proxy_deflate_conf(ngx_http_ws_proxy_t *wp,
+    ngx_http_ws_proxy_loc_conf_t *wlcf)
 {
-    conf->context_takeover = wp->opts.deflate_takeover;
-    conf->window_bits = wp->opts.deflate_bits;
+    ngx_uint_t  i;
+
+    wp->opts.deflate = (u_char) wlcf->deflate;
+    wp->opts.deflate_level = (u_char) wlcf->deflate_level;
+    wp->opts.deflate_mem_level = (u_char) wlcf->deflate_mem_level;
+
+    for (i = 0; i < 2; i++) {
+        wp->opts.deflate_takeover[i] =
+            (u_char) (wlcf->side_deflate_takeover[i] != NGX_CONF_UNSET
+                      ? wlcf->side_deflate_takeover[i]
+                      : wlcf->deflate_takeover);
+        wp->opts.deflate_bits[i] =
+            (u_char) (wlcf->side_deflate_bits[i] != NGX_CONF_UNSET_UINT
+                      ? wlcf->side_deflate_bits[i] : wlcf->deflate_bits);
+    }
+}
+
+
+/* what the module asks for on the connection of side (NGX_WSP_DIR_*) */
+
+static void
+ngx_http_ws_proxy_pmd_conf(ngx_http_ws_proxy_t *wp, ngx_uint_t side,
+    ngx_wsp_pmd_conf_t *conf)
+{
+    conf->context_takeover = wp->opts.deflate_takeover[side];
+    conf->window_bits = wp->opts.deflate_bits[side];
 }
 
 
@@ -107,7 +134,7 @@ ngx_http_ws_proxy_deflate_offer(ngx_http_ws_proxy_t *wp, u_char *p)
         return p;
     }
 
-    ngx_http_ws_proxy_pmd_conf(wp, &conf);
+    ngx_http_ws_proxy_pmd_conf(wp, NGX_WSP_DIR_UPSTREAM, &conf);
 
     p = ngx_cpymem(p, "Sec-WebSocket-Extensions: ",
                    sizeof("Sec-WebSocket-Extensions: ") - 1);
@@ -144,7 +171,7 @@ ngx_http_ws_proxy_deflate_answer(ngx_http_ws_proxy_t *wp,
         return NGX_ERROR;
     }
 
-    ngx_http_ws_proxy_pmd_conf(wp, &conf);
+    ngx_http_ws_proxy_pmd_conf(wp, NGX_WSP_DIR_UPSTREAM, &conf);
 
     if (ngx_wsp_pmd_check_answer(value, len, &conf, p, &err) != 0) {
         ngx_memzero(p, sizeof(ngx_wsp_pmd_params_t));
@@ -187,7 +214,7 @@ ngx_http_ws_proxy_deflate_accept(ngx_http_ws_proxy_t *wp)
         return NGX_OK;
     }
 
-    ngx_http_ws_proxy_pmd_conf(wp, &conf);
+    ngx_http_ws_proxy_pmd_conf(wp, NGX_WSP_DIR_CLIENT, &conf);
 
     if (wp->pmd[NGX_WSP_DIR_UPSTREAM].on
         && wp->pmd[NGX_WSP_DIR_UPSTREAM].client_bits < conf.window_bits)
@@ -488,7 +515,7 @@ ngx_http_ws_proxy_inflated(ngx_http_ws_proxy_dir_t *d, u_char *p, size_t n)
 
 
 /*
- * A data frame for dst, whose message is compressed (d->zsend): *data and
+ * A data frame for a dst that negotiated permessage-deflate: *data and
  * *len become the deflated payload, in the direction's own buffer.
  */
 

@@ -118,7 +118,7 @@ int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, uint64_t id,
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
 int ngx_http_ws_proxy_ffi_abi(void);
 int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
-    int sides, int takeover, int bits, int level, int mem_level);
+    int sides, int *takeover, int *bits, int level, int mem_level);
 
 
 /*
@@ -979,36 +979,49 @@ ngx_http_ws_proxy_ffi_abi(void)
 
 
 /*
- * new()'s permessage-deflate options, before either handshake: -1 is the
- * directive's value (a second proxy object of the request may reuse a
- * session its first one left new).  The library checked the ranges.
+ * new()'s permessage-deflate options, before either handshake, on the
+ * location's choices: -1 keeps the directive's value (a second proxy
+ * object of the request may reuse a session its first one left new, with
+ * that one's options).  takeover and bits are by connection
+ * (NGX_WSP_DIR_*).  The library checked the ranges.
  */
 
 int
 ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id, int sides,
-    int takeover, int bits, int level, int mem_level)
+    int *takeover, int *bits, int level, int mem_level)
 {
-    ngx_http_ws_proxy_t           *wp;
-    ngx_http_ws_proxy_loc_conf_t  *wlcf;
+    ngx_uint_t            i;
+    ngx_http_ws_proxy_t  *wp;
 
     wp = ngx_http_ws_proxy_ffi_own(r, id);
     if (wp == NULL || wp->state != NGX_WSP_STATE_NEW) {
         return NGX_ERROR;
     }
 
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module);
+    ngx_http_ws_proxy_deflate_conf(wp,
+        ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module));
 
-    wp->opts.deflate = (u_char) (sides >= 0 ? sides & NGX_WSP_RUN_BOTH
-                                            : (int) wlcf->deflate);
-    wp->opts.deflate_takeover = (u_char) (takeover >= 0 ? takeover != 0
-                                          : wlcf->deflate_takeover);
-    wp->opts.deflate_bits = (u_char) (bits >= 8 && bits <= 15
-                                      ? bits : (int) wlcf->deflate_bits);
-    wp->opts.deflate_level = (u_char) (level >= 0 && level <= 9
-                                       ? level : (int) wlcf->deflate_level);
-    wp->opts.deflate_mem_level = (u_char) (mem_level >= 1 && mem_level <= 9
-                                           ? mem_level
-                                           : (int) wlcf->deflate_mem_level);
+    if (sides >= 0) {
+        wp->opts.deflate = (u_char) (sides & NGX_WSP_RUN_BOTH);
+    }
+
+    for (i = 0; i < 2; i++) {
+        if (takeover[i] >= 0) {
+            wp->opts.deflate_takeover[i] = takeover[i] ? 1 : 0;
+        }
+
+        if (bits[i] >= 8 && bits[i] <= 15) {
+            wp->opts.deflate_bits[i] = (u_char) bits[i];
+        }
+    }
+
+    if (level >= 0 && level <= 9) {
+        wp->opts.deflate_level = (u_char) level;
+    }
+
+    if (mem_level >= 1 && mem_level <= 9) {
+        wp->opts.deflate_mem_level = (u_char) mem_level;
+    }
 
     return NGX_OK;
 }

@@ -949,21 +949,19 @@ ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
     if ((d->z & (NGX_WSP_Z_TX | NGX_WSP_Z_PASS)) == NGX_WSP_Z_TX
         && !ngx_wsp_is_control(opcode))
     {
-        /* a message goes compressed to a dst that negotiated it */
+        /*
+         * Every data frame to a dst that negotiated it goes compressed
+         * (none reaches dst another way: such a direction holds no frame
+         * in place), RSV1 on a message's first.
+         */
 
-        if (opcode != NGX_WSP_OP_CONT) {
-            d->zsend = 1;
+        if (ngx_http_ws_proxy_deflate(d, fin, &data, &len) != NGX_OK) {
+            ngx_http_ws_proxy_fail(d->wp, "deflate failed");
+            return;
         }
 
-        if (d->zsend) {
-            if (ngx_http_ws_proxy_deflate(d, fin, &data, &len) != NGX_OK) {
-                ngx_http_ws_proxy_fail(d->wp, "deflate failed");
-                return;
-            }
-
-            if (opcode != NGX_WSP_OP_CONT) {
-                opcode |= NGX_WSP_RSV1;
-            }
+        if (opcode != NGX_WSP_OP_CONT) {
+            opcode |= NGX_WSP_RSV1;
         }
     }
 

@@ -190,6 +190,34 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       offsetof(ngx_http_ws_proxy_loc_conf_t, deflate_bits),
       &ngx_http_ws_proxy_deflate_bits_bounds },
 
+    { ngx_string("ws_proxy_client_deflate_context_takeover"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, side_deflate_takeover[0]),
+      NULL },
+
+    { ngx_string("ws_proxy_upstream_deflate_context_takeover"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, side_deflate_takeover[1]),
+      NULL },
+
+    { ngx_string("ws_proxy_client_deflate_window_bits"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, side_deflate_bits[0]),
+      &ngx_http_ws_proxy_deflate_bits_bounds },
+
+    { ngx_string("ws_proxy_upstream_deflate_window_bits"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, side_deflate_bits[1]),
+      &ngx_http_ws_proxy_deflate_bits_bounds },
+
     { ngx_string("ws_proxy_deflate_level"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -708,6 +736,10 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->deflate = NGX_CONF_UNSET_UINT;
     conf->deflate_takeover = NGX_CONF_UNSET;
     conf->deflate_bits = NGX_CONF_UNSET_UINT;
+    conf->side_deflate_takeover[0] = NGX_CONF_UNSET;
+    conf->side_deflate_takeover[1] = NGX_CONF_UNSET;
+    conf->side_deflate_bits[0] = NGX_CONF_UNSET_UINT;
+    conf->side_deflate_bits[1] = NGX_CONF_UNSET_UINT;
     conf->deflate_level = NGX_CONF_UNSET_UINT;
     conf->deflate_mem_level = NGX_CONF_UNSET_UINT;
     conf->zone_key = NGX_CONF_UNSET_PTR;
@@ -756,6 +788,8 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_ws_proxy_loc_conf_t *prev = parent;
     ngx_http_ws_proxy_loc_conf_t *conf = child;
 
+    ngx_uint_t  i;
+
     ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size,
                               64 * 1024);
     ngx_conf_merge_size_value(conf->max_payload, prev->max_payload,
@@ -777,6 +811,16 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->deflate, prev->deflate, 0);
     ngx_conf_merge_value(conf->deflate_takeover, prev->deflate_takeover, 0);
     ngx_conf_merge_uint_value(conf->deflate_bits, prev->deflate_bits, 15);
+
+    /* a side's own stays unset when no level sets it, as in pass.c */
+
+    for (i = 0; i < 2; i++) {
+        ngx_conf_merge_value(conf->side_deflate_takeover[i],
+                             prev->side_deflate_takeover[i], NGX_CONF_UNSET);
+        ngx_conf_merge_uint_value(conf->side_deflate_bits[i],
+                                  prev->side_deflate_bits[i],
+                                  NGX_CONF_UNSET_UINT);
+    }
     ngx_conf_merge_uint_value(conf->deflate_level, prev->deflate_level, 1);
     ngx_conf_merge_uint_value(conf->deflate_mem_level,
                               prev->deflate_mem_level, 8);
@@ -956,11 +1000,7 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
     wp->opts.ping_timeout = wlcf->ping_timeout;
     wp->opts.session_timeout = wlcf->session_timeout;
     wp->opts.drain_time = wlcf->drain_time;
-    wp->opts.deflate = (u_char) wlcf->deflate;
-    wp->opts.deflate_takeover = (u_char) wlcf->deflate_takeover;
-    wp->opts.deflate_bits = (u_char) wlcf->deflate_bits;
-    wp->opts.deflate_level = (u_char) wlcf->deflate_level;
-    wp->opts.deflate_mem_level = (u_char) wlcf->deflate_mem_level;
+    ngx_http_ws_proxy_deflate_conf(wp, wlcf);
     wp->connect_timeout = wlcf->connect_timeout;
     wp->send_timeout = wlcf->send_timeout;
     wp->read_timeout = wlcf->read_timeout;

@@ -172,8 +172,10 @@ typedef struct {
 
     /* permessage-deflate (ngx_http_ws_proxy_deflate.c) */
     ngx_uint_t                  deflate;          /* NGX_WSP_RUN_DIR()s */
-    ngx_flag_t                  deflate_takeover;
+    ngx_flag_t                  deflate_takeover; /* both connections */
     ngx_uint_t                  deflate_bits;
+    ngx_flag_t                  side_deflate_takeover[2];  /* unset: the */
+    ngx_uint_t                  side_deflate_bits[2];      /* both's */
     ngx_uint_t                  deflate_level;
     ngx_uint_t                  deflate_mem_level;
 
@@ -248,8 +250,8 @@ typedef struct {
     /* permessage-deflate (ngx_http_ws_proxy_deflate.c) */
     u_char                      deflate;          /* NGX_WSP_RUN_DIR()s of
                                                      the connections */
-    u_char                      deflate_takeover;
-    u_char                      deflate_bits;
+    u_char                      deflate_takeover[2];  /* by connection */
+    u_char                      deflate_bits[2];
     u_char                      deflate_level;
     u_char                      deflate_mem_level;
 
@@ -348,8 +350,6 @@ typedef struct {
     u_char                      parked;         /* the hook waits on sema */
     u_char                      z;              /* NGX_WSP_Z_* */
     u_char                      inflating;      /* the frame's payload */
-    u_char                      zsend;          /* the message to dst goes
-                                                   compressed */
 
     /* the frame being parsed */
     ngx_wsp_frame_t             frame;
@@ -656,6 +656,8 @@ u_char *ngx_http_ws_proxy_deflate_offer(ngx_http_ws_proxy_t *wp, u_char *p);
 ngx_int_t ngx_http_ws_proxy_deflate_answer(ngx_http_ws_proxy_t *wp,
     const u_char *value, size_t len);
 ngx_int_t ngx_http_ws_proxy_deflate_accept(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_deflate_conf(ngx_http_ws_proxy_t *wp,
+    ngx_http_ws_proxy_loc_conf_t *wlcf);
 void ngx_http_ws_proxy_deflate_start(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_deflate_free(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_deflate_exit(void);

@@ -995,3 +995,63 @@ offered: permessage-deflate; client_max_window_bits; server_no_context_takeover;
 offered: nil
 --- no_error_log
 [error]
+
+
+
+=== TEST 28: new()'s deflate options are checked where they are given
+--- config
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local cases = {
+                { deflate = "both" },
+                { deflate = 1 },
+                { deflate_context_takeover = "yes" },
+                { client_deflate_context_takeover = 1 },
+                { upstream_deflate_context_takeover = "on" },
+                { deflate_window_bits = 7 },
+                { deflate_window_bits = 16 },
+                { deflate_window_bits = 9.5 },
+                { client_deflate_window_bits = "12" },
+                { upstream_deflate_window_bits = 0 },
+                { deflate_level = 10 },
+                { deflate_level = -1 },
+                { deflate_mem_level = 0 },
+                { deflate_mem_level = 10 },
+            }
+            for _, opts in ipairs(cases) do
+                local ok, err = pcall(proxy.new, opts)
+                ngx.say(ok, " ", err)
+            end
+            for _, opts in ipairs({
+                { deflate = true }, { deflate = false },
+                { deflate = "client" }, { deflate = "upstream" },
+                { client_deflate_window_bits = 8, deflate_level = 0,
+                  deflate_mem_level = 9, deflate_context_takeover = true },
+            }) do
+                ngx.say(type(proxy.new(opts)))
+            end
+        }
+    }
+--- response_body
+false opts.deflate must be a boolean, "client" or "upstream"
+false opts.deflate must be a boolean, "client" or "upstream"
+false opts.deflate_context_takeover must be a boolean
+false opts.client_deflate_context_takeover must be a boolean
+false opts.upstream_deflate_context_takeover must be a boolean
+false opts.deflate_window_bits must be an integer from 8 to 15
+false opts.deflate_window_bits must be an integer from 8 to 15
+false opts.deflate_window_bits must be an integer from 8 to 15
+false opts.client_deflate_window_bits must be an integer from 8 to 15
+false opts.upstream_deflate_window_bits must be an integer from 8 to 15
+false opts.deflate_level must be an integer from 0 to 9
+false opts.deflate_level must be an integer from 0 to 9
+false opts.deflate_mem_level must be an integer from 1 to 9
+false opts.deflate_mem_level must be an integer from 1 to 9
+table
+table
+table
+table
+table
+--- no_error_log
+[error]

@@ -103,6 +103,17 @@ http {
                 if a.arg_wb then
                     opts.deflate_window_bits = tonumber(a.arg_wb)
                 end
+                for _, side in ipairs({ "client", "upstream" }) do
+                    local s = side:sub(1, 1)
+                    if a["arg_" .. s .. "ct"] then
+                        opts[side .. "_deflate_context_takeover"] =
+                            a["arg_" .. s .. "ct"] == "on"
+                    end
+                    if a["arg_" .. s .. "wb"] then
+                        opts[side .. "_deflate_window_bits"] =
+                            tonumber(a["arg_" .. s .. "wb"])
+                    end
+                end
                 if a.arg_hook == "upper" then
                     opts.on_frame = function(p, role, typ, payload)
                         if typ == "text" then
@@ -165,6 +176,17 @@ http {
 
         location /status {
             ws_proxy_status;
+        }
+
+        # a side's own context takeover and window bits
+        location /dirside {
+            ws_proxy_deflate on;
+            ws_proxy_upstream_deflate_context_takeover on;
+            ws_proxy_client_deflate_window_bits 9;
+            content_by_lua_block {
+                local opts = {}
+                %(connect)s
+            }
         }
 
         location /pass {
@@ -731,6 +753,32 @@ async def cases():
         # (not at ws_proxy_close_timeout, 5 s)
         ok(took < 2 * vg.SLOW, "max_frame_size 1000, upstream %s: the close "
            "handshake ends at once (%.2f s)" % (up, took))
+
+    # each connection's own context takeover and window bits: new()'s
+    # side options, then the side directives
+    for name, path, want_c, want_u in (
+            ("new({ client_deflate_context_takeover = true, "
+             "upstream_deflate_window_bits = 10 })",
+             lua("default", "sideopt", d="on", cct="on", uwb=10),
+             lambda c: "no_context_takeover" not in c,
+             lambda u: "client_max_window_bits=10" in u
+             and "server_max_window_bits=10" in u
+             and "server_no_context_takeover" in u),
+            ("ws_proxy_upstream_deflate_context_takeover on, "
+             "ws_proxy_client_deflate_window_bits 9",
+             "/dirside?up=%d&tag=sidedir" % UPORT["default"],
+             lambda c: "client_no_context_takeover" in c
+             and "client_max_window_bits=9" in c,
+             lambda u: "no_context_takeover" not in u
+             and "=" not in u)):
+        res = await session(path, [CF()], SMALL)
+        tag = re.search(r"tag=(\w+)", path).group(1)
+        client = ", ".join(res[1] or [])
+        up = ", ".join((VIEWS.get(tag) or {}).get("req") or [])
+        ok(res[3] is None and not res[2] and client and up
+           and want_c(client) and want_u(up),
+           "%s: the client's answer %r, the upstream's offer %r (%r)"
+           % (name, client, up, res[3]))
 
     # stats(): one session whose bytes are known
     known = [compressible_text(10000, i) for i in range(5)]

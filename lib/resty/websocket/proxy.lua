@@ -151,7 +151,7 @@ int ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir,
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
 int ngx_http_ws_proxy_ffi_abi(void);
 int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
-    int sides, int takeover, int bits, int level, int mem_level);
+    int sides, int *takeover, int *bits, int level, int mem_level);
 
 uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
     size_t n);
@@ -223,6 +223,8 @@ local _OPTIONS = {
     "idle_timeout", "ping_interval", "ping_timeout", "session_timeout",
     "drain_time", "deflate", "deflate_context_takeover",
     "deflate_window_bits", "deflate_level", "deflate_mem_level",
+    "client_deflate_context_takeover", "upstream_deflate_context_takeover",
+    "client_deflate_window_bits", "upstream_deflate_window_bits",
 }
 
 
@@ -240,6 +242,13 @@ local id_buf = ffi_new("uint64_t[1]")
 local resp_buf = ffi_new("const unsigned char *[1]")
 local resp_len = ffi_new("size_t[1]")
 local stats_buf = ffi_new("ngx_http_ws_proxy_ffi_stats_t[1]")
+local deflate_takeover = ffi_new("int[2]")
+local deflate_bits = ffi_new("int[2]")
+local _SIDES = { "client", "upstream" }   -- NGX_WSP_DIR_* + 1
+local _TAKEOVER_OPTIONS = {
+    "deflate_context_takeover", "client_deflate_context_takeover",
+    "upstream_deflate_context_takeover",
+}
 
 local _TYP2OPCODE = {
     text = 0x1,
@@ -362,13 +371,15 @@ function _M.new(opts)
         error('opts.deflate must be a boolean, "client" or "upstream"', 2)
     end
 
-    if opts.deflate_context_takeover ~= nil
-       and type(opts.deflate_context_takeover) ~= "boolean"
-    then
-        error("opts.deflate_context_takeover must be a boolean", 2)
+    for _, name in ipairs(_TAKEOVER_OPTIONS) do
+        if opts[name] ~= nil and type(opts[name]) ~= "boolean" then
+            error("opts." .. name .. " must be a boolean", 2)
+        end
     end
 
     check_integer(opts, "deflate_window_bits", 8, 15)
+    check_integer(opts, "client_deflate_window_bits", 8, 15)
+    check_integer(opts, "upstream_deflate_window_bits", 8, 15)
     check_integer(opts, "deflate_level", 0, 9)
     check_integer(opts, "deflate_mem_level", 1, 9)
 
@@ -428,13 +439,22 @@ local function session(self)
     self.sid = sid
 
     -- always: the session may be one an earlier object left new, with
-    -- that object's options (-1: the directive's value)
-    local takeover = self.deflate_context_takeover
+    -- that object's options (-1: the directive's value); by connection,
+    -- a side's own option before the one for both
+    for i, side in ipairs(_SIDES) do
+        local t = self[side .. "_deflate_context_takeover"]
+        if t == nil then
+            t = self.deflate_context_takeover
+        end
+
+        deflate_takeover[i - 1] = t == nil and -1 or (t and 1 or 0)
+        deflate_bits[i - 1] = self[side .. "_deflate_window_bits"]
+                              or self.deflate_window_bits or -1
+    end
 
     C.ngx_http_ws_proxy_ffi_deflate(r, sid,
         self.deflate == nil and -1 or _DEFLATE_SIDES[self.deflate],
-        takeover == nil and -1 or (takeover and 1 or 0),
-        self.deflate_window_bits or -1, self.deflate_level or -1,
+        deflate_takeover, deflate_bits, self.deflate_level or -1,
         self.deflate_mem_level or -1)
 
     return r, sid
