@@ -1055,3 +1055,45 @@ table
 table
 --- no_error_log
 [error]
+
+
+
+=== TEST 29: a window outside 8..15 is refused at configuration time
+--- config
+    ws_proxy_client_deflate_window_bits 16;
+    location /t {
+        return 200;
+    }
+--- must_die
+--- allowed_levels
+[emerg]
+--- error_log
+value must be between 8 and 15
+
+
+
+=== TEST 30: so is a level outside 0..9
+--- config
+    ws_proxy_deflate_level 10;
+    location /t {
+        return 200;
+    }
+--- must_die
+--- allowed_levels
+[emerg]
+--- error_log
+value must be between 0 and 9
+
+
+
+=== TEST 31: ws_proxy_deflate takes off, on, client or upstream
+--- config
+    ws_proxy_deflate both;
+    location /t {
+        return 200;
+    }
+--- must_die
+--- allowed_levels
+[emerg]
+--- error_log
+invalid value "both"
