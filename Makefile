@@ -116,10 +116,11 @@ $(BUILD)/wsp_handshake_test: src/ngx_wsp_handshake.c src/ngx_wsp_handshake.h \
 
 # unit tests of permessage-deflate's negotiation and codec, without nginx
 $(BUILD)/wsp_deflate_test: src/ngx_wsp_deflate.c src/ngx_wsp_deflate.h \
+		src/ngx_wsp_handshake.c src/ngx_wsp_handshake.h \
 		t/unit/tap.h t/unit/wsp_deflate_test.c
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_deflate.c \
-	    t/unit/wsp_deflate_test.c -lz
+	    src/ngx_wsp_handshake.c t/unit/wsp_deflate_test.c -lz
 
 UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test) \
 	$(if $(wildcard t/unit/wsp_handshake_test.c),$(BUILD)/wsp_handshake_test) \

@@ -12,7 +12,7 @@ echo
 
 # permessage-deflate on 4 KiB JSON messages (bench/deflate_bench.c)
 cc -O2 -Wall -Werror -Isrc -o build/bench/deflate_bench \
-    bench/deflate_bench.c src/ngx_wsp_deflate.c -lz
+    bench/deflate_bench.c src/ngx_wsp_deflate.c src/ngx_wsp_handshake.c -lz
 # on W6's own messages when the load generator is built (bench/run does)
 sample=
 if [ -x build/bench/wsbench ]; then

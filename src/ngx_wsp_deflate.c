@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ngx_wsp_deflate.h"
+#include "ngx_wsp_handshake.h"
 
 
 /* the parameters of RFC 7692 7.1, one bit each in ngx_wsp_pmd_ext_t.seen */
@@ -52,24 +53,6 @@ static unsigned char *ngx_wsp_pmd_put_bits(unsigned char *out,
 static int ngx_wsp_inflate_end_of_stream(z_stream *z);
 
 
-/*
- * RFC 7230 3.2.6 tchar: the characters of a token, which RFC 6455 9.1
- * uses for extension names, parameter names and values
- */
-
-static int
-ngx_wsp_pmd_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-        || (c >= '0' && c <= '9'))
-    {
-        return 1;
-    }
-
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-
 static const unsigned char *
 ngx_wsp_pmd_ows(const unsigned char *p, const unsigned char *end)
 {
@@ -90,7 +73,7 @@ ngx_wsp_pmd_token(const unsigned char *p, const unsigned char *end)
 
     start = p;
 
-    while (p < end && ngx_wsp_pmd_tchar(*p)) {
+    while (p < end && ngx_wsp_is_tchar(*p)) {
         p++;
     }
 
@@ -126,7 +109,7 @@ ngx_wsp_pmd_value(const unsigned char *p, const unsigned char *end,
                 c = *p;
             }
 
-            if (!ngx_wsp_pmd_tchar(c)) {
+            if (!ngx_wsp_is_tchar(c)) {
                 return NULL;
             }
 
@@ -145,7 +128,7 @@ ngx_wsp_pmd_value(const unsigned char *p, const unsigned char *end,
         return p + 1;
     }
 
-    while (p < end && ngx_wsp_pmd_tchar(*p)) {
+    while (p < end && ngx_wsp_is_tchar(*p)) {
         if (n < NGX_WSP_PMD_VALUE) {
             v[n] = *p;
         }

@@ -5,7 +5,7 @@
  * roles, and the per-message inflate and deflate on a zlib stream.
  *
  * As ngx_wsp_frame.c, this file and ngx_wsp_deflate.c depend on nothing
- * but the C library and zlib, so that they can be unit-tested, fuzzed and
+ * but the C library, zlib and the token rule of ngx_wsp_handshake.c, so that they can be unit-tested, fuzzed and
  * benchmarked without nginx.  Nothing here allocates except through the
  * zalloc/zfree a caller sets in the z_stream before an init function.
  */

@@ -33,7 +33,6 @@ typedef struct {
 
 static int ngx_wsp_strcaseeq(const unsigned char *a, size_t len,
     const char *b, size_t blen);
-static int ngx_wsp_is_tchar(unsigned char c);
 static const unsigned char *ngx_wsp_crlf(const unsigned char *p, size_t len);
 static int ngx_wsp_list_find(const unsigned char *value, size_t len,
     const unsigned char *token, size_t tlen, int icase);
@@ -785,7 +784,7 @@ ngx_wsp_strcaseeq(const unsigned char *a, size_t len, const char *b,
 
 /* RFC 9110 5.6.2: tchar */
 
-static int
+int
 ngx_wsp_is_tchar(unsigned char c)
 {
     if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')

@@ -218,4 +218,11 @@ int ngx_wsp_request_check(ngx_wsp_request_t *rq);
 int ngx_wsp_key_valid(const unsigned char *k, size_t len);
 
 
+/*
+ * 1 when c may stand in an RFC 9110 token (tchar): header names, and the
+ * names and values of Sec-WebSocket-Extensions' parameters (RFC 6455 9.1)
+ */
+int ngx_wsp_is_tchar(unsigned char c);
+
+
 #endif /* _NGX_WSP_HANDSHAKE_H_INCLUDED_ */
