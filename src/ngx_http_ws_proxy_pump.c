@@ -37,6 +37,7 @@ static void ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev);
 static void ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t can_read);
 static void ngx_http_ws_proxy_read(ngx_http_ws_proxy_dir_t *d);
+static void ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_send_chain(ngx_http_ws_proxy_dir_t *d,
     ngx_http_ws_proxy_range_t *ranges);
 static ngx_int_t ngx_http_ws_proxy_writev(ngx_http_ws_proxy_dir_t *d,
@@ -630,7 +631,7 @@ ngx_http_ws_proxy_free_msg(ngx_http_ws_proxy_dir_t *d)
 }
 
 
-void
+static void
 ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d)
 {
     /* an idle direction holds no buffer */

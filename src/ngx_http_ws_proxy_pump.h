@@ -58,7 +58,6 @@ void ngx_http_ws_proxy_compact(ngx_http_ws_proxy_dir_t *d);
 ngx_int_t ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d,
     size_t size);
 void ngx_http_ws_proxy_free_msg(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d);
 
 /* ngx_http_ws_proxy_frames.c: parsing, rules, the frame builder */
 ngx_uint_t ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d);

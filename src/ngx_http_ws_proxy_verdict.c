@@ -303,9 +303,20 @@ ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d)
         if (rc != NGX_ERROR && !wp->kick
             && !ngx_http_ws_proxy_has_output(d))
         {
-            /* all input sent: the direction is idle, and holds nothing */
+            /*
+             * All input sent: the direction is idle and holds nothing, as
+             * ngx_http_ws_proxy_idle() would find without its checks.
+             */
 
-            ngx_http_ws_proxy_idle(d);
+            ngx_http_ws_proxy_release(d);
+
+            if (d->msg && d->msg_len == 0) {
+                ngx_http_ws_proxy_free_msg(d);
+            }
+
+            if (d->zd) {
+                ngx_http_ws_proxy_deflate_idle(d);
+            }
 
             if (wev->timer_set) {
                 ngx_del_timer(wev);
