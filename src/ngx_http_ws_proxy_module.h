@@ -141,6 +141,7 @@ struct ngx_http_ws_proxy_inject_s {
 typedef struct {
     ngx_str_t                   name;
     ngx_http_complex_value_t    value;            /* "": not sent */
+    ngx_uint_t                  host;             /* the Host header */
 } ngx_http_ws_proxy_header_t;
 
 

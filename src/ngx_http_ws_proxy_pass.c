@@ -298,6 +298,8 @@ ngx_http_ws_proxy_set_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     h->name = value[1];
+    h->host = (value[1].len == 4
+               && ngx_strncasecmp(value[1].data, (u_char *) "Host", 4) == 0);
 
     ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
 
@@ -867,9 +869,7 @@ ngx_http_ws_proxy_pass_headers(ngx_http_request_t *r,
             values[i].len = 0;
         }
 
-        if (sh[i].name.len == 4
-            && ngx_strncasecmp(sh[i].name.data, (u_char *) "Host", 4) == 0)
-        {
+        if (sh[i].host) {
             wp->host_header = values[i];
             continue;
         }
@@ -920,11 +920,7 @@ ngx_http_ws_proxy_pass_headers(ngx_http_request_t *r,
     }
 
     for (i = 0; i < n; i++) {
-        if (values[i].len
-            && !(sh[i].name.len == 4
-                 && ngx_strncasecmp(sh[i].name.data, (u_char *) "Host", 4)
-                    == 0))
-        {
+        if (values[i].len && !sh[i].host) {
             p = ngx_sprintf(p, "%V: %V" CRLF, &sh[i].name, &values[i]);
         }
     }
