@@ -209,6 +209,7 @@ ngx_http_ws_proxy_pass_static(ngx_conf_t *cf,
     u.url.data = url->data + add;
     u.url.len = path - u.url.data;
     u.default_port = (add == 5) ? 80 : 443;
+    u.uri_part = 1;            /* a unix socket's path ends at ':' */
     u.no_resolve = 1;
 
     pcf->upstream = ngx_http_upstream_add(cf, &u, 0);

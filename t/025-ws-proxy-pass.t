@@ -18,6 +18,9 @@ $ENV{TEST_NGINX_DEAD_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 11;
 # a TLS server that wants a client certificate
 $ENV{TEST_NGINX_CERT_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 1;
 
+# a unix socket upstream
+$ENV{TEST_NGINX_SOCK} = "$ENV{TEST_NGINX_CERTS}/ws025.sock";
+
 # an upstream that answers with the request head it got (any path)
 $ENV{TEST_NGINX_HEAD_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 12;
 
@@ -792,3 +795,34 @@ status 502
 qr/\[error\] .*ws_proxy_pass: failed to connect: "no-such-host\.invalid" could not be resolved/
 --- no_error_log
 [alert]
+
+
+
+=== TEST 34: a unix socket without variables, added at start as proxy_pass adds it: a URI part replaces the location's
+--- http_config eval
+$::Config . q{
+    server {
+        listen unix:$TEST_NGINX_SOCK;
+        location / {
+            content_by_lua_block {
+                local ws = require "wstest"
+                local s = assert(ws.server())
+                s:send_text("unix " .. ngx.var.http_host .. " "
+                            .. ngx.var.request_uri)
+                local f = s:recv_frame()
+                s:send_close(f and f.code or 1000, "bye")
+            }
+        }
+    }
+}
+--- pass
+        ws_proxy_pass ws://unix:$TEST_NGINX_SOCK:/base;
+--- client
+            local c = assert(ws.client("/proxy/x?y=1"))
+            ngx.say(c:recv_frame().payload)
+            c:send_close(1000, "done")
+            c:recv_frame()
+--- response_body
+unix localhost /base/x?y=1
+--- no_error_log
+[error]
