@@ -58,14 +58,13 @@
 
 /* what its writer may still do */
 #define NGX_WSP_TX_OPEN              0   /* frames go to dst */
-#define NGX_WSP_TX_WAIT              1   /* a close of the proxy's is due
-                                            once src's close reply came */
-#define NGX_WSP_TX_MSG               2   /* ... once src's open message
-                                            ended (a worker's drain) */
-#define NGX_WSP_TX_DUE               3   /* ... at the next frame boundary */
-#define NGX_WSP_TX_CLOSED            4   /* a close frame is queued to dst,
+#define NGX_WSP_TX_MSG               1   /* a close of the proxy's is due
+                                            once src's open message ended
+                                            (a worker's drain) */
+#define NGX_WSP_TX_DUE               2   /* ... at the next frame boundary */
+#define NGX_WSP_TX_CLOSED            3   /* a close frame is queued to dst,
                                             nothing goes after it */
-#define NGX_WSP_TX_ABORTED           5   /* dst failed, or gets nothing */
+#define NGX_WSP_TX_ABORTED           4   /* dst failed, or gets nothing */
 
 /* where its parser is */
 #define NGX_WSP_IN_HEADER            0   /* at a frame boundary */
@@ -369,6 +368,8 @@ typedef struct {
     u_char                      parked;         /* the hook waits on sema */
     u_char                      z;              /* NGX_WSP_Z_* */
     u_char                      inflating;      /* the frame's payload */
+    u_char                      recv_read;      /* src read since
+                                                   recv_timer was set */
 
     /* the frame being parsed */
     ngx_wsp_frame_t             frame;
@@ -398,6 +399,9 @@ typedef struct {
     ngx_http_ws_proxy_range_t   out_ctl;
     ngx_http_ws_proxy_ctl_t    *ctl;
     uint16_t                    ctl_code;
+    uint32_t                    recv_time;      /* src's last read, for
+                                                   recv_timeout (in this
+                                                   hole: 32 bits do) */
 
     /* frames injected from Lua, sent at the next frame boundary */
     ngx_http_ws_proxy_inject_t *inject;
