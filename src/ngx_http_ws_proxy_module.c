@@ -1033,6 +1033,7 @@ ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt, ...)
 {
     u_char   *p;
     va_list   args;
+    u_char    line[NGX_WSP_ERRBUF_SIZE];
 
     if (wp->err == NULL) {
         /* errors are rare: a session gets the buffer with its first one */
@@ -1044,10 +1045,85 @@ ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt, ...)
     }
 
     va_start(args, fmt);
-    p = ngx_vslprintf(wp->err, wp->err + NGX_WSP_ERRBUF_SIZE, fmt, args);
+    p = ngx_vslprintf(line, line + sizeof(line), fmt, args);
     va_end(args);
 
+    /* it is logged, by C or by Lua, and Lua's callers log it again */
+
+    p = ngx_http_ws_proxy_log_escape(wp->err, wp->err + NGX_WSP_ERRBUF_SIZE,
+                                     line, p - line);
+
     wp->err_len = p - wp->err;
+}
+
+
+/*
+ * Bytes of a client or an upstream in a log line (a URI, a header value, a
+ * close reason, an error string): every byte below 0x20, and 0x7f, as
+ * \xNN, so that no peer can end the line and write one of its own into
+ * error.log, which nginx writes as it is given.  A backslash is left as
+ * it is: escaping twice changes nothing.  Stops at last, never in the
+ * middle of an escape.
+ */
+
+u_char *
+ngx_http_ws_proxy_log_escape(u_char *dst, u_char *last, u_char *src,
+    size_t len)
+{
+    u_char         c;
+    u_char        *end;
+    static u_char  hex[] = "0123456789abcdef";
+
+    end = src + len;
+
+    while (src < end && dst < last) {
+        c = *src++;
+
+        if (c >= 0x20 && c != 0x7f) {
+            *dst++ = c;
+            continue;
+        }
+
+        if (last - dst < 4) {
+            break;
+        }
+
+        *dst++ = '\\';
+        *dst++ = 'x';
+        *dst++ = hex[c >> 4];
+        *dst++ = hex[c & 0xf];
+    }
+
+    return dst;
+}
+
+
+/*
+ * ngx_log_error() for a line that holds a peer's bytes: formatted, then
+ * escaped by ngx_http_ws_proxy_log_escape() (the format's own text has no
+ * control bytes, so the whole line can be)
+ */
+
+void
+ngx_http_ws_proxy_log_error(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
+    const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+    u_char    line[NGX_MAX_ERROR_STR], safe[NGX_MAX_ERROR_STR];
+
+    if (log->log_level < level) {
+        return;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(line, line + sizeof(line), fmt, args);
+    va_end(args);
+
+    p = ngx_http_ws_proxy_log_escape(safe, safe + sizeof(safe), line,
+                                     p - line);
+
+    ngx_log_error(level, log, err, "%*s", p - safe, safe);
 }
 
 
@@ -1066,6 +1142,7 @@ ngx_http_ws_proxy_lua_log(ngx_http_ws_proxy_t *wp, ngx_uint_t level,
     va_list                   args;
     ngx_uint_t                i;
     ngx_http_ws_proxy_dir_t  *d;
+    u_char                    raw[NGX_WSP_ERRBUF_SIZE];
     u_char                    line[NGX_WSP_ERRBUF_SIZE];
 
     if (wp->log->log_level < level) {
@@ -1073,8 +1150,12 @@ ngx_http_ws_proxy_lua_log(ngx_http_ws_proxy_t *wp, ngx_uint_t level,
     }
 
     va_start(args, fmt);
-    p = ngx_vslprintf(line, line + sizeof(line), fmt, args);
+    p = ngx_vslprintf(raw, raw + sizeof(raw), fmt, args);
     va_end(args);
+
+    /* a close reason: a peer's bytes */
+
+    p = ngx_http_ws_proxy_log_escape(line, line + sizeof(line), raw, p - raw);
 
     len = p - line;
 

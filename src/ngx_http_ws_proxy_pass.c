@@ -439,9 +439,10 @@ ngx_http_ws_proxy_pass_failed(ngx_http_ws_proxy_pass_ctx_t *ctx)
         ngx_http_ws_proxy_set_error(wp, "failed to connect");
     }
 
-    ngx_log_error(NGX_LOG_ERR, wp->log, 0,
-                  "ws_proxy_pass: %*s, upstream: \"%V\"",
-                  wp->err_len, wp->err, &ctx->uri);
+    /* the URI may hold the client's bytes ($uri decoded) */
+    ngx_http_ws_proxy_log_error(NGX_LOG_ERR, wp->log, 0,
+                                "ws_proxy_pass: %*s, upstream: \"%V\"",
+                                wp->err_len, wp->err, &ctx->uri);
 
     if (wp->err_len >= 17
         && ngx_strncmp(wp->err, "bad websocket uri", 17) == 0)
