@@ -844,6 +844,17 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 #endif
 
+    /* without pings there is nothing to time out (a Lua option can give
+     * the interval, but then it can give the timeout too) */
+
+    if (conf->ping_timeout && conf->ping_interval == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ws_proxy_ping_timeout\" needs "
+                           "\"ws_proxy_ping_interval\" at the same level "
+                           "or above");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->buffer_size < 256) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"ws_proxy_buffer_size\" must be at least 256");
@@ -992,15 +1003,10 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
     wp->client = r->connection;
     wp->rc = NGX_OK;
 
-    wp->opts.max_payload = wlcf->max_payload;
-    wp->opts.send_timeout = wlcf->send_timeout;
-    wp->opts.close_timeout = wlcf->close_timeout;
-    wp->opts.idle_timeout = wlcf->idle_timeout;
-    wp->opts.ping_interval = wlcf->ping_interval;
-    wp->opts.ping_timeout = wlcf->ping_timeout;
-    wp->opts.session_timeout = wlcf->session_timeout;
-    wp->opts.drain_time = wlcf->drain_time;
+    ngx_http_ws_proxy_conf_opts(wp);
     ngx_http_ws_proxy_deflate_conf(wp, wlcf);
+    wp->ssl_verify = wlcf->pass.ssl_verify ? 1 : 0;
+    wp->server_name = wlcf->pass.ssl_name;
     wp->connect_timeout = wlcf->connect_timeout;
     wp->send_timeout = wlcf->send_timeout;
     wp->read_timeout = wlcf->read_timeout;
@@ -1025,6 +1031,47 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
     ngx_http_set_ctx(r, wp, ngx_http_ws_proxy_module);
 
     return wp;
+}
+
+
+/*
+ * The session's options as the location's directives give them: what
+ * ws_proxy_pass runs with, and the defaults of new()'s options, which
+ * ngx_http_ws_proxy_ffi_set_opts() lays over them.
+ */
+
+void
+ngx_http_ws_proxy_conf_opts(ngx_http_ws_proxy_t *wp)
+{
+    ngx_uint_t                      i;
+    ngx_http_ws_proxy_pass_conf_t  *pcf;
+    ngx_http_ws_proxy_loc_conf_t   *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_ws_proxy_module);
+    pcf = &wlcf->pass;
+
+    wp->opts.max_payload = wlcf->max_payload;
+    wp->opts.send_timeout = wlcf->send_timeout;
+    wp->opts.close_timeout = wlcf->close_timeout;
+    wp->opts.idle_timeout = wlcf->idle_timeout;
+    wp->opts.ping_interval = wlcf->ping_interval;
+    wp->opts.ping_timeout = wlcf->ping_timeout;
+    wp->opts.session_timeout = wlcf->session_timeout;
+    wp->opts.drain_time = wlcf->drain_time;
+
+    /* a side's own limit, else the both-sides one */
+
+    for (i = 0; i < 2; i++) {
+        wp->opts.max_frame_size[i] =
+            pcf->side_max_frame_size[i] != NGX_CONF_UNSET_SIZE
+            ? pcf->side_max_frame_size[i] : pcf->max_frame_size;
+        wp->opts.max_fragments[i] =
+            pcf->side_max_fragments[i] != NGX_CONF_UNSET_UINT
+            ? pcf->side_max_fragments[i] : pcf->max_fragments;
+    }
+
+    wp->opts.recv_timeout = pcf->recv_timeout;
+    wp->opts.aggregate = pcf->aggregate ? 1 : 0;
 }
 
 

@@ -550,6 +550,7 @@ ngx_http_ws_proxy_t *ngx_http_ws_proxy_create(ngx_http_request_t *r,
     ngx_uint_t hook);
 ngx_http_ws_proxy_t *ngx_http_ws_proxy_lookup(uint64_t id);
 void ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_conf_opts(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt,
     ...);
 u_char *ngx_http_ws_proxy_log_escape(u_char *dst, u_char *last, u_char *src,

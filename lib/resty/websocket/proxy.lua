@@ -778,7 +778,11 @@ function _M:connect_upstream(uri, opts)
     o.connect_timeout = opts.connect_timeout or timeout or 0
     o.send_timeout = opts.send_timeout or timeout or 0
     o.read_timeout = opts.read_timeout or timeout or 0
-    o.ssl_verify = opts.ssl_verify and 1 or 0
+    if opts.ssl_verify == nil then
+        o.ssl_verify = -1               -- ws_proxy_ssl_verify's
+    else
+        o.ssl_verify = opts.ssl_verify and 1 or 0
+    end
     o.client_cert = opts.client_cert
     o.client_priv_key = opts.client_priv_key
     o.host = opts.host
@@ -1127,7 +1131,12 @@ function _M:execute()
     o.ping_timeout = self.ping_timeout or 0
     o.session_timeout = self.session_timeout or 0
     o.hook = hook and 1 or 0
-    o.aggregate = self.aggregate_fragments and 1 or 0
+    -- not given: the directive's (ws_proxy_aggregate_fragments)
+    if self.aggregate_fragments == nil then
+        o.aggregate = -1
+    else
+        o.aggregate = self.aggregate_fragments and 1 or 0
+    end
     o.debug = self.debug and 1 or 0
     o.drain_time = self.drain_time or 0
 
