@@ -597,6 +597,57 @@ ngx_http_ws_proxy_add_variables(ngx_conf_t *cf)
 }
 
 
+/*
+ * $ws_proxy_client_deflate: the Sec-WebSocket-Extensions of the client's
+ * 101, as sent.  The parameters in effect can hold more (the module's own
+ * smaller window, which it need not announce): the variable says what the
+ * client was told.
+ */
+
+static void
+ngx_http_ws_proxy_sent_extensions(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    v->len = 0;
+    v->data = (u_char *) "";
+
+    if (r->headers_out.status != NGX_HTTP_SWITCHING_PROTOCOLS) {
+        return;
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash
+            && h[i].key.len == sizeof("Sec-WebSocket-Extensions") - 1
+            && ngx_strncasecmp(h[i].key.data,
+                               (u_char *) "Sec-WebSocket-Extensions",
+                               h[i].key.len) == 0)
+        {
+            v->len = h[i].value.len;
+            v->data = h[i].value.data;
+            return;
+        }
+    }
+}
+
+
 static ngx_int_t
 ngx_http_ws_proxy_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
@@ -679,7 +730,12 @@ ngx_http_ws_proxy_variable(ngx_http_request_t *r,
         break;
 
     case NGX_WSP_VAR_DEFLATE:
-        /* what was negotiated on that peer's connection */
+        if ((data & 1) == NGX_WSP_DIR_CLIENT) {
+            ngx_http_ws_proxy_sent_extensions(r, v);
+            break;
+        }
+
+        /* what was negotiated on the upstream's connection */
         v->data = ngx_pnalloc(r->pool, NGX_WSP_PMD_MAX_VALUE);
         if (v->data == NULL) {
             return NGX_ERROR;

@@ -228,3 +228,45 @@ ok
 --- allowed_levels: [emerg]
 --- error_log
 no "ws_proxy_ssl_certificate" for "ws_proxy_ssl_certificate_key"
+
+
+
+=== TEST 13: $ws_proxy_client_deflate is what the client's 101 said
+--- http_config eval
+$t::WsProxy::HttpConfig . q{
+    log_format wsd 'deflate var: [$ws_proxy_client_deflate]';
+}
+--- config
+    location /up {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server())
+            s:recv_frame()
+        }
+    }
+
+    location /proxy {
+        ws_proxy_deflate client;
+        ws_proxy_deflate_window_bits 10;
+        access_log logs/error.log wsd;
+        ws_proxy_pass ws://127.0.0.1:$server_port/up;
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy", { headers = {
+                "Sec-WebSocket-Extensions: permessage-deflate",
+            } }))
+            ngx.say("101: [", c.headers["sec-websocket-extensions"], "]")
+            c:send_close(1000, "done")
+            c:recv_frame()
+        }
+    }
+--- response_body
+101: [permessage-deflate; server_no_context_takeover; client_no_context_takeover]
+--- error_log
+deflate var: [permessage-deflate; server_no_context_takeover; client_no_context_takeover]
+--- no_error_log
+server_max_window_bits
+[error]
