@@ -270,3 +270,49 @@ deflate var: [permessage-deflate; server_no_context_takeover; client_no_context_
 --- no_error_log
 server_max_window_bits
 [error]
+
+
+
+=== TEST 14: two Sec-WebSocket-Key headers are reported as a duplicate, not as a bad value
+--- config
+    location /proxy {
+        ws_proxy_pass ws://127.0.0.1:$server_port/up;
+    }
+--- raw_request eval
+"GET /proxy HTTP/1.1\r
+Host: localhost\r
+Upgrade: websocket\r
+Connection: Upgrade\r
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r
+Sec-WebSocket-Version: 13\r
+Connection: close\r
+\r
+"
+--- error_code: 400
+--- response_body_like
+duplicate "sec-websocket-key" request header: dGhlIHNhbXBsZSBub25jZQ==
+--- error_log
+rejecting websocket handshake with 400: duplicate "sec-websocket-key" request header: dGhlIHNhbXBsZSBub25jZQ==
+
+
+
+=== TEST 15: two Sec-WebSocket-Version: 13 headers likewise
+--- config
+    location /proxy {
+        ws_proxy_pass ws://127.0.0.1:$server_port/up;
+    }
+--- raw_request eval
+"GET /proxy HTTP/1.1\r
+Host: localhost\r
+Upgrade: websocket\r
+Connection: Upgrade\r
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r
+Sec-WebSocket-Version: 13\r
+Sec-WebSocket-Version: 13\r
+Connection: close\r
+\r
+"
+--- error_code: 426
+--- response_body_like
+duplicate "sec-websocket-version" request header: 13
