@@ -316,3 +316,40 @@ Connection: close\r
 --- error_code: 426
 --- response_body_like
 duplicate "sec-websocket-version" request header: 13
+
+
+
+=== TEST 16: a full metrics zone says so once per set of keys, not per session
+--- http_config eval
+$t::WsProxy::HttpConfig . q{
+    ws_proxy_zone wsfull 32k;
+}
+--- config
+    location /full {
+        ws_proxy_zone_key $arg_k;
+        content_by_lua_block {
+            local p = assert(require("resty.websocket.proxy").new())
+            p:connect("ws://127.0.0.1:1/never")
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            -- plain GETs: each is refused (400) and counted under its key
+            for i = 1, 300 do
+                local s = ngx.socket.tcp()
+                assert(s:connect("127.0.0.1", ngx.var.server_port))
+                s:send("GET /full?k=key" .. i .. " HTTP/1.0\r\n\r\n")
+                s:receive("*a")
+                s:close()
+            end
+            ngx.say("done")
+        }
+    }
+--- response_body
+done
+--- grep_error_log eval: qr/ws_proxy_zone "wsfull" is full with \d+ keys: key "key\d+"/
+--- grep_error_log_out eval
+qr/\Aws_proxy_zone "wsfull" is full with \d+ keys: key "key\d+"\n\z/
+--- no_error_log
+[error]
