@@ -353,3 +353,44 @@ done
 qr/\Aws_proxy_zone "wsfull" is full with \d+ keys: key "key\d+"\n\z/
 --- no_error_log
 [error]
+
+
+
+=== TEST 17: ngx.exit() from on_frame (client's direction): both peers get a close, a line says why
+--- proxy_opts
+{ on_frame = function(p, role, typ, payload)
+      if payload == "exit" then
+          return ngx.exit(444)
+      end
+      return payload
+  end }
+--- client
+            c:send_text("hi")
+            say_next()
+            c:send_text("exit")
+            say_next()
+--- response_body
+text:hi
+close:1001:
+--- error_log
+upstream got: close:1001:
+ws_proxy: the request ended while the session was running (ngx.exit() in on_frame?), closing both peers with 1001
+
+
+
+=== TEST 18: ngx.exit() from on_frame in the upstream's direction (a light thread)
+--- proxy_opts
+{ on_frame = function(p, role, typ, payload)
+      if role == "upstream" and payload == "exit" then
+          return ngx.exit(444)
+      end
+      return payload
+  end }
+--- client
+            c:send_text("exit")
+            say_next()
+--- response_body
+close:1001:
+--- error_log
+upstream got: close:1001:
+ws_proxy: the request ended while the session was running (ngx.exit() in on_frame?), closing both peers with 1001
