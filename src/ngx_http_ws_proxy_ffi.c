@@ -58,6 +58,7 @@ typedef struct {
     const u_char               *protocols;   /* "a, b": the offer */
     size_t                      protocols_len;
     int                         forward_protocols;
+    int                         handshake_buffer_size;  /* 0: directive's */
 } ngx_http_ws_proxy_ffi_connect_t;
 
 
@@ -129,7 +130,7 @@ int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
  * asks the module to send: its signature is part of this ABI.
  */
 
-#define NGX_WSP_FFI_ABI   9
+#define NGX_WSP_FFI_ABI   10
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -374,9 +375,10 @@ int
 ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
     ngx_http_ws_proxy_ffi_connect_t *o, u_char *err, size_t *errlen)
 {
-    ngx_int_t             rc;
-    ngx_str_t             uri, server_name;
-    ngx_http_ws_proxy_t  *wp;
+    ngx_int_t                      rc;
+    ngx_str_t                      uri, server_name;
+    ngx_http_ws_proxy_t           *wp;
+    ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
     wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
     if (wp == NULL) {
@@ -467,7 +469,11 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
         return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
     }
 
-    rc = ngx_http_ws_proxy_connect(wp, &uri);
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module);
+
+    rc = ngx_http_ws_proxy_connect(wp, &uri, o->handshake_buffer_size > 0
+                                             ? (size_t) o->handshake_buffer_size
+                                             : wlcf->handshake_buffer_size);
 
     if (rc == NGX_ERROR) {
         ngx_http_ws_proxy_metrics_connect_end(wp, NGX_ERROR);

@@ -95,6 +95,13 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       offsetof(ngx_http_ws_proxy_loc_conf_t, buffer_size),
       &ngx_http_ws_proxy_size_post },
 
+    { ngx_string("ws_proxy_handshake_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, handshake_buffer_size),
+      NULL },
+
     { ngx_string("ws_proxy_max_payload"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -287,6 +294,20 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       ngx_http_ws_proxy_pass,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("ws_proxy_set_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_ws_proxy_set_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ws_proxy_pass_request_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, pass.pass_request_headers),
       NULL },
 
     { ngx_string("ws_proxy_max_frame_size"),
@@ -779,6 +800,7 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     }
 
     conf->buffer_size = NGX_CONF_UNSET_SIZE;
+    conf->handshake_buffer_size = NGX_CONF_UNSET_SIZE;
     conf->max_payload = NGX_CONF_UNSET_SIZE;
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->send_timeout = NGX_CONF_UNSET_MSEC;
@@ -848,6 +870,8 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size,
                               64 * 1024);
+    ngx_conf_merge_size_value(conf->handshake_buffer_size,
+                              prev->handshake_buffer_size, 8 * 1024);
     ngx_conf_merge_size_value(conf->max_payload, prev->max_payload,
                               16 * 1024 * 1024);
     ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
@@ -914,6 +938,15 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->buffer_size < 256) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"ws_proxy_buffer_size\" must be at least 256");
+        return NGX_CONF_ERROR;
+    }
+
+    /* the upgrade request's own headers take about 500 bytes */
+
+    if (conf->handshake_buffer_size < 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ws_proxy_handshake_buffer_size\" must be at "
+                           "least 1024");
         return NGX_CONF_ERROR;
     }
 

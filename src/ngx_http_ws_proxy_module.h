@@ -137,9 +137,27 @@ struct ngx_http_ws_proxy_inject_s {
 };
 
 
+/* ws_proxy_set_header name value */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_http_complex_value_t    value;            /* "": not sent */
+    ngx_uint_t                  host;             /* the Host header */
+} ngx_http_ws_proxy_header_t;
+
+
 /* ws_proxy_pass: the options of new() and connect() as directives */
 typedef struct {
     ngx_http_complex_value_t   *uri;              /* NULL: no ws_proxy_pass */
+
+    /* a URI without variables: its group (or implicit upstream), parts */
+    ngx_http_upstream_srv_conf_t *upstream;
+    ngx_str_t                   base;             /* "ws://authority" */
+    ngx_str_t                   uri_part;         /* "": none */
+    ngx_str_t                   location;         /* what uri_part replaces */
+
+    ngx_array_t                *headers;          /* of ..._header_t */
+    ngx_flag_t                  pass_request_headers;
+
     size_t                      max_frame_size;   /* both sides */
     size_t                      side_max_frame_size[2];
     ngx_uint_t                  max_fragments;
@@ -155,6 +173,7 @@ typedef struct {
 
 typedef struct {
     size_t                      buffer_size;      /* ws_proxy_buffer_size */
+    size_t                      handshake_buffer_size;
     size_t                      max_payload;      /* ws_proxy_max_payload */
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  send_timeout;
@@ -445,6 +464,7 @@ struct ngx_http_ws_proxy_s {
     in_port_t                   port;
     unsigned                    ssl:1;
     unsigned                    ssl_verify:1;
+    unsigned                    escape_path:1;  /* ws_proxy_pass's URI */
     ngx_str_t                   key;         /* our Sec-WebSocket-Key */
     ngx_str_t                   extra_headers;
     ngx_str_t                   offer;       /* Sec-WebSocket-Protocol sent */
@@ -575,6 +595,7 @@ void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);
 /* ngx_http_ws_proxy_uri.c */
 ngx_int_t ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
     ngx_str_t *host);
+u_char *ngx_http_ws_proxy_uri_path_start(ngx_str_t *uri);
 
 /* ngx_http_ws_proxy_upgrade.c */
 ngx_int_t ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp);
@@ -585,7 +606,8 @@ void ngx_http_ws_proxy_body_end(ngx_http_ws_proxy_t *wp,
     ngx_int_t complete);
 
 /* ngx_http_ws_proxy_upstream.c */
-ngx_int_t ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri);
+ngx_int_t ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
+    size_t hs_size);
 void ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc);
 void ngx_http_ws_proxy_close_upstream(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_free_hs(ngx_http_ws_proxy_t *wp);
@@ -617,6 +639,8 @@ void ngx_http_ws_proxy_notify(ngx_http_ws_proxy_t *wp);
 
 /* ngx_http_ws_proxy_pass.c */
 char *ngx_http_ws_proxy_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_ws_proxy_set_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 void ngx_http_ws_proxy_pass_create(ngx_http_ws_proxy_pass_conf_t *conf);
 char *ngx_http_ws_proxy_pass_merge(ngx_conf_t *cf,
     ngx_http_ws_proxy_pass_conf_t *prev, ngx_http_ws_proxy_pass_conf_t *conf);

@@ -58,6 +58,10 @@ http {
             ws_proxy_client_max_frame_size 100;
             ws_proxy_pass ws://127.0.0.1:%(up1)d/small;
         }
+        location /pass {
+            ws_proxy_set_header X-Real-IP $remote_addr;
+            ws_proxy_pass ws://127.0.0.1:%(up1)d;
+        }
     }
 }
 """
@@ -144,6 +148,10 @@ class Upstream(threading.Thread):
                 if op == 8:
                     c.sendall(frame(8, payload, False))
                     return
+                if payload == b"head?":
+                    # the upgrade request as this server got it
+                    c.sendall(frame(1, req, False))
+                    continue
                 c.sendall(frame(1, b"%d:" % self.port + payload, False))
         except (OSError, EOFError, IndexError):
             pass
@@ -151,12 +159,13 @@ class Upstream(threading.Thread):
             c.close()
 
 
-def client(path):
+def client(path, headers=b""):
     s = socket.create_connection(("127.0.0.1", PORT), timeout=5 * vg.SLOW)
     s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n"
               b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Version: 13\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              + headers + b"\r\n")
     return s, recv_head(s)
 
 
@@ -220,6 +229,21 @@ def cases(pid):
        "ws_proxy_client_max_frame_size: the client gets 1009 (%r %r)"
        % (op, code))
     s.close()
+
+    # a browser's request: '"', '|', '{' and UTF-8 unencoded, its headers
+    s, head = client(b'/pass/q"|caf\xc3\xa9?f={x}',
+                     b"Origin: https://chat.example\r\nCookie: a=1\r\n"
+                     b"X-Real-IP: 6.6.6.6\r\n")
+    s.sendall(frame(1, b"head?", True))
+    op, got = read_frame(s)
+    s.close()
+    ok(head.startswith(b"HTTP/1.1 101")
+       and got.startswith(b"GET /pass/q%22%7Ccaf%C3%A9?f=%7Bx%7D HTTP/1.1\r\n")
+       and b"\r\nOrigin: https://chat.example\r\nCookie: a=1\r\n" in got
+       and b"\r\nX-Real-IP: 127.0.0.1\r\n" in got
+       and b"6.6.6.6" not in got,
+       "ws_proxy_pass without a URI part: the client's URI (encoded where "
+       "RFC 3986 wants it) and headers, X-Real-IP replaced (%r)" % got)
 
     s = socket.create_connection(("127.0.0.1", PORT), timeout=5 * vg.SLOW)
     s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")

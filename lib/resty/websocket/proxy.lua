@@ -91,6 +91,7 @@ typedef struct {
     const unsigned char        *protocols;
     size_t                      protocols_len;
     int                         forward_protocols;
+    int                         handshake_buffer_size;
 } ngx_http_ws_proxy_ffi_connect_t;
 
 int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, uint64_t *id,
@@ -161,7 +162,7 @@ uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 9
+local FFI_ABI = 10
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -225,6 +226,7 @@ local _OPTIONS = {
     "deflate_window_bits", "deflate_level", "deflate_mem_level",
     "client_deflate_context_takeover", "upstream_deflate_context_takeover",
     "client_deflate_window_bits", "upstream_deflate_window_bits",
+    "handshake_buffer_size",
 }
 
 
@@ -296,6 +298,9 @@ local _mt = { __index = _M }
 local MAX_SIZE = 2 ^ 53
 local MAX_INT = 2 ^ 31 - 1
 
+-- the smallest handshake buffer, as ws_proxy_handshake_buffer_size's
+local HS_BUFFER_MIN = 1024
+
 
 -- nil when v is nil or a number in [min, max], else the message
 local function bad_number(name, v, min, max)
@@ -366,6 +371,7 @@ function _M.new(opts)
     check_number(opts, "upstream_max_frame_size", 1, MAX_SIZE)
     check_number(opts, "upstream_max_fragments", 1, MAX_INT)
     check_number(opts, "max_payload_size", 1, MAX_SIZE)
+    check_number(opts, "handshake_buffer_size", HS_BUFFER_MIN, MAX_INT)
 
     if opts.deflate ~= nil and _DEFLATE_SIDES[opts.deflate] == nil then
         error('opts.deflate must be a boolean, "client" or "upstream"', 2)
@@ -531,6 +537,17 @@ local _NOT_FORWARDED = {
 }
 
 
+-- x_forwarded's headers: the client's copies are left out (a backend that
+-- reads the first X-Real-IP would trust the client), X-Forwarded-For is
+-- appended to as nginx's $proxy_add_x_forwarded_for does
+local _X_FORWARDED = {
+    ["x-forwarded-for"] = true, ["x-forwarded-proto"] = true,
+    ["x-forwarded-host"] = true, ["x-real-ip"] = true,
+}
+
+local _EMPTY = {}
+
+
 -- headers the module writes itself: the "headers" option may not set them
 local _OWN_HEADERS = {
     ["host"] = "use the \"host\" option",
@@ -573,9 +590,14 @@ local function forwarded_headers(h, n, opts)
             end
         end
 
+        -- with x_forwarded, the proxy's own values replace the client's
+        local own = opts.x_forwarded and _X_FORWARDED or _EMPTY
+
         for name, v in pairs(req) do
             local lname = name:lower()
-            if not _NOT_FORWARDED[lname] and (not only or only[lname]) then
+            if not _NOT_FORWARDED[lname] and not own[lname]
+               and (not only or only[lname])
+            then
                 if type(v) == "table" then
                     for _, vv in ipairs(v) do
                         n = n + 1
@@ -751,6 +773,14 @@ function _M:connect_upstream(uri, opts)
         end
     end
 
+    -- connect()'s option wins over new()'s, which wins over the directive
+    local hs_size = opts.handshake_buffer_size or self.handshake_buffer_size
+    local hs_err = bad_number("opts.handshake_buffer_size", hs_size,
+                              HS_BUFFER_MIN, MAX_INT)
+    if hs_err then
+        return nil, hs_err
+    end
+
     for i = 1, #_CONNECT_STRINGS do
         local name = _CONNECT_STRINGS[i]
         if opts[name] ~= nil and type(opts[name]) ~= "string" then
@@ -792,6 +822,7 @@ function _M:connect_upstream(uri, opts)
     o.protocols = offer
     o.protocols_len = offer and #offer or 0
     o.forward_protocols = opts.forward_protocols ~= false and 1 or 0
+    o.handshake_buffer_size = hs_size or 0
 
     if opts.host and find(opts.host, _CTL) then
         return nil, "host contains a CR, LF or other control byte"
