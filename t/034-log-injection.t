@@ -92,7 +92,15 @@ __DATA__
 --- allowed_levels: [alert]
 --- config
     location /uriv/ {
-        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT$uri;
+        ws_proxy_pass ws://127.0.0.1:$server_port/up$uri;
+    }
+
+    # the upstream: says what it got, encoded as it came, and refuses
+    location /up/ {
+        content_by_lua_block {
+            ngx.log(ngx.INFO, "upstream got: ", ngx.var.request_uri)
+            ngx.exit(404)
+        }
     }
 
     location /t {
@@ -104,10 +112,13 @@ __DATA__
             ngx.say(err)
         }
     }
---- response_body_like
-^status \d+
---- error_log
-bad websocket uri "ws://127.0.0.1:1985/uriv/x\x0a2026/12/07 04:21:30 [alert] 1"
+--- response_body
+status 404
+--- error_log eval
+[
+    qr{upstream got: /up/uriv/x%0A2026/12/07%2004:21:30%20%5Balert%5D%201\b},
+    "ws_proxy_pass: the upstream refused the upgrade with 404, relayed",
+]
 
 
 
