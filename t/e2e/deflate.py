@@ -372,12 +372,16 @@ def client_view_ok(ext, hdr, offer, mod):
     settings mod (d, ct, wb): "" when right, else what is wrong."""
     d = mod.get("d", "on")
     ct = mod.get("ct", "off") == "on"
-    wb = int(mod.get("wb", 15))
+    # zlib has no raw deflate of 8 bits: the module's 8 is 9
+    wb = max(int(mod.get("wb", 15)), 9)
     if offer is None or d in ("off", "upstream"):
         if ext or hdr:
             return "negotiated %r without an offer or with deflate %s" % (
                 hdr, d)
         return ""
+    if offer.server_max_window_bits == 8:
+        # the module cannot deflate within 8 bits: it declines the offer
+        return "accepted server_max_window_bits=8 (%r)" % hdr if ext else ""
     if not ext:
         # declining is allowed only where the module cannot bound the
         # client's window (no client_max_window_bits offered)
@@ -420,7 +424,7 @@ def upstream_view_ok(view, mod, up):
     """The module's offer to the upstream and what the upstream took."""
     d = mod.get("d", "on")
     ct = mod.get("ct", "off") == "on"
-    wb = int(mod.get("wb", 15))
+    wb = max(int(mod.get("wb", 15)), 9)
     if view is None:
         return "the upstream saw no request"
     offers = parse_ext(view["req"])
@@ -633,6 +637,8 @@ async def cases():
     # and window bits
     ups = []
     for up, _ in UPSTREAMS:
+        if up == "cmwb8":
+            continue            # below: refused
         for kw in ({"d": "on"}, {"d": "on", "ct": "on"},
                    {"d": "on", "wb": 9}, {"d": "on", "ct": "on", "wb": 12},
                    {"d": "on", "hook": "noop"}):
@@ -640,6 +646,13 @@ async def cases():
             ups.append(case("upstream %s, module %r" % (up, kw), kw, CF(),
                             up, SMALL, tag))
     await batch(ups)
+
+    # an upstream that answers client_max_window_bits=8: zlib cannot
+    # deflate with 8 bits, so the module refuses the answer (502)
+    for kw in ({"d": "on"}, {"d": "on", "wb": 8}):
+        res = await session(lua("cmwb8", "cmwb8", **kw), [CF()], SMALL[:1])
+        ok(res[3] is not None and "502" in str(res[3]),
+           "upstream cmwb8, module %r: 502 (%s)" % (kw, res[3]))
 
     # context takeover kept on every side over 50 similar messages
     fifty = [compressible_text(2000, i % 3) + " #%d" % i for i in range(50)]
