@@ -16,7 +16,6 @@ import random
 import re
 import socket
 import struct
-import subprocess
 import sys
 import time
 import zlib
@@ -28,6 +27,7 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory as SF)
 
 import vg
+import master
 from master import nginx_cmd
 from tap import ok, plan
 
@@ -35,7 +35,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
                           os.path.join(ROOT, "t", "servroot")).rstrip("/")
-PREFIX = os.path.join(SERVROOT, "deflate")
+# beside the server root, not in it (see t/e2e/metrics.py)
+PREFIX = SERVROOT + "-deflate"
 PORT = int(os.environ.get("TEST_NGINX_DEFLATE_PORT", "20000"))
 # the upstreams listen on UP, UP + 1, ... (one port per parameter set)
 UP = int(os.environ.get("TEST_NGINX_DEFLATE_UPSTREAM_PORT", str(PORT + 1)))
@@ -929,10 +930,8 @@ def run():
         except Exception as e:
             ok(False, "deflate sessions: %r" % e)
         finally:
-            subprocess.run(nginx_cmd(PREFIX) + ["-s", "quit"],
-                           capture_output=True)
+            master.stop(PREFIX)
             status = vg.wait(proc)
-            time.sleep(0.3)
     if known:
         check_logs(known)
     text = log("error.log")

@@ -169,7 +169,14 @@ try {
   ok(false, `browser test: ${e.message}`);
 } finally {
   if (browser) await browser.close();
-  demo.kill('SIGQUIT');
+  // nginx (util/demo execs it) is waited for: nothing outlives the test
+  const exited = new Promise((r) => demo.once('exit', r));
+  if (demo.exitCode === null && demo.signalCode === null) {
+    demo.kill('SIGQUIT');
+    const t = setTimeout(() => demo.kill('SIGKILL'), 10000);
+    await exited;
+    clearTimeout(t);
+  }
 }
 
 console.log(`1..${n}`);

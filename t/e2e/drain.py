@@ -123,13 +123,6 @@ def nginx(*args):
     return master.nginx(PREFIX, *args)
 
 
-def master_pid():
-    return master.master_pid(PREFIX)
-
-
-alive = master.alive
-
-
 class Client:
     def __init__(self, n):
         self.n = n
@@ -351,16 +344,7 @@ def run():
             ok(False, "drain test: %r" % e)
         finally:
             # the new worker lives on: a fast stop ends it with the master
-            try:
-                mpid = master_pid()
-                nginx("-s", "stop")
-                for _ in range(50 * vg.SLOW):
-                    if not alive(mpid):
-                        break
-                    time.sleep(0.1)
-                os.kill(mpid, signal.SIGKILL)
-            except Exception:
-                pass
+            master.stop(PREFIX, signal.SIGTERM, 5)
             status = vg.wait(proc)
 
     log = os.path.join(logdir, "error.log")

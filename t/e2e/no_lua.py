@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 
+import master
 import vg
 from tap import ok, plan
 
@@ -322,10 +324,8 @@ def main():
         except Exception as e:
             ok(False, "the sessions: %r" % e)
         finally:
-            subprocess.run(nginx + ["-s", "quit" if vg.USE else "stop"],
-                           capture_output=True)
+            master.stop(PREFIX, signal.SIGQUIT if vg.USE else signal.SIGTERM)
             status = vg.wait(proc)
-            time.sleep(0.3)
 
     text = log("error.log")
     ok("[alert]" not in text and "[crit]" not in text

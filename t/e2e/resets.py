@@ -9,13 +9,14 @@ import base64
 import hashlib
 import os
 import re
+import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
 
+import master
 import vg
 from tap import ok, plan
 
@@ -477,10 +478,8 @@ def main():
         finally:
             # QUIT, not stop: sessions end and the pools are freed before
             # exit, so that valgrind's leak check sees only real leaks
-            subprocess.run(nginx + ["-s", "quit" if vg.USE else "stop"],
-                           capture_output=True)
+            master.stop(PREFIX, signal.SIGQUIT if vg.USE else signal.SIGTERM)
             status = vg.wait(proc)
-            time.sleep(0.3)
 
     text = log()
     ok("[alert]" not in text and "[crit]" not in text
