@@ -79,13 +79,14 @@ upstream got: close:1009:Payload Too Large
             c:send_frame{ opcode = 1, fin = false, payload = "1" }
             c:send_frame{ opcode = 0, fin = false, payload = "2" }
             c:send_frame{ opcode = 0, fin = true, payload = "3" }
-            say_next()
-            say_next()
-            say_next()
---- response_body
-text:1 (fin=0)
-continuation:2 (fin=0)
-close:1009:Payload Too Large
+            -- the offender's close comes at once: the upstream's echoes
+            -- of the first two fragments may or may not precede it
+            repeat
+                local f, err = c:recv_frame()
+                ngx.say(ws.describe(f, err))
+            until not f or f.opcode == 8
+--- response_body_like eval
+qr/\A(?:text:1 \(fin=0\)\n(?:continuation:2 \(fin=0\)\n)?)?close:1009:Payload Too Large\n\z/
 --- error_log
 client frame count (3) exceeds limit, closing
 
