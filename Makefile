@@ -65,7 +65,7 @@ e2e-deps: deps
 # and dh_nginx (nginx-dev), as Debian's own module packages are, in a copy
 # of the tree under build/deb/ so that build/nginx and the module the tests
 # load stay untouched.  The .deb lands in build/deb/.
-DEB_BUILD_PKGS := dpkg-dev debhelper lintian
+DEB_BUILD_PKGS := build-essential dpkg-dev debhelper lintian
 DEB_VERSION   = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
 DEB_ARCH      = $(shell dpkg --print-architecture)
 DEB_NAME      := libnginx-mod-http-ws-proxy
