@@ -6,7 +6,7 @@
 
 NGX_SRC      ?= /usr/share/nginx/src
 NGX_BIN      ?= /usr/sbin/nginx
-BUILD        := $(CURDIR)/build
+BUILD        ?= $(CURDIR)/build
 NGX_BUILD    := $(BUILD)/nginx
 MODULE       := $(BUILD)/ngx_http_ws_proxy_module.so
 SRCS         := $(wildcard src/*.c src/*.h) config
@@ -14,15 +14,25 @@ SRCS         := $(wildcard src/*.c src/*.h) config
 CC           ?= cc
 CFLAGS_UNIT  := -O2 -g -Wall -Wextra -Werror -std=c99 -Isrc
 
+# the names that differ between Debian 12 (bookworm) and 13 (trixie, the
+# root of util/debian13): LuaJIT's headers and clang's libFuzzer
+DEB_CODENAME := $(shell sed -n 's/^VERSION_CODENAME=//p' /etc/os-release)
+ifeq ($(DEB_CODENAME),bookworm)
+DEB_PKGS_RELEASE := libluajit2-5.1-dev libclang-rt-14-dev
+else
+DEB_PKGS_RELEASE := libluajit-5.1-dev libclang-rt-19-dev
+endif
+
 DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
-	lua-resty-core libluajit2-5.1-dev libssl-dev libpcre2-dev zlib1g-dev \
+	lua-resty-core libssl-dev libpcre2-dev zlib1g-dev \
 	openssl gcc make perl libtest-base-perl libtest-longstring-perl \
 	liblist-moreutils-perl libtext-diff-perl liburi-perl libipc-run-perl \
 	lua-nginx-websocket python3 python3-websockets valgrind curl \
-	procps iproute2 clang libclang-rt-14-dev prometheus
+	procps iproute2 clang prometheus $(DEB_PKGS_RELEASE)
 
 .PHONY: all deps e2e-deps deb-deps deb unit soak test test-unit test-nginx \
-	test-valgrind test-debug bench bench-deflate fuzz demo clean
+	test-valgrind test-debug bench bench-deflate fuzz demo clean \
+	debian13-root test-debian13 deb-debian13
 
 all: $(MODULE)
 
@@ -55,7 +65,7 @@ e2e-deps: deps
 # and dh_nginx (nginx-dev), as Debian's own module packages are, in a copy
 # of the tree under build/deb/ so that build/nginx and the module the tests
 # load stay untouched.  The .deb lands in build/deb/.
-DEB_BUILD_PKGS := dpkg-dev debhelper lintian
+DEB_BUILD_PKGS := build-essential dpkg-dev debhelper lintian
 DEB_VERSION   = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
 DEB_ARCH      = $(shell dpkg --print-architecture)
 DEB_NAME      := libnginx-mod-http-ws-proxy
@@ -156,6 +166,21 @@ fuzz: deps
 
 demo: deps all
 	util/demo
+
+# Debian 13 (trixie): the same build and suite in a Debian 13 root made by
+# mmdebstrap and entered with chroot (util/debian13, docs/testing.md), with
+# Debian 13's nginx 1.26.3 and lua-nginx-module 0.10.28.  Inside, build/ is
+# the host's build/debian13/; the root is cached in build/roots/trixie/.
+debian13-root:
+	util/debian13 setup
+
+test-debian13: debian13-root
+	util/debian13 run $(MAKE) all unit
+	util/debian13 run util/run-tests $(T)
+
+# the Debian 13 package, built in the root: build/debian13/deb/
+deb-debian13: debian13-root
+	util/debian13 run $(MAKE) deb
 
 clean:
 	rm -rf $(BUILD)

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """permessage-deflate (RFC 7692) against peers this project did not write
-(TAP): Python websockets 10.4 as the client and as the upstream, each with
-its own ServerPerMessageDeflateFactory / ClientPerMessageDeflateFactory
-parameters, and a raw socket client that compresses with Python's zlib.
+(TAP): Python websockets (Debian 12's 10.4, Debian 13's 15) as the client
+and as the upstream, each with its own ServerPerMessageDeflateFactory /
+ClientPerMessageDeflateFactory parameters, and a raw socket client that compresses with Python's zlib.
 
 For each case: what the client negotiated (its websocket.extensions and
 the 101's Sec-WebSocket-Extensions), what the upstream was offered (the
@@ -243,11 +243,31 @@ UPORT = {name: UP + i for i, (name, _) in enumerate(UPSTREAMS)}
 VIEWS = {}
 
 
-async def upstream_handler(ws, path):
+def headers(ws, which):
+    """The opening handshake's "request" or "response" headers: websockets
+    10.4 (Debian 12) has ws.request_headers, the asyncio API of 13 and
+    later (Debian 13 has 15) ws.request.headers."""
+    msg = getattr(ws, which, None)
+    if msg is not None and hasattr(msg, "headers"):
+        return msg.headers
+    return getattr(ws, which + "_headers")
+
+
+def extensions(ws):
+    """The extensions negotiated: ws.extensions in websockets 10.4,
+    ws.protocol.extensions in the asyncio API of 13 and later."""
+    if hasattr(ws, "extensions"):
+        return list(ws.extensions)
+    return list(ws.protocol.extensions)
+
+
+async def upstream_handler(ws):
+    # ws.path in 10.4, ws.request.path in the asyncio API
+    path = ws.path if hasattr(ws, "path") else ws.request.path
     VIEWS[path.lstrip("/")] = {
-        "req": ws.request_headers.get_all("Sec-WebSocket-Extensions"),
-        "resp": ws.response_headers.get("Sec-WebSocket-Extensions"),
-        "ext": list(ws.extensions),
+        "req": headers(ws, "request").get_all("Sec-WebSocket-Extensions"),
+        "resp": headers(ws, "response").get("Sec-WebSocket-Extensions"),
+        "ext": extensions(ws),
     }
     try:
         async for msg in ws:
@@ -345,8 +365,9 @@ async def session(path, ext, msgs, fragments=None):
                     in path else m
                 if got != want:
                     bad.append(describe(m))
-            return (list(ws.extensions),
-                    ws.response_headers.get_all("Sec-WebSocket-Extensions"),
+            return (extensions(ws),
+                    headers(ws, "response").get_all(
+                        "Sec-WebSocket-Extensions"),
                     bad, None)
     except Exception as e:
         return None, None, bad, repr(e)
