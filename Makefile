@@ -163,20 +163,26 @@ UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test) \
 
 unit: $(UNIT)
 
-test: deps e2e-deps deb-deps all $(UNIT)
-	util/run-tests
+# the test matrix (util/matrix, docs/testing.md): TARGET=debian12 (the
+# distribution's nginx), debian13 (its root, util/debian13), openresty,
+# nginx-1.30, nginx-1.31; T= a subset of the files.  Without TARGET: what
+# CI runs, every target (util/matrix ci)
+test: deps e2e-deps deb-deps
+	util/matrix $(if $(TARGET),test $(TARGET) $(T),ci)
 
-test-valgrind: deps all
-	TEST_NGINX_USE_VALGRIND=1 util/run-tests $(T)
+test-valgrind: deps
+	TEST_NGINX_USE_VALGRIND=1 util/matrix test $(or $(TARGET),debian12) $(T)
 
 # the suite with nginx's debug log on (Debian's nginx is built --with-debug):
 # every ngx_log_debug*() of the module runs, with its arguments
-test-debug: deps all
-	TEST_NGINX_LOG_LEVEL=debug util/run-tests $(T)
+test-debug: deps
+	TEST_NGINX_LOG_LEVEL=debug util/matrix test $(or $(TARGET),debian12) $(T)
 
+# BENCH_TARGET=openresty (or another matrix target): W1's instructions and
+# W4's memory on that nginx beside Debian 12's (bench/targets)
 bench: deps all
 	@test -x bench/run || { echo "bench/run is missing"; exit 1; }
-	bench/run
+	$(if $(BENCH_TARGET),BENCH_TARGET=$(BENCH_TARGET) bench/targets,bench/run)
 
 # permessage-deflate only (W6, W6c, W4d): report in build/bench/benchmarks.md
 bench-deflate: deps all

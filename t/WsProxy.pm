@@ -136,10 +136,11 @@ our @EXPORT = qw(
 );
 
 
-# test certificates (t/certs.sh) in build/test-certs, named by
-# $TEST_NGINX_CERTS in configs, and the port of a TLS server
+# test certificates (t/certs.sh) in build/test-certs (TEST_NGINX_WORKDIR's,
+# so that targets side by side make their own), named by $TEST_NGINX_CERTS
+# in configs, and the port of a TLS server
 sub use_test_certs () {
-    my $certs = "$pwd/build/test-certs";
+    my $certs = ($ENV{TEST_NGINX_WORKDIR} || "$pwd/build") . "/test-certs";
     system("t/certs.sh", $certs) == 0 or die "t/certs.sh failed";
     $ENV{TEST_NGINX_CERTS} = $certs;
 }

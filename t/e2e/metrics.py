@@ -503,8 +503,11 @@ def conf_errors():
         with open(path, "w") as f:
             f.write("%s\nerror_log logs/bad.log;\nevents {}\nhttp { %s }\n"
                     % (head, http))
+        # -e: the errors before error_log is read go to bad.log too, not
+        # to the binary's default log (stderr on Debian, logs/error.log of
+        # the prefix on a build with a --prefix), which the run checks
         r = subprocess.run([target.NGINX, "-t", "-q", "-p",
-                            PREFIX + "/", "-c", path],
+                            PREFIX + "/", "-e", "logs/bad.log", "-c", path],
                            capture_output=True, text=True)
         ok(r.returncode != 0 and want in r.stderr,
            "nginx -t refuses: %s" % want)
