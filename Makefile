@@ -107,10 +107,14 @@ deb: deb-deps
 # the configure arguments, one per line, in the file that says whether they
 # (or NGX_SRC) changed since the tree was configured
 NGX_CONF_STAMP := $(NGX_BUILD).args
+# the default NGX_BIN (Debian's) only goes with the default tree: another
+# NGX_SRC without NGX_BIN gets --with-compat alone, not Debian's arguments
+NGX_CONF_BIN := $(if $(and $(filter file,$(origin NGX_BIN)),\
+	$(filter-out file,$(origin NGX_SRC))),,$(NGX_BIN))
 
 $(NGX_CONF_STAMP): FORCE
 	@mkdir -p $(BUILD)
-	@NGX_SRC='$(NGX_SRC)' NGX_BIN='$(NGX_BIN)' \
+	@NGX_SRC='$(NGX_SRC)' NGX_BIN='$(NGX_CONF_BIN)' \
 	    NGX_CONF_ARGS_SET='$(if $(filter undefined,$(origin NGX_CONF_ARGS)),,1)' \
 	    NGX_CONF_ARGS='$(NGX_CONF_ARGS)' \
 	    util/ngx-conf-args >$@.new || { rm -f $@.new; exit 1; }
