@@ -35,6 +35,10 @@ WORKDIR = os.environ.get("TEST_NGINX_WORKDIR") or os.path.join(ROOT, "build")
 LOAD_MODULES = "".join("load_module %s;\n" % m for m in MODULES)
 LUA_EXTRA = ";".join(p for p in os.environ.get("TEST_NGINX_LUA_PATH",
                                                "").split(";") if p)
+# as util/run-tests does: an nginx with Lua built in loads resty.core even
+# where the configuration has no lua_package_path (ws_proxy_pass alone)
+if LUA_EXTRA:
+    os.environ.setdefault("LUA_PATH", LUA_EXTRA + ";;")
 
 
 def lua_path(*entries):
