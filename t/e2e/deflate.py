@@ -62,7 +62,8 @@ class _Zlib8:
 pmd.zlib = _Zlib8()
 
 CONF = """
-%(load_modules)sworker_processes 1;
+%(load_modules)s
+worker_processes 1;
 daemon %(daemon)s;
 master_process on;
 error_log logs/error.log info;

@@ -39,7 +39,8 @@ OPT_EVERY = 20      # client n % 20 == 0: /ws-opt, new({ drain_time })
 SIGNAL = os.environ.get("TEST_DRAIN_SIGNAL", "reload")   # or quit
 
 CONF = """
-%(load_modules)sworker_processes 1;
+%(load_modules)s
+worker_processes 1;
 daemon %(daemon)s;
 master_process on;
 worker_shutdown_timeout %(wst)ds;

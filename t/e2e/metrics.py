@@ -44,7 +44,8 @@ SCRAPES = 3     # of the text format, and by Prometheus
 FAMILIES = 14   # metric families of the text format
 
 CONF = """
-%(load_modules)sworker_processes 2;
+%(load_modules)s
+worker_processes 2;
 daemon %(daemon)s;
 master_process on;
 error_log logs/error.log info;

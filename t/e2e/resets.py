@@ -28,7 +28,8 @@ UP = PORT + 1
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 CONF = """
-%(load_modules)sdaemon %(daemon)s;
+%(load_modules)s
+daemon %(daemon)s;
 master_process off;
 error_log logs/error.log info;
 pid logs/nginx.pid;

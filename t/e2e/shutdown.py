@@ -27,7 +27,8 @@ PREFIX = target.prefix("shutdown")
 PORT = int(os.environ.get("TEST_NGINX_SHUTDOWN_PORT", "19980"))
 
 CONF = """
-%(load_modules)sworker_processes 1;
+%(load_modules)s
+worker_processes 1;
 daemon %(daemon)s;
 master_process on;
 worker_shutdown_timeout %(wst)ds;
