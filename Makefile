@@ -1,13 +1,30 @@
 # ngx_http_ws_proxy_module: build, test, benchmark.
 #
-# The module is built as a --with-compat dynamic module against the nginx
-# source tree that Debian's nginx-dev package installs, with the same
-# configure flags as Debian's nginx binary, so the .so loads into it.
+# The module is built as a --with-compat dynamic module against an nginx
+# source tree (NGX_SRC), configured with the configure arguments of the nginx
+# that will load it, so the .so loads into that nginx.  By default: the tree
+# Debian's nginx-dev package installs and its conf_flags (Debian's binary).
+#
+#   make NGX_SRC=/src/nginx-1.31.3                  nginx -V of NGX_BIN, if any
+#   make NGX_SRC=/src/nginx-1.31.3 NGX_BIN=/opt/nginx/sbin/nginx
+#   make NGX_SRC=/src/nginx-1.31.3 NGX_CONF_ARGS="--with-compat ..."
+#
+# NGX_CONF_ARGS wins; else the tree's conf_flags (Debian's nginx-dev); else
+# the "configure arguments" of `$(NGX_BIN) -V` (their --add-module and
+# --add-dynamic-module paths left out: those are the builder's); else only
+# --with-compat.  The tree is configured in a copy, $(NGX_BUILD), and
+# configured again when NGX_SRC or the arguments change.
+#
+# The test matrix (util/matrix, `make test TARGET=...`) builds its own nginx
+# trees under $(BUILD)/<name>-<version>/: docs/testing.md.
 
 NGX_SRC      ?= /usr/share/nginx/src
 NGX_BIN      ?= /usr/sbin/nginx
+# overridable, so that a build in another root (Debian 13's, util/debian13)
+# does not overwrite this one's
 BUILD        ?= $(CURDIR)/build
 NGX_BUILD    := $(BUILD)/nginx
+TARGET       ?=
 MODULE       := $(BUILD)/ngx_http_ws_proxy_module.so
 SRCS         := $(wildcard src/*.c src/*.h) config
 
@@ -30,7 +47,9 @@ DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
 	lua-nginx-websocket python3 python3-websockets valgrind curl \
 	procps iproute2 clang prometheus $(DEB_PKGS_RELEASE)
 
-.PHONY: all deps e2e-deps deb-deps deb unit soak test test-unit test-nginx \
+SHELL := /bin/bash
+
+.PHONY: FORCE all deps e2e-deps deb-deps deb unit soak test test-unit test-nginx \
 	test-valgrind test-debug bench bench-deflate fuzz demo clean \
 	debian13-root test-debian13 deb-debian13
 
@@ -95,14 +114,34 @@ deb: deb-deps
 	@echo "lintian:"; lintian --fail-on error $(DEB_FILE) || exit 1
 	@echo "$(DEB_FILE)"
 
-$(NGX_BUILD)/objs/Makefile: config | $(NGX_SRC)/configure
+# the configure arguments, one per line, in the file that says whether they
+# (or NGX_SRC) changed since the tree was configured
+NGX_CONF_STAMP := $(NGX_BUILD).args
+# the default NGX_BIN (Debian's) only goes with the default tree: another
+# NGX_SRC without NGX_BIN gets --with-compat alone, not Debian's arguments
+NGX_CONF_BIN := $(if $(and $(filter file,$(origin NGX_BIN)),\
+	$(filter-out file,$(origin NGX_SRC))),,$(NGX_BIN))
+
+$(NGX_CONF_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@NGX_SRC='$(NGX_SRC)' NGX_BIN='$(NGX_CONF_BIN)' \
+	    NGX_CONF_ARGS_SET='$(if $(filter undefined,$(origin NGX_CONF_ARGS)),,1)' \
+	    NGX_CONF_ARGS='$(NGX_CONF_ARGS)' \
+	    util/ngx-conf-args >$@.new || { rm -f $@.new; exit 1; }
+	@if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
+
+$(NGX_BUILD)/objs/Makefile: config $(NGX_CONF_STAMP)
+	@test -x $(NGX_SRC)/configure -o -x $(NGX_SRC)/auto/configure || \
+	    { echo "NGX_SRC=$(NGX_SRC) is not an nginx source tree"; exit 1; }
 	rm -rf $(NGX_BUILD) && mkdir -p $(BUILD)
 	cp -r $(NGX_SRC) $(NGX_BUILD)
-	cd $(NGX_BUILD) && bash -c '. ./conf_flags && \
-	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	cd $(NGX_BUILD) && { [ -x ./configure ] && c=./configure || \
+	        c=auto/configure; } && \
+	    mapfile -t a < <(grep -v "^#" $(NGX_CONF_STAMP)) && \
+	    "$$c" "$${a[@]}" \
 	        --with-cc-opt="-g -O2 -fPIC -Wall -Werror" \
 	        --with-ld-opt="-fPIC" \
-	        --add-dynamic-module=$(CURDIR)' >$(BUILD)/configure.log 2>&1 \
+	        --add-dynamic-module=$(CURDIR) >$(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 
 $(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
@@ -138,20 +177,26 @@ UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test) \
 
 unit: $(UNIT)
 
-test: deps e2e-deps deb-deps all $(UNIT)
-	util/run-tests
+# the test matrix (util/matrix, docs/testing.md): TARGET=debian12 (the
+# distribution's nginx), debian13 (its root, util/debian13), openresty,
+# nginx-1.30, nginx-1.31; T= a subset of the files.  Without TARGET: what
+# CI runs, every target (util/matrix ci)
+test: deps e2e-deps deb-deps
+	util/matrix $(if $(TARGET),test $(TARGET) $(T),ci)
 
-test-valgrind: deps all
-	TEST_NGINX_USE_VALGRIND=1 util/run-tests $(T)
+test-valgrind: deps
+	TEST_NGINX_USE_VALGRIND=1 util/matrix test $(or $(TARGET),debian12) $(T)
 
 # the suite with nginx's debug log on (Debian's nginx is built --with-debug):
 # every ngx_log_debug*() of the module runs, with its arguments
-test-debug: deps all
-	TEST_NGINX_LOG_LEVEL=debug util/run-tests $(T)
+test-debug: deps
+	TEST_NGINX_LOG_LEVEL=debug util/matrix test $(or $(TARGET),debian12) $(T)
 
+# BENCH_TARGET=openresty (or another matrix target): W1's instructions and
+# W4's memory on that nginx beside Debian 12's (bench/targets)
 bench: deps all
 	@test -x bench/run || { echo "bench/run is missing"; exit 1; }
-	bench/run
+	$(if $(BENCH_TARGET),BENCH_TARGET=$(BENCH_TARGET) bench/targets,bench/run)
 
 # permessage-deflate only (W6, W6c, W4d): report in build/bench/benchmarks.md
 bench-deflate: deps all

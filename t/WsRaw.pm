@@ -27,7 +27,8 @@ use File::Path qw(make_path);
 
 our @EXPORT = qw(pmd_deflate pmd_deflate_repeat inflate_z_lines);
 
-our $ZDir = "$t::WsProxy::pwd/build/wsraw-z";
+our $ZDir = ($ENV{TEST_NGINX_WORKDIR} || "$t::WsProxy::pwd/build")
+    . "/wsraw-z";
 
 # the payload of a message of $times copies of $chunk (an inflate bomb
 # without holding it whole)

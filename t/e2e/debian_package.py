@@ -410,6 +410,12 @@ def on_signal(signum, frame):
 def main():
     global started_master, site_written, log_offset
 
+    # the test matrix (util/run-tests): only where the distribution's nginx
+    # is the one under test does its package make sense
+    if os.environ.get("TEST_NGINX_DEB_TARGET", "1") != "1":
+        skip("target %s is not the distribution's nginx (the package is "
+             "for Debian's; TEST_NGINX_DEB_TARGET)"
+             % os.environ.get("TEST_NGINX_TARGET", "?"))
     if os.geteuid() != 0:
         skip("not root (installs a package into the system)")
     for tool in ("/usr/bin/dpkg-buildpackage", "/usr/bin/dh",

@@ -26,6 +26,7 @@ from websockets.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory as CF,
     ServerPerMessageDeflateFactory as SF)
 
+import target
 import vg
 import master
 from master import nginx_cmd
@@ -40,7 +41,6 @@ PREFIX = SERVROOT + "-deflate"
 PORT = int(os.environ.get("TEST_NGINX_DEFLATE_PORT", "20000"))
 # the upstreams listen on UP, UP + 1, ... (one port per parameter set)
 UP = int(os.environ.get("TEST_NGINX_DEFLATE_UPSTREAM_PORT", str(PORT + 1)))
-MODS = "/usr/lib/nginx/modules"
 T = 20 * vg.SLOW
 
 
@@ -63,9 +63,7 @@ class _Zlib8:
 pmd.zlib = _Zlib8()
 
 CONF = """
-load_module %(mods)s/ndk_http_module.so;
-load_module %(mods)s/ngx_http_lua_module.so;
-load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+%(load_modules)s
 worker_processes 1;
 daemon %(daemon)s;
 master_process on;
@@ -73,7 +71,7 @@ error_log logs/error.log info;
 pid logs/nginx.pid;
 events { worker_connections 1024; }
 http {
-    lua_package_path "%(root)s/lib/?.lua;;";
+    lua_package_path "%(lua_path)s";
     log_format wsd '$request_uri $status c=[$ws_proxy_client_deflate] '
                    'u=[$ws_proxy_upstream_deflate]';
     access_log logs/access.log wsd;
@@ -934,7 +932,7 @@ def run():
     logdir = os.path.join(PREFIX, "logs")
     os.makedirs(logdir)
     with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
+        f.write(CONF % {**target.CONF, "root": ROOT, "port": PORT,
                         "up_default": UPORT["default"],
                         "connect": CONNECT,
                         "daemon": "off" if vg.USE else "on"})
