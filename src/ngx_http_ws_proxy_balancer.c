@@ -42,10 +42,16 @@ ngx_http_ws_proxy_balancer_start(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
 {
     ngx_http_upstream_srv_conf_t  *uscf;
 
+    /* ws_proxy_pass with a URI without variables gives its group */
+
+    uscf = wp->uscf;
+
     wp->uscf = NULL;
     wp->peer_held = 0;
 
-    uscf = ngx_http_ws_proxy_balancer_find(wp, uri, host);
+    if (uscf == NULL) {
+        uscf = ngx_http_ws_proxy_balancer_find(wp, uri, host);
+    }
 
     if (uscf == NULL) {
         return NGX_DECLINED;

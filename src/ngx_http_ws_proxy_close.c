@@ -93,14 +93,12 @@ ngx_http_ws_proxy_offender(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     d->in = NGX_WSP_IN_HEADER;
 
     /*
-     * Towards the offender, after what the other peer sends until its
-     * close reply (to the 1001 below) or close_timeout: what it had sent
-     * towards the offender is delivered first.
+     * Towards the offender at once, after the bytes already queued for it
+     * (and the rest of a raw frame being forwarded): nothing the other
+     * peer sends from now on reaches it, as in Kong's library.
      */
 
-    ngx_http_ws_proxy_close_due(other, code, reason,
-                                other->rx == NGX_WSP_RX_OPEN
-                                ? NGX_WSP_TX_WAIT : NGX_WSP_TX_DUE);
+    ngx_http_ws_proxy_close_due(other, code, reason, NGX_WSP_TX_DUE);
 
     /* towards the other peer, after the frames accepted before */
 
@@ -142,24 +140,23 @@ ngx_http_ws_proxy_invalid_utf8(ngx_http_ws_proxy_dir_t *d, ngx_uint_t raw)
 
     if (sent) {
         ngx_http_ws_proxy_dst_gone(d);
-        ngx_http_ws_proxy_close_go(ngx_wsp_other(d));
     }
 }
 
 
 /*
  * A close from the proxy towards d's dst, when `when` says: at the next
- * frame boundary (NGX_WSP_TX_DUE), once src's open message ended
- * (NGX_WSP_TX_MSG), or once src's close reply came (NGX_WSP_TX_WAIT); or
- * src is gone, or close_timeout ran out.  A close already waiting goes at
- * the next frame boundary; one due, sent, or impossible is kept.
+ * frame boundary (NGX_WSP_TX_DUE), or once src's open message ended
+ * (NGX_WSP_TX_MSG), src is gone, or close_timeout ran out.  A close
+ * already waiting goes at the next frame boundary; one due, sent, or
+ * impossible is kept.
  */
 
 void
 ngx_http_ws_proxy_close_due(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     const char *reason, ngx_uint_t when)
 {
-    if (d->tx == NGX_WSP_TX_WAIT || d->tx == NGX_WSP_TX_MSG) {
+    if (d->tx == NGX_WSP_TX_MSG) {
         /* a close that waited is due now */
         ngx_http_ws_proxy_close_go(d);
         return;
@@ -179,10 +176,11 @@ ngx_http_ws_proxy_close_due(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
     d->ctl->reason_len = ngx_min(ngx_strlen(reason), NGX_WSP_MAX_CONTROL - 2);
     ngx_memcpy(d->ctl->reason, reason, d->ctl->reason_len);
 
-    d->tx = (when == NGX_WSP_TX_DUE) ? NGX_WSP_TX_WAIT : (u_char) when;
+    d->tx = (u_char) when;
     d->wp->kick |= NGX_WSP_RUN_DIR(d->dir);
 
     if (when == NGX_WSP_TX_DUE) {
+        /* what is being buffered or held for Lua is dropped */
         ngx_http_ws_proxy_close_go(d);
     }
 }
@@ -213,8 +211,8 @@ ngx_http_ws_proxy_close_go(ngx_http_ws_proxy_dir_t *d)
 
 
 /*
- * close_timeout: closes that waited for a peer's close reply or for the
- * end of its message are due: returns how many
+ * close_timeout: closes that waited for the end of a peer's message are
+ * due: returns how many
  */
 
 ngx_uint_t
@@ -223,9 +221,7 @@ ngx_http_ws_proxy_release_deferred(ngx_http_ws_proxy_t *wp)
     ngx_uint_t  i, n;
 
     for (n = 0, i = 0; i < 2; i++) {
-        if (wp->dir[i].tx == NGX_WSP_TX_WAIT
-            || wp->dir[i].tx == NGX_WSP_TX_MSG)
-        {
+        if (wp->dir[i].tx == NGX_WSP_TX_MSG) {
             ngx_http_ws_proxy_close_go(&wp->dir[i]);
             n++;
         }
@@ -648,7 +644,16 @@ ngx_http_ws_proxy_cleanup(void *data)
     ngx_http_ws_proxy_unlink(wp);
 
     if (wp->state == NGX_WSP_STATE_RUNNING) {
-        ngx_http_ws_proxy_goodbye(wp, 0);
+        /*
+         * The request ends under a running session: ngx.exit() (or an
+         * error) from on_frame ended the Lua handler.  Both peers are told,
+         * the client too: nginx closes its connection only after this.
+         */
+        ngx_log_error(NGX_LOG_WARN, wp->log, 0,
+                      "ws_proxy: the request ended while the session was "
+                      "running (ngx.exit() in on_frame?), closing both peers "
+                      "with 1001");
+        ngx_http_ws_proxy_goodbye(wp, 1);
         wp->closed_normally = 0;
         ngx_http_ws_proxy_finish(wp);
 

@@ -58,6 +58,7 @@ typedef struct {
     const u_char               *protocols;   /* "a, b": the offer */
     size_t                      protocols_len;
     int                         forward_protocols;
+    int                         handshake_buffer_size;  /* 0: directive's */
 } ngx_http_ws_proxy_ffi_connect_t;
 
 
@@ -129,7 +130,7 @@ int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
  * asks the module to send: its signature is part of this ABI.
  */
 
-#define NGX_WSP_FFI_ABI   9
+#define NGX_WSP_FFI_ABI   10
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -271,23 +272,41 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
         return ngx_http_ws_proxy_ffi_err(err, errlen, "proxy is running");
     }
 
-    wp->opts.max_frame_size[NGX_WSP_DIR_CLIENT] =
-        o->client_max_frame_size > 0 ? (uint64_t) o->client_max_frame_size
-                                     : 0;
-    wp->opts.max_frame_size[NGX_WSP_DIR_UPSTREAM] =
-        o->upstream_max_frame_size > 0 ? (uint64_t) o->upstream_max_frame_size
-                                       : 0;
-    wp->opts.max_fragments[NGX_WSP_DIR_CLIENT] =
-        o->client_max_fragments > 0 ? (ngx_uint_t) o->client_max_fragments : 0;
-    wp->opts.max_fragments[NGX_WSP_DIR_UPSTREAM] =
-        o->upstream_max_fragments > 0 ? (ngx_uint_t) o->upstream_max_fragments
-                                      : 0;
+    /*
+     * Every option not given (0; aggregate -1) is the directive's: the
+     * location's values first (again: an earlier object may have left
+     * this session with its own options), then the options over them.
+     */
+
+    ngx_http_ws_proxy_conf_opts(wp);
+
+    if (o->client_max_frame_size > 0) {
+        wp->opts.max_frame_size[NGX_WSP_DIR_CLIENT] =
+            (uint64_t) o->client_max_frame_size;
+    }
+
+    if (o->upstream_max_frame_size > 0) {
+        wp->opts.max_frame_size[NGX_WSP_DIR_UPSTREAM] =
+            (uint64_t) o->upstream_max_frame_size;
+    }
+
+    if (o->client_max_fragments > 0) {
+        wp->opts.max_fragments[NGX_WSP_DIR_CLIENT] =
+            (ngx_uint_t) o->client_max_fragments;
+    }
+
+    if (o->upstream_max_fragments > 0) {
+        wp->opts.max_fragments[NGX_WSP_DIR_UPSTREAM] =
+            (ngx_uint_t) o->upstream_max_fragments;
+    }
 
     if (o->max_payload > 0) {
         wp->opts.max_payload = (uint64_t) o->max_payload;
     }
 
-    wp->opts.recv_timeout = o->recv_timeout > 0 ? o->recv_timeout : 0;
+    if (o->recv_timeout > 0) {
+        wp->opts.recv_timeout = o->recv_timeout;
+    }
 
     if (o->send_timeout > 0) {
         wp->opts.send_timeout = o->send_timeout;
@@ -296,8 +315,6 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
     if (o->close_timeout > 0) {
         wp->opts.close_timeout = o->close_timeout;
     }
-
-    /* liveness: 0 keeps the directive's */
 
     if (o->idle_timeout > 0) {
         wp->opts.idle_timeout = o->idle_timeout;
@@ -320,7 +337,10 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
     }
 
     wp->opts.hook = o->hook ? 1 : 0;
-    wp->opts.aggregate = o->aggregate ? 1 : 0;
+
+    if (o->aggregate >= 0) {
+        wp->opts.aggregate = o->aggregate ? 1 : 0;
+    }
     wp->opts.debug = o->debug ? 1 : 0;
 
     return NGX_OK;
@@ -355,9 +375,10 @@ int
 ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
     ngx_http_ws_proxy_ffi_connect_t *o, u_char *err, size_t *errlen)
 {
-    ngx_int_t             rc;
-    ngx_str_t             uri;
-    ngx_http_ws_proxy_t  *wp;
+    ngx_int_t                      rc;
+    ngx_str_t                      uri, server_name;
+    ngx_http_ws_proxy_t           *wp;
+    ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
     wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
     if (wp == NULL) {
@@ -379,10 +400,20 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
                                       o->host_len) != NGX_OK
         || ngx_http_ws_proxy_ffi_copy(r, &wp->offer, o->protocols,
                                       o->protocols_len) != NGX_OK
-        || ngx_http_ws_proxy_ffi_copy(r, &wp->server_name, o->server_name,
+        || ngx_http_ws_proxy_ffi_copy(r, &server_name, o->server_name,
                                       o->server_name_len) != NGX_OK)
     {
         return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+    }
+
+    /* not given: ws_proxy_ssl_name's, ws_proxy_ssl_verify's (-1) */
+
+    if (server_name.len) {
+        wp->server_name = server_name;
+    }
+
+    if (o->ssl_verify >= 0) {
+        wp->ssl_verify = o->ssl_verify ? 1 : 0;
     }
 
     if (o->connect_timeout > 0) {
@@ -397,7 +428,6 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
         wp->read_timeout = o->read_timeout;
     }
 
-    wp->ssl_verify = o->ssl_verify ? 1 : 0;
 #if (NGX_HTTP_SSL)
     wp->client_cert = o->client_cert;
     wp->client_key = o->client_priv_key;
@@ -439,7 +469,11 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
         return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
     }
 
-    rc = ngx_http_ws_proxy_connect(wp, &uri);
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module);
+
+    rc = ngx_http_ws_proxy_connect(wp, &uri, o->handshake_buffer_size > 0
+                                             ? (size_t) o->handshake_buffer_size
+                                             : wlcf->handshake_buffer_size);
 
     if (rc == NGX_ERROR) {
         ngx_http_ws_proxy_metrics_connect_end(wp, NGX_ERROR);

@@ -123,7 +123,6 @@ ngx_http_ws_proxy_boundary(ngx_http_ws_proxy_dir_t *d)
     }
 
     if (d->tx == NGX_WSP_TX_DUE
-        || (d->tx == NGX_WSP_TX_WAIT && ngx_wsp_rx_over(d))
         || (d->tx == NGX_WSP_TX_MSG
             && (d->msg_state.open_opcode == 0 || ngx_wsp_rx_over(d))))
     {
@@ -491,10 +490,7 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
         buffered |= d->inflating || (d->z & NGX_WSP_Z_TX);
     }
 
-    if ((buffered
-         || (opcode == NGX_WSP_OP_CLOSE && d->tx == NGX_WSP_TX_WAIT))
-        && d->spos < d->ppos)
-    {
+    if (buffered && d->spos < d->ppos) {
         /*
          * Raw bytes before this frame go out first; the frame is checked
          * only then, as the check moves the fragmentation state.
@@ -530,11 +526,6 @@ ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d)
 
     if (opcode == NGX_WSP_OP_CLOSE) {
         rc = ngx_http_ws_proxy_close_frame(d);
-
-        if (rc == NGX_DONE) {
-            /* skipped */
-            return NGX_OK;
-        }
 
         if (rc != NGX_OK) {
             return rc;
@@ -635,7 +626,7 @@ ngx_http_ws_proxy_buffer_limit(ngx_http_ws_proxy_dir_t *d, uint64_t size)
  * A close frame is checked whole before any of it moves.  From here on
  * src's frames are over, whether the frame goes out raw or waits for Lua:
  * a FIN that follows is the end of a close handshake, not a peer gone.
- * NGX_OK: it goes on as other frames do; NGX_DONE: it is skipped.
+ * NGX_OK: it goes on as other frames do.
  */
 
 static ngx_int_t
@@ -678,15 +669,6 @@ ngx_http_ws_proxy_close_frame(ngx_http_ws_proxy_dir_t *d)
 
     ngx_wsp_end(wp, d->dir == NGX_WSP_DIR_CLIENT ? NGX_WSP_END_CLIENT_CLOSE
                                                  : NGX_WSP_END_UPSTREAM_CLOSE);
-
-    if (d->tx == NGX_WSP_TX_WAIT) {
-        /*
-         * The reply to the proxy's 1001 after the other peer's violation:
-         * the offender gets the proxy's close instead.
-         */
-        (void) ngx_http_ws_proxy_skip_frame(d);
-        return NGX_DONE;
-    }
 
     if (!wp->opts.hook) {
         ngx_http_ws_proxy_log_close(d, code, len > 2 ? tmp + 2 : tmp,

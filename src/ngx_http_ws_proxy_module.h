@@ -58,14 +58,13 @@
 
 /* what its writer may still do */
 #define NGX_WSP_TX_OPEN              0   /* frames go to dst */
-#define NGX_WSP_TX_WAIT              1   /* a close of the proxy's is due
-                                            once src's close reply came */
-#define NGX_WSP_TX_MSG               2   /* ... once src's open message
-                                            ended (a worker's drain) */
-#define NGX_WSP_TX_DUE               3   /* ... at the next frame boundary */
-#define NGX_WSP_TX_CLOSED            4   /* a close frame is queued to dst,
+#define NGX_WSP_TX_MSG               1   /* a close of the proxy's is due
+                                            once src's open message ended
+                                            (a worker's drain) */
+#define NGX_WSP_TX_DUE               2   /* ... at the next frame boundary */
+#define NGX_WSP_TX_CLOSED            3   /* a close frame is queued to dst,
                                             nothing goes after it */
-#define NGX_WSP_TX_ABORTED           5   /* dst failed, or gets nothing */
+#define NGX_WSP_TX_ABORTED           4   /* dst failed, or gets nothing */
 
 /* where its parser is */
 #define NGX_WSP_IN_HEADER            0   /* at a frame boundary */
@@ -137,9 +136,27 @@ struct ngx_http_ws_proxy_inject_s {
 };
 
 
+/* ws_proxy_set_header name value */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_http_complex_value_t    value;            /* "": not sent */
+    ngx_uint_t                  host;             /* the Host header */
+} ngx_http_ws_proxy_header_t;
+
+
 /* ws_proxy_pass: the options of new() and connect() as directives */
 typedef struct {
     ngx_http_complex_value_t   *uri;              /* NULL: no ws_proxy_pass */
+
+    /* a URI without variables: its group (or implicit upstream), parts */
+    ngx_http_upstream_srv_conf_t *upstream;
+    ngx_str_t                   base;             /* "ws://authority" */
+    ngx_str_t                   uri_part;         /* "": none */
+    ngx_str_t                   location;         /* what uri_part replaces */
+
+    ngx_array_t                *headers;          /* of ..._header_t */
+    ngx_flag_t                  pass_request_headers;
+
     size_t                      max_frame_size;   /* both sides */
     size_t                      side_max_frame_size[2];
     ngx_uint_t                  max_fragments;
@@ -155,6 +172,7 @@ typedef struct {
 
 typedef struct {
     size_t                      buffer_size;      /* ws_proxy_buffer_size */
+    size_t                      handshake_buffer_size;
     size_t                      max_payload;      /* ws_proxy_max_payload */
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  send_timeout;
@@ -350,6 +368,8 @@ typedef struct {
     u_char                      parked;         /* the hook waits on sema */
     u_char                      z;              /* NGX_WSP_Z_* */
     u_char                      inflating;      /* the frame's payload */
+    u_char                      recv_read;      /* src read since
+                                                   recv_timer was set */
 
     /* the frame being parsed */
     ngx_wsp_frame_t             frame;
@@ -379,6 +399,9 @@ typedef struct {
     ngx_http_ws_proxy_range_t   out_ctl;
     ngx_http_ws_proxy_ctl_t    *ctl;
     uint16_t                    ctl_code;
+    uint32_t                    recv_time;      /* src's last read, for
+                                                   recv_timeout (in this
+                                                   hole: 32 bits do) */
 
     /* frames injected from Lua, sent at the next frame boundary */
     ngx_http_ws_proxy_inject_t *inject;
@@ -445,6 +468,7 @@ struct ngx_http_ws_proxy_s {
     in_port_t                   port;
     unsigned                    ssl:1;
     unsigned                    ssl_verify:1;
+    unsigned                    escape_path:1;  /* ws_proxy_pass's URI */
     ngx_str_t                   key;         /* our Sec-WebSocket-Key */
     ngx_str_t                   extra_headers;
     ngx_str_t                   offer;       /* Sec-WebSocket-Protocol sent */
@@ -550,8 +574,13 @@ ngx_http_ws_proxy_t *ngx_http_ws_proxy_create(ngx_http_request_t *r,
     ngx_uint_t hook);
 ngx_http_ws_proxy_t *ngx_http_ws_proxy_lookup(uint64_t id);
 void ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_conf_opts(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt,
     ...);
+u_char *ngx_http_ws_proxy_log_escape(u_char *dst, u_char *last, u_char *src,
+    size_t len);
+void ngx_http_ws_proxy_log_error(ngx_uint_t level, ngx_log_t *log,
+    ngx_err_t err, const char *fmt, ...);
 void ngx_http_ws_proxy_wake(void *sema);
 void ngx_http_ws_proxy_lua_log(ngx_http_ws_proxy_t *wp, ngx_uint_t level,
     const char *fmt, ...);
@@ -570,6 +599,7 @@ void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);
 /* ngx_http_ws_proxy_uri.c */
 ngx_int_t ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
     ngx_str_t *host);
+u_char *ngx_http_ws_proxy_uri_path_start(ngx_str_t *uri);
 
 /* ngx_http_ws_proxy_upgrade.c */
 ngx_int_t ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp);
@@ -580,7 +610,8 @@ void ngx_http_ws_proxy_body_end(ngx_http_ws_proxy_t *wp,
     ngx_int_t complete);
 
 /* ngx_http_ws_proxy_upstream.c */
-ngx_int_t ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri);
+ngx_int_t ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
+    size_t hs_size);
 void ngx_http_ws_proxy_connect_done(ngx_http_ws_proxy_t *wp, ngx_int_t rc);
 void ngx_http_ws_proxy_close_upstream(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_free_hs(ngx_http_ws_proxy_t *wp);
@@ -612,6 +643,8 @@ void ngx_http_ws_proxy_notify(ngx_http_ws_proxy_t *wp);
 
 /* ngx_http_ws_proxy_pass.c */
 char *ngx_http_ws_proxy_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_ws_proxy_set_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 void ngx_http_ws_proxy_pass_create(ngx_http_ws_proxy_pass_conf_t *conf);
 char *ngx_http_ws_proxy_pass_merge(ngx_conf_t *cf,
     ngx_http_ws_proxy_pass_conf_t *prev, ngx_http_ws_proxy_pass_conf_t *conf);

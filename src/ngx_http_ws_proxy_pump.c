@@ -406,7 +406,7 @@ ngx_http_ws_proxy_close_handler(ngx_event_t *ev)
     }
 
     if (ngx_http_ws_proxy_release_deferred(wp)) {
-        /* the offender gets its close; its reply gets another period */
+        /* a drained peer gets its close; its reply gets another period */
         ngx_add_timer(&wp->close_timer, wp->opts.close_timeout);
         ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
         return;
@@ -419,11 +419,18 @@ ngx_http_ws_proxy_close_handler(ngx_event_t *ev)
 }
 
 
-/* recv_timeout: as in Kong's library, an idle peer is only logged */
+/*
+ * recv_timeout: as in Kong's library, an idle peer is only logged, and
+ * each direction is timed from its own last read.  A read since the timer
+ * was set moves it to that read's time, and at least past the present, so
+ * that a peer read in the same millisecond as the other direction's timer
+ * was set times out after that one, as Kong's reopened recv_frame() does.
+ */
 
 static void
 ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev)
 {
+    ngx_msec_t                left;
     ngx_http_ws_proxy_t      *wp;
     ngx_http_ws_proxy_dir_t  *d;
 
@@ -431,6 +438,18 @@ ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev)
     wp = d->wp;
 
     if (wp->state != NGX_WSP_STATE_RUNNING) {
+        return;
+    }
+
+    if (d->recv_read) {
+        d->recv_read = 0;
+
+        /* the time since that read: unsigned, up to 49 days */
+        left = (uint32_t) ((uint32_t) ngx_current_msec - d->recv_time);
+        left = left < wp->opts.recv_timeout ? wp->opts.recv_timeout - left
+                                            : 1;
+
+        ngx_add_timer(&d->recv_timer, left);
         return;
     }
 
@@ -601,7 +620,9 @@ ngx_http_ws_proxy_read(ngx_http_ws_proxy_dir_t *d)
         d->bytes += rc;
 
         if (wp->opts.recv_timeout) {
-            ngx_add_timer(&d->recv_timer, wp->opts.recv_timeout);
+            /* the timer is set again when it comes, not per read */
+            d->recv_time = (uint32_t) ngx_current_msec;
+            d->recv_read = 1;
         }
 
         return;

@@ -29,9 +29,9 @@ extern const char  *ngx_http_ws_proxy_role[];
  * gone (NGX_WSP_RX_CLOSED, NGX_WSP_RX_GONE) */
 #define ngx_wsp_rx_over(d)   ((d)->rx & 1)
 
-/* a close of the proxy's is waiting or due (NGX_WSP_TX_WAIT, _MSG, _DUE) */
+/* a close of the proxy's is waiting or due (NGX_WSP_TX_MSG, _DUE) */
 #define ngx_wsp_close_pending(d)                                             \
-    ((d)->tx >= NGX_WSP_TX_WAIT && (d)->tx <= NGX_WSP_TX_DUE)
+    ((d)->tx >= NGX_WSP_TX_MSG && (d)->tx <= NGX_WSP_TX_DUE)
 
 /* no close and no peer gone in either direction: all states are 0 */
 #define ngx_wsp_steady(wp)                                                   \

@@ -398,9 +398,11 @@ static void
 ngx_http_ws_proxy_prom_closes(ngx_http_ws_proxy_out_t *o)
 {
     ngx_uint_t                 i, d, k;
+    const char                *name;
     ngx_http_ws_proxy_snap_t  *s;
 
-    static const char  *name = "ws_proxy_closes_total";
+    /* not static: it names two families, and every scrape starts here */
+    name = "ws_proxy_closes_total";
 
     ngx_http_ws_proxy_prom_head(o, name, "counter",
                                 "Close frames received, by sender and "

@@ -14,9 +14,6 @@
 #include "ngx_http_ws_proxy_module.h"
 
 
-#define NGX_WSP_HS_BUFFER   8192
-
-
 static void ngx_http_ws_proxy_connect_error(ngx_http_ws_proxy_t *wp,
     ngx_err_t err);
 static ngx_int_t ngx_http_ws_proxy_resolve(ngx_http_ws_proxy_t *wp,
@@ -36,8 +33,15 @@ static void ngx_http_ws_proxy_ssl_info_callback(const SSL *ssl, int where,
 #endif
 
 
+/*
+ * hs_size: the handshake buffer (ws_proxy_handshake_buffer_size, the
+ * handshake_buffer_size option), which holds the upgrade request and then
+ * the upstream's response head
+ */
+
 ngx_int_t
-ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
+ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
+    size_t hs_size)
 {
     ngx_int_t    rc;
     ngx_str_t    host;
@@ -68,14 +72,14 @@ ngx_http_ws_proxy_connect(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
         return NGX_ERROR;
     }
 
-    wp->hs->start = ngx_alloc(NGX_WSP_HS_BUFFER, wp->log);
+    wp->hs->start = ngx_alloc(hs_size, wp->log);
     if (wp->hs->start == NULL) {
         return NGX_ERROR;
     }
 
     wp->hs->pos = wp->hs->start;
     wp->hs->last = wp->hs->start;
-    wp->hs->end = wp->hs->start + NGX_WSP_HS_BUFFER;
+    wp->hs->end = wp->hs->start + hs_size;
     wp->hs->temporary = 1;
 
     if (ngx_http_ws_proxy_build_request(wp) != NGX_OK) {
@@ -182,7 +186,9 @@ ngx_http_ws_proxy_resolve_handler(ngx_resolver_ctx_t *ctx)
     ngx_uint_t            i;
     ngx_http_ws_proxy_t  *wp;
     struct sockaddr      *sa;
-    u_char                buf[NGX_SOCKADDR_STRLEN];
+#if (NGX_DEBUG)
+    u_char                buf[NGX_SOCKADDR_STRLEN];   /* the debug log's */
+#endif
 
     wp = ctx->data;
     wp->resolving = NULL;

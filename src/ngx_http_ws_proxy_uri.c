@@ -4,7 +4,10 @@
  * The upstream's URI, as connect() and ws_proxy_pass give it: its scheme,
  * its authority (a unix socket, an [IPv6] literal, an address or a name,
  * with a port), the Host header and SNI name it gives, and its path and
- * query for the request line.  Only bytes RFC 3986 allows get through.
+ * query for the request line.  Only bytes RFC 3986 allows get through:
+ * connect() refuses a URI with others, ws_proxy_pass (wp->escape_path)
+ * percent-encodes those of the path and query, as they come from the
+ * client's request line or from variables.
  */
 
 
@@ -23,6 +26,10 @@ static void *ngx_http_ws_proxy_bad_uri(ngx_http_ws_proxy_t *wp,
     ngx_str_t *uri);
 static ngx_uint_t ngx_http_ws_proxy_uri_chars(u_char *p, u_char *last,
     ngx_uint_t host);
+static size_t ngx_http_ws_proxy_uri_char(u_char *p, u_char *last,
+    ngx_uint_t host);
+static ngx_int_t ngx_http_ws_proxy_uri_escape(ngx_http_ws_proxy_t *wp,
+    u_char *p, u_char *last, ngx_str_t *path);
 
 
 /*
@@ -225,6 +232,10 @@ ngx_http_ws_proxy_uri_path(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
 
     last = uri->data + uri->len;
 
+    if (wp->escape_path) {
+        return ngx_http_ws_proxy_uri_escape(wp, p, last, &wp->path);
+    }
+
     /* what goes into the request line: RFC 3986 bytes only */
 
     if (!ngx_http_ws_proxy_uri_chars(p, last, 0)) {
@@ -257,6 +268,107 @@ ngx_http_ws_proxy_uri_path(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,
 }
 
 
+/*
+ * ws_proxy_pass's path and query: what the client's request line or the
+ * variables gave, with every byte RFC 3986 refuses percent-encoded (UTF-8,
+ * '"', '{', '|' that browsers send unencoded, a control byte a decoded
+ * $uri holds, a '%' that starts no pct-encoded byte); "?q" becomes "/?q".
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_uri_escape(ngx_http_ws_proxy_t *wp, u_char *p,
+    u_char *last, ngx_str_t *path)
+{
+    u_char      *q, *dst;
+    size_t       n, len;
+    ngx_uint_t   slash;
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    slash = (p == last || *p == '?');
+    len = slash;
+
+    for (q = p; q < last; q += n) {
+        n = ngx_http_ws_proxy_uri_char(q, last, 0);
+        len += n ? n : 3;
+        n = n ? n : 1;
+    }
+
+    if (!slash && len == (size_t) (last - p)) {
+        path->data = p;
+        path->len = len;
+        return NGX_OK;
+    }
+
+    dst = ngx_pnalloc(wp->pool, len);
+    if (dst == NULL) {
+        ngx_http_ws_proxy_set_error(wp, "out of memory");
+        return NGX_ERROR;
+    }
+
+    path->data = dst;
+    path->len = len;
+
+    if (slash) {
+        *dst++ = '/';
+    }
+
+    for (q = p; q < last; q += n) {
+        n = ngx_http_ws_proxy_uri_char(q, last, 0);
+
+        if (n) {
+            dst = ngx_cpymem(dst, q, n);
+            continue;
+        }
+
+        *dst++ = '%';
+        *dst++ = hex[*q >> 4];
+        *dst++ = hex[*q & 0xf];
+        n = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Where the path and query start in a ws:// or wss:// URI (the end when it
+ * has none), NULL when there is no authority to end: ws_proxy_pass adds
+ * the client's URI to a URI from variables that has no path.
+ */
+
+u_char *
+ngx_http_ws_proxy_uri_path_start(ngx_str_t *uri)
+{
+    u_char  *p, *last;
+
+    p = uri->data;
+    last = p + uri->len;
+
+    if (last - p > 5 && ngx_strncasecmp(p, (u_char *) "ws://", 5) == 0) {
+        p += 5;
+
+    } else if (last - p > 6
+               && ngx_strncasecmp(p, (u_char *) "wss://", 6) == 0)
+    {
+        p += 6;
+
+    } else {
+        return NULL;
+    }
+
+    if (last - p > 5 && ngx_strncmp(p, "unix:", 5) == 0) {
+        p = ngx_strlchr(p + 5, last, ':');
+        return p ? p + 1 : NULL;
+    }
+
+    while (p < last && *p != '/' && *p != '?') {
+        p++;
+    }
+
+    return p;
+}
+
+
 static void *
 ngx_http_ws_proxy_bad_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
 {
@@ -276,51 +388,59 @@ ngx_http_ws_proxy_bad_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri)
 static ngx_uint_t
 ngx_http_ws_proxy_uri_chars(u_char *p, u_char *last, ngx_uint_t host)
 {
-    u_char  c;
+    size_t  n;
 
-    for ( /* void */ ; p < last; p++) {
-        c = *p;
+    for ( /* void */ ; p < last; p += n) {
+        n = ngx_http_ws_proxy_uri_char(p, last, host);
 
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-            || (c >= '0' && c <= '9'))
-        {
-            continue;
-        }
-
-        switch (c) {
-
-        /* unreserved */
-        case '-': case '.': case '_': case '~':
-
-        /* sub-delims */
-        case '!': case '$': case '&': case '\'': case '(': case ')':
-        case '*': case '+': case ',': case ';': case '=':
-
-        /* in an IPv6 literal, and in pchar */
-        case ':':
-            continue;
-
-        case '@': case '/': case '?':
-            if (host) {
-                return 0;
-            }
-
-            continue;
-
-        case '%':
-            if (last - p < 3
-                || !isxdigit(p[1]) || !isxdigit(p[2]))
-            {
-                return 0;
-            }
-
-            p += 2;
-            continue;
-
-        default:
+        if (n == 0) {
             return 0;
         }
     }
 
     return 1;
+}
+
+
+/* the length of the allowed byte or pct-encoded byte at p, 0: refused */
+
+static size_t
+ngx_http_ws_proxy_uri_char(u_char *p, u_char *last, ngx_uint_t host)
+{
+    u_char  c;
+
+    c = *p;
+
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+        || (c >= '0' && c <= '9'))
+    {
+        return 1;
+    }
+
+    switch (c) {
+
+    /* unreserved */
+    case '-': case '.': case '_': case '~':
+
+    /* sub-delims */
+    case '!': case '$': case '&': case '\'': case '(': case ')':
+    case '*': case '+': case ',': case ';': case '=':
+
+    /* in an IPv6 literal, and in pchar */
+    case ':':
+        return 1;
+
+    case '@': case '/': case '?':
+        return host ? 0 : 1;
+
+    case '%':
+        if (last - p < 3 || !isxdigit(p[1]) || !isxdigit(p[2])) {
+            return 0;
+        }
+
+        return 3;
+
+    default:
+        return 0;
+    }
 }

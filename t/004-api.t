@@ -425,3 +425,28 @@ close:1000:bye
 qr/\[error\] .*? ws_proxy: response body output after the WebSocket handshake refused and discarded \(ngx.say\(\) or ngx.print\(\) would write into the frame stream\)/,
 qr/execute: true/,
 ]
+
+
+
+=== TEST 15: recv_timeout times each direction from its own last read (Kong's order)
+--- proxy_opts
+{ recv_timeout = require("wstest").ms(400) }
+--- upstream
+                local f = s:recv_frame()
+                ngx.log(ngx.INFO, "upstream got: ", ws.describe(f))
+                f = s:recv_frame()
+                s:send_close(f.code, f.reason)
+--- client
+            ws.sleep(0.15)
+            c:send_text("hi")
+            ws.sleep(0.5)
+            c:send_close(1000, "bye")
+            ngx.say(ws.describe(c:recv_frame()))
+--- response_body
+close:1000:bye
+--- grep_error_log eval: qr/timeout receiving frame from \w+/
+--- grep_error_log_out
+timeout receiving frame from upstream
+timeout receiving frame from client
+--- no_error_log
+[error]

@@ -99,7 +99,14 @@ if ($DnsPid == 0) {
                         $answer ? 1 : 0, 0, 0) . $question . $answer);
     }
 }
-END { kill 'KILL', $DnsPid if $DnsPid }
+END {
+    # reaped, so that it is gone when the file ends ($? is the file's status)
+    local $?;
+    if ($DnsPid) {
+        kill 'KILL', $DnsPid;
+        waitpid($DnsPid, 0);
+    }
+}
 
 $ENV{TEST_NGINX_TLS_PORT1} = $ENV{TEST_NGINX_TLS_PORT} + 1;
 $ENV{TEST_NGINX_TLS_PORT2} = $ENV{TEST_NGINX_TLS_PORT} + 2;
@@ -830,6 +837,134 @@ env TEST_NGINX_TLS_PORT4;
 101
 --- error_log eval
 qr/cookie: session=abc, authorization: Bearer t0k3n, x-other: nil, xff: 10.1.2.3, 127.0.0.1, proto: http, uri: \/proxy\?room=7, host: 127.0.0.1:\d+/
+--- no_error_log
+[error]
+
+
+
+=== TEST 16b: x_forwarded: the client's own X-Real-IP and X-Forwarded-* are left out, X-Forwarded-For appended to
+--- http_config eval
+$t::WsProxy::HttpConfig . q{
+    server {
+        listen 127.0.0.1:$TEST_NGINX_TLS_PORT4;
+        location /proxy {
+            content_by_lua_block {
+                local h = ngx.req.get_headers()
+                local function all(v)
+                    return type(v) == "table" and table.concat(v, " | ") or v
+                end
+                ngx.log(ngx.INFO, "real-ip: ", all(h["x-real-ip"]),
+                        ", xff: ", all(h["x-forwarded-for"]), ", proto: ",
+                        all(h["x-forwarded-proto"]), ", xhost: ",
+                        all(h["x-forwarded-host"]), ", cookie: ", h.cookie,
+                        ", end")
+                local ws = require "wstest"
+                local s = assert(ws.server())
+                s:recv_frame()
+            }
+        }
+    }
+}
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            assert(wp:connect("ws://127.0.0.1:"
+                              .. os.getenv("TEST_NGINX_TLS_PORT4")
+                              .. "/proxy", {
+                forward_headers = true,
+                x_forwarded = true,
+            }))
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local c = assert(ws.client("/proxy", { headers = {
+                "Cookie: session=abc", "X-Real-IP: 6.6.6.6",
+                "X-Forwarded-Proto: https", "X-Forwarded-Host: evil.example",
+                "X-Forwarded-For: 10.1.2.3" } }))
+            ngx.say(c.status)
+            c:send_close(1000)
+        }
+    }
+--- main_config
+env TEST_NGINX_TLS_PORT4;
+--- response_body
+101
+--- error_log
+real-ip: 127.0.0.1, xff: 10.1.2.3, 127.0.0.1, proto: http, xhost: localhost, cookie: session=abc, end
+--- no_error_log
+[error]
+
+
+
+=== TEST 16c: handshake_buffer_size: a 7.9 KB Cookie fails with the default 8k, passes with a larger buffer from new() or connect()
+--- http_config eval
+$t::WsProxy::HttpConfig . q{
+    server {
+        listen 127.0.0.1:$TEST_NGINX_TLS_PORT4;
+        location /proxy {
+            content_by_lua_block {
+                ngx.log(ngx.INFO, "cookie of ", #ngx.var.http_cookie)
+                local ws = require "wstest"
+                local s = assert(ws.server())
+                s:recv_frame()
+            }
+        }
+    }
+}
+--- config
+    location /proxy {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local size = tonumber(ngx.var.arg_size)
+            local wp = assert(proxy.new({
+                handshake_buffer_size = ngx.var.arg_new and size or nil }))
+            local ok, err = wp:connect("ws://127.0.0.1:"
+                                       .. os.getenv("TEST_NGINX_TLS_PORT4")
+                                       .. "/proxy", {
+                forward_headers = { "Cookie" },
+                handshake_buffer_size = not ngx.var.arg_new and size or nil,
+            })
+            if not ok then
+                ngx.log(ngx.INFO, "connect: ", err)
+                return ngx.exit(502)
+            end
+            wp:execute()
+        }
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local cookie = "Cookie: c=" .. string.rep("x", 7900)
+            for _, path in ipairs{ "/proxy", "/proxy?size=16384",
+                                   "/proxy?size=16384&new=1" } do
+                local c, err = ws.client(path, { headers = { cookie } })
+                ngx.say(path, ": ", c and c.status or err)
+                if c then
+                    c:send_close(1000)
+                end
+            end
+            local proxy = require "resty.websocket.proxy"
+            ngx.say(select(2, pcall(proxy.new,
+                                    { handshake_buffer_size = 100 })))
+        }
+    }
+--- main_config
+env TEST_NGINX_TLS_PORT4;
+--- response_body
+/proxy: status 502
+/proxy?size=16384: 101
+/proxy?size=16384&new=1: 101
+opts.handshake_buffer_size must be a number >= 1024
+--- error_log
+connect: failed connecting to upstream: handshake request too large
+cookie of 7902
 --- no_error_log
 [error]
 

@@ -88,8 +88,8 @@ execute: true nil
 === TEST 5: invalid UTF-8 in a raw continuation of a text message
 --- client
             c:send_frame{ opcode = 1, fin = false, payload = "ok" }
-            c:send_frame{ opcode = 0, fin = true, payload = "\xc0\xaf" }
             ngx.say(ws.describe(c:recv_frame()))
+            c:send_frame{ opcode = 0, fin = true, payload = "\xc0\xaf" }
             ngx.say(ws.describe(c:recv_frame()))
 --- response_body
 text:ok (fin=0)

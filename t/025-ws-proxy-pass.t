@@ -18,7 +18,31 @@ $ENV{TEST_NGINX_DEAD_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 11;
 # a TLS server that wants a client certificate
 $ENV{TEST_NGINX_CERT_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 1;
 
+# a unix socket upstream
+$ENV{TEST_NGINX_SOCK} = "$ENV{TEST_NGINX_CERTS}/ws025.sock";
+
+# an upstream that answers with the request head it got (any path)
+$ENV{TEST_NGINX_HEAD_PORT} ||= $ENV{TEST_NGINX_TLS_PORT} + 12;
+
 our $Config = $t::WsProxy::HttpConfig . q{
+    # the upgrade request as the upstream got it, in one text frame (the
+    # random key replaced), then the close
+    server {
+        listen 127.0.0.1:$TEST_NGINX_HEAD_PORT;
+
+        location / {
+            content_by_lua_block {
+                local head = ngx.req.raw_header()
+                    :gsub("(Sec%-WebSocket%-Key: )[^\r]*", "%1KEY")
+                local ws = require "wstest"
+                local s = assert(ws.server())
+                s:send_text(head)
+                local f = s:recv_frame()
+                s:send_close(f and f.code or 1000, "bye")
+            }
+        }
+    }
+
     # a plain HTTP server first: its TLS handshake fails
     upstream tlsmix {
         server 127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
@@ -426,3 +450,379 @@ the upstream refused the upgrade with 400, relayed
 --- allowed_levels: [emerg]
 --- error_log
 no "ws_proxy_ssl_certificate_key" for "ws_proxy_ssl_certificate"
+
+
+
+=== TEST 18: no URI part: the client's URI is passed unchanged, as proxy_pass passes it
+--- pass
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT;
+--- client
+            local c = assert(ws.client("/proxy/a/b?x=1&y=%41"))
+            ngx.print((c:recv_frame().payload:gsub("\r", "")))
+            c:send_close(1000, "done")
+            c:recv_frame()
+--- response_body eval
+"GET /proxy/a/b?x=1&y=%41 HTTP/1.1
+Host: 127.0.0.1:$ENV{TEST_NGINX_HEAD_PORT}
+Upgrade: websocket
+Connection: Upgrade
+Sec-WebSocket-Key: KEY
+Sec-WebSocket-Version: 13
+
+"
+--- no_error_log
+[error]
+
+
+
+=== TEST 19: a URI part replaces the part of the URI that matched the location
+--- pass
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT/base;
+--- client
+            local c = assert(ws.client("/proxy/a%20b/c?x=1"))
+            ngx.say((c:recv_frame().payload:match("^[^\r]*")))
+            c:send_close(1000, "done")
+            c:recv_frame()
+--- response_body
+GET /base/a%20b/c?x=1 HTTP/1.1
+--- no_error_log
+[error]
+
+
+
+=== TEST 20: with variables, the URI is what they give; without a path there, the client's
+--- config
+    location /proxy {
+        set $up 127.0.0.1:$TEST_NGINX_HEAD_PORT;
+        ws_proxy_pass ws://$up;
+    }
+
+    location /fixed {
+        set $up 127.0.0.1:$TEST_NGINX_HEAD_PORT;
+        ws_proxy_pass ws://$up/other$is_args$args;
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, path in ipairs{ "/proxy/p?q=1", "/fixed/p?q=2" } do
+                local c = assert(ws.client(path))
+                ngx.say((c:recv_frame().payload:match("^[^\r]*")))
+                c:send_close(1000, "done")
+                c:recv_frame()
+            end
+        }
+    }
+--- response_body
+GET /proxy/p?q=1 HTTP/1.1
+GET /other?q=2 HTTP/1.1
+--- no_error_log
+[error]
+
+
+
+=== TEST 21: a browser's request line ('{', '}', '|', '"', UTF-8 unencoded) is forwarded encoded, never a 500
+--- config
+    location /proxy {
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT;
+    }
+
+    location /base {
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT/up;
+    }
+
+    location /ru {
+        set $up 127.0.0.1:$TEST_NGINX_HEAD_PORT;
+        ws_proxy_pass ws://$up$request_uri;
+    }
+
+    location /uri {
+        set $up 127.0.0.1:$TEST_NGINX_HEAD_PORT;
+        ws_proxy_pass ws://$up$uri;
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, path in ipairs{
+                '/proxy/q"|caf\195\169?f={x}&g=a|b',
+                '/base/q"|caf\195\169?f={x}',
+                '/ru/q"|caf\195\169?f={x}',
+                '/uri/x%0ay%20z%5B%25',
+            } do
+                local c, err = ws.client(path)
+                if not c then
+                    ngx.say(path, ": ", err)
+                else
+                    ngx.say((c:recv_frame().payload:match("^[^\r]*")))
+                    c:send_close(1000, "done")
+                    c:recv_frame()
+                end
+            end
+        }
+    }
+--- response_body
+GET /proxy/q%22%7Ccaf%C3%A9?f=%7Bx%7D&g=a%7Cb HTTP/1.1
+GET /up/q%22%7Ccaf%C3%A9?f=%7Bx%7D HTTP/1.1
+GET /ru/q%22%7Ccaf%C3%A9?f=%7Bx%7D HTTP/1.1
+GET /uri/x%0Ay%20z%5B%25 HTTP/1.1
+--- no_error_log
+[error]
+
+
+
+=== TEST 22: the client's headers reach the upstream, but hop-by-hop and the handshake's own; ws_proxy_set_header replaces, adds, removes
+--- pass
+        ws_proxy_set_header X-Real-IP $remote_addr;
+        ws_proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        ws_proxy_set_header User-Agent "";
+        ws_proxy_set_header X-Added "room $arg_room";
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT/;
+--- client
+            local c = assert(ws.client("/proxy?room=7", { headers = {
+                "Origin: https://chat.example",
+                "Cookie: session=abc",
+                "Authorization: Bearer t0k3n",
+                "User-Agent: Mozilla/5.0",
+                "X-Real-IP: 6.6.6.6",
+                "X-Forwarded-For: 10.1.2.3",
+                "Keep-Alive: 300",
+                "TE: trailers",
+                "Sec-WebSocket-Extensions: permessage-deflate",
+                "Cookie: second=1",
+            } }))
+            ngx.print((c:recv_frame().payload:gsub("\r", "")))
+            c:send_close(1000, "done")
+            c:recv_frame()
+--- response_body eval
+"GET /?room=7 HTTP/1.1
+Host: 127.0.0.1:$ENV{TEST_NGINX_HEAD_PORT}
+Upgrade: websocket
+Connection: Upgrade
+Sec-WebSocket-Key: KEY
+Sec-WebSocket-Version: 13
+Origin: https://chat.example
+Cookie: session=abc
+Authorization: Bearer t0k3n
+Cookie: second=1
+X-Real-IP: 127.0.0.1
+X-Forwarded-For: 10.1.2.3, 127.0.0.1
+X-Added: room 7
+
+"
+--- no_error_log
+[error]
+
+
+
+=== TEST 23: ws_proxy_pass_request_headers off: only ws_proxy_set_header's; Host set by ws_proxy_set_header
+--- pass
+        ws_proxy_pass_request_headers off;
+        ws_proxy_set_header Host chat.example;
+        ws_proxy_set_header X-Added yes;
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT/;
+--- client
+            local c = assert(ws.client("/proxy", { headers = {
+                "Origin: https://chat.example", "Cookie: session=abc" } }))
+            ngx.print((c:recv_frame().payload:gsub("\r", "")))
+            c:send_close(1000, "done")
+            c:recv_frame()
+--- response_body eval
+"GET / HTTP/1.1
+Host: chat.example
+Upgrade: websocket
+Connection: Upgrade
+Sec-WebSocket-Key: KEY
+Sec-WebSocket-Version: 13
+X-Added: yes
+
+"
+--- no_error_log
+[error]
+
+
+
+=== TEST 24: a 7.9 KB Cookie: 502 with the default handshake buffer (8k), passed with ws_proxy_handshake_buffer_size 16k
+--- config
+    location /small {
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT/;
+    }
+
+    location /large {
+        ws_proxy_handshake_buffer_size 16k;
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT/;
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local cookie = "Cookie: c=" .. string.rep("x", 7900)
+            for _, path in ipairs{ "/small", "/large" } do
+                local c, err = ws.client(path, { headers = { cookie } })
+                if not c then
+                    ngx.say(path, ": ", err)
+                else
+                    local head = c:recv_frame().payload
+                    ngx.say(path, ": ", #(head:match("Cookie: [^\r]*")))
+                    c:send_close(1000, "done")
+                    c:recv_frame()
+                end
+            end
+        }
+    }
+--- response_body
+/small: status 502
+/large: 7910
+--- error_log
+ws_proxy_pass: handshake request too large
+
+
+
+=== TEST 25: a name resolved when the configuration is read, as proxy_pass resolves it: no resolver needed
+--- pass
+        ws_proxy_pass ws://localhost:$TEST_NGINX_HEAD_PORT/named;
+--- client
+            local c = assert(ws.client("/proxy"))
+            ngx.say((c:recv_frame().payload:match("^[^\r]*\r\n[^\r]*")))
+            c:send_close(1000, "done")
+            c:recv_frame()
+--- response_body eval
+"GET /named HTTP/1.1\r
+Host: localhost:$ENV{TEST_NGINX_HEAD_PORT}
+"
+--- no_error_log
+[error]
+
+
+
+=== TEST 26: refused at start: no host
+--- config
+    location /proxy {
+        ws_proxy_pass ws://;
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+bad websocket uri "ws://"
+
+
+
+=== TEST 27: refused at start: a port over 65535
+--- config
+    location /proxy {
+        ws_proxy_pass ws://127.0.0.1:65536/;
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+bad websocket uri "ws://127.0.0.1:65536/": invalid port
+
+
+
+=== TEST 28: refused at start: userinfo
+--- config
+    location /proxy {
+        ws_proxy_pass ws://u:p@127.0.0.1/;
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+bad websocket uri "ws://u:p@127.0.0.1/": userinfo (user:password@) is not supported
+
+
+
+=== TEST 29: refused at start: a fragment
+--- config
+    location /proxy {
+        ws_proxy_pass ws://127.0.0.1/x#frag;
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+a fragment ("#...") is not allowed in upstream "ws://127.0.0.1/x#frag"
+
+
+
+=== TEST 30: refused at start: a host that is neither an upstream block nor resolvable
+--- config
+    location /proxy {
+        ws_proxy_pass ws://no-such-host.invalid/;
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+host not found in upstream "no-such-host.invalid"
+
+
+
+=== TEST 31: refused at start: a URI part in a regex location, as proxy_pass refuses it
+--- config
+    location ~ ^/proxy {
+        ws_proxy_pass ws://127.0.0.1/x;
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+"ws_proxy_pass" cannot have URI part in location given by regular expression
+
+
+
+=== TEST 32: refused at start: ws_proxy_set_header of the handshake's own headers
+--- config
+    location /proxy {
+        ws_proxy_set_header Sec-WebSocket-Protocol chat;
+        ws_proxy_pass ws://127.0.0.1/;
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+header "Sec-WebSocket-Protocol" cannot be set: the module sets the handshake's own headers
+
+
+
+=== TEST 33: a target from variables is checked at run time: a host that does not resolve is a 502 and one log line
+--- pass
+        resolver 127.0.0.1:1 valid=1s;
+        resolver_timeout 500ms;
+        set $up no-such-host.invalid;
+        ws_proxy_pass ws://$up/;
+--- client
+            local c, err = ws.client("/proxy")
+            ngx.say(err)
+--- response_body
+status 502
+--- error_log eval
+qr/\[error\] .*ws_proxy_pass: failed to connect: "no-such-host\.invalid" could not be resolved/
+--- no_error_log
+[alert]
+
+
+
+=== TEST 34: a unix socket without variables, added at start as proxy_pass adds it: a URI part replaces the location's
+--- http_config eval
+$::Config . q{
+    server {
+        listen unix:$TEST_NGINX_SOCK;
+        location / {
+            content_by_lua_block {
+                local ws = require "wstest"
+                local s = assert(ws.server())
+                s:send_text("unix " .. ngx.var.http_host .. " "
+                            .. ngx.var.request_uri)
+                local f = s:recv_frame()
+                s:send_close(f and f.code or 1000, "bye")
+            }
+        }
+    }
+}
+--- pass
+        ws_proxy_pass ws://unix:$TEST_NGINX_SOCK:/base;
+--- client
+            local c = assert(ws.client("/proxy/x?y=1"))
+            ngx.say(c:recv_frame().payload)
+            c:send_close(1000, "done")
+            c:recv_frame()
+--- response_body
+unix localhost /base/x?y=1
+--- no_error_log
+[error]

@@ -1,12 +1,19 @@
 """An nginx with a master process under a test's prefix: its command, a
-signal to it, its master's pid, and whether a process still lives."""
+signal to it, its master's pid, whether a process still lives, and its
+stop, which waits for every process of it."""
 
 import os
+import signal
 import subprocess
+import time
+
+import vg
+
+import target
 
 
 def nginx_cmd(prefix):
-    return ["/usr/sbin/nginx", "-p", prefix + "/", "-c",
+    return [target.NGINX, "-p", prefix + "/", "-c",
             os.path.join(prefix, "nginx.conf")]
 
 
@@ -31,3 +38,56 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def family(pid):
+    """pid and every process descended from it (a master's workers)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += kids.get(p, [])
+    return out
+
+
+def stop(prefix, sig=signal.SIGQUIT, timeout=10):
+    """Stops the nginx of prefix and waits until its master and every
+    worker (old ones of a reload too) are gone: sig to the master, then,
+    after timeout seconds (times the slowness), KILL to each one left.  A
+    worker outlives a master that is killed alone and keeps writing under
+    the prefix.  Returns True when sig alone was enough."""
+    try:
+        pid = master_pid(prefix)
+    except (OSError, ValueError):
+        return True
+    procs = [p for p in family(pid) if alive(p)]
+    if not procs:
+        return True
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+    clean = True
+    for t, kill in ((timeout * vg.SLOW, False), (5, True)):
+        left = [p for p in procs if alive(p)]
+        if kill and left:
+            clean = False
+            for p in left:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+        deadline = time.time() + t
+        while time.time() < deadline and any(alive(p) for p in procs):
+            time.sleep(0.05)
+    return clean

@@ -25,6 +25,8 @@ import urllib.request
 
 import websockets
 
+import master
+import target
 import vg
 from tap import ok, plan
 
@@ -32,18 +34,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
                           os.path.join(ROOT, "t", "servroot")).rstrip("/")
-PREFIX = os.path.join(SERVROOT, "metrics")
+# beside the server root, not in it: the real Test::Nginx removes only the
+# directories it made there, and stops with "Can't remove t/servroot" when
+# it finds another one (issue 27)
+PREFIX = SERVROOT + "-metrics"
 PORT = int(os.environ.get("TEST_NGINX_METRICS_PORT", "19960"))
 PROM_PORT = int(os.environ.get("TEST_NGINX_PROMETHEUS_PORT", "19961"))
 # a server that takes connections and never answers an upgrade
 HANG_PORT = int(os.environ.get("TEST_NGINX_HANG_PORT", str(PORT + 3)))
-MODS = "/usr/lib/nginx/modules"
 FULL_KEYS = 200
+SCRAPES = 3     # of the text format, and by Prometheus
+FAMILIES = 14   # metric families of the text format
 
 CONF = """
-load_module %(mods)s/ndk_http_module.so;
-load_module %(mods)s/ngx_http_lua_module.so;
-load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+%(load_modules)s
 worker_processes 2;
 daemon %(daemon)s;
 master_process on;
@@ -52,7 +56,7 @@ pid logs/nginx.pid;
 events { worker_connections 512; }
 http {
     access_log off;
-    lua_package_path "%(root)s/lib/?.lua;;";
+    lua_package_path "%(lua_path)s";
     ws_proxy_zone wsp 32k;
 
     server {
@@ -201,13 +205,8 @@ scrape_configs:
 """
 
 def nginx_cmd():
-    return ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
+    return [target.NGINX, "-p", PREFIX + "/", "-c",
             os.path.join(PREFIX, "nginx.conf")]
-
-
-def master_pid():
-    with open(os.path.join(PREFIX, "logs", "nginx.pid")) as f:
-        return int(f.read())
 
 
 def get(path):
@@ -384,21 +383,13 @@ async def main():
     ok(wait_for(lambda: k("/hookerr", "hook_errors") >= 1, 3),
        "hook error counted")
 
-    # the text format
-    ctype, text = get("/status")
-    with open(os.path.join(PREFIX, "status.prom"), "w") as f:
-        f.write(text)
-    ok(ctype == "text/plain; version=0.0.4", "Content-Type: %s" % ctype)
-    ok('ws_proxy_sessions_total{key="/ws"} %d\n' % total in text,
-       "text: ws_proxy_sessions_total of /ws")
-    r = subprocess.run(["promtool", "check", "metrics"], input=text,
-                       capture_output=True, text=True)
-    ok(r.returncode == 0, "promtool check metrics: %s"
-       % (r.stdout + r.stderr).strip().replace("\n", "; ")[:300])
+    # the text format, scrape after scrape (a name the first scrape
+    # overwrote once put the close codes under another family's name)
+    for i in range(1, SCRAPES + 1):
+        scrape(i, total)
 
-    # a real Prometheus scrapes it
-    ok(prometheus(total), "Prometheus scrapes it: sum(ws_proxy_sessions_total"
-       "{key=\"/ws\"}) is %d" % total)
+    # a real Prometheus scrapes it, several times
+    prometheus(total)
 
     # the zone full: new keys count as "other", the old ones stay
     before = status()
@@ -429,6 +420,36 @@ async def main():
        "after the reload the counters go on from %d" % total)
 
 
+def scrape(i, total):
+    """One scrape of the text format, checked on its own."""
+    ctype, text = get("/status")
+    with open(os.path.join(PREFIX, "status.%d.prom" % i), "w") as f:
+        f.write(text)
+    ok(ctype == "text/plain; version=0.0.4",
+       "scrape %d: Content-Type: %s" % (i, ctype))
+    ok('ws_proxy_sessions_total{key="/ws"} %d\n' % total in text
+       and 'ws_proxy_closes_total{key="/ws",from="client",code="1000"} %d\n'
+       % total in text,
+       "scrape %d: ws_proxy_sessions_total and the client's 1000 closes "
+       "of /ws" % i)
+    helps = [l.split()[2] for l in text.splitlines()
+             if l.startswith("# HELP ")]
+    names = set(l.split("{")[0] for l in text.splitlines()
+                if l and not l.startswith("#"))
+    stray = [n for n in names
+             if n not in helps and n.rsplit("_", 1)[0] not in helps]
+    good = len(helps) == len(set(helps)) == FAMILIES and not stray \
+        and "ws_proxy_closes_total" in helps \
+        and "ws_proxy_closed_by_total" in helps
+    ok(good, "scrape %d: %d families, one HELP each, every sample under its "
+       "family%s" % (i, FAMILIES, "" if good else ": HELP %s, samples %s"
+                     % (", ".join(helps), ", ".join(sorted(stray)))))
+    r = subprocess.run(["promtool", "check", "metrics"], input=text,
+                       capture_output=True, text=True)
+    ok(r.returncode == 0, "scrape %d: promtool check metrics: %s"
+       % (i, (r.stdout + r.stderr).strip().replace("\n", "; ")[:300]))
+
+
 def prometheus(total):
     d = os.path.join(PREFIX, "prometheus")
     shutil.rmtree(d, ignore_errors=True)
@@ -441,15 +462,29 @@ def prometheus(total):
                           "--storage.tsdb.path=" + os.path.join(d, "data"),
                           "--web.listen-address=127.0.0.1:%d" % PROM_PORT],
                          stdout=log, stderr=subprocess.STDOUT)
-    q = urllib.parse.quote('sum(ws_proxy_sessions_total{key="/ws"})')
-    url = "http://127.0.0.1:%d/api/v1/query?query=%s" % (PROM_PORT, q)
 
-    def query():
+    def query(promql):
+        url = "http://127.0.0.1:%d/api/v1/query?query=%s" \
+              % (PROM_PORT, urllib.parse.quote(promql))
         with urllib.request.urlopen(url, timeout=2) as r:
             res = json.loads(r.read())["data"]["result"]
-            return res and float(res[0]["value"][1]) == total
+            return float(res[0]["value"][1]) if res else None
+
+    def scraped():
+        return (query('count_over_time(up{job="wsp"}[5m])') or 0) >= SCRAPES
     try:
-        return wait_for(query, 30)
+        ok(wait_for(scraped, 30), "Prometheus scraped the status %d times"
+           % SCRAPES)
+        ok(query('min_over_time(up{job="wsp"}[5m])') == 1,
+           "every scrape succeeded (up was 1 each time)")
+        ok(query('sum(ws_proxy_sessions_total{key="/ws"})') == total,
+           "sum(ws_proxy_sessions_total{key=\"/ws\"}) is %d" % total)
+        ok(query('sum(ws_proxy_closes_total{key="/ws",from="client",'
+                 'code="1000"})') == total,
+           "ws_proxy_closes_total holds the client's %d closes 1000" % total)
+        ok(query('count(ws_proxy_closed_by_total{code!=""})') is None
+           and query('count(ws_proxy_closed_by_total{key="/ws"})') == 4,
+           "ws_proxy_closed_by_total holds its 4 series, no close code")
     finally:
         p.send_signal(signal.SIGTERM)
         try:
@@ -462,8 +497,7 @@ def prometheus(total):
 
 def conf_errors():
     """nginx -t refuses a status page without a zone, and a tiny zone."""
-    head = "\n".join(CONF.strip().split("\n")[:3]) % {"mods": MODS,
-                                                      "root": ROOT}
+    head = target.LOAD_MODULES
     for http, want in [
             ("server { listen 127.0.0.1:%d; location /s { ws_proxy_status; }"
              " }" % PORT, '"ws_proxy_status" needs a "ws_proxy_zone"'),
@@ -473,8 +507,11 @@ def conf_errors():
         with open(path, "w") as f:
             f.write("%s\nerror_log logs/bad.log;\nevents {}\nhttp { %s }\n"
                     % (head, http))
-        r = subprocess.run(["/usr/sbin/nginx", "-t", "-q", "-p",
-                            PREFIX + "/", "-c", path],
+        # -e: the errors before error_log is read go to bad.log too, not
+        # to the binary's default log (stderr on Debian, logs/error.log of
+        # the prefix on a build with a --prefix), which the run checks
+        r = subprocess.run([target.NGINX, "-t", "-q", "-p",
+                            PREFIX + "/", "-e", "logs/bad.log", "-c", path],
                            capture_output=True, text=True)
         ok(r.returncode != 0 and want in r.stderr,
            "nginx -t refuses: %s" % want)
@@ -490,7 +527,7 @@ def run():
     os.makedirs(os.path.join(PREFIX, "logs"))
     log = os.path.join(PREFIX, "logs", "error.log")
     with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
+        f.write(CONF % {**target.CONF, "root": ROOT, "port": PORT,
                         "hang": HANG_PORT,
                         "daemon": "off" if vg.USE else "on"})
     logdir = os.path.join(PREFIX, "logs")
@@ -506,19 +543,8 @@ def run():
         except Exception as e:  # a failed step must not hide the summary
             ok(False, "metrics test: %r" % e)
         finally:
-            try:
-                mpid = master_pid()
-                os.kill(mpid, signal.SIGQUIT)
-                for _ in range(100 * vg.SLOW):
-                    try:
-                        os.kill(mpid, 0)
-                    except OSError:
-                        break
-                    time.sleep(0.1)
-                else:
-                    os.kill(mpid, signal.SIGKILL)
-            except Exception:
-                pass
+            # the master and every worker, the old ones of the reload too
+            master.stop(PREFIX)
             status_ = vg.wait(proc)
 
     text = open(log).read() if os.path.exists(log) else ""

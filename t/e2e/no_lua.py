@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -18,12 +19,14 @@ import sys
 import threading
 import time
 
+import master
+import target
 import vg
-from tap import ok, plan
+from tap import ok, plan, skip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-PREFIX = os.path.join(ROOT, "build", "no-lua")
+PREFIX = target.prefix("no-lua")
 TLS = int(os.environ.get("TEST_NGINX_TLS_PORT", "1986"))
 PORT = int(os.environ.get("TEST_NGINX_NOLUA_PORT", str(TLS + 12)))
 UP1 = PORT + 1
@@ -32,7 +35,7 @@ DEAD = TLS + 11
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 CONF = """
-load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+load_module %(ws_proxy_module)s;
 daemon %(daemon)s;
 master_process on;
 worker_processes 1;
@@ -57,6 +60,10 @@ http {
         location /small {
             ws_proxy_client_max_frame_size 100;
             ws_proxy_pass ws://127.0.0.1:%(up1)d/small;
+        }
+        location /pass {
+            ws_proxy_set_header X-Real-IP $remote_addr;
+            ws_proxy_pass ws://127.0.0.1:%(up1)d;
         }
     }
 }
@@ -144,6 +151,10 @@ class Upstream(threading.Thread):
                 if op == 8:
                     c.sendall(frame(8, payload, False))
                     return
+                if payload == b"head?":
+                    # the upgrade request as this server got it
+                    c.sendall(frame(1, req, False))
+                    continue
                 c.sendall(frame(1, b"%d:" % self.port + payload, False))
         except (OSError, EOFError, IndexError):
             pass
@@ -151,12 +162,13 @@ class Upstream(threading.Thread):
             c.close()
 
 
-def client(path):
+def client(path, headers=b""):
     s = socket.create_connection(("127.0.0.1", PORT), timeout=5 * vg.SLOW)
     s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n"
               b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Version: 13\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              + headers + b"\r\n")
     return s, recv_head(s)
 
 
@@ -221,6 +233,21 @@ def cases(pid):
        % (op, code))
     s.close()
 
+    # a browser's request: '"', '|', '{' and UTF-8 unencoded, its headers
+    s, head = client(b'/pass/q"|caf\xc3\xa9?f={x}',
+                     b"Origin: https://chat.example\r\nCookie: a=1\r\n"
+                     b"X-Real-IP: 6.6.6.6\r\n")
+    s.sendall(frame(1, b"head?", True))
+    op, got = read_frame(s)
+    s.close()
+    ok(head.startswith(b"HTTP/1.1 101")
+       and got.startswith(b"GET /pass/q%22%7Ccaf%C3%A9?f=%7Bx%7D HTTP/1.1\r\n")
+       and b"\r\nOrigin: https://chat.example\r\nCookie: a=1\r\n" in got
+       and b"\r\nX-Real-IP: 127.0.0.1\r\n" in got
+       and b"6.6.6.6" not in got,
+       "ws_proxy_pass without a URI part: the client's URI (encoded where "
+       "RFC 3986 wants it) and headers, X-Real-IP replaced (%r)" % got)
+
     s = socket.create_connection(("127.0.0.1", PORT), timeout=5 * vg.SLOW)
     s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
     head = recv_head(s)
@@ -251,15 +278,19 @@ def cases(pid):
             time.sleep(0.1)
         ok(gone, "... and then nginx exits")
 
-    if pid:
+    name = ("the worker has this module loaded, and no Lua module, NDK or "
+            "LuaJIT")
+    if pid and target.LUA == "builtin":
+        # OpenResty: lua-nginx-module and LuaJIT are in the binary itself
+        skip(name, "lua-nginx-module is built into %s's nginx"
+             % (target.NAME or "this"))
+    elif pid:
         ok("ngx_http_ws_proxy_module.so" in maps
            and "ngx_http_lua_module" not in maps and "ndk_http" not in maps
-           and "luajit" not in maps,
-           "the worker has this module loaded, and no Lua module, NDK or "
-           "LuaJIT")
+           and "luajit" not in maps, name)
 
 
-NGINX = ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
+NGINX = [target.NGINX, "-p", PREFIX + "/", "-c",
          os.path.join(PREFIX, "nginx.conf")]
 
 
@@ -271,7 +302,7 @@ def main():
             os.unlink(p)
     conf = os.path.join(PREFIX, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(CONF % {"root": ROOT, "port": PORT, "up1": UP1, "up2": UP2,
+        f.write(CONF % {**target.CONF, "port": PORT, "up1": UP1, "up2": UP2,
                         "dead": DEAD, "daemon": "off" if vg.USE else "on"})
     nginx = NGINX
 
@@ -298,10 +329,8 @@ def main():
         except Exception as e:
             ok(False, "the sessions: %r" % e)
         finally:
-            subprocess.run(nginx + ["-s", "quit" if vg.USE else "stop"],
-                           capture_output=True)
+            master.stop(PREFIX, signal.SIGQUIT if vg.USE else signal.SIGTERM)
             status = vg.wait(proc)
-            time.sleep(0.3)
 
     text = log("error.log")
     ok("[alert]" not in text and "[crit]" not in text

@@ -91,6 +91,7 @@ typedef struct {
     const unsigned char        *protocols;
     size_t                      protocols_len;
     int                         forward_protocols;
+    int                         handshake_buffer_size;
 } ngx_http_ws_proxy_ffi_connect_t;
 
 int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, uint64_t *id,
@@ -161,7 +162,7 @@ uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 9
+local FFI_ABI = 10
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -225,6 +226,7 @@ local _OPTIONS = {
     "deflate_window_bits", "deflate_level", "deflate_mem_level",
     "client_deflate_context_takeover", "upstream_deflate_context_takeover",
     "client_deflate_window_bits", "upstream_deflate_window_bits",
+    "handshake_buffer_size",
 }
 
 
@@ -296,6 +298,9 @@ local _mt = { __index = _M }
 local MAX_SIZE = 2 ^ 53
 local MAX_INT = 2 ^ 31 - 1
 
+-- the smallest handshake buffer, as ws_proxy_handshake_buffer_size's
+local HS_BUFFER_MIN = 1024
+
 
 -- nil when v is nil or a number in [min, max], else the message
 local function bad_number(name, v, min, max)
@@ -366,6 +371,7 @@ function _M.new(opts)
     check_number(opts, "upstream_max_frame_size", 1, MAX_SIZE)
     check_number(opts, "upstream_max_fragments", 1, MAX_INT)
     check_number(opts, "max_payload_size", 1, MAX_SIZE)
+    check_number(opts, "handshake_buffer_size", HS_BUFFER_MIN, MAX_INT)
 
     if opts.deflate ~= nil and _DEFLATE_SIDES[opts.deflate] == nil then
         error('opts.deflate must be a boolean, "client" or "upstream"', 2)
@@ -399,6 +405,20 @@ function _M.new(opts)
     end
 
     return setmetatable(self, _mt)
+end
+
+
+-- A peer's bytes in a log line (a URI, a close reason, an error string):
+-- every byte below 0x20, and 0x7f, as \xNN, so that no peer can end the
+-- line and write one of its own into error.log (the C side does the same
+-- in ngx_http_ws_proxy_log_escape(); escaping twice changes nothing)
+local _LOG_ESCAPES = { ["\127"] = "\\x7f" }
+for c = 0, 31 do
+    _LOG_ESCAPES[string.char(c)] = fmt("\\x%02x", c)
+end
+
+local function log_escape(s)
+    return (gsub(s, "[%z\1-\31\127]", _LOG_ESCAPES))
 end
 
 
@@ -517,6 +537,17 @@ local _NOT_FORWARDED = {
 }
 
 
+-- x_forwarded's headers: the client's copies are left out (a backend that
+-- reads the first X-Real-IP would trust the client), X-Forwarded-For is
+-- appended to as nginx's $proxy_add_x_forwarded_for does
+local _X_FORWARDED = {
+    ["x-forwarded-for"] = true, ["x-forwarded-proto"] = true,
+    ["x-forwarded-host"] = true, ["x-real-ip"] = true,
+}
+
+local _EMPTY = {}
+
+
 -- headers the module writes itself: the "headers" option may not set them
 local _OWN_HEADERS = {
     ["host"] = "use the \"host\" option",
@@ -559,9 +590,14 @@ local function forwarded_headers(h, n, opts)
             end
         end
 
+        -- with x_forwarded, the proxy's own values replace the client's
+        local own = opts.x_forwarded and _X_FORWARDED or _EMPTY
+
         for name, v in pairs(req) do
             local lname = name:lower()
-            if not _NOT_FORWARDED[lname] and (not only or only[lname]) then
+            if not _NOT_FORWARDED[lname] and not own[lname]
+               and (not only or only[lname])
+            then
                 if type(v) == "table" then
                     for _, vv in ipairs(v) do
                         n = n + 1
@@ -673,8 +709,8 @@ local _CONNECT_STRINGS = { "host", "key", "server_name", "origin" }
 
 function _M:connect_upstream(uri, opts)
     if self.upstream_state == _STATES.ESTABLISHED then
-        log(WARN, fmt("connection with upstream at %q already established",
-                      self.upstream_uri))
+        log(WARN, log_escape(fmt("connection with upstream at %q already "
+                                 .. "established", self.upstream_uri)))
         return true
     end
 
@@ -703,7 +739,7 @@ function _M:connect_upstream(uri, opts)
         end
     end
 
-    self:dd("connecting to \"", uri, "\" upstream")
+    self:dd("connecting to \"", log_escape(uri), "\" upstream")
 
     local r, sid = session(self)
     if not r then
@@ -737,6 +773,14 @@ function _M:connect_upstream(uri, opts)
         end
     end
 
+    -- connect()'s option wins over new()'s, which wins over the directive
+    local hs_size = opts.handshake_buffer_size or self.handshake_buffer_size
+    local hs_err = bad_number("opts.handshake_buffer_size", hs_size,
+                              HS_BUFFER_MIN, MAX_INT)
+    if hs_err then
+        return nil, hs_err
+    end
+
     for i = 1, #_CONNECT_STRINGS do
         local name = _CONNECT_STRINGS[i]
         if opts[name] ~= nil and type(opts[name]) ~= "string" then
@@ -764,7 +808,11 @@ function _M:connect_upstream(uri, opts)
     o.connect_timeout = opts.connect_timeout or timeout or 0
     o.send_timeout = opts.send_timeout or timeout or 0
     o.read_timeout = opts.read_timeout or timeout or 0
-    o.ssl_verify = opts.ssl_verify and 1 or 0
+    if opts.ssl_verify == nil then
+        o.ssl_verify = -1               -- ws_proxy_ssl_verify's
+    else
+        o.ssl_verify = opts.ssl_verify and 1 or 0
+    end
     o.client_cert = opts.client_cert
     o.client_priv_key = opts.client_priv_key
     o.host = opts.host
@@ -774,6 +822,7 @@ function _M:connect_upstream(uri, opts)
     o.protocols = offer
     o.protocols_len = offer and #offer or 0
     o.forward_protocols = opts.forward_protocols ~= false and 1 or 0
+    o.handshake_buffer_size = hs_size or 0
 
     if opts.host and find(opts.host, _CTL) then
         return nil, "host contains a CR, LF or other control byte"
@@ -811,7 +860,7 @@ function _M:connect_upstream(uri, opts)
 
     local res = ffi_str(resp_buf[0], resp_len[0])
 
-    self:dd("connected to \"", uri, "\" upstream")
+    self:dd("connected to \"", log_escape(uri), "\" upstream")
 
     self.upstream_uri = uri
     self.upstream_state = _STATES.ESTABLISHED
@@ -930,14 +979,15 @@ local function debug_frame(self, role, typ, data, fin, code)
                 arrow, arrow,
                 self.aggregate_fragments,
                 typ, extra,
-                fmt("%q", payload), data and #data or 0,
+                log_escape(fmt("%q", payload)), data and #data or 0,
                 fin))
 end
 
 
 -- the first failure is what execute() returns
 local function hook_failed(self, r, sid, role, msg)
-    msg = "on_frame handler failed for a frame from " .. role .. ": " .. msg
+    msg = "on_frame handler failed for a frame from " .. role .. ": "
+          .. log_escape(msg)
     log(ERR, msg)
 
     if not self.hook_error then
@@ -999,7 +1049,7 @@ local function hook_loop(self, r, sid, dir, logs)
 
             else
                 log(ERR, "failed receiving frame from ", role, ": ",
-                    ffi_str(err, errlen[0]))
+                    log_escape(ffi_str(err, errlen[0])))
                 return
             end
 
@@ -1112,7 +1162,12 @@ function _M:execute()
     o.ping_timeout = self.ping_timeout or 0
     o.session_timeout = self.session_timeout or 0
     o.hook = hook and 1 or 0
-    o.aggregate = self.aggregate_fragments and 1 or 0
+    -- not given: the directive's (ws_proxy_aggregate_fragments)
+    if self.aggregate_fragments == nil then
+        o.aggregate = -1
+    else
+        o.aggregate = self.aggregate_fragments and 1 or 0
+    end
     o.debug = self.debug and 1 or 0
     o.drain_time = self.drain_time or 0
 
@@ -1143,7 +1198,8 @@ function _M:execute()
         if th then
             local ok, werr = wait(th)
             if not ok then
-                log(ERR, "failed to wait for websocket proxy thread: ", werr)
+                log(ERR, "failed to wait for websocket proxy thread: ",
+                    log_escape(tostring(werr)))
             end
         end
     end
