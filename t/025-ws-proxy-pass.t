@@ -679,6 +679,9 @@ ws_proxy_pass: handshake request too large
 
 
 === TEST 25: a name resolved when the configuration is read, as proxy_pass resolves it: no resolver needed
+Where localhost is also ::1 (Debian 13's /etc/hosts), the first address
+refuses (the test server listens on 127.0.0.1) and the next one answers, as
+with proxy_pass: that refusal's [error] line is nginx's usual one.
 --- pass
         ws_proxy_pass ws://localhost:$TEST_NGINX_HEAD_PORT/named;
 --- client
@@ -691,7 +694,8 @@ ws_proxy_pass: handshake request too large
 Host: localhost:$ENV{TEST_NGINX_HEAD_PORT}
 "
 --- no_error_log
-[error]
+no resolver defined
+[alert]
 
 
 
