@@ -761,8 +761,9 @@ ngx_http_ws_proxy_pass_uri(ngx_http_request_t *r,
 
 /*
  * The client's URI as proxy_pass passes it: unchanged (the request line's)
- * when there is no prefix; else the prefix, then the decoded URI after
- * the location's part, escaped again, then the arguments.
+ * when there is no prefix; else the prefix (unless a rewrite ... break
+ * changed the URI), then the decoded URI after the location's part,
+ * escaped again, then the arguments.
  */
 
 static ngx_int_t
@@ -792,7 +793,16 @@ ngx_http_ws_proxy_pass_client_uri(ngx_http_request_t *r, ngx_str_t *prefix,
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(out->data, prefix->data, prefix->len);
+    p = out->data;
+
+    /*
+     * a rewrite ... break cleared valid_location: proxy_pass then passes
+     * the changed URI whole and ignores its URI part
+     */
+
+    if (r->valid_location) {
+        p = ngx_cpymem(p, prefix->data, prefix->len);
+    }
 
     if (escape) {
         p = (u_char *) ngx_escape_uri(p, r->uri.data + loc_len,
