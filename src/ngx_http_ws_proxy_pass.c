@@ -343,7 +343,38 @@ char *
 ngx_http_ws_proxy_pass_merge(ngx_conf_t *cf,
     ngx_http_ws_proxy_pass_conf_t *prev, ngx_http_ws_proxy_pass_conf_t *conf)
 {
-    ngx_uint_t  i;
+    ngx_uint_t                 i;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    /*
+     * the header directives apply to ws_proxy_pass only: in a location
+     * whose content handler is another's (content_by_lua*, proxy_pass)
+     * they would do nothing, so they are refused there; at an outer
+     * level they are for the ws_proxy_pass locations inside
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler && clcf->handler != ngx_http_ws_proxy_pass_handler) {
+
+        if (conf->headers != NGX_CONF_UNSET_PTR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"ws_proxy_set_header\" applies to "
+                               "ws_proxy_pass only, not to this location's "
+                               "handler: use connect()'s \"headers\" option "
+                               "in Lua");
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->pass_request_headers != NGX_CONF_UNSET) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"ws_proxy_pass_request_headers\" applies "
+                               "to ws_proxy_pass only, not to this "
+                               "location's handler: use connect()'s "
+                               "\"forward_headers\" option in Lua");
+            return NGX_CONF_ERROR;
+        }
+    }
 
     ngx_conf_merge_size_value(conf->max_frame_size, prev->max_frame_size, 0);
     ngx_conf_merge_uint_value(conf->max_fragments, prev->max_fragments, 0);
