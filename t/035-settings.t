@@ -434,3 +434,18 @@ ws_proxy: the request ended while the session was running (ngx.exit() in on_fram
     }
 --- response_body
 ok
+
+
+
+=== TEST 22: in a Lua location with an "if" that holds a ws_proxy_pass (which inherits them), they are fine
+--- config
+    location /t {
+        ws_proxy_set_header X-Tenant a;
+        ws_proxy_pass_request_headers off;
+        if ($arg_ws) {
+            ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+        }
+        content_by_lua_block { ngx.say("ok") }
+    }
+--- response_body
+ok
