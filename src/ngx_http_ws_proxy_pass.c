@@ -350,12 +350,15 @@ ngx_http_ws_proxy_pass_merge(ngx_conf_t *cf,
      * the header directives apply to ws_proxy_pass only: in a location
      * whose content handler is another's (content_by_lua*, proxy_pass)
      * they would do nothing, so they are refused there; at an outer
-     * level they are for the ws_proxy_pass locations inside
+     * level, or above an "if" or a nested location, they are for the
+     * ws_proxy_pass locations inside
      */
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    if (clcf->handler && clcf->handler != ngx_http_ws_proxy_pass_handler) {
+    if (clcf->handler && clcf->handler != ngx_http_ws_proxy_pass_handler
+        && clcf->locations == NULL)
+    {
 
         if (conf->headers != NGX_CONF_UNSET_PTR) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
