@@ -794,8 +794,8 @@ ngx_http_ws_proxy_pass_uri(ngx_http_request_t *r,
 
 
 /*
- * The client's URI as proxy_pass passes it: unchanged (the request line's)
- * when there is no prefix; else the prefix (unless a rewrite ... break
+ * The client's URI as proxy_pass passes it: unchanged (the request line's,
+ * without a fragment) when there is no prefix; else the prefix (unless a rewrite ... break
  * changed the URI), then the decoded URI after the location's part,
  * escaped again, then the arguments.
  */
@@ -810,6 +810,19 @@ ngx_http_ws_proxy_pass_client_uri(ngx_http_request_t *r, ngx_str_t *prefix,
 
     if (prefix->len == 0 && r->valid_unparsed_uri) {
         *out = r->unparsed_uri;
+
+        /*
+         * a raw '#' starts a fragment, where nginx ended $uri and $args
+         * (and matched the location): escaped as %23 with what follows,
+         * it would name another path ("/x#/../admin" is "/admin" once an
+         * upstream removes the dot segments)
+         */
+
+        p = ngx_strlchr(out->data, out->data + out->len, '#');
+        if (p) {
+            out->len = p - out->data;
+        }
+
         return NGX_OK;
     }
 
