@@ -359,7 +359,6 @@ ngx_http_ws_proxy_pass_merge(ngx_conf_t *cf,
     if (clcf->handler && clcf->handler != ngx_http_ws_proxy_pass_handler
         && clcf->locations == NULL)
     {
-
         if (conf->headers != NGX_CONF_UNSET_PTR) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"ws_proxy_set_header\" applies to "
