@@ -794,9 +794,9 @@ ngx_http_ws_proxy_pass_uri(ngx_http_request_t *r,
 
 /*
  * The client's URI as proxy_pass passes it: unchanged (the request line's,
- * without a fragment) when there is no prefix; else the prefix (unless a rewrite ... break
- * changed the URI), then the decoded URI after the location's part,
- * escaped again, then the arguments.
+ * without a fragment) when there is no prefix; else the prefix (unless a
+ * rewrite ... break changed the URI), then the decoded URI after the
+ * location's part, escaped again, then the arguments.
  */
 
 static ngx_int_t
