@@ -223,6 +223,7 @@ typedef struct {
 typedef struct {
     ngx_shm_zone_t             *zone;             /* NULL: none */
     ngx_uint_t                  status;           /* ws_proxy_status used */
+    ngx_uint_t                  zone_key;         /* ws_proxy_zone_key used */
 } ngx_http_ws_proxy_main_conf_t;
 
 

@@ -830,3 +830,65 @@ $::Config . q{
 unix localhost /base/x?y=1
 --- no_error_log
 [error]
+
+
+
+=== TEST 35: a rewrite ... break in a location with a URI part: the changed URI is passed whole, the URI part ignored, as proxy_pass does
+--- config
+    location /base/ {
+        rewrite ^/base/(.*)$ /new/$1 break;
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT/up/;
+    }
+
+    location /same/ {
+        rewrite ^/same/(.*)$ /same/$1 break;
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT/up/;
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, path in ipairs{ "/base/a%20b?x=1", "/same/c?y=2" } do
+                local c = assert(ws.client(path))
+                ngx.say((c:recv_frame().payload:match("^[^\r]*")))
+                c:send_close(1000, "done")
+                c:recv_frame()
+            end
+        }
+    }
+--- response_body
+GET /new/a%20b?x=1 HTTP/1.1
+GET /same/c?y=2 HTTP/1.1
+--- no_error_log
+[error]
+
+
+
+=== TEST 36: a raw '#' in the client's request line ends its URI, for nginx's location match as for the upstream: not passed on as %23 with what follows
+--- config
+    location /admin {
+        return 403;
+    }
+
+    location /proxy {
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT;
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, path in ipairs{ "/proxy/x#/../../admin",
+                                   "/proxy/y?a=1#frag", "/proxy/z%23k" } do
+                local c = assert(ws.client(path))
+                ngx.say((c:recv_frame().payload:match("^[^\r]*")))
+                c:send_close(1000, "done")
+                c:recv_frame()
+            end
+        }
+    }
+--- response_body
+GET /proxy/x HTTP/1.1
+GET /proxy/y?a=1 HTTP/1.1
+GET /proxy/z%23k HTTP/1.1
+--- no_error_log
+[error]
