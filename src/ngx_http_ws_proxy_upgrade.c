@@ -60,9 +60,24 @@ ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
 
     b = wp->hs;
 
+    /*
+     * As proxy_pass sizes its request to fit: the client's headers are
+     * bounded by large_client_header_buffers already, and a large Cookie
+     * is no reason for a 502.  The buffer then receives the response head,
+     * which ws_proxy_handshake_buffer_size bounds (proxy_buffer_size's
+     * role); a buffer grown here bounds it at its own size.
+     */
+
     if (len > (size_t) (b->end - b->start)) {
-        ngx_http_ws_proxy_set_error(wp, "handshake request too large");
-        return NGX_ERROR;
+        p = ngx_alloc(len, wp->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_free(b->start);
+
+        b->start = p;
+        b->end = p + len;
     }
 
     p = b->start;
