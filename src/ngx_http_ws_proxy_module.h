@@ -470,6 +470,7 @@ struct ngx_http_ws_proxy_s {
     unsigned                    ssl:1;
     unsigned                    ssl_verify:1;
     unsigned                    escape_path:1;  /* ws_proxy_pass's URI */
+    unsigned                    err_logged:1;   /* nginx logged err's cause */
     ngx_str_t                   key;         /* our Sec-WebSocket-Key */
     ngx_str_t                   extra_headers;
     ngx_str_t                   offer;       /* Sec-WebSocket-Protocol sent */

@@ -691,8 +691,13 @@ ngx_http_ws_proxy_pass_failed(ngx_http_ws_proxy_pass_ctx_t *ctx)
         ngx_http_ws_proxy_set_error(wp, "failed to connect");
     }
 
-    /* the URI may hold the client's bytes ($uri decoded) */
-    ngx_http_ws_proxy_log_error(NGX_LOG_ERR, wp->log, 0,
+    /*
+     * The URI may hold the client's bytes ($uri decoded).  A connect()
+     * failure has nginx's own [error] line already, as proxy_pass has:
+     * this summary is one more only at [info].
+     */
+    ngx_http_ws_proxy_log_error(wp->err_logged ? NGX_LOG_INFO : NGX_LOG_ERR,
+                                wp->log, 0,
                                 "ws_proxy_pass: %*s, upstream: \"%V\"",
                                 wp->err_len, wp->err, &ctx->uri);
 

@@ -274,6 +274,7 @@ ngx_http_ws_proxy_connect_start(ngx_http_ws_proxy_t *wp)
 
     /* a failure of an earlier attempt is not this one's */
     wp->metrics.failed = 0;
+    wp->err_logged = 0;
 
     rc = ngx_event_connect_peer(&wp->peer);
     err = ngx_socket_errno;
@@ -345,6 +346,9 @@ static void
 ngx_http_ws_proxy_connect_error(ngx_http_ws_proxy_t *wp, ngx_err_t err)
 {
     u_char  *p, buf[NGX_MAX_ERROR_STR];
+
+    /* ngx_event_connect_peer() or ngx_connection_error() logged it */
+    wp->err_logged = 1;
 
     if (err == 0) {
         ngx_http_ws_proxy_set_error(wp, "failed to connect: connect() failed");

@@ -269,7 +269,7 @@ text:got text:abcd (masked)
 
 
 
-=== TEST 6: unreachable: 502
+=== TEST 6: unreachable: 502, with one [error] line, nginx's own, as proxy_pass logs it
 --- pass
         ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_DEAD_PORT/rec;
 --- client
@@ -277,9 +277,12 @@ text:got text:abcd (masked)
             ngx.say(err)
 --- response_body
 status 502
---- error_log
-ws_proxy_pass: failed to connect: connection refused, upstream: "ws://127.0.0.1:
-pass: 502
+--- error_log eval
+[qr/\[error\] .*connect\(\) (?:to \S+ )?failed \(111: Connection refused\)/,
+ qr/\[info\] .*ws_proxy_pass: failed to connect: connection refused, upstream: "ws:\/\/127\.0\.0\.1:/,
+ "pass: 502"]
+--- no_error_log
+[error] ws_proxy_pass
 
 
 
