@@ -42,6 +42,9 @@
 #define NGX_WSP_HS_DONE              4
 #define NGX_WSP_HS_BODY              5   /* a refusal's body, to relay it */
 
+/* the handshake buffer's first size; it grows to hs_limit */
+#define NGX_WSP_HS_START             1024
+
 /*
  * A direction (the frames one peer, its src, sends to the other, its dst)
  * has three states; docs/design.md has their transitions.
@@ -475,6 +478,7 @@ struct ngx_http_ws_proxy_s {
     ngx_str_t                   extra_headers;
     ngx_str_t                   offer;       /* Sec-WebSocket-Protocol sent */
     ngx_buf_t                  *hs;          /* handshake request/response */
+    size_t                      hs_limit;    /* the response head's bound */
     ngx_str_t                   response;    /* upstream response head */
     ngx_uint_t                  upstream_status;  /* a non-101 answer */
     ngx_uint_t                  body_framing;     /* its NGX_WSP_BODY_* */

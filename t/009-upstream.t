@@ -902,17 +902,19 @@ real-ip: 127.0.0.1, xff: 10.1.2.3, 127.0.0.1, proto: http, xhost: localhost, coo
 
 
 
-=== TEST 16c: handshake_buffer_size bounds the upstream's response head, as proxy_buffer_size: a 9 KB response header fails with the default 8k, passes with a larger buffer from new() or connect(); a 7.9 KB Cookie passes with the default (the request's buffer grows to fit)
+=== TEST 16c: handshake_buffer_size bounds the upstream's response head, as proxy_buffer_size: a 3 KB response header passes with the default 8k (the buffer starts at 1k and grows), a 9 KB one fails, passes with a larger buffer from new() or connect(); a 7.9 KB Cookie passes with the default (the request's buffer grows to fit)
 --- http_config eval
 $t::WsProxy::HttpConfig . q{
     server {
         listen 127.0.0.1:$TEST_NGINX_TLS_PORT4;
         location /proxy {
             content_by_lua_block {
-                ngx.log(ngx.INFO, "cookie of ", #ngx.var.http_cookie)
+                ngx.log(ngx.INFO, "cookie of ", #(ngx.var.http_cookie or ""))
                 local ws = require "wstest"
                 local big = ngx.var.arg_big
                             and { "X-Big: " .. string.rep("y", 9000) }
+                            or ngx.var.arg_mid
+                            and { "X-Mid: " .. string.rep("m", 3000) }
                 local s = assert(ws.server({ headers = big }))
                 s:recv_frame()
             }
@@ -930,6 +932,7 @@ $t::WsProxy::HttpConfig . q{
                                        .. os.getenv("TEST_NGINX_TLS_PORT4")
                                        .. "/proxy"
                                        .. (ngx.var.arg_big and "?big=1"
+                                           or ngx.var.arg_mid and "?mid=1"
                                            or ""), {
                 forward_headers = { "Cookie" },
                 handshake_buffer_size = not ngx.var.arg_new and size or nil,
@@ -946,10 +949,13 @@ $t::WsProxy::HttpConfig . q{
         content_by_lua_block {
             local ws = require "wstest"
             local cookie = "Cookie: c=" .. string.rep("x", 7900)
-            for _, path in ipairs{ "/proxy", "/proxy?big=1",
+            for _, path in ipairs{ "/proxy", "/proxy?mid=1", "/proxy?big=1",
                                    "/proxy?big=1&size=16384",
                                    "/proxy?big=1&size=16384&new=1" } do
-                local c, err = ws.client(path, { headers = { cookie } })
+                -- the Cookie with the first only: the others start at 1k
+                local c, err = ws.client(path, { headers = path == "/proxy"
+                                                           and { cookie }
+                                                           or nil })
                 ngx.say(path, ": ", c and c.status or err)
                 if c then
                     c:send_close(1000)
@@ -964,6 +970,7 @@ $t::WsProxy::HttpConfig . q{
 env TEST_NGINX_TLS_PORT4;
 --- response_body
 /proxy: 101
+/proxy?mid=1: 101
 /proxy?big=1: status 502
 /proxy?big=1&size=16384: 101
 /proxy?big=1&size=16384&new=1: 101
