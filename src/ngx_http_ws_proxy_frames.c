@@ -10,7 +10,9 @@
  * unmasked (the hook, aggregation), or skipped.  At the end of a frame it
  * forwards, hands over to Lua, or waits for the rest of the message.
  *
- * The one frame builder of the module is here: ngx_http_ws_proxy_frame().
+ * The one frame builder of the module is the core's,
+ * ngx_wsp_frame_build(), which ngx_http_ws_proxy_frame() calls with a
+ * fresh masking key.
  */
 
 
@@ -25,8 +27,6 @@ static ngx_int_t ngx_http_ws_proxy_skip_start(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_skip_frame(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_close_payload_of(ngx_http_ws_proxy_dir_t *d,
     u_char *dst);
-static void ngx_http_ws_proxy_keep_close(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t code, u_char *payload, size_t len);
 static void ngx_http_ws_proxy_keep_reply(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_frame_start(ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_frame_limits(ngx_http_ws_proxy_dir_t *d);
@@ -122,13 +122,8 @@ ngx_http_ws_proxy_boundary(ngx_http_ws_proxy_dir_t *d)
         return NGX_AGAIN;
     }
 
-    if (d->tx == NGX_WSP_TX_DUE
-        || (d->tx == NGX_WSP_TX_MSG
-            && (d->msg_state.open_opcode == 0 || ngx_wsp_rx_over(d))))
-    {
+    if (d->tx && ngx_wsp_close_boundary(&d->core)) {
         /* a close of the proxy's own, at a frame boundary */
-        ngx_http_ws_proxy_queue_close(d, d->ctl_code, d->ctl->reason,
-                                      d->ctl->reason_len);
         return NGX_DONE;
     }
 
@@ -395,18 +390,6 @@ ngx_http_ws_proxy_close_payload_of(ngx_http_ws_proxy_dir_t *d, u_char *dst)
 }
 
 
-/* a peer's valid close: its status and reason for the variables, stats() */
-
-static void
-ngx_http_ws_proxy_keep_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
-    u_char *payload, size_t len)
-{
-    d->close_code = code;
-    d->ctl->close_reason_len = len > 2 ? len - 2 : 0;
-    ngx_memcpy(d->ctl->close_reason, payload + 2, d->ctl->close_reason_len);
-}
-
-
 /*
  * A close frame that is skipped (a reply to the proxy's own close) is
  * still recorded: its status and reason, when valid, fill the session's
@@ -431,7 +414,7 @@ ngx_http_ws_proxy_keep_reply(ngx_http_ws_proxy_dir_t *d)
         return;
     }
 
-    ngx_http_ws_proxy_keep_close(d, code, tmp, len);
+    ngx_wsp_keep_close(&d->core, code, tmp, len);
 }
 
 
@@ -654,21 +637,10 @@ ngx_http_ws_proxy_close_frame(ngx_http_ws_proxy_dir_t *d)
         return NGX_ERROR;
     }
 
-    if (ngx_http_ws_proxy_get_ctl(d) == NULL) {
+    if (ngx_wsp_close_accepted(&d->core, code, tmp, len) != 0) {
         ngx_http_ws_proxy_fail(wp, "out of memory");
         return NGX_ERROR;
     }
-
-    ngx_http_ws_proxy_rx_close(d);
-    ngx_http_ws_proxy_keep_close(d, code, tmp, len);
-
-    if (wp->closed_by == NGX_WSP_BY_NONE) {
-        wp->closed_by = d->dir == NGX_WSP_DIR_CLIENT ? NGX_WSP_BY_CLIENT
-                                                     : NGX_WSP_BY_UPSTREAM;
-    }
-
-    ngx_wsp_end(wp, d->dir == NGX_WSP_DIR_CLIENT ? NGX_WSP_END_CLIENT_CLOSE
-                                                 : NGX_WSP_END_UPSTREAM_CLOSE);
 
     if (!wp->opts.hook) {
         ngx_http_ws_proxy_log_close(d, code, len > 2 ? tmp + 2 : tmp,
@@ -859,8 +831,7 @@ ngx_http_ws_proxy_raw_done(ngx_http_ws_proxy_dir_t *d)
 
     if (d->frame.opcode == NGX_WSP_OP_CLOSE) {
         /* forwarded as it came: the close handshake goes on through us */
-        d->tx = NGX_WSP_TX_CLOSED;
-        ngx_http_ws_proxy_close_timer(d->wp);
+        ngx_wsp_close_forwarded(&d->core);
     }
 }
 
@@ -956,59 +927,26 @@ ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
     d->out_body.last = data + len;
 
     if (opcode == NGX_WSP_OP_CLOSE) {
-        d->tx = NGX_WSP_TX_CLOSED;
-        ngx_http_ws_proxy_close_timer(d->wp);
+        ngx_wsp_close_forwarded(&d->core);
     }
 }
 
 
 /*
- * The one frame builder of the module: the header of a frame at hdr, its
- * payload at out (NULL: right after the header; the same memory as
- * payload: in place), masked with a fresh key when it goes to the
- * upstream.  Returns the header's length.
+ * A frame from the one frame builder (ngx_wsp_frame_build()), masked with
+ * a fresh key when it goes to the upstream.  Returns the header's length.
  */
 
 size_t
 ngx_http_ws_proxy_frame(u_char *hdr, u_char *out, const u_char *payload,
     size_t len, ngx_uint_t fin, ngx_uint_t opcode, ngx_uint_t masked)
 {
-    size_t  n;
     u_char  mask[4];
 
     if (masked) {
         ngx_http_ws_proxy_random(mask, 4);
     }
 
-    n = ngx_wsp_frame_write_header(hdr, (int) fin, (int) opcode, len,
-                                   masked ? mask : NULL);
-
-    if (out == NULL) {
-        out = hdr + n;
-    }
-
-    if (masked) {
-        ngx_wsp_mask(out, payload, len, mask, 0);
-
-    } else if (out != payload) {
-        ngx_memmove(out, payload, len);
-    }
-
-    return n;
-}
-
-
-/* a close payload: the status, then the reason (cut to what fits) */
-
-size_t
-ngx_http_ws_proxy_close_payload(u_char *dst, ngx_uint_t code,
-    const u_char *reason, size_t len)
-{
-    len = ngx_min(len, NGX_WSP_MAX_CONTROL - 2);
-
-    ngx_memmove(dst + 2, reason, len);
-    dst[0] = (u_char) (code >> 8);
-    dst[1] = (u_char) (code & 0xff);
-
-    return len + 2;
+    return ngx_wsp_frame_build(hdr, out, payload, len, fin, opcode,
+                               masked ? mask : NULL);
 }

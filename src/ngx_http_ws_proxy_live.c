@@ -525,25 +525,11 @@ ngx_http_ws_proxy_dead(ngx_http_ws_proxy_dir_t *d)
     wp->closed_normally = 0;
     ngx_wsp_end(wp, NGX_WSP_END_PING_TIMEOUT);
 
-    /* nothing more goes to it, nothing more is read from it */
-
-    ngx_http_ws_proxy_dst_gone(ngx_wsp_other(d));
-    d->rx = NGX_WSP_RX_GONE;
-
-    if (d->in == NGX_WSP_IN_RAW) {
-        /* half a frame went out: no close can follow it */
-        ngx_http_ws_proxy_dst_gone(d);
-        return;
-    }
-
-    ngx_http_ws_proxy_drop_pending(d);
-    d->in = NGX_WSP_IN_HEADER;
-
     *ngx_sprintf(reason, "%s did not answer a ping", ngx_wsp_src_role(d))
         = '\0';
 
-    ngx_http_ws_proxy_close_due(d, NGX_WSP_CLOSE_GOING_AWAY,
-                                (char *) reason, NGX_WSP_TX_DUE);
+    /* nothing more goes to it or is read from it; the other peer: 1001 */
+    ngx_wsp_src_dead(&d->core, (char *) reason);
 }
 
 

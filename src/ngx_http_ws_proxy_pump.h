@@ -25,14 +25,6 @@ extern const char  *ngx_http_ws_proxy_role[];
 /* the other direction of the session */
 #define ngx_wsp_other(d)     (&(d)->wp->dir[1 - (d)->dir])
 
-/* src's frames are over: its close frame (or a violation) came, or it is
- * gone (NGX_WSP_RX_CLOSED, NGX_WSP_RX_GONE) */
-#define ngx_wsp_rx_over(d)   ((d)->rx & 1)
-
-/* a close of the proxy's is waiting or due (NGX_WSP_TX_MSG, _DUE) */
-#define ngx_wsp_close_pending(d)                                             \
-    ((d)->tx >= NGX_WSP_TX_MSG && (d)->tx <= NGX_WSP_TX_DUE)
-
 /* no close and no peer gone in either direction: all states are 0 */
 #define ngx_wsp_steady(wp)                                                   \
     (((wp)->dir[0].rx | (wp)->dir[0].tx | (wp)->dir[1].rx | (wp)->dir[1].tx) \
@@ -42,10 +34,8 @@ extern const char  *ngx_http_ws_proxy_role[];
 static ngx_inline ngx_int_t
 ngx_http_ws_proxy_has_output(ngx_http_ws_proxy_dir_t *d)
 {
-    return d->spos < d->ppos
-           || d->out_hdr.pos < d->out_hdr.last
-           || d->out_body.pos < d->out_body.last
-           || d->out_ctl.pos < d->out_ctl.last
+    /* the end of the 101 in nginx's chain goes before the frames */
+    return ngx_wsp_has_output(d)
            || (d->dst == d->wp->client && d->wp->request->out);
 }
 
@@ -67,31 +57,38 @@ void ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
 size_t ngx_http_ws_proxy_frame(u_char *hdr, u_char *out,
     const u_char *payload, size_t len, ngx_uint_t fin, ngx_uint_t opcode,
     ngx_uint_t masked);
-size_t ngx_http_ws_proxy_close_payload(u_char *dst, ngx_uint_t code,
-    const u_char *reason, size_t len);
+#define ngx_http_ws_proxy_close_payload  ngx_wsp_close_payload
 void ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, u_char *reason, size_t len);
 void ngx_http_ws_proxy_size_limit(ngx_http_ws_proxy_dir_t *d, uint64_t size);
 void ngx_http_ws_proxy_buffer_limit(ngx_http_ws_proxy_dir_t *d,
     uint64_t size);
 
-/* ngx_http_ws_proxy_close.c: close handshake, peers gone, the end */
+/*
+ * The session core's transitions (ngx_wsp_session.c: the close handshake,
+ * peers gone, violations, limits), called by the relay's names on its
+ * directions
+ */
+#define ngx_http_ws_proxy_violation(d, code, reason, log_reason)            \
+    ngx_wsp_violation(&(d)->core, code, reason, log_reason)
+#define ngx_http_ws_proxy_limit(d)  ngx_wsp_limit(&(d)->core)
+#define ngx_http_ws_proxy_invalid_utf8(d, raw)                               \
+    ngx_wsp_invalid_utf8(&(d)->core, raw)
+#define ngx_http_ws_proxy_close_due(d, code, reason, when)                   \
+    ngx_wsp_close_due(&(d)->core, code, reason, when)
+#define ngx_http_ws_proxy_close_go(d)  ngx_wsp_close_go(&(d)->core)
+#define ngx_http_ws_proxy_release_deferred(wp)                               \
+    ngx_wsp_release_deferred(&(wp)->core)
+#define ngx_http_ws_proxy_queue_close(d, code, reason, len)                  \
+    ngx_wsp_queue_close(&(d)->core, code, reason, len)
+#define ngx_http_ws_proxy_rx_close(d)  ngx_wsp_rx_close(&(d)->core)
+#define ngx_http_ws_proxy_src_gone(d)  ngx_wsp_src_gone(&(d)->core)
+#define ngx_http_ws_proxy_dst_gone(d)  ngx_wsp_dst_gone(&(d)->core)
+#define ngx_http_ws_proxy_drop_pending(d)  ngx_wsp_drop_pending(&(d)->core)
+
+/* ngx_http_ws_proxy_close.c: the core's callbacks, the end */
 void ngx_http_ws_proxy_close_timer(ngx_http_ws_proxy_t *wp);
-void ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t code, const char *reason, const char *log_reason);
-void ngx_http_ws_proxy_limit(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_invalid_utf8(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t raw);
-void ngx_http_ws_proxy_close_due(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t code, const char *reason, ngx_uint_t when);
-void ngx_http_ws_proxy_close_go(ngx_http_ws_proxy_dir_t *d);
-ngx_uint_t ngx_http_ws_proxy_release_deferred(ngx_http_ws_proxy_t *wp);
-void ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t code, const u_char *reason, size_t len);
-void ngx_http_ws_proxy_rx_close(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_src_hup(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_dst_gone(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_fail(ngx_http_ws_proxy_t *wp, const char *reason);
 ngx_int_t ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp);
@@ -112,7 +109,6 @@ ngx_int_t ngx_http_ws_proxy_live_control(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_hand_over(ngx_http_ws_proxy_dir_t *d, u_char *p,
     size_t len, ngx_uint_t opcode, ngx_uint_t fin);
 void ngx_http_ws_proxy_taken(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
 
 

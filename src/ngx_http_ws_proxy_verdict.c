@@ -65,22 +65,6 @@ ngx_http_ws_proxy_taken(ngx_http_ws_proxy_dir_t *d)
 }
 
 
-/* the frame Lua holds will not be forwarded: a held one is skipped */
-
-void
-ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d)
-{
-    if (d->in != NGX_WSP_IN_LUA) {
-        return;
-    }
-
-    ngx_http_ws_proxy_taken(d);
-    d->ppos += d->hold;
-    d->spos = d->ppos;
-    d->hold = 0;
-}
-
-
 /*
  * Lua's verdict on the frame d holds: forward it, forward a rewritten
  * payload (data, len), or drop it; code rewrites a close status (-1: keep).
@@ -446,19 +430,6 @@ ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d)
         ngx_free(d->inject_cur);
         d->inject_cur = NULL;
     }
-}
-
-
-/* the direction's control block, allocated when first needed */
-
-ngx_http_ws_proxy_ctl_t *
-ngx_http_ws_proxy_get_ctl(ngx_http_ws_proxy_dir_t *d)
-{
-    if (d->ctl == NULL) {
-        d->ctl = ngx_pcalloc(d->wp->pool, sizeof(ngx_http_ws_proxy_ctl_t));
-    }
-
-    return d->ctl;
 }
 
 
