@@ -3,8 +3,11 @@
  * ngx_wsp_pmd_accept() and ngx_wsp_pmd_check_answer().  An answer
  * accept() writes is at most NGX_WSP_PMD_MAX_VALUE bytes and must pass
  * check_answer() for the client that offers the most (context takeover,
- * window 15), with parameters that agree with the server's; whatever
- * check_answer() accepts has windows of 8..15.
+ * window 15), with parameters that agree with the server's, unless it
+ * gives that client the window of 8 it offered for itself, which a client
+ * that deflates with zlib must refuse; the server's own window is 9..15
+ * (zlib has no raw deflate of 8); whatever check_answer() accepts has
+ * windows of 8..15, its own at least 9.
  *
  * data[0]: bit 0 context takeover, bits 1-3 window bits - 8
  */
@@ -19,7 +22,7 @@
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int                    rc;
+    int                    rc, bits;
     size_t                 n;
     uint8_t               *copy;
     const char            *err;
@@ -33,6 +36,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     conf.context_takeover = data[0] & 1;
     conf.window_bits = (uint8_t) (8 + ((data[0] >> 1) & 7));
+    bits = conf.window_bits < 9 ? 9 : conf.window_bits;
 
     /* an exact-size copy: ASan sees any read past the end */
     copy = malloc(size - 1 ? size - 1 : 1);
@@ -53,11 +57,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         rc = ngx_wsp_pmd_check_answer(out, n, &any, &cp, &err);
 
-        if (rc != 0 || !cp.on || cp.server_nct != sp.server_nct
+        if (sp.client_bits == 8) {
+            if (rc != -1 || sp.server_bits < 9 || sp.server_bits > bits) {
+                abort();
+            }
+
+        } else if (rc != 0 || !cp.on || cp.server_nct != sp.server_nct
             || cp.client_nct != sp.client_nct
             || cp.server_bits < sp.server_bits
             || cp.client_bits != sp.client_bits
-            || sp.server_bits < 8 || sp.server_bits > conf.window_bits
+            || sp.server_bits < 9 || sp.server_bits > bits
             || sp.client_bits < 8 || sp.client_bits > 15)
         {
             abort();
@@ -68,8 +77,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = ngx_wsp_pmd_check_answer(copy, size - 1, &conf, &cp, &err);
 
     if ((rc == 0 && cp.on && (cp.server_bits < 8 || cp.server_bits > 15
-                              || cp.client_bits < 8
-                              || cp.client_bits > conf.window_bits))
+                              || cp.client_bits < 9
+                              || cp.client_bits > bits))
         || (rc != 0 && (err == NULL || cp.on)) || (rc != 0 && rc != -1))
     {
         abort();

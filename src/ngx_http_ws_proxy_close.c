@@ -356,7 +356,16 @@ ngx_http_ws_proxy_cleanup(void *data)
     ngx_http_ws_proxy_unlink(wp);
 
     if (wp->state == NGX_WSP_STATE_RUNNING) {
-        ngx_http_ws_proxy_goodbye(wp, 0);
+        /*
+         * The request ends under a running session: ngx.exit() (or an
+         * error) from on_frame ended the Lua handler.  Both peers are told,
+         * the client too: nginx closes its connection only after this.
+         */
+        ngx_log_error(NGX_LOG_WARN, wp->log, 0,
+                      "ws_proxy: the request ended while the session was "
+                      "running (ngx.exit() in on_frame?), closing both peers "
+                      "with 1001");
+        ngx_http_ws_proxy_goodbye(wp, 1);
         wp->closed_normally = 0;
         ngx_http_ws_proxy_finish(wp);
 

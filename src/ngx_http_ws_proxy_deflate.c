@@ -229,9 +229,10 @@ ngx_http_ws_proxy_deflate_accept(ngx_http_ws_proxy_t *wp)
     n = ngx_wsp_pmd_accept(offers.data, offers.len, &conf, p, out);
 
     if (n == 0) {
-        ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                      "ws_proxy: no permessage-deflate offer of the client "
-                      "accepted: \"%V\"", &offers);
+        ngx_http_ws_proxy_log_error(NGX_LOG_INFO, wp->log, 0,
+                                    "ws_proxy: no permessage-deflate offer "
+                                    "of the client accepted: \"%V\"",
+                                    &offers);
         return NGX_OK;
     }
 

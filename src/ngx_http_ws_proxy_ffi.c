@@ -272,23 +272,41 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
         return ngx_http_ws_proxy_ffi_err(err, errlen, "proxy is running");
     }
 
-    wp->opts.max_frame_size[NGX_WSP_DIR_CLIENT] =
-        o->client_max_frame_size > 0 ? (uint64_t) o->client_max_frame_size
-                                     : 0;
-    wp->opts.max_frame_size[NGX_WSP_DIR_UPSTREAM] =
-        o->upstream_max_frame_size > 0 ? (uint64_t) o->upstream_max_frame_size
-                                       : 0;
-    wp->opts.max_fragments[NGX_WSP_DIR_CLIENT] =
-        o->client_max_fragments > 0 ? (ngx_uint_t) o->client_max_fragments : 0;
-    wp->opts.max_fragments[NGX_WSP_DIR_UPSTREAM] =
-        o->upstream_max_fragments > 0 ? (ngx_uint_t) o->upstream_max_fragments
-                                      : 0;
+    /*
+     * Every option not given (0; aggregate -1) is the directive's: the
+     * location's values first (again: an earlier object may have left
+     * this session with its own options), then the options over them.
+     */
+
+    ngx_http_ws_proxy_conf_opts(wp);
+
+    if (o->client_max_frame_size > 0) {
+        wp->opts.max_frame_size[NGX_WSP_DIR_CLIENT] =
+            (uint64_t) o->client_max_frame_size;
+    }
+
+    if (o->upstream_max_frame_size > 0) {
+        wp->opts.max_frame_size[NGX_WSP_DIR_UPSTREAM] =
+            (uint64_t) o->upstream_max_frame_size;
+    }
+
+    if (o->client_max_fragments > 0) {
+        wp->opts.max_fragments[NGX_WSP_DIR_CLIENT] =
+            (ngx_uint_t) o->client_max_fragments;
+    }
+
+    if (o->upstream_max_fragments > 0) {
+        wp->opts.max_fragments[NGX_WSP_DIR_UPSTREAM] =
+            (ngx_uint_t) o->upstream_max_fragments;
+    }
 
     if (o->max_payload > 0) {
         wp->opts.max_payload = (uint64_t) o->max_payload;
     }
 
-    wp->opts.recv_timeout = o->recv_timeout > 0 ? o->recv_timeout : 0;
+    if (o->recv_timeout > 0) {
+        wp->opts.recv_timeout = o->recv_timeout;
+    }
 
     if (o->send_timeout > 0) {
         wp->opts.send_timeout = o->send_timeout;
@@ -297,8 +315,6 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
     if (o->close_timeout > 0) {
         wp->opts.close_timeout = o->close_timeout;
     }
-
-    /* liveness: 0 keeps the directive's */
 
     if (o->idle_timeout > 0) {
         wp->opts.idle_timeout = o->idle_timeout;
@@ -321,7 +337,10 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
     }
 
     wp->opts.hook = o->hook ? 1 : 0;
-    wp->opts.aggregate = o->aggregate ? 1 : 0;
+
+    if (o->aggregate >= 0) {
+        wp->opts.aggregate = o->aggregate ? 1 : 0;
+    }
     wp->opts.debug = o->debug ? 1 : 0;
 
     return NGX_OK;
@@ -357,7 +376,7 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
     ngx_http_ws_proxy_ffi_connect_t *o, u_char *err, size_t *errlen)
 {
     ngx_int_t                      rc;
-    ngx_str_t                      uri;
+    ngx_str_t                      uri, server_name;
     ngx_http_ws_proxy_t           *wp;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
@@ -381,10 +400,20 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
                                       o->host_len) != NGX_OK
         || ngx_http_ws_proxy_ffi_copy(r, &wp->offer, o->protocols,
                                       o->protocols_len) != NGX_OK
-        || ngx_http_ws_proxy_ffi_copy(r, &wp->server_name, o->server_name,
+        || ngx_http_ws_proxy_ffi_copy(r, &server_name, o->server_name,
                                       o->server_name_len) != NGX_OK)
     {
         return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+    }
+
+    /* not given: ws_proxy_ssl_name's, ws_proxy_ssl_verify's (-1) */
+
+    if (server_name.len) {
+        wp->server_name = server_name;
+    }
+
+    if (o->ssl_verify >= 0) {
+        wp->ssl_verify = o->ssl_verify ? 1 : 0;
     }
 
     if (o->connect_timeout > 0) {
@@ -399,7 +428,6 @@ ngx_http_ws_proxy_ffi_connect(ngx_http_request_t *r, uint64_t id,
         wp->read_timeout = o->read_timeout;
     }
 
-    wp->ssl_verify = o->ssl_verify ? 1 : 0;
 #if (NGX_HTTP_SSL)
     wp->client_cert = o->client_cert;
     wp->client_key = o->client_priv_key;

@@ -223,10 +223,11 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
         if (!ngx_wsp_has_element(offer.data, offer.len, value->data,
                                  value->len))
         {
-            ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                          "ws_proxy: the upstream's subprotocol \"%V\" was "
-                          "not offered by the client: not sent to it",
-                          value);
+            ngx_http_ws_proxy_log_error(NGX_LOG_INFO, wp->log, 0,
+                                        "ws_proxy: the upstream's "
+                                        "subprotocol \"%V\" was not offered "
+                                        "by the client: not sent to it",
+                                        value);
 
         } else if (ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Protocol",
                                                 22, value->data, value->len)

@@ -177,6 +177,7 @@ ngx_http_ws_proxy_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&sh->rbtree, &sh->sentinel, ngx_str_rbtree_insert_value);
     ngx_queue_init(&sh->queue);
     sh->keys = 0;
+    sh->full_keys = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
     sh->other = ngx_http_ws_proxy_metrics_alloc(shpool, (u_char *) "other",
@@ -245,6 +246,7 @@ ngx_http_ws_proxy_metrics_node(ngx_http_ws_proxy_t *wp)
 {
     uint32_t                        hash;
     ngx_str_t                       key;
+    ngx_uint_t                      full;
     ngx_str_node_t                 *sn;
     ngx_http_ws_proxy_zone_t       *zone;
     ngx_http_ws_proxy_mnode_t      *node;
@@ -268,6 +270,8 @@ ngx_http_ws_proxy_metrics_node(ngx_http_ws_proxy_t *wp)
 
     hash = ngx_crc32_short(key.data, key.len);
 
+    full = 0;
+
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     sn = ngx_str_rbtree_lookup(&zone->sh->rbtree, &key, hash);
@@ -280,10 +284,24 @@ ngx_http_ws_proxy_metrics_node(ngx_http_ws_proxy_t *wp)
                                                key.len, hash);
         if (node == NULL) {
             node = zone->sh->other;
+
+            /* said once per set of keys (by any worker), not per session */
+            if (zone->sh->full_keys != zone->sh->keys) {
+                zone->sh->full_keys = zone->sh->keys;
+                full = zone->sh->keys;
+            }
         }
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (full) {
+        /* the key is printable ASCII (ngx_http_ws_proxy_metrics_key()) */
+        ngx_log_error(NGX_LOG_WARN, wp->log, 0,
+                      "ws_proxy: ws_proxy_zone \"%V\" is full with %ui "
+                      "keys: key \"%V\" and any other new one count under "
+                      "\"other\"", &zone->name, full, &key);
+    }
 
     wp->metrics.node = node;
     wp->metrics.zone = zone;

@@ -78,6 +78,7 @@ typedef struct {
     ngx_rbtree_node_t           sentinel;
     ngx_queue_t                 queue;
     ngx_uint_t                  keys;
+    ngx_uint_t                  full_keys;   /* keys when "full" was logged */
     ngx_http_ws_proxy_mnode_t  *other;       /* where keys go once full */
 } ngx_http_ws_proxy_msh_t;
 

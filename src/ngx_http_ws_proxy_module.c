@@ -618,6 +618,57 @@ ngx_http_ws_proxy_add_variables(ngx_conf_t *cf)
 }
 
 
+/*
+ * $ws_proxy_client_deflate: the Sec-WebSocket-Extensions of the client's
+ * 101, as sent.  The parameters in effect can hold more (the module's own
+ * smaller window, which it need not announce): the variable says what the
+ * client was told.
+ */
+
+static void
+ngx_http_ws_proxy_sent_extensions(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    v->len = 0;
+    v->data = (u_char *) "";
+
+    if (r->headers_out.status != NGX_HTTP_SWITCHING_PROTOCOLS) {
+        return;
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash
+            && h[i].key.len == sizeof("Sec-WebSocket-Extensions") - 1
+            && ngx_strncasecmp(h[i].key.data,
+                               (u_char *) "Sec-WebSocket-Extensions",
+                               h[i].key.len) == 0)
+        {
+            v->len = h[i].value.len;
+            v->data = h[i].value.data;
+            return;
+        }
+    }
+}
+
+
 static ngx_int_t
 ngx_http_ws_proxy_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
@@ -700,7 +751,12 @@ ngx_http_ws_proxy_variable(ngx_http_request_t *r,
         break;
 
     case NGX_WSP_VAR_DEFLATE:
-        /* what was negotiated on that peer's connection */
+        if ((data & 1) == NGX_WSP_DIR_CLIENT) {
+            ngx_http_ws_proxy_sent_extensions(r, v);
+            break;
+        }
+
+        /* what was negotiated on the upstream's connection */
         v->data = ngx_pnalloc(r->pool, NGX_WSP_PMD_MAX_VALUE);
         if (v->data == NULL) {
             return NGX_ERROR;
@@ -868,6 +924,17 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 #endif
 
+    /* without pings there is nothing to time out (a Lua option can give
+     * the interval, but then it can give the timeout too) */
+
+    if (conf->ping_timeout && conf->ping_interval == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ws_proxy_ping_timeout\" needs "
+                           "\"ws_proxy_ping_interval\" at the same level "
+                           "or above");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->buffer_size < 256) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"ws_proxy_buffer_size\" must be at least 256");
@@ -1024,15 +1091,10 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
     wp->client = r->connection;
     wp->rc = NGX_OK;
 
-    wp->opts.max_payload = wlcf->max_payload;
-    wp->opts.send_timeout = wlcf->send_timeout;
-    wp->opts.close_timeout = wlcf->close_timeout;
-    wp->opts.idle_timeout = wlcf->idle_timeout;
-    wp->opts.ping_interval = wlcf->ping_interval;
-    wp->opts.ping_timeout = wlcf->ping_timeout;
-    wp->opts.session_timeout = wlcf->session_timeout;
-    wp->opts.drain_time = wlcf->drain_time;
+    ngx_http_ws_proxy_conf_opts(wp);
     ngx_http_ws_proxy_deflate_conf(wp, wlcf);
+    wp->ssl_verify = wlcf->pass.ssl_verify ? 1 : 0;
+    wp->server_name = wlcf->pass.ssl_name;
     wp->connect_timeout = wlcf->connect_timeout;
     wp->send_timeout = wlcf->send_timeout;
     wp->read_timeout = wlcf->read_timeout;
@@ -1059,11 +1121,53 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
 }
 
 
+/*
+ * The session's options as the location's directives give them: what
+ * ws_proxy_pass runs with, and the defaults of new()'s options, which
+ * ngx_http_ws_proxy_ffi_set_opts() lays over them.
+ */
+
+void
+ngx_http_ws_proxy_conf_opts(ngx_http_ws_proxy_t *wp)
+{
+    ngx_uint_t                      i;
+    ngx_http_ws_proxy_pass_conf_t  *pcf;
+    ngx_http_ws_proxy_loc_conf_t   *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_ws_proxy_module);
+    pcf = &wlcf->pass;
+
+    wp->opts.max_payload = wlcf->max_payload;
+    wp->opts.send_timeout = wlcf->send_timeout;
+    wp->opts.close_timeout = wlcf->close_timeout;
+    wp->opts.idle_timeout = wlcf->idle_timeout;
+    wp->opts.ping_interval = wlcf->ping_interval;
+    wp->opts.ping_timeout = wlcf->ping_timeout;
+    wp->opts.session_timeout = wlcf->session_timeout;
+    wp->opts.drain_time = wlcf->drain_time;
+
+    /* a side's own limit, else the both-sides one */
+
+    for (i = 0; i < 2; i++) {
+        wp->opts.max_frame_size[i] =
+            pcf->side_max_frame_size[i] != NGX_CONF_UNSET_SIZE
+            ? pcf->side_max_frame_size[i] : pcf->max_frame_size;
+        wp->opts.max_fragments[i] =
+            pcf->side_max_fragments[i] != NGX_CONF_UNSET_UINT
+            ? pcf->side_max_fragments[i] : pcf->max_fragments;
+    }
+
+    wp->opts.recv_timeout = pcf->recv_timeout;
+    wp->opts.aggregate = pcf->aggregate ? 1 : 0;
+}
+
+
 void
 ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt, ...)
 {
     u_char   *p;
     va_list   args;
+    u_char    line[NGX_WSP_ERRBUF_SIZE];
 
     if (wp->err == NULL) {
         /* errors are rare: a session gets the buffer with its first one */
@@ -1075,10 +1179,85 @@ ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt, ...)
     }
 
     va_start(args, fmt);
-    p = ngx_vslprintf(wp->err, wp->err + NGX_WSP_ERRBUF_SIZE, fmt, args);
+    p = ngx_vslprintf(line, line + sizeof(line), fmt, args);
     va_end(args);
 
+    /* it is logged, by C or by Lua, and Lua's callers log it again */
+
+    p = ngx_http_ws_proxy_log_escape(wp->err, wp->err + NGX_WSP_ERRBUF_SIZE,
+                                     line, p - line);
+
     wp->err_len = p - wp->err;
+}
+
+
+/*
+ * Bytes of a client or an upstream in a log line (a URI, a header value, a
+ * close reason, an error string): every byte below 0x20, and 0x7f, as
+ * \xNN, so that no peer can end the line and write one of its own into
+ * error.log, which nginx writes as it is given.  A backslash is left as
+ * it is: escaping twice changes nothing.  Stops at last, never in the
+ * middle of an escape.
+ */
+
+u_char *
+ngx_http_ws_proxy_log_escape(u_char *dst, u_char *last, u_char *src,
+    size_t len)
+{
+    u_char         c;
+    u_char        *end;
+    static u_char  hex[] = "0123456789abcdef";
+
+    end = src + len;
+
+    while (src < end && dst < last) {
+        c = *src++;
+
+        if (c >= 0x20 && c != 0x7f) {
+            *dst++ = c;
+            continue;
+        }
+
+        if (last - dst < 4) {
+            break;
+        }
+
+        *dst++ = '\\';
+        *dst++ = 'x';
+        *dst++ = hex[c >> 4];
+        *dst++ = hex[c & 0xf];
+    }
+
+    return dst;
+}
+
+
+/*
+ * ngx_log_error() for a line that holds a peer's bytes: formatted, then
+ * escaped by ngx_http_ws_proxy_log_escape() (the format's own text has no
+ * control bytes, so the whole line can be)
+ */
+
+void
+ngx_http_ws_proxy_log_error(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
+    const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+    u_char    line[NGX_MAX_ERROR_STR], safe[NGX_MAX_ERROR_STR];
+
+    if (log->log_level < level) {
+        return;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(line, line + sizeof(line), fmt, args);
+    va_end(args);
+
+    p = ngx_http_ws_proxy_log_escape(safe, safe + sizeof(safe), line,
+                                     p - line);
+
+    ngx_log_error(level, log, err, "%*s", p - safe, safe);
 }
 
 
@@ -1097,6 +1276,7 @@ ngx_http_ws_proxy_lua_log(ngx_http_ws_proxy_t *wp, ngx_uint_t level,
     va_list                   args;
     ngx_uint_t                i;
     ngx_http_ws_proxy_dir_t  *d;
+    u_char                    raw[NGX_WSP_ERRBUF_SIZE];
     u_char                    line[NGX_WSP_ERRBUF_SIZE];
 
     if (wp->log->log_level < level) {
@@ -1104,8 +1284,12 @@ ngx_http_ws_proxy_lua_log(ngx_http_ws_proxy_t *wp, ngx_uint_t level,
     }
 
     va_start(args, fmt);
-    p = ngx_vslprintf(line, line + sizeof(line), fmt, args);
+    p = ngx_vslprintf(raw, raw + sizeof(raw), fmt, args);
     va_end(args);
+
+    /* a close reason: a peer's bytes */
+
+    p = ngx_http_ws_proxy_log_escape(line, line + sizeof(line), raw, p - raw);
 
     len = p - line;
 

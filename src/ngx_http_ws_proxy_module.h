@@ -489,8 +489,13 @@ ngx_http_ws_proxy_t *ngx_http_ws_proxy_create(ngx_http_request_t *r,
     ngx_uint_t hook);
 ngx_http_ws_proxy_t *ngx_http_ws_proxy_lookup(uint64_t id);
 void ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_conf_opts(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt,
     ...);
+u_char *ngx_http_ws_proxy_log_escape(u_char *dst, u_char *last, u_char *src,
+    size_t len);
+void ngx_http_ws_proxy_log_error(ngx_uint_t level, ngx_log_t *log,
+    ngx_err_t err, const char *fmt, ...);
 void ngx_http_ws_proxy_wake(void *sema);
 void ngx_http_ws_proxy_lua_log(ngx_http_ws_proxy_t *wp, ngx_uint_t level,
     const char *fmt, ...);

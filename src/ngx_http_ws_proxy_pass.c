@@ -455,28 +455,15 @@ ngx_http_ws_proxy_pass_session(ngx_http_request_t *r,
     ngx_http_ws_proxy_pass_ctx_t *ctx)
 {
     ngx_int_t                      rc;
-    ngx_uint_t                     i;
     ngx_http_ws_proxy_t           *wp;
     ngx_http_ws_proxy_pass_conf_t *pcf;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
+    /* the session's options: ngx_http_ws_proxy_create() took them */
+
     wp = ctx->wp;
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module);
     pcf = &wlcf->pass;
-
-    for (i = 0; i < 2; i++) {
-        wp->opts.max_frame_size[i] =
-            pcf->side_max_frame_size[i] != NGX_CONF_UNSET_SIZE
-            ? pcf->side_max_frame_size[i] : pcf->max_frame_size;
-        wp->opts.max_fragments[i] =
-            pcf->side_max_fragments[i] != NGX_CONF_UNSET_UINT
-            ? pcf->side_max_fragments[i] : pcf->max_fragments;
-    }
-
-    wp->opts.recv_timeout = pcf->recv_timeout;
-    wp->opts.aggregate = pcf->aggregate ? 1 : 0;
-    wp->ssl_verify = pcf->ssl_verify ? 1 : 0;
-    wp->server_name = pcf->ssl_name;
 
     rc = ngx_http_ws_proxy_client_check(wp, NULL);
 
@@ -671,9 +658,10 @@ ngx_http_ws_proxy_pass_failed(ngx_http_ws_proxy_pass_ctx_t *ctx)
         ngx_http_ws_proxy_set_error(wp, "failed to connect");
     }
 
-    ngx_log_error(NGX_LOG_ERR, wp->log, 0,
-                  "ws_proxy_pass: %*s, upstream: \"%V\"",
-                  wp->err_len, wp->err, &ctx->uri);
+    /* the URI may hold the client's bytes ($uri decoded) */
+    ngx_http_ws_proxy_log_error(NGX_LOG_ERR, wp->log, 0,
+                                "ws_proxy_pass: %*s, upstream: \"%V\"",
+                                wp->err_len, wp->err, &ctx->uri);
 
     if (wp->err_len >= 17
         && ngx_strncmp(wp->err, "bad websocket uri", 17) == 0)

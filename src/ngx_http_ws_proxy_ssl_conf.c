@@ -61,6 +61,16 @@ ngx_http_ws_proxy_merge_ssl(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    if (conf->pass.ssl_certificate_key.len
+        && conf->pass.ssl_certificate.len == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no \"ws_proxy_ssl_certificate\" for "
+                           "\"ws_proxy_ssl_certificate_key\" \"%V\"",
+                           &conf->pass.ssl_certificate_key);
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->ssl_trusted_certificate.len == 0
         && conf->pass.ssl_certificate.len == 0
         && conf->ssl_protocols == 0

@@ -186,7 +186,9 @@ ngx_http_ws_proxy_resolve_handler(ngx_resolver_ctx_t *ctx)
     ngx_uint_t            i;
     ngx_http_ws_proxy_t  *wp;
     struct sockaddr      *sa;
-    u_char                buf[NGX_SOCKADDR_STRLEN];
+#if (NGX_DEBUG)
+    u_char                buf[NGX_SOCKADDR_STRLEN];   /* the debug log's */
+#endif
 
     wp = ctx->data;
     wp->resolving = NULL;

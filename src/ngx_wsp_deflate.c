@@ -16,6 +16,18 @@
 #define NGX_WSP_PMD_SNCT   0x01      /* server_no_context_takeover */
 #define NGX_WSP_PMD_CNCT   0x02      /* client_no_context_takeover */
 #define NGX_WSP_PMD_SMWB   0x04      /* server_max_window_bits */
+
+/*
+ * zlib has no raw deflate with a window of 8 (deflateInit2() refuses -8;
+ * zlib itself turns 8 into 9 where it can): what the module compresses
+ * uses at least 9, so it never promises 8 for itself, asks for 9 where
+ * it is configured with 8, and declines what would make it compress with
+ * 8.  A peer's window of 8 is fine: inflate has one.
+ */
+#define NGX_WSP_PMD_MIN_DEFLATE_BITS  9
+#define ngx_wsp_pmd_bits(conf)                                                \
+    ((conf)->window_bits < NGX_WSP_PMD_MIN_DEFLATE_BITS                       \
+     ? NGX_WSP_PMD_MIN_DEFLATE_BITS : (conf)->window_bits)
 #define NGX_WSP_PMD_CMWB   0x08      /* client_max_window_bits */
 
 #define NGX_WSP_PMD_NAME   "permessage-deflate"
@@ -346,9 +358,12 @@ ngx_wsp_pmd_accept(const unsigned char *value, size_t len,
             continue;
         }
 
-        /* the server's window size is asked for with a value */
+        /* the server's window size is asked for with a value, one zlib
+         * can deflate with */
 
-        if ((ext.seen & NGX_WSP_PMD_SMWB) && ext.server_bits == 0) {
+        if ((ext.seen & NGX_WSP_PMD_SMWB)
+            && ext.server_bits < NGX_WSP_PMD_MIN_DEFLATE_BITS)
+        {
             continue;
         }
 
@@ -367,8 +382,8 @@ ngx_wsp_pmd_accept(const unsigned char *value, size_t len,
                     || (offer.seen & NGX_WSP_PMD_CNCT);
 
     bits = offer.server_bits ? offer.server_bits : 15;
-    p->server_bits = (uint8_t) (bits < conf->window_bits
-                                ? bits : conf->window_bits);
+    p->server_bits = (uint8_t) (bits < ngx_wsp_pmd_bits(conf)
+                                ? bits : ngx_wsp_pmd_bits(conf));
 
     /*
      * without client_max_window_bits in the offer the client may use any
@@ -379,7 +394,7 @@ ngx_wsp_pmd_accept(const unsigned char *value, size_t len,
 
     if (offer.seen & NGX_WSP_PMD_CMWB) {
         bits = offer.client_bits ? offer.client_bits : 15;
-        bits = bits < conf->window_bits ? bits : conf->window_bits;
+        bits = bits < ngx_wsp_pmd_bits(conf) ? bits : ngx_wsp_pmd_bits(conf);
     }
 
     p->client_bits = (uint8_t) bits;
@@ -415,11 +430,11 @@ ngx_wsp_pmd_offer(const ngx_wsp_pmd_conf_t *conf, unsigned char *out)
 
     o = ngx_wsp_pmd_put(out, NGX_WSP_PMD_NAME);
 
-    if (conf->window_bits < 15) {
+    if (ngx_wsp_pmd_bits(conf) < 15) {
         o = ngx_wsp_pmd_put_bits(o, "client_max_window_bits",
-                                 conf->window_bits);
+                                 ngx_wsp_pmd_bits(conf));
         o = ngx_wsp_pmd_put_bits(o, "server_max_window_bits",
-                                 conf->window_bits);
+                                 ngx_wsp_pmd_bits(conf));
 
     } else {
         o = ngx_wsp_pmd_put(o, "; client_max_window_bits");
@@ -490,12 +505,12 @@ ngx_wsp_pmd_check_answer(const unsigned char *value, size_t len,
             return -1;
         }
 
-        if (ext.server_bits > conf->window_bits) {
+        if (ext.server_bits > ngx_wsp_pmd_bits(conf)) {
             *err = "a server_max_window_bits larger than offered";
             return -1;
         }
 
-    } else if (conf->window_bits < 15) {
+    } else if (ngx_wsp_pmd_bits(conf) < 15) {
         *err = "no server_max_window_bits, which was asked for";
         return -1;
     }
@@ -506,8 +521,14 @@ ngx_wsp_pmd_check_answer(const unsigned char *value, size_t len,
             return -1;
         }
 
-        if (ext.client_bits > conf->window_bits) {
+        if (ext.client_bits > ngx_wsp_pmd_bits(conf)) {
             *err = "a client_max_window_bits larger than offered";
+            return -1;
+        }
+
+        if (ext.client_bits < NGX_WSP_PMD_MIN_DEFLATE_BITS) {
+            *err = "a client_max_window_bits of 8, which zlib cannot "
+                   "deflate with";
             return -1;
         }
     }
@@ -520,7 +541,8 @@ ngx_wsp_pmd_check_answer(const unsigned char *value, size_t len,
                     || (ext.seen & NGX_WSP_PMD_CNCT);
 
     p->server_bits = ext.server_bits ? ext.server_bits : 15;
-    p->client_bits = ext.client_bits ? ext.client_bits : conf->window_bits;
+    p->client_bits = ext.client_bits ? ext.client_bits
+                                     : ngx_wsp_pmd_bits(conf);
 
     return 0;
 }

@@ -705,13 +705,18 @@ ngx_wsp_request_check(ngx_wsp_request_t *rq)
         || rq->version.len != 2
         || memcmp(rq->version.data, "13", 2) != 0)
     {
-        rq->error = "bad \"sec-websocket-version\" request header: ";
+        /* a repeated "13" is not a bad value: say what is wrong */
+        rq->error = rq->versions > 1
+                    ? "duplicate \"sec-websocket-version\" request header: "
+                    : "bad \"sec-websocket-version\" request header: ";
         ngx_wsp_request_arg(rq, &rq->version);
         return NGX_WSP_REQ_VERSION;
     }
 
     if (rq->keys != 1 || !ngx_wsp_key_valid(rq->key.data, rq->key.len)) {
-        rq->error = "bad \"sec-websocket-key\" request header: ";
+        rq->error = rq->keys > 1
+                    ? "duplicate \"sec-websocket-key\" request header: "
+                    : "bad \"sec-websocket-key\" request header: ";
         ngx_wsp_request_arg(rq, &rq->key);
         return NGX_WSP_REQ_BAD;
     }

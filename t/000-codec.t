@@ -3,7 +3,7 @@
 use strict;
 use warnings;
 
-my $bin = 'build/wsp_frame_test';
+my $bin = ($ENV{TEST_NGINX_UNIT_DIR} || 'build') . '/wsp_frame_test';
 
 if (!-x $bin) {
     print "1..0 # SKIP unit test binary not built (make build/wsp_frame_test)\n";

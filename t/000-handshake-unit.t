@@ -4,7 +4,7 @@
 use strict;
 use warnings;
 
-my $bin = 'build/wsp_handshake_test';
+my $bin = ($ENV{TEST_NGINX_UNIT_DIR} || 'build') . '/wsp_handshake_test';
 
 if (!-x $bin) {
     print "1..0 # SKIP unit test binary not built "

@@ -99,7 +99,14 @@ if ($DnsPid == 0) {
                         $answer ? 1 : 0, 0, 0) . $question . $answer);
     }
 }
-END { kill 'KILL', $DnsPid if $DnsPid }
+END {
+    # reaped, so that it is gone when the file ends ($? is the file's status)
+    local $?;
+    if ($DnsPid) {
+        kill 'KILL', $DnsPid;
+        waitpid($DnsPid, 0);
+    }
+}
 
 $ENV{TEST_NGINX_TLS_PORT1} = $ENV{TEST_NGINX_TLS_PORT} + 1;
 $ENV{TEST_NGINX_TLS_PORT2} = $ENV{TEST_NGINX_TLS_PORT} + 2;

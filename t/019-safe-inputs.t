@@ -43,11 +43,11 @@ __DATA__
         }
     }
 --- response_body
-nil bad websocket uri "BASE/x\13\10X-Injected: yes"
-nil bad websocket uri "BASE/x\10X-Injected: yes"
+nil bad websocket uri "BASE/x\x0d\x0aX-Injected: yes"
+nil bad websocket uri "BASE/x\x0aX-Injected: yes"
 nil bad websocket uri "BASE/x y"
-nil bad websocket uri "BASE/x\0y"
-nil bad websocket uri "BASE/x\127"
+nil bad websocket uri "BASE/x\x00y"
+nil bad websocket uri "BASE/x\x7f"
 nil bad websocket uri "BASE/caf\195\169"
 nil bad websocket uri "BASE/x#frag"
 nil bad websocket uri "BASE/x%zz"
@@ -80,9 +80,9 @@ X-Injected
     }
 --- response_body
 nil bad websocket uri "ws://exa mple.com/"
-nil bad websocket uri "ws://example.com\r\nX: y/"
+nil bad websocket uri "ws://example.com\x0d\x0aX: y/"
 nil bad websocket uri "ws://unix:/tmp/a b.sock:/"
-nil bad websocket uri "ws://[::1\r\n]/"
+nil bad websocket uri "ws://[::1\x0d\x0a]/"
 --- no_error_log
 [error]
 

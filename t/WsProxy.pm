@@ -12,14 +12,26 @@ use Cwd qw(cwd);
 
 our $pwd = cwd();
 
+# every suite of this module runs its peers in Lua
+if (($ENV{TEST_NGINX_LUA} || '') eq 'none') {
+    print "1..0 # SKIP no lua-nginx-module on target "
+          . ($ENV{TEST_NGINX_TARGET} || '?') . " (TEST_NGINX_LUA=none)\n";
+    exit 0;
+}
+
 $ENV{TEST_NGINX_UPSTREAM_PORT} ||= 1985;
 $ENV{TEST_NGINX_TLS_PORT} ||= 1986;
 
 # the suite's slowness factor (util/run-tests), for the Lua peers' waits
 our $Slow = $ENV{TEST_NGINX_SLOW_FACTOR} || 1;
 
+# the target's Lua paths (util/run-tests: TEST_NGINX_LUA_PATH, e.g. a
+# lua-resty-core that is not on the default path) after the project's
+our $LuaPath = join '', map { "$_;" } grep { length }
+    split /;+/, ($ENV{TEST_NGINX_LUA_PATH} || '');
+
 our $HttpConfig = qq{
-    lua_package_path "$pwd/lib/?.lua;$pwd/t/lua/?.lua;;";
+    lua_package_path "$pwd/lib/?.lua;$pwd/t/lua/?.lua;$LuaPath;";
 
     init_worker_by_lua_block {
         local proxy = require "resty.websocket.proxy"
@@ -124,10 +136,11 @@ our @EXPORT = qw(
 );
 
 
-# test certificates (t/certs.sh) in build/test-certs, named by
-# $TEST_NGINX_CERTS in configs, and the port of a TLS server
+# test certificates (t/certs.sh) in build/test-certs (TEST_NGINX_WORKDIR's,
+# so that targets side by side make their own), named by $TEST_NGINX_CERTS
+# in configs, and the port of a TLS server
 sub use_test_certs () {
-    my $certs = "$pwd/build/test-certs";
+    my $certs = ($ENV{TEST_NGINX_WORKDIR} || "$pwd/build") . "/test-certs";
     system("t/certs.sh", $certs) == 0 or die "t/certs.sh failed";
     $ENV{TEST_NGINX_CERTS} = $certs;
 }

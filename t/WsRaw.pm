@@ -5,7 +5,8 @@ package t::WsRaw;
 # t/lua/wstest.lua) talks through the proxy (options in `proxy_opts`) to a
 # raw upstream (the `upstream` section, Lua with `s` and `ws`; by default a
 # recorder that logs "upstream got: <frame>", echoes data frames and answers
-# a close with the same code and reason).  The proxy logs
+# a close with the same code and reason; `proxy_directives`: the proxy
+# location's ws_proxy_* directives).  The proxy logs
 # "execute: <ok> <err>" when execute() returns.
 #
 # permessage-deflate (RFC 7692) is written in Perl, with the zlib of
@@ -26,7 +27,8 @@ use File::Path qw(make_path);
 
 our @EXPORT = qw(pmd_deflate pmd_deflate_repeat inflate_z_lines);
 
-our $ZDir = "$t::WsProxy::pwd/build/wsraw-z";
+our $ZDir = ($ENV{TEST_NGINX_WORKDIR} || "$t::WsProxy::pwd/build")
+    . "/wsraw-z";
 
 # the payload of a message of $times copies of $chunk (an inflate bomb
 # without holding it whole)
@@ -122,6 +124,7 @@ add_block_preprocessor(sub {
     my $pause = sec($block, 'proxy_pause');
     my $copts = zexpand(sec($block, 'client_opts')) // 'nil';
     my $sleep = defined $pause ? "require(\"wstest\").sleep($pause)" : '';
+    my $directives = sec($block, 'proxy_directives') // '';
 
     $block->set_value("config", <<"_EOC_");
     location /upstream {
@@ -133,6 +136,7 @@ $upstream
     }
 
     location /proxy {
+$directives
         content_by_lua_block {
             local proxy = require "resty.websocket.proxy"
             local wp = assert(proxy.new($opts))

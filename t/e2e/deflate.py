@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """permessage-deflate (RFC 7692) against peers this project did not write
-(TAP): Python websockets 10.4 as the client and as the upstream, each with
-its own ServerPerMessageDeflateFactory / ClientPerMessageDeflateFactory
-parameters, and a raw socket client that compresses with Python's zlib.
+(TAP): Python websockets (Debian 12's 10.4, Debian 13's 15) as the client
+and as the upstream, each with its own ServerPerMessageDeflateFactory /
+ClientPerMessageDeflateFactory parameters, and a raw socket client that compresses with Python's zlib.
 
 For each case: what the client negotiated (its websocket.extensions and
 the 101's Sec-WebSocket-Extensions), what the upstream was offered (the
@@ -16,7 +16,6 @@ import random
 import re
 import socket
 import struct
-import subprocess
 import sys
 import time
 import zlib
@@ -27,7 +26,9 @@ from websockets.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory as CF,
     ServerPerMessageDeflateFactory as SF)
 
+import target
 import vg
+import master
 from master import nginx_cmd
 from tap import ok, plan
 
@@ -35,11 +36,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
                           os.path.join(ROOT, "t", "servroot")).rstrip("/")
-PREFIX = os.path.join(SERVROOT, "deflate")
+# beside the server root, not in it (see t/e2e/metrics.py)
+PREFIX = SERVROOT + "-deflate"
 PORT = int(os.environ.get("TEST_NGINX_DEFLATE_PORT", "20000"))
 # the upstreams listen on UP, UP + 1, ... (one port per parameter set)
 UP = int(os.environ.get("TEST_NGINX_DEFLATE_UPSTREAM_PORT", str(PORT + 1)))
-MODS = "/usr/lib/nginx/modules"
 T = 20 * vg.SLOW
 
 
@@ -62,9 +63,7 @@ class _Zlib8:
 pmd.zlib = _Zlib8()
 
 CONF = """
-load_module %(mods)s/ndk_http_module.so;
-load_module %(mods)s/ngx_http_lua_module.so;
-load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+%(load_modules)s
 worker_processes 1;
 daemon %(daemon)s;
 master_process on;
@@ -72,7 +71,7 @@ error_log logs/error.log info;
 pid logs/nginx.pid;
 events { worker_connections 1024; }
 http {
-    lua_package_path "%(root)s/lib/?.lua;;";
+    lua_package_path "%(lua_path)s";
     log_format wsd '$request_uri $status c=[$ws_proxy_client_deflate] '
                    'u=[$ws_proxy_upstream_deflate]';
     access_log logs/access.log wsd;
@@ -242,11 +241,31 @@ UPORT = {name: UP + i for i, (name, _) in enumerate(UPSTREAMS)}
 VIEWS = {}
 
 
-async def upstream_handler(ws, path):
+def headers(ws, which):
+    """The opening handshake's "request" or "response" headers: websockets
+    10.4 (Debian 12) has ws.request_headers, the asyncio API of 13 and
+    later (Debian 13 has 15) ws.request.headers."""
+    msg = getattr(ws, which, None)
+    if msg is not None and hasattr(msg, "headers"):
+        return msg.headers
+    return getattr(ws, which + "_headers")
+
+
+def extensions(ws):
+    """The extensions negotiated: ws.extensions in websockets 10.4,
+    ws.protocol.extensions in the asyncio API of 13 and later."""
+    if hasattr(ws, "extensions"):
+        return list(ws.extensions)
+    return list(ws.protocol.extensions)
+
+
+async def upstream_handler(ws):
+    # ws.path in 10.4, ws.request.path in the asyncio API
+    path = ws.path if hasattr(ws, "path") else ws.request.path
     VIEWS[path.lstrip("/")] = {
-        "req": ws.request_headers.get_all("Sec-WebSocket-Extensions"),
-        "resp": ws.response_headers.get("Sec-WebSocket-Extensions"),
-        "ext": list(ws.extensions),
+        "req": headers(ws, "request").get_all("Sec-WebSocket-Extensions"),
+        "resp": headers(ws, "response").get("Sec-WebSocket-Extensions"),
+        "ext": extensions(ws),
     }
     try:
         async for msg in ws:
@@ -344,8 +363,9 @@ async def session(path, ext, msgs, fragments=None):
                     in path else m
                 if got != want:
                     bad.append(describe(m))
-            return (list(ws.extensions),
-                    ws.response_headers.get_all("Sec-WebSocket-Extensions"),
+            return (extensions(ws),
+                    headers(ws, "response").get_all(
+                        "Sec-WebSocket-Extensions"),
                     bad, None)
     except Exception as e:
         return None, None, bad, repr(e)
@@ -372,12 +392,16 @@ def client_view_ok(ext, hdr, offer, mod):
     settings mod (d, ct, wb): "" when right, else what is wrong."""
     d = mod.get("d", "on")
     ct = mod.get("ct", "off") == "on"
-    wb = int(mod.get("wb", 15))
+    # zlib has no raw deflate of 8 bits: the module's 8 is 9
+    wb = max(int(mod.get("wb", 15)), 9)
     if offer is None or d in ("off", "upstream"):
         if ext or hdr:
             return "negotiated %r without an offer or with deflate %s" % (
                 hdr, d)
         return ""
+    if offer.server_max_window_bits == 8:
+        # the module cannot deflate within 8 bits: it declines the offer
+        return "accepted server_max_window_bits=8 (%r)" % hdr if ext else ""
     if not ext:
         # declining is allowed only where the module cannot bound the
         # client's window (no client_max_window_bits offered)
@@ -420,7 +444,7 @@ def upstream_view_ok(view, mod, up):
     """The module's offer to the upstream and what the upstream took."""
     d = mod.get("d", "on")
     ct = mod.get("ct", "off") == "on"
-    wb = int(mod.get("wb", 15))
+    wb = max(int(mod.get("wb", 15)), 9)
     if view is None:
         return "the upstream saw no request"
     offers = parse_ext(view["req"])
@@ -633,6 +657,8 @@ async def cases():
     # and window bits
     ups = []
     for up, _ in UPSTREAMS:
+        if up == "cmwb8":
+            continue            # below: refused
         for kw in ({"d": "on"}, {"d": "on", "ct": "on"},
                    {"d": "on", "wb": 9}, {"d": "on", "ct": "on", "wb": 12},
                    {"d": "on", "hook": "noop"}):
@@ -640,6 +666,13 @@ async def cases():
             ups.append(case("upstream %s, module %r" % (up, kw), kw, CF(),
                             up, SMALL, tag))
     await batch(ups)
+
+    # an upstream that answers client_max_window_bits=8: zlib cannot
+    # deflate with 8 bits, so the module refuses the answer (502)
+    for kw in ({"d": "on"}, {"d": "on", "wb": 8}):
+        res = await session(lua("cmwb8", "cmwb8", **kw), [CF()], SMALL[:1])
+        ok(res[3] is not None and "502" in str(res[3]),
+           "upstream cmwb8, module %r: 502 (%s)" % (kw, res[3]))
 
     # context takeover kept on every side over 50 similar messages
     fifty = [compressible_text(2000, i % 3) + " #%d" % i for i in range(50)]
@@ -899,7 +932,7 @@ def run():
     logdir = os.path.join(PREFIX, "logs")
     os.makedirs(logdir)
     with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
+        f.write(CONF % {**target.CONF, "root": ROOT, "port": PORT,
                         "up_default": UPORT["default"],
                         "connect": CONNECT,
                         "daemon": "off" if vg.USE else "on"})
@@ -916,10 +949,8 @@ def run():
         except Exception as e:
             ok(False, "deflate sessions: %r" % e)
         finally:
-            subprocess.run(nginx_cmd(PREFIX) + ["-s", "quit"],
-                           capture_output=True)
+            master.stop(PREFIX)
             status = vg.wait(proc)
-            time.sleep(0.3)
     if known:
         check_logs(known)
     text = log("error.log")

@@ -13,7 +13,11 @@ import { chromium } from 'playwright-core';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const port = process.env.DEMO_PORT || '18090';
-const shot = join(root, 'build', 'e2e', 'demo.png');
+// the target's work folder (util/run-tests), so that targets side by side
+// keep their own demo
+const work = process.env.TEST_NGINX_WORKDIR || join(root, 'build');
+const prefix = join(work, 'demo');
+const shot = join(work, 'e2e', 'demo.png');
 let n = 0, failed = 0;
 
 function ok(cond, name) {
@@ -25,7 +29,7 @@ function ok(cond, name) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const demo = spawn(join(root, 'util', 'demo'), [], {
-  env: { ...process.env, DEMO_PORT: port,
+  env: { ...process.env, DEMO_PORT: port, DEMO_PREFIX: prefix,
          DEMO_UPSTREAM_PORT: process.env.DEMO_UPSTREAM_PORT || '18091' },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
@@ -154,14 +158,14 @@ try {
   await page.close();
   await sleep(300);
 
-  const access = readFileSync(join(root, 'build', 'demo', 'logs', 'access.log'),
+  const access = readFileSync(join(prefix, 'logs', 'access.log'),
                               'utf8');
   ok(/GET \/hook HTTP\/1.1" 101 client_frames=\d+ .*closed_by=client client_close=4000/.test(access),
      'the access log tells the sessions\' story');
   ok(/GET \/hook HTTP\/1.1" 101 .*client_deflate="permessage-deflate[^"]*"/.test(access),
      '$ws_proxy_client_deflate in the access log');
 
-  const errors = readFileSync(join(root, 'build', 'demo', 'logs', 'error.log'),
+  const errors = readFileSync(join(prefix, 'logs', 'error.log'),
                               'utf8');
   ok(!/\[(alert|crit|emerg)\]/.test(errors), 'no [alert], [crit] or [emerg]');
   ok(/dropping: my secret plan/.test(errors), 'the hook logged the drop');
@@ -169,7 +173,14 @@ try {
   ok(false, `browser test: ${e.message}`);
 } finally {
   if (browser) await browser.close();
-  demo.kill('SIGQUIT');
+  // nginx (util/demo execs it) is waited for: nothing outlives the test
+  const exited = new Promise((r) => demo.once('exit', r));
+  if (demo.exitCode === null && demo.signalCode === null) {
+    demo.kill('SIGQUIT');
+    const t = setTimeout(() => demo.kill('SIGKILL'), 10000);
+    await exited;
+    clearTimeout(t);
+  }
 }
 
 console.log(`1..${n}`);

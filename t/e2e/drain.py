@@ -24,24 +24,22 @@ import time
 
 import websockets
 
+import target
 import vg
 from tap import ok, plan
 import master
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-PREFIX = os.path.join(ROOT, "build", "drain")
+PREFIX = target.prefix("drain")
 PORT = int(os.environ.get("TEST_NGINX_DRAIN_PORT", "19990"))
-MODS = "/usr/lib/nginx/modules"
 SESSIONS = 200
 DRAIN = 2.0
 OPT_EVERY = 20      # client n % 20 == 0: /ws-opt, new({ drain_time })
 SIGNAL = os.environ.get("TEST_DRAIN_SIGNAL", "reload")   # or quit
 
 CONF = """
-load_module %(mods)s/ndk_http_module.so;
-load_module %(mods)s/ngx_http_lua_module.so;
-load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+%(load_modules)s
 worker_processes 1;
 daemon %(daemon)s;
 master_process on;
@@ -52,7 +50,7 @@ events { worker_connections 2048; }
 http {
     access_log off;
     log_format drain "end=$ws_proxy_end";
-    lua_package_path "%(root)s/lib/?.lua;;";
+    lua_package_path "%(lua_path)s";
     server {
         listen 127.0.0.1:%(port)d backlog=1024;
         location /echo {
@@ -121,13 +119,6 @@ def nginx_cmd():
 
 def nginx(*args):
     return master.nginx(PREFIX, *args)
-
-
-def master_pid():
-    return master.master_pid(PREFIX)
-
-
-alive = master.alive
 
 
 class Client:
@@ -335,7 +326,7 @@ def run():
         if os.path.exists(os.path.join(logdir, name)):
             os.unlink(os.path.join(logdir, name))
     with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
+        f.write(CONF % {**target.CONF, "root": ROOT, "port": PORT,
                         "daemon": "off" if vg.USE else "on",
                         "wst": 30 * vg.SLOW, "drain": DRAIN * 1000,
                         "ct": 10 * vg.SLOW})
@@ -351,16 +342,7 @@ def run():
             ok(False, "drain test: %r" % e)
         finally:
             # the new worker lives on: a fast stop ends it with the master
-            try:
-                mpid = master_pid()
-                nginx("-s", "stop")
-                for _ in range(50 * vg.SLOW):
-                    if not alive(mpid):
-                        break
-                    time.sleep(0.1)
-                os.kill(mpid, signal.SIGKILL)
-            except Exception:
-                pass
+            master.stop(PREFIX, signal.SIGTERM, 5)
             status = vg.wait(proc)
 
     log = os.path.join(logdir, "error.log")

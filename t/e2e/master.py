@@ -9,9 +9,11 @@ import time
 
 import vg
 
+import target
+
 
 def nginx_cmd(prefix):
-    return ["/usr/sbin/nginx", "-p", prefix + "/", "-c",
+    return [target.NGINX, "-p", prefix + "/", "-c",
             os.path.join(prefix, "nginx.conf")]
 
 

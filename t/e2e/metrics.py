@@ -26,6 +26,7 @@ import urllib.request
 import websockets
 
 import master
+import target
 import vg
 from tap import ok, plan
 
@@ -33,20 +34,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
                           os.path.join(ROOT, "t", "servroot")).rstrip("/")
-PREFIX = os.path.join(SERVROOT, "metrics")
+# beside the server root, not in it: the real Test::Nginx removes only the
+# directories it made there, and stops with "Can't remove t/servroot" when
+# it finds another one (issue 27)
+PREFIX = SERVROOT + "-metrics"
 PORT = int(os.environ.get("TEST_NGINX_METRICS_PORT", "19960"))
 PROM_PORT = int(os.environ.get("TEST_NGINX_PROMETHEUS_PORT", "19961"))
 # a server that takes connections and never answers an upgrade
 HANG_PORT = int(os.environ.get("TEST_NGINX_HANG_PORT", str(PORT + 3)))
-MODS = "/usr/lib/nginx/modules"
 FULL_KEYS = 200
 SCRAPES = 3     # of the text format, and by Prometheus
 FAMILIES = 14   # metric families of the text format
 
 CONF = """
-load_module %(mods)s/ndk_http_module.so;
-load_module %(mods)s/ngx_http_lua_module.so;
-load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+%(load_modules)s
 worker_processes 2;
 daemon %(daemon)s;
 master_process on;
@@ -55,7 +56,7 @@ pid logs/nginx.pid;
 events { worker_connections 512; }
 http {
     access_log off;
-    lua_package_path "%(root)s/lib/?.lua;;";
+    lua_package_path "%(lua_path)s";
     ws_proxy_zone wsp 32k;
 
     server {
@@ -204,7 +205,7 @@ scrape_configs:
 """
 
 def nginx_cmd():
-    return ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
+    return [target.NGINX, "-p", PREFIX + "/", "-c",
             os.path.join(PREFIX, "nginx.conf")]
 
 
@@ -496,8 +497,7 @@ def prometheus(total):
 
 def conf_errors():
     """nginx -t refuses a status page without a zone, and a tiny zone."""
-    head = "\n".join(CONF.strip().split("\n")[:3]) % {"mods": MODS,
-                                                      "root": ROOT}
+    head = target.LOAD_MODULES
     for http, want in [
             ("server { listen 127.0.0.1:%d; location /s { ws_proxy_status; }"
              " }" % PORT, '"ws_proxy_status" needs a "ws_proxy_zone"'),
@@ -507,8 +507,11 @@ def conf_errors():
         with open(path, "w") as f:
             f.write("%s\nerror_log logs/bad.log;\nevents {}\nhttp { %s }\n"
                     % (head, http))
-        r = subprocess.run(["/usr/sbin/nginx", "-t", "-q", "-p",
-                            PREFIX + "/", "-c", path],
+        # -e: the errors before error_log is read go to bad.log too, not
+        # to the binary's default log (stderr on Debian, logs/error.log of
+        # the prefix on a build with a --prefix), which the run checks
+        r = subprocess.run([target.NGINX, "-t", "-q", "-p",
+                            PREFIX + "/", "-e", "logs/bad.log", "-c", path],
                            capture_output=True, text=True)
         ok(r.returncode != 0 and want in r.stderr,
            "nginx -t refuses: %s" % want)
@@ -524,7 +527,7 @@ def run():
     os.makedirs(os.path.join(PREFIX, "logs"))
     log = os.path.join(PREFIX, "logs", "error.log")
     with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
+        f.write(CONF % {**target.CONF, "root": ROOT, "port": PORT,
                         "hang": HANG_PORT,
                         "daemon": "off" if vg.USE else "on"})
     logdir = os.path.join(PREFIX, "logs")

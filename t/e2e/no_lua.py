@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -18,12 +19,14 @@ import sys
 import threading
 import time
 
+import master
+import target
 import vg
-from tap import ok, plan
+from tap import ok, plan, skip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-PREFIX = os.path.join(ROOT, "build", "no-lua")
+PREFIX = target.prefix("no-lua")
 TLS = int(os.environ.get("TEST_NGINX_TLS_PORT", "1986"))
 PORT = int(os.environ.get("TEST_NGINX_NOLUA_PORT", str(TLS + 12)))
 UP1 = PORT + 1
@@ -32,7 +35,7 @@ DEAD = TLS + 11
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 CONF = """
-load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+load_module %(ws_proxy_module)s;
 daemon %(daemon)s;
 master_process on;
 worker_processes 1;
@@ -275,15 +278,19 @@ def cases(pid):
             time.sleep(0.1)
         ok(gone, "... and then nginx exits")
 
-    if pid:
+    name = ("the worker has this module loaded, and no Lua module, NDK or "
+            "LuaJIT")
+    if pid and target.LUA == "builtin":
+        # OpenResty: lua-nginx-module and LuaJIT are in the binary itself
+        skip(name, "lua-nginx-module is built into %s's nginx"
+             % (target.NAME or "this"))
+    elif pid:
         ok("ngx_http_ws_proxy_module.so" in maps
            and "ngx_http_lua_module" not in maps and "ndk_http" not in maps
-           and "luajit" not in maps,
-           "the worker has this module loaded, and no Lua module, NDK or "
-           "LuaJIT")
+           and "luajit" not in maps, name)
 
 
-NGINX = ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c",
+NGINX = [target.NGINX, "-p", PREFIX + "/", "-c",
          os.path.join(PREFIX, "nginx.conf")]
 
 
@@ -295,7 +302,7 @@ def main():
             os.unlink(p)
     conf = os.path.join(PREFIX, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(CONF % {"root": ROOT, "port": PORT, "up1": UP1, "up2": UP2,
+        f.write(CONF % {**target.CONF, "port": PORT, "up1": UP1, "up2": UP2,
                         "dead": DEAD, "daemon": "off" if vg.USE else "on"})
     nginx = NGINX
 
@@ -322,10 +329,8 @@ def main():
         except Exception as e:
             ok(False, "the sessions: %r" % e)
         finally:
-            subprocess.run(nginx + ["-s", "quit" if vg.USE else "stop"],
-                           capture_output=True)
+            master.stop(PREFIX, signal.SIGQUIT if vg.USE else signal.SIGTERM)
             status = vg.wait(proc)
-            time.sleep(0.3)
 
     text = log("error.log")
     ok("[alert]" not in text and "[crit]" not in text

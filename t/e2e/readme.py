@@ -19,11 +19,12 @@ import time
 
 import websockets
 
+import target
 from tap import ok, plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-PREFIX = os.path.join(ROOT, "build", "readme")
+PREFIX = target.prefix("readme")
 PORT = int(os.environ.get("TEST_NGINX_PORT", "1984"))
 UPSTREAM_PORT = int(os.environ.get("TEST_NGINX_UPSTREAM_PORT", "1985"))
 
@@ -32,6 +33,11 @@ def example():
         readme = f.read()
     m = re.search(r"^```nginx\n(.*?)^```$", readme, re.S | re.M)
     conf = m.group(1)
+    # the target's modules and Lua paths in place of Debian's (util/run-tests)
+    conf = re.sub(r"^(load_module [^\n]*\n)+", target.LOAD_MODULES, conf,
+                  flags=re.M)
+    conf = conf.replace('lua_package_path "/path/to/lib/?.lua;;"',
+                        'lua_package_path "%s"' % target.CONF["lua_path"])
     conf = conf.replace("/path/to/", ROOT + "/")
     conf = conf.replace(":8080", ":%d" % PORT)
     conf = conf.replace(":9001", ":%d" % UPSTREAM_PORT)
@@ -58,7 +64,7 @@ def main():
         f.write(example())
 
     # started as the README says: nginx goes to the background
-    cmd = ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c", conf]
+    cmd = [target.NGINX, "-p", PREFIX + "/", "-c", conf]
     pidfile = os.path.join(PREFIX, "logs", "nginx.pid")
     start = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
     try:

@@ -9,28 +9,27 @@ import base64
 import hashlib
 import os
 import re
+import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
 
+import master
+import target
 import vg
 from tap import ok, plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-PREFIX = os.path.join(ROOT, "build", "resets")
+PREFIX = target.prefix("resets")
 PORT = int(os.environ.get("TEST_NGINX_RESETS_PORT", "19970"))
 UP = PORT + 1
-MODS = "/usr/lib/nginx/modules"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 CONF = """
-load_module %(mods)s/ndk_http_module.so;
-load_module %(mods)s/ngx_http_lua_module.so;
-load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+%(load_modules)s
 daemon %(daemon)s;
 master_process off;
 error_log logs/error.log info;
@@ -38,7 +37,7 @@ pid logs/nginx.pid;
 events { worker_connections 64; }
 http {
     access_log off;
-    lua_package_path "%(root)s/lib/?.lua;;";
+    lua_package_path "%(lua_path)s";
     server {
         listen 127.0.0.1:%(port)d;
         location /ws {
@@ -441,9 +440,9 @@ def main():
         os.unlink(logf)
     conf = os.path.join(PREFIX, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT, "up": UP,
+        f.write(CONF % {**target.CONF, "root": ROOT, "port": PORT, "up": UP,
                         "daemon": "off" if vg.USE else "on"})
-    nginx = ["/usr/sbin/nginx", "-p", PREFIX + "/", "-c", conf]
+    nginx = [target.NGINX, "-p", PREFIX + "/", "-c", conf]
     logdir = os.path.join(PREFIX, "logs")
     status = None
     try:
@@ -477,10 +476,8 @@ def main():
         finally:
             # QUIT, not stop: sessions end and the pools are freed before
             # exit, so that valgrind's leak check sees only real leaks
-            subprocess.run(nginx + ["-s", "quit" if vg.USE else "stop"],
-                           capture_output=True)
+            master.stop(PREFIX, signal.SIGQUIT if vg.USE else signal.SIGTERM)
             status = vg.wait(proc)
-            time.sleep(0.3)
 
     text = log()
     ok("[alert]" not in text and "[crit]" not in text

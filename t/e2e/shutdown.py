@@ -16,20 +16,18 @@ import time
 
 import websockets
 
+import target
 import vg
 from tap import ok, plan
 import master
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-PREFIX = os.path.join(ROOT, "build", "shutdown")
+PREFIX = target.prefix("shutdown")
 PORT = int(os.environ.get("TEST_NGINX_SHUTDOWN_PORT", "19980"))
-MODS = "/usr/lib/nginx/modules"
 
 CONF = """
-load_module %(mods)s/ndk_http_module.so;
-load_module %(mods)s/ngx_http_lua_module.so;
-load_module %(root)s/build/ngx_http_ws_proxy_module.so;
+%(load_modules)s
 worker_processes 1;
 daemon %(daemon)s;
 master_process on;
@@ -39,7 +37,7 @@ pid logs/nginx.pid;
 events { worker_connections 256; }
 http {
     access_log off;
-    lua_package_path "%(root)s/lib/?.lua;;";
+    lua_package_path "%(lua_path)s";
     server {
         listen 127.0.0.1:%(port)d;
         location /echo {
@@ -149,7 +147,7 @@ def run():
     if os.path.exists(log):
         os.unlink(log)
     with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {"mods": MODS, "root": ROOT, "port": PORT,
+        f.write(CONF % {**target.CONF, "root": ROOT, "port": PORT,
                         "daemon": "off" if vg.USE else "on",
                         "wst": 2 * vg.PAUSE})
     logdir = os.path.join(PREFIX, "logs")
@@ -164,10 +162,8 @@ def run():
         except Exception as e:  # a failed step must not hide the summary
             ok(False, "shutdown test: %r" % e)
         finally:
-            try:
-                os.kill(master_pid(), signal.SIGKILL)
-            except Exception:
-                pass
+            # normally gone already (the test's -s quit)
+            master.stop(PREFIX, signal.SIGTERM, 5)
             status = vg.wait(proc)
 
     text = open(log).read() if os.path.exists(log) else ""

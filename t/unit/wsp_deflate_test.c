@@ -114,12 +114,24 @@ accept_tests(void)
     expect_accept(PMD "; server_max_window_bits=12", 1, 10,
                   PMD "; server_max_window_bits=10", 10, 15,
                   "the server's window: the smaller of both");
-    expect_accept(PMD "; server_max_window_bits=8; client_max_window_bits"
+    expect_accept(PMD "; server_max_window_bits=9; client_max_window_bits"
                   "; server_no_context_takeover; client_no_context_takeover",
-                  0, 8,
-                  PMD SNCT CNCT "; server_max_window_bits=8"
-                  "; client_max_window_bits=8", 8, 8,
+                  0, 9,
+                  PMD SNCT CNCT "; server_max_window_bits=9"
+                  "; client_max_window_bits=9", 9, 9,
                   "everything, the longest answer");
+
+    /* zlib cannot raw-deflate with 8: the server never compresses so */
+    expect_accept(PMD "; server_max_window_bits=8", 1, 15, "", 0, 0,
+                  "server_max_window_bits=8 declined");
+    expect_accept(PMD "; server_max_window_bits=8, " PMD, 1, 15, PMD, 15, 15,
+                  "server_max_window_bits=8 declined, the next offer taken");
+    expect_accept(PMD "; client_max_window_bits", 1, 8,
+                  PMD "; client_max_window_bits=9", 9, 9,
+                  "a window of 8 configured is 9");
+    expect_accept(PMD "; client_max_window_bits=8", 1, 15,
+                  PMD "; client_max_window_bits=8", 15, 8,
+                  "the client's own window of 8 kept (inflate has one)");
     expect_accept(PMD "; client_max_window_bits; server_max_window_bits=15"
                   "; client_no_context_takeover", 1, 15,
                   PMD CNCT "; server_max_window_bits=15"
@@ -363,6 +375,12 @@ offer_tests(void)
                       "server_max_window_bits=10", 1, 10,
                       "a client_max_window_bits larger than offered",
                       "client_max_window_bits larger than offered");
+    expect_check_fail(PMD "; client_max_window_bits=8", 1, 15,
+                      "a client_max_window_bits of 8, which zlib cannot "
+                      "deflate with",
+                      "client_max_window_bits=8: zlib cannot deflate so");
+    expect_check(PMD "; server_max_window_bits=8", 1, 15, 1, 0, 0, 8, 15,
+                 "server_max_window_bits=8: the server's, inflated");
 }
 
 
@@ -371,7 +389,7 @@ offer_tests(void)
 static void
 round_trip_tests(void)
 {
-    int                    cct, sct, cb, sb, good, rc;
+    int                    cct, sct, cb, sb, ecb, esb, good, rc;
     size_t                 n, m;
     const char            *err;
     unsigned char          offer[NGX_WSP_PMD_MAX_VALUE];
@@ -390,6 +408,10 @@ round_trip_tests(void)
                     sc.context_takeover = (uint8_t) sct;
                     sc.window_bits = (uint8_t) sb;
 
+                    /* 8 is taken as 9, zlib's smallest raw deflate */
+                    ecb = cb < 9 ? 9 : cb;
+                    esb = sb < 9 ? 9 : sb;
+
                     n = ngx_wsp_pmd_offer(&cc, offer);
                     m = ngx_wsp_pmd_accept(offer, n, &sc, &sp, answer);
                     rc = check_str_n(answer, m, &cc, &cp, &err);
@@ -400,8 +422,9 @@ round_trip_tests(void)
                         || cp.server_bits < sp.server_bits
                         /* the server inflates what the client sends */
                         || cp.client_bits > sp.client_bits
-                        || cp.client_bits > cb || sp.server_bits > cb
-                        || sp.server_bits > sb
+                        || cp.client_bits > ecb || sp.server_bits > ecb
+                        || sp.server_bits > esb
+                        || cp.client_bits < 9 || sp.server_bits < 9
                         || cp.server_nct != sp.server_nct
                         || (cp.client_nct == 0 && sp.client_nct == 1)
                         || (!cct && !(cp.server_nct && cp.client_nct))

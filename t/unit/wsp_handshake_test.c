@@ -431,8 +431,8 @@ request_tests(void)
                    "bad \"sec-websocket-version\" request header: 8",
                    "version 8: 426");
     expect_request(v2, NGX_WSP_REQ_VERSION,
-                   "bad \"sec-websocket-version\" request header: 13",
-                   "two version headers");
+                   "duplicate \"sec-websocket-version\" request header: 13",
+                   "two version headers: duplicate, not bad");
     expect_request(short_key, NGX_WSP_REQ_BAD,
                    "bad \"sec-websocket-key\" request header: c2hvcnQ=",
                    "a key of 5 bytes");
@@ -440,8 +440,8 @@ request_tests(void)
                    "bad \"sec-websocket-key\" request header: (missing)",
                    "no key");
     expect_request(two_keys, NGX_WSP_REQ_BAD,
-                   "bad \"sec-websocket-key\" request header: " KEY,
-                   "two keys");
+                   "duplicate \"sec-websocket-key\" request header: " KEY,
+                   "two keys: duplicate, not bad");
     expect_request(after_pad, NGX_WSP_REQ_BAD,
                    "bad \"sec-websocket-key\" request header: "
                    "dGhlIHNhbXBsZSBub25jZQ=x", "a byte after the padding");

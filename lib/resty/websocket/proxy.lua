@@ -408,6 +408,20 @@ function _M.new(opts)
 end
 
 
+-- A peer's bytes in a log line (a URI, a close reason, an error string):
+-- every byte below 0x20, and 0x7f, as \xNN, so that no peer can end the
+-- line and write one of its own into error.log (the C side does the same
+-- in ngx_http_ws_proxy_log_escape(); escaping twice changes nothing)
+local _LOG_ESCAPES = { ["\127"] = "\\x7f" }
+for c = 0, 31 do
+    _LOG_ESCAPES[string.char(c)] = fmt("\\x%02x", c)
+end
+
+local function log_escape(s)
+    return (gsub(s, "[%z\1-\31\127]", _LOG_ESCAPES))
+end
+
+
 function _M:dd(...)
     if self.debug then
         return log(DEBUG, ...)
@@ -695,8 +709,8 @@ local _CONNECT_STRINGS = { "host", "key", "server_name", "origin" }
 
 function _M:connect_upstream(uri, opts)
     if self.upstream_state == _STATES.ESTABLISHED then
-        log(WARN, fmt("connection with upstream at %q already established",
-                      self.upstream_uri))
+        log(WARN, log_escape(fmt("connection with upstream at %q already "
+                                 .. "established", self.upstream_uri)))
         return true
     end
 
@@ -725,7 +739,7 @@ function _M:connect_upstream(uri, opts)
         end
     end
 
-    self:dd("connecting to \"", uri, "\" upstream")
+    self:dd("connecting to \"", log_escape(uri), "\" upstream")
 
     local r, sid = session(self)
     if not r then
@@ -794,7 +808,11 @@ function _M:connect_upstream(uri, opts)
     o.connect_timeout = opts.connect_timeout or timeout or 0
     o.send_timeout = opts.send_timeout or timeout or 0
     o.read_timeout = opts.read_timeout or timeout or 0
-    o.ssl_verify = opts.ssl_verify and 1 or 0
+    if opts.ssl_verify == nil then
+        o.ssl_verify = -1               -- ws_proxy_ssl_verify's
+    else
+        o.ssl_verify = opts.ssl_verify and 1 or 0
+    end
     o.client_cert = opts.client_cert
     o.client_priv_key = opts.client_priv_key
     o.host = opts.host
@@ -842,7 +860,7 @@ function _M:connect_upstream(uri, opts)
 
     local res = ffi_str(resp_buf[0], resp_len[0])
 
-    self:dd("connected to \"", uri, "\" upstream")
+    self:dd("connected to \"", log_escape(uri), "\" upstream")
 
     self.upstream_uri = uri
     self.upstream_state = _STATES.ESTABLISHED
@@ -961,14 +979,15 @@ local function debug_frame(self, role, typ, data, fin, code)
                 arrow, arrow,
                 self.aggregate_fragments,
                 typ, extra,
-                fmt("%q", payload), data and #data or 0,
+                log_escape(fmt("%q", payload)), data and #data or 0,
                 fin))
 end
 
 
 -- the first failure is what execute() returns
 local function hook_failed(self, r, sid, role, msg)
-    msg = "on_frame handler failed for a frame from " .. role .. ": " .. msg
+    msg = "on_frame handler failed for a frame from " .. role .. ": "
+          .. log_escape(msg)
     log(ERR, msg)
 
     if not self.hook_error then
@@ -1030,7 +1049,7 @@ local function hook_loop(self, r, sid, dir, logs)
 
             else
                 log(ERR, "failed receiving frame from ", role, ": ",
-                    ffi_str(err, errlen[0]))
+                    log_escape(ffi_str(err, errlen[0])))
                 return
             end
 
@@ -1143,7 +1162,12 @@ function _M:execute()
     o.ping_timeout = self.ping_timeout or 0
     o.session_timeout = self.session_timeout or 0
     o.hook = hook and 1 or 0
-    o.aggregate = self.aggregate_fragments and 1 or 0
+    -- not given: the directive's (ws_proxy_aggregate_fragments)
+    if self.aggregate_fragments == nil then
+        o.aggregate = -1
+    else
+        o.aggregate = self.aggregate_fragments and 1 or 0
+    end
     o.debug = self.debug and 1 or 0
     o.drain_time = self.drain_time or 0
 
@@ -1174,7 +1198,8 @@ function _M:execute()
         if th then
             local ok, werr = wait(th)
             if not ok then
-                log(ERR, "failed to wait for websocket proxy thread: ", werr)
+                log(ERR, "failed to wait for websocket proxy thread: ",
+                    log_escape(tostring(werr)))
             end
         end
     end
