@@ -142,7 +142,7 @@ step(unsigned op, unsigned a, unsigned b)
         if (!ngx_wsp_rx_over(d) && d->tx < NGX_WSP_TX_CLOSED
             && d->in != NGX_WSP_IN_LUA)
         {
-            ngx_wsp_limit(d);
+            ngx_wsp_limit(d, NGX_WSP_LIMIT_FRAGMENTS, 2);
         }
         break;
 
@@ -195,7 +195,7 @@ step(unsigned op, unsigned a, unsigned b)
         }
 
         if (ngx_wsp_close_accepted(d, codes[b % 8], payload, 2) != 0) {
-            ngx_wsp_fail(&t.s);
+            ngx_wsp_fail(&t.s, "out of memory");
             break;
         }
 
@@ -235,7 +235,7 @@ step(unsigned op, unsigned a, unsigned b)
 
     case 13: /* out of memory */
         if ((a & 0x1e) == 0) {
-            ngx_wsp_fail(&t.s);
+            ngx_wsp_fail(&t.s, "out of memory");
         }
         break;
 

@@ -13,6 +13,8 @@
 #include "ngx_http_ws_proxy_pump.h"
 
 
+static void ngx_http_ws_proxy_core_limit(ngx_http_ws_proxy_dir_t *d,
+    unsigned limit, uint64_t n);
 static void ngx_http_ws_proxy_abandoned(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_close_now(ngx_connection_t *c,
     ngx_uint_t masked);
@@ -37,7 +39,7 @@ ngx_http_ws_proxy_close_timer(ngx_http_ws_proxy_t *wp)
 
 static void
 ngx_http_ws_proxy_core_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *sd,
-    unsigned event, unsigned code, const char *text)
+    unsigned event, unsigned code, const char *text, uint64_t n)
 {
     ngx_http_ws_proxy_t      *wp;
     ngx_http_ws_proxy_dir_t  *d;
@@ -46,6 +48,11 @@ ngx_http_ws_proxy_core_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *sd,
     d = (ngx_http_ws_proxy_dir_t *) sd;
 
     switch (event) {
+
+    case NGX_WSP_EV_FAILED:
+        ngx_http_ws_proxy_set_error(wp, "%s", text);
+        wp->closed_normally = 0;
+        break;
 
     case NGX_WSP_EV_VIOLATION:
         ngx_http_ws_proxy_metrics_violation(d, code, 0);
@@ -63,7 +70,13 @@ ngx_http_ws_proxy_core_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *sd,
         break;
 
     case NGX_WSP_EV_LIMIT:
-        ngx_http_ws_proxy_metrics_violation(d, code, 1);
+        ngx_http_ws_proxy_core_limit(d, code, n);
+        ngx_http_ws_proxy_metrics_violation(d, NGX_WSP_CLOSE_TOO_BIG, 1);
+        break;
+
+    case NGX_WSP_EV_CLOSE_IN:
+        ngx_http_ws_proxy_log_close(d, code, d->ctl->close_reason,
+                                    d->ctl->close_reason_len);
         break;
 
     case NGX_WSP_EV_HALF_CLOSE:
@@ -106,6 +119,36 @@ ngx_http_ws_proxy_core_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *sd,
 }
 
 
+/* a limit's log line: Kong's library's for its own limits */
+
+static void
+ngx_http_ws_proxy_core_limit(ngx_http_ws_proxy_dir_t *d, unsigned limit,
+    uint64_t n)
+{
+    switch (limit) {
+
+    case NGX_WSP_LIMIT_SIZE:
+        ngx_http_ws_proxy_lua_log(ngx_wsp_dir_wp(d), NGX_LOG_INFO,
+                                  "%s frame size (%uL) exceeds limit, "
+                                  "closing", ngx_wsp_src_role(d), n);
+        break;
+
+    case NGX_WSP_LIMIT_FRAGMENTS:
+        ngx_http_ws_proxy_lua_log(ngx_wsp_dir_wp(d), NGX_LOG_INFO,
+                                  "%s frame count (%uL) exceeds limit, "
+                                  "closing", ngx_wsp_src_role(d), n);
+        break;
+
+    default: /* NGX_WSP_LIMIT_BUFFER */
+        ngx_log_error(NGX_LOG_INFO, ngx_wsp_dir_wp(d)->log, 0,
+                      "%s message of %uL bytes exceeds the buffering limit "
+                      "of %uL, closing", ngx_wsp_src_role(d), n,
+                      ngx_wsp_dir_wp(d)->opts.max_payload);
+        break;
+    }
+}
+
+
 static void *
 ngx_http_ws_proxy_core_alloc(ngx_wsp_session_t *s, size_t size)
 {
@@ -123,7 +166,11 @@ ngx_http_ws_proxy_core_mask_key(ngx_wsp_session_t *s, u_char key[4])
 static const ngx_wsp_session_cb_t  ngx_http_ws_proxy_core_cb = {
     ngx_http_ws_proxy_core_alloc,
     ngx_http_ws_proxy_core_mask_key,
-    ngx_http_ws_proxy_core_event
+    ngx_http_ws_proxy_core_event,
+    ngx_http_ws_proxy_live_control,
+    ngx_http_ws_proxy_frame_buffer,
+    ngx_http_ws_proxy_inflate,
+    ngx_http_ws_proxy_frame_out
 };
 
 
@@ -131,7 +178,7 @@ void
 ngx_http_ws_proxy_core_init(ngx_http_ws_proxy_t *wp)
 {
     ngx_wsp_session_init(&wp->core, &ngx_http_ws_proxy_core_cb,
-                         &wp->dir[NGX_WSP_DIR_CLIENT].core,
+                         &wp->opts.core, &wp->dir[NGX_WSP_DIR_CLIENT].core,
                          &wp->dir[NGX_WSP_DIR_UPSTREAM].core);
 }
 
@@ -142,22 +189,6 @@ void
 ngx_http_ws_proxy_src_hup(ngx_http_ws_proxy_dir_t *d)
 {
     ngx_wsp_src_hup(&d->core, d->src->read->error);
-}
-
-
-/*
- * A failure that ends the session at once (no memory): its reason is
- * recorded and both directions stop where they are; the top of the event
- * (ngx_http_ws_proxy_run()) finds nothing left to do and tears it down.
- */
-
-void
-ngx_http_ws_proxy_fail(ngx_http_ws_proxy_t *wp, const char *reason)
-{
-    ngx_http_ws_proxy_set_error(wp, "%s", reason);
-    wp->closed_normally = 0;
-
-    ngx_wsp_fail(&wp->core);
 }
 
 

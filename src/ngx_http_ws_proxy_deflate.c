@@ -360,17 +360,19 @@ ngx_http_ws_proxy_pass_through(ngx_http_ws_proxy_t *wp, ngx_uint_t dir)
  * that does not inflate, text that is not UTF-8) or the session failed.
  */
 
-ngx_int_t
-ngx_http_ws_proxy_inflate(ngx_http_ws_proxy_dir_t *d, u_char *in, size_t n)
+int
+ngx_http_ws_proxy_inflate(ngx_wsp_sdir_t *sd, u_char *in, size_t n)
 {
     int                        rc;
     size_t                     used, room;
     u_char                    *out, *start;
     ngx_uint_t                 fin, key;
     ngx_http_ws_proxy_t       *wp;
+    ngx_http_ws_proxy_dir_t   *d;
     ngx_http_ws_proxy_zdir_t  *zd;
 
-    wp = d->wp;
+    d = (ngx_http_ws_proxy_dir_t *) sd;
+    wp = ngx_wsp_dir_wp(d);
     fin = d->frame.fin && (uint64_t) n == d->remaining;
 
     if (d->frame.masked) {
@@ -449,7 +451,7 @@ ngx_http_ws_proxy_inflate_room(ngx_http_ws_proxy_dir_t *d, size_t *room)
     uint64_t              left, max;
     ngx_http_ws_proxy_t  *wp;
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
 
     left = wp->opts.max_payload - d->msg_len;
     max = wp->opts.max_frame_size[d->dir];
@@ -484,7 +486,7 @@ ngx_http_ws_proxy_inflated(ngx_http_ws_proxy_dir_t *d, u_char *p, size_t n)
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
 
     d->msg_len += n;
     d->msg_size += n;
@@ -502,12 +504,12 @@ ngx_http_ws_proxy_inflated(ngx_http_ws_proxy_dir_t *d, u_char *p, size_t n)
     if (wp->opts.max_frame_size[d->dir]
         && d->msg_size > wp->opts.max_frame_size[d->dir])
     {
-        ngx_http_ws_proxy_size_limit(d, d->msg_size);
+        ngx_http_ws_proxy_limit(d, NGX_WSP_LIMIT_SIZE, d->msg_size);
         return NGX_DONE;
     }
 
     if (d->msg_len > wp->opts.max_payload) {
-        ngx_http_ws_proxy_buffer_limit(d, d->msg_len);
+        ngx_http_ws_proxy_limit(d, NGX_WSP_LIMIT_BUFFER, d->msg_len);
         return NGX_DONE;
     }
 
@@ -532,7 +534,7 @@ ngx_http_ws_proxy_deflate(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
     ngx_http_ws_proxy_zdir_t  *zd;
     ngx_wsp_pmd_params_t      *pmd;
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
     dst = 1 - d->dir;
     pmd = &wp->pmd[dst];
 
@@ -609,7 +611,8 @@ static ngx_http_ws_proxy_zdir_t *
 ngx_http_ws_proxy_zdir(ngx_http_ws_proxy_dir_t *d)
 {
     if (d->zd == NULL) {
-        d->zd = ngx_calloc(sizeof(ngx_http_ws_proxy_zdir_t), d->wp->log);
+        d->zd = ngx_calloc(sizeof(ngx_http_ws_proxy_zdir_t),
+                           ngx_wsp_dir_wp(d)->log);
     }
 
     return d->zd;

@@ -1036,7 +1036,7 @@ ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp)
 ngx_http_ws_proxy_t *
 ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
 {
-    ngx_uint_t                     i, heap;
+    ngx_uint_t                     heap;
     ngx_pool_t                    *pool;
     ngx_http_ws_proxy_t           *wp;
     ngx_pool_cleanup_t            *cln;
@@ -1098,10 +1098,6 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
     wp->connect_timeout = wlcf->connect_timeout;
     wp->send_timeout = wlcf->send_timeout;
     wp->read_timeout = wlcf->read_timeout;
-
-    for (i = 0; i < 2; i++) {
-        wp->dir[i].wp = wp;
-    }
 
     ngx_http_ws_proxy_core_init(wp);
 

@@ -46,11 +46,8 @@
 
 #define ngx_wsp_end(wp, why)  ngx_wsp_session_end(&(wp)->core, why)
 
-/* what permessage-deflate does in a direction (ngx_http_ws_proxy_dir_t.z) */
-#define NGX_WSP_Z_RX                 1   /* src may send compressed data */
-#define NGX_WSP_Z_TX                 2   /* what goes to dst is compressed */
-#define NGX_WSP_Z_PASS               4   /* both, alike: compressed frames
-                                            pass through untouched */
+/* what permessage-deflate does in a direction (NGX_WSP_Z_*), limits
+ * (NGX_WSP_LIMIT_*): ngx_wsp_session.h */
 
 /* verdicts from Lua, see ngx_http_ws_proxy_ffi_verdict() */
 #define NGX_WSP_VERDICT_FORWARD      0
@@ -64,14 +61,8 @@
 typedef struct ngx_http_ws_proxy_s  ngx_http_ws_proxy_t;
 
 
-/* a frame injected from Lua (send_frame), already encoded */
-typedef struct ngx_http_ws_proxy_inject_s  ngx_http_ws_proxy_inject_t;
-
-struct ngx_http_ws_proxy_inject_s {
-    ngx_http_ws_proxy_inject_t *next;
-    size_t                      len;
-    u_char                      data[1];
-};
+/* a frame injected from Lua (send_frame), already encoded: the core's */
+typedef ngx_wsp_inject_t  ngx_http_ws_proxy_inject_t;
 
 
 /* ws_proxy_set_header name value */
@@ -187,9 +178,18 @@ typedef struct {
 
 /* per-session options set from Lua before execute() */
 typedef struct {
-    uint64_t                    max_frame_size[2];   /* 0: unlimited */
-    ngx_uint_t                  max_fragments[2];    /* 0: unlimited */
-    uint64_t                    max_payload;         /* buffering ceiling */
+    /*
+     * what the session core applies (ngx_wsp_session.h): max_frame_size[],
+     * max_fragments[] (0: unlimited), max_payload (the buffering
+     * ceiling), hook, aggregate
+     */
+    union {
+        ngx_wsp_opts_t          core;
+        struct {
+            NGX_WSP_OPTS_FIELDS
+        };
+    };
+
     ngx_msec_t                  recv_timeout;        /* 0: none */
     ngx_msec_t                  send_timeout;
     ngx_msec_t                  close_timeout;
@@ -211,8 +211,6 @@ typedef struct {
     u_char                      deflate_level;
     u_char                      deflate_mem_level;
 
-    unsigned                    hook:1;
-    unsigned                    aggregate:1;
     unsigned                    debug:1;
 } ngx_http_ws_proxy_opts_t;
 
@@ -276,38 +274,24 @@ typedef struct {
         };
     };
 
-    ngx_http_ws_proxy_t        *wp;
     ngx_connection_t           *src;
     ngx_connection_t           *dst;
 
     u_char                      parked;         /* the hook waits on sema */
-    u_char                      z;              /* NGX_WSP_Z_* */
-    u_char                      inflating;      /* the frame's payload */
     u_char                      recv_read;      /* src read since
                                                    recv_timer was set */
+    uint32_t                    recv_time;      /* src's last read, for
+                                                   recv_timeout (in this
+                                                   hole: 32 bits do) */
 
-    /* data message limits: bytes and fragments of the open message */
-    uint64_t                    msg_size;
-    ngx_uint_t                  msg_frames;
-
-    /* buffered data frame or message (hook, aggregation) */
-    u_char                     *msg;
-    size_t                      msg_len;
+    /* the buffered data frame or message's memory (msg: the core's) */
     size_t                      msg_cap;
-    ngx_uint_t                  msg_opcode;     /* first fragment's opcode */
 
     /* the frame handed to Lua: slot.ready while it waits for a verdict */
     ngx_http_ws_proxy_slot_t    slot;
 
     /* a rebuilt frame's header (out_hdr) */
     u_char                      ohdr[NGX_WSP_MAX_HEADER];
-    uint32_t                    recv_time;      /* src's last read, for
-                                                   recv_timeout (in this
-                                                   hole: 32 bits do) */
-
-    /* frames injected from Lua, sent at the next frame boundary */
-    ngx_http_ws_proxy_inject_t *inject;
-    ngx_http_ws_proxy_inject_t *inject_cur;
 
     /* permessage-deflate: lazy */
     ngx_http_ws_proxy_zdir_t   *zd;
@@ -316,18 +300,16 @@ typedef struct {
     void                       *sema;
     ngx_event_t                 recv_timer;
 
-    /* statistics */
-    uint64_t                    frames;
+    /* statistics (frames, messages, zbytes: the core's) */
     uint64_t                    bytes;
-    uint64_t                    messages;
-    uint64_t                    zbytes;         /* payload bytes compressed */
-    uint64_t                    zplain;         /* ... and uncompressed */
+    uint64_t                    zplain;         /* payload bytes
+                                                   uncompressed */
 
     /*
      * liveness (ngx_http_ws_proxy_live.c): the time of src's last data
-     * frame is the one store a frame costs; the rest is the timer's
+     * frame (the core's data_time) is the one store a frame costs; the
+     * rest is the timer's
      */
-    ngx_msec_t                  data_time;
     ngx_msec_t                  ctl_time;       /* src's last control */
     ngx_msec_t                  ping_time;      /* our last ping to src */
     uint64_t                    live_bytes;     /* d->bytes then */
@@ -454,6 +436,9 @@ extern ngx_module_t  ngx_http_ws_proxy_module;
 #define ngx_wsp_session_wp(s)                                                \
     ((ngx_http_ws_proxy_t *) ((u_char *) (s)                                 \
                               - offsetof(ngx_http_ws_proxy_t, core)))
+
+/* the session of a direction */
+#define ngx_wsp_dir_wp(d)    ngx_wsp_session_wp((d)->session)
 
 
 /*

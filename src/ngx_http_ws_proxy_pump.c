@@ -435,7 +435,7 @@ ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev)
     ngx_http_ws_proxy_dir_t  *d;
 
     d = ev->data;
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
 
     if (wp->state != NGX_WSP_STATE_RUNNING) {
         return;
@@ -551,7 +551,13 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
             ngx_http_ws_proxy_read(d);
         }
 
-        more = ngx_wsp_has_work(d) ? ngx_http_ws_proxy_parse(d) : 0;
+        if (ngx_wsp_has_work(d)) {
+            ngx_wsp_dir_wp(d)->now = ngx_current_msec;
+            more = ngx_wsp_parse(&d->core);
+
+        } else {
+            more = 0;
+        }
 
         if (d->rx == NGX_WSP_RX_EOF && (d->ppos == d->last || more)) {
             /*
@@ -594,7 +600,7 @@ ngx_http_ws_proxy_read(ngx_http_ws_proxy_dir_t *d)
     ngx_connection_t     *src;
     ngx_http_ws_proxy_t  *wp;
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
     src = d->src;
 
     if (d->start == NULL && ngx_http_ws_proxy_get_buffer(d) != NGX_OK) {
@@ -604,7 +610,7 @@ ngx_http_ws_proxy_read(ngx_http_ws_proxy_dir_t *d)
 
     if (d->last == d->end) {
         /* room for more: move what is left to the front */
-        ngx_http_ws_proxy_compact(d);
+        ngx_wsp_compact(&d->core);
     }
 
     n = d->end - d->last;
@@ -692,7 +698,7 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
     ngx_http_ws_proxy_t        *wp;
     ngx_http_ws_proxy_range_t   ranges[4];
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
     dst = d->dst;
     r = wp->request;
 
@@ -841,13 +847,13 @@ ngx_http_ws_proxy_send_chain(ngx_http_ws_proxy_dir_t *d,
 static ngx_int_t
 ngx_http_ws_proxy_send_failed(ngx_http_ws_proxy_dir_t *d)
 {
-    ngx_log_error(NGX_LOG_INFO, d->wp->log, 0,
+    ngx_log_error(NGX_LOG_INFO, ngx_wsp_dir_wp(d)->log, 0,
                   "ws_proxy: failed sending to %s", ngx_wsp_dst_role(d));
 
     if (d->tx != NGX_WSP_TX_CLOSED) {
-        ngx_http_ws_proxy_set_error(d->wp, "failed sending to %s",
+        ngx_http_ws_proxy_set_error(ngx_wsp_dir_wp(d), "failed sending to %s",
                                     ngx_wsp_dst_role(d));
-        d->wp->closed_normally = 0;
+        ngx_wsp_dir_wp(d)->closed_normally = 0;
     }
 
     ngx_http_ws_proxy_dst_gone(d);
@@ -989,7 +995,7 @@ ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
     u_char                        *p;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
-    wlcf = ngx_http_get_module_loc_conf(d->wp->request,
+    wlcf = ngx_http_get_module_loc_conf(ngx_wsp_dir_wp(d)->request,
                                         ngx_http_ws_proxy_module);
     size = wlcf->buffer_size;
 
@@ -997,7 +1003,7 @@ ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
         p = ngx_wsp_free[--ngx_wsp_nfree];
 
     } else {
-        p = ngx_alloc(size, d->wp->log);
+        p = ngx_alloc(size, ngx_wsp_dir_wp(d)->log);
         if (p == NULL) {
             return NGX_ERROR;
         }
@@ -1042,29 +1048,6 @@ ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d)
 }
 
 
-/* the unsent bytes go to the front of the input buffer */
-
-void
-ngx_http_ws_proxy_compact(ngx_http_ws_proxy_dir_t *d)
-{
-    size_t  n;
-
-    if (d->spos == d->start) {
-        return;
-    }
-
-    n = d->last - d->spos;
-
-    if (n) {
-        ngx_memmove(d->start, d->spos, n);
-    }
-
-    d->ppos -= d->spos - d->start;
-    d->last = d->start + n;
-    d->spos = d->start;
-}
-
-
 /* makes room for size more bytes in d->msg after d->msg_len */
 
 ngx_int_t
@@ -1083,7 +1066,7 @@ ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d, size_t size)
         cap *= 2;
     }
 
-    p = ngx_alloc(cap, d->wp->log);
+    p = ngx_alloc(cap, ngx_wsp_dir_wp(d)->log);
     if (p == NULL) {
         return NGX_ERROR;
     }

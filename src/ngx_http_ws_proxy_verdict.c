@@ -201,7 +201,7 @@ ngx_http_ws_proxy_close_verdict(ngx_http_ws_proxy_dir_t *d,
     u_char  *p;
 
     if (verdict == NGX_WSP_VERDICT_DROP) {
-        ngx_log_error(NGX_LOG_WARN, d->wp->log, 0,
+        ngx_log_error(NGX_LOG_WARN, ngx_wsp_dir_wp(d)->log, 0,
                       "on_frame returned nil for a close frame from %s: "
                       "close frames cannot be dropped, forwarding it",
                       ngx_wsp_src_role(d));
@@ -256,7 +256,7 @@ ngx_http_ws_proxy_close_verdict(ngx_http_ws_proxy_dir_t *d,
         ngx_http_ws_proxy_emit(d, 1, NGX_WSP_OP_CLOSE, p, len);
     }
 
-    ngx_http_ws_proxy_run(d->wp, NGX_WSP_RUN_DIR(d->dir), 0);
+    ngx_http_ws_proxy_run(ngx_wsp_dir_wp(d), NGX_WSP_RUN_DIR(d->dir), 0);
 
     return NGX_OK;
 }
@@ -276,7 +276,7 @@ ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d)
     ngx_event_t          *wev;
     ngx_http_ws_proxy_t  *wp;
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
     wev = d->dst->write;
 
     if (d->ppos == d->last && ngx_wsp_steady(wp) && !wp->kick && !d->inject

@@ -20,14 +20,16 @@ static void ngx_wsp_offender(ngx_wsp_sdir_t *d, unsigned code,
 #define ngx_wsp_sother(d)    ((d)->session->sd[1 - (d)->dir])
 
 #define ngx_wsp_event(d, ev, code, text)                                     \
-    (d)->session->cb->event((d)->session, (d), (ev), (code), (text))
+    (d)->session->cb->event((d)->session, (d), (ev), (code), (text), 0)
 
 
 void
 ngx_wsp_session_init(ngx_wsp_session_t *s, const ngx_wsp_session_cb_t *cb,
-    ngx_wsp_sdir_t *client, ngx_wsp_sdir_t *upstream)
+    const ngx_wsp_opts_t *opts, ngx_wsp_sdir_t *client,
+    ngx_wsp_sdir_t *upstream)
 {
     s->cb = cb;
+    s->conf = opts;
     s->sd[NGX_WSP_DIR_CLIENT] = client;
     s->sd[NGX_WSP_DIR_UPSTREAM] = upstream;
 
@@ -79,10 +81,10 @@ ngx_wsp_violation(ngx_wsp_sdir_t *d, unsigned code, const char *reason,
  */
 
 void
-ngx_wsp_limit(ngx_wsp_sdir_t *d)
+ngx_wsp_limit(ngx_wsp_sdir_t *d, unsigned limit, uint64_t n)
 {
     ngx_wsp_session_end(d->session, NGX_WSP_END_LIMIT);
-    ngx_wsp_event(d, NGX_WSP_EV_LIMIT, NGX_WSP_CLOSE_TOO_BIG, NULL);
+    d->session->cb->event(d->session, d, NGX_WSP_EV_LIMIT, limit, NULL, n);
 
     ngx_wsp_offender(d, NGX_WSP_CLOSE_TOO_BIG, "Payload Too Large");
 }
@@ -528,10 +530,12 @@ ngx_wsp_drop_pending(ngx_wsp_sdir_t *d)
  */
 
 void
-ngx_wsp_fail(ngx_wsp_session_t *s)
+ngx_wsp_fail(ngx_wsp_session_t *s, const char *reason)
 {
     unsigned         i;
     ngx_wsp_sdir_t  *d;
+
+    s->cb->event(s, NULL, NGX_WSP_EV_FAILED, 0, reason, 0);
 
     for (i = 0; i < 2; i++) {
         d = s->sd[i];
@@ -617,4 +621,703 @@ ngx_wsp_close_payload(unsigned char *dst, unsigned code,
     dst[1] = (unsigned char) (code & 0xff);
 
     return len + 2;
+}
+
+
+/*
+ * The parser.  A direction's input buffer is walked in place, from one
+ * frame boundary to the next.  At a boundary what the proxy has queued
+ * goes out first (a frame injected from Lua, a close of its own); then
+ * the next header is parsed and checked (ngx_wsp_frame_check(): the
+ * protocol rules; here: the limits and the close frames), and its payload
+ * is forwarded raw, skipped, or handed to the relay to hold or buffer
+ * (Lua, aggregation, deflate).  At the end of a frame it is forwarded, or
+ * handed to the relay.
+ */
+
+static int ngx_wsp_boundary(ngx_wsp_sdir_t *d);
+static int ngx_wsp_payload(ngx_wsp_sdir_t *d);
+static int ngx_wsp_inflate_stopped(ngx_wsp_sdir_t *d, size_t avail);
+static int ngx_wsp_skip_start(ngx_wsp_sdir_t *d);
+static int ngx_wsp_skip_frame(ngx_wsp_sdir_t *d);
+static void ngx_wsp_close_payload_of(ngx_wsp_sdir_t *d, unsigned char *dst);
+static void ngx_wsp_keep_reply(ngx_wsp_sdir_t *d);
+static int ngx_wsp_frame_start(ngx_wsp_sdir_t *d);
+static int ngx_wsp_frame_limits(ngx_wsp_sdir_t *d);
+static int ngx_wsp_close_frame(ngx_wsp_sdir_t *d);
+static void ngx_wsp_frame_done(ngx_wsp_sdir_t *d);
+static void ngx_wsp_raw_done(ngx_wsp_sdir_t *d);
+
+
+unsigned
+ngx_wsp_parse(ngx_wsp_sdir_t *d)
+{
+    int  rc;
+
+    for ( ;; ) {
+
+        if (d->in == NGX_WSP_IN_HEADER || d->in == NGX_WSP_IN_LUA
+            || (d->in == NGX_WSP_IN_SKIP && d->tx == NGX_WSP_TX_DUE))
+        {
+            rc = ngx_wsp_boundary(d);
+
+            if (rc == NGX_WSP_DECLINED) {
+                return 1;
+            }
+
+            if (rc == NGX_WSP_AGAIN) {
+                return 0;
+            }
+
+            if (rc != NGX_WSP_OK) {
+                /* NGX_WSP_DONE, NGX_WSP_ERROR: a state changed, look again */
+                continue;
+            }
+        }
+
+        rc = ngx_wsp_payload(d);
+
+        if (rc == NGX_WSP_AGAIN) {
+            return 0;
+        }
+
+        if (rc == NGX_WSP_OK) {
+            ngx_wsp_frame_done(d);
+        }
+    }
+}
+
+
+/*
+ * At a frame boundary of the output: a frame of the proxy's goes out, or
+ * the next frame starts.  OK: a frame's payload follows; DONE: a frame was
+ * queued; AGAIN: nothing more to do now; DECLINED: more bytes are needed;
+ * ERROR: the frame was refused.
+ */
+
+static int
+ngx_wsp_boundary(ngx_wsp_sdir_t *d)
+{
+    if (d->inject && d->tx <= NGX_WSP_TX_DUE
+        && d->out_hdr.pos == d->out_hdr.last
+        && d->out_body.pos == d->out_body.last)
+    {
+        /*
+         * A frame from send_frame() goes after what was forwarded and
+         * before a frame still waiting for its verdict; the relay frees
+         * it once it is sent.
+         */
+        d->inject_cur = d->inject;
+        d->inject = d->inject->next;
+        d->out_body.pos = d->inject_cur->data;
+        d->out_body.last = d->inject_cur->data + d->inject_cur->len;
+        return NGX_WSP_DONE;
+    }
+
+    if (d->in == NGX_WSP_IN_LUA) {
+        return NGX_WSP_AGAIN;
+    }
+
+    if (d->tx && ngx_wsp_close_boundary(d)) {
+        /* a close of the proxy's own, at a frame boundary */
+        return NGX_WSP_DONE;
+    }
+
+    if (d->in == NGX_WSP_IN_SKIP) {
+        return NGX_WSP_OK;
+    }
+
+    if (ngx_wsp_rx_over(d)) {
+        /* after its close (or a violation) a peer's bytes are ignored */
+
+        if (d->spos == d->ppos) {
+            d->ppos = d->last;
+            d->spos = d->last;
+        }
+
+        return NGX_WSP_AGAIN;
+    }
+
+    if (d->ppos == d->last) {
+        return NGX_WSP_AGAIN;
+    }
+
+    if (d->tx >= NGX_WSP_TX_CLOSED) {
+        return ngx_wsp_skip_start(d);
+    }
+
+    if (d->out_hdr.pos < d->out_hdr.last
+        || d->out_body.pos < d->out_body.last)
+    {
+        return NGX_WSP_AGAIN;
+    }
+
+    return ngx_wsp_frame_start(d);
+}
+
+
+/*
+ * Moves the payload bytes of the current frame that are in the buffer.
+ * OK: the frame is complete; AGAIN: more is due; DONE: its text is
+ * invalid, the direction was closed.
+ */
+
+static int
+ngx_wsp_payload(ngx_wsp_sdir_t *d)
+{
+    int             rc;
+    size_t          avail;
+    unsigned char  *start, *to;
+
+    avail = d->last - d->ppos;
+    if ((uint64_t) avail > d->remaining) {
+        avail = (size_t) d->remaining;
+    }
+
+    start = d->ppos;
+
+    switch (d->in) {
+
+    case NGX_WSP_IN_RAW:
+
+        if (ngx_wsp_checks_utf8(d)) {
+            /* in place, before the bytes can be sent */
+            d->utf8 = d->frame.masked
+                      ? ngx_wsp_utf8_validate_masked(d->utf8, start, avail,
+                                                     d->frame.mask,
+                                                     d->offset)
+                      : ngx_wsp_utf8_validate(d->utf8, start, avail);
+
+            if (d->utf8 == NGX_WSP_UTF8_REJECT) {
+                ngx_wsp_invalid_utf8(d, 1);
+                return NGX_WSP_DONE;
+            }
+        }
+
+        d->ppos += avail;
+        break;
+
+    case NGX_WSP_IN_BUFFER:
+
+        if (ngx_wsp_is_control(d->frame.opcode)) {
+            to = d->ctl->cbuf + d->ctl->clen;
+            d->ctl->clen += avail;
+
+        } else if (d->inflating) {
+            /* onto the message buffer, checked there as it comes out */
+
+            rc = d->session->cb->inflate(d, start, avail);
+
+            d->ppos += avail;
+            d->spos = d->ppos;
+
+            if (rc != NGX_WSP_OK) {
+                return ngx_wsp_inflate_stopped(d, avail);
+            }
+
+            break;
+
+        } else {
+            to = d->msg + d->msg_len;
+            d->msg_len += avail;
+        }
+
+        if (d->frame.masked) {
+            ngx_wsp_mask(to, start, avail, d->frame.mask, d->offset);
+
+        } else if (avail) {
+            memcpy(to, start, avail);
+        }
+
+        d->ppos += avail;
+        d->spos = d->ppos;
+
+        if (ngx_wsp_checks_utf8(d)) {
+            d->utf8 = ngx_wsp_utf8_validate(d->utf8, to, avail);
+
+            if (d->utf8 == NGX_WSP_UTF8_REJECT) {
+                /* fail fast: not when the frame is complete */
+                ngx_wsp_invalid_utf8(d, 0);
+                return NGX_WSP_DONE;
+            }
+        }
+
+        break;
+
+    case NGX_WSP_IN_HOLD:
+        /* the whole frame is there, see frame_done() */
+        break;
+
+    default: /* NGX_WSP_IN_SKIP */
+        d->ppos += avail;
+        d->spos = d->ppos;
+        break;
+    }
+
+    d->remaining -= avail;
+    d->offset += avail;
+
+    return d->remaining ? NGX_WSP_AGAIN : NGX_WSP_OK;
+}
+
+
+/*
+ * A limit stopped an inflate in the middle of its frame: the sender's
+ * reader stays open (its close reply is awaited), so the rest of the
+ * frame is skipped, and the frames after it are parsed for that reply.
+ * After a violation or a failure the reader is over, and nothing is.
+ */
+
+static int
+ngx_wsp_inflate_stopped(ngx_wsp_sdir_t *d, size_t avail)
+{
+    if (d->in == NGX_WSP_IN_HEADER && !ngx_wsp_rx_over(d)
+        && d->remaining > avail)
+    {
+        d->in = NGX_WSP_IN_SKIP;
+        d->remaining -= avail;
+        d->offset += avail;
+    }
+
+    return NGX_WSP_DONE;
+}
+
+
+/*
+ * Nothing more can go to dst (a close was sent, or dst is gone): frames
+ * are still parsed, to find the peer's close reply, but their payloads are
+ * dropped.  Unsent raw bytes before them must go first.  A header that
+ * does not parse ends src's frames; no other rule is checked.
+ */
+
+static int
+ngx_wsp_skip_start(ngx_wsp_sdir_t *d)
+{
+    int  rc;
+
+    if (d->spos < d->ppos) {
+        return NGX_WSP_AGAIN;
+    }
+
+    rc = ngx_wsp_frame_parse_header(d->ppos, d->last - d->ppos, &d->frame);
+
+    if (rc == NGX_WSP_PARSE_AGAIN) {
+        if (d->last == d->end && d->ppos > d->start) {
+            ngx_wsp_compact(d);
+        }
+
+        return NGX_WSP_DECLINED;
+    }
+
+    if (rc == NGX_WSP_PARSE_ERROR) {
+        ngx_wsp_rx_close(d);
+        return NGX_WSP_ERROR;
+    }
+
+    if (d->frame.opcode == NGX_WSP_OP_CLOSE
+        && d->frame.payload_len <= NGX_WSP_MAX_CONTROL)
+    {
+        /* the peer's close reply is kept for the variables and stats() */
+
+        if (ngx_wsp_whole_frame(d) != NGX_WSP_OK) {
+            return NGX_WSP_DECLINED;
+        }
+
+        ngx_wsp_keep_reply(d);
+    }
+
+    return ngx_wsp_skip_frame(d);
+}
+
+
+/* the frame whose header was just parsed is read and dropped */
+
+static int
+ngx_wsp_skip_frame(ngx_wsp_sdir_t *d)
+{
+    d->ppos += d->frame.header_len;
+    d->spos = d->ppos;
+    d->in = NGX_WSP_IN_SKIP;
+    d->remaining = d->frame.payload_len;
+    d->offset = 0;
+
+    return NGX_WSP_OK;
+}
+
+
+int
+ngx_wsp_whole_frame(ngx_wsp_sdir_t *d)
+{
+    size_t  need;
+
+    need = d->frame.header_len + (size_t) d->frame.payload_len;
+
+    if ((size_t) (d->last - d->ppos) >= need) {
+        return NGX_WSP_OK;
+    }
+
+    if ((size_t) (d->end - d->ppos) < need) {
+        ngx_wsp_compact(d);
+    }
+
+    return NGX_WSP_DECLINED;
+}
+
+
+void
+ngx_wsp_compact(ngx_wsp_sdir_t *d)
+{
+    size_t  n;
+
+    if (d->spos == d->start) {
+        return;
+    }
+
+    n = d->last - d->spos;
+
+    if (n) {
+        memmove(d->start, d->spos, n);
+    }
+
+    d->ppos -= d->spos - d->start;
+    d->last = d->start + n;
+    d->spos = d->start;
+}
+
+
+/* the (whole, control-sized) payload of the frame at ppos, unmasked */
+
+static void
+ngx_wsp_close_payload_of(ngx_wsp_sdir_t *d, unsigned char *dst)
+{
+    size_t          len;
+    unsigned char  *p;
+
+    p = d->ppos + d->frame.header_len;
+    len = (size_t) d->frame.payload_len;
+
+    if (d->frame.masked) {
+        ngx_wsp_mask(dst, p, len, d->frame.mask, 0);
+
+    } else if (len) {
+        memcpy(dst, p, len);
+    }
+}
+
+
+/*
+ * A close frame that is skipped (a reply to the proxy's own close) is
+ * still recorded: its status and reason, when valid, fill the session's
+ * close code and reason as a forwarded close does.
+ */
+
+static void
+ngx_wsp_keep_reply(ngx_wsp_sdir_t *d)
+{
+    size_t          len;
+    unsigned        code;
+    const char     *reason;
+    unsigned char   tmp[NGX_WSP_MAX_CONTROL];
+
+    len = (size_t) d->frame.payload_len;
+
+    ngx_wsp_close_payload_of(d, tmp);
+
+    if (ngx_wsp_close_check(tmp, len, &code, &reason)
+        || ngx_wsp_get_ctl(d) == NULL)
+    {
+        return;
+    }
+
+    ngx_wsp_keep_close(d, code, tmp, len);
+}
+
+
+/*
+ * A new frame at ppos: parse and check its header, apply the limits and
+ * choose what happens to its payload.  DECLINED: more bytes are needed;
+ * AGAIN: the frame must wait for output to drain; ERROR: the direction was
+ * closed for a violation or a limit.
+ */
+
+static int
+ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
+{
+    int                    rc;
+    unsigned               opcode, control, buffered;
+    const char            *reason;
+    ngx_wsp_session_t     *s;
+    const ngx_wsp_opts_t  *opts;
+
+    s = d->session;
+    opts = s->conf;
+
+    rc = ngx_wsp_frame_parse_header(d->ppos, d->last - d->ppos, &d->frame);
+
+    if (rc == NGX_WSP_PARSE_AGAIN) {
+        if (d->last == d->end) {
+            ngx_wsp_compact(d);
+        }
+
+        return NGX_WSP_DECLINED;
+    }
+
+    if (rc == NGX_WSP_PARSE_ERROR) {
+        ngx_wsp_violation(d, NGX_WSP_CLOSE_PROTOCOL, d->frame.error,
+                          d->frame.error);
+        return NGX_WSP_ERROR;
+    }
+
+    opcode = d->frame.opcode;
+    control = ngx_wsp_is_control(opcode);
+
+    buffered = opts->hook
+               || (opts->aggregate && !control
+                   && (!d->frame.fin || opcode == NGX_WSP_OP_CONT));
+
+    /*
+     * permessage-deflate, unless frames pass as they are: what src
+     * compressed is inflated, what goes to a dst that takes compressed
+     * data is deflated; the frame's rule is checked below.
+     */
+
+    if (d->z && !control && !(d->z & NGX_WSP_Z_PASS)) {
+        d->inflating = (d->z & NGX_WSP_Z_RX)
+                       && (opcode == NGX_WSP_OP_CONT
+                           ? d->msg_state.compressed
+                           : (d->frame.rsv & NGX_WSP_RSV_DEFLATE) != 0);
+
+        buffered |= d->inflating || (d->z & NGX_WSP_Z_TX);
+    }
+
+    if (buffered && d->spos < d->ppos) {
+        /*
+         * Raw bytes before this frame go out first; the frame is checked
+         * only then, as the check moves the fragmentation state.
+         */
+        return NGX_WSP_AGAIN;
+    }
+
+    rc = ngx_wsp_frame_check(&d->frame,
+                             d->dir == NGX_WSP_DIR_CLIENT
+                             ? NGX_WSP_ROLE_CLIENT : NGX_WSP_ROLE_UPSTREAM,
+                             &d->msg_state, &reason);
+    if (rc) {
+        ngx_wsp_violation(d, (unsigned) rc, reason, reason);
+        return NGX_WSP_ERROR;
+    }
+
+    /* liveness: a data frame's time; a control frame's, the relay's */
+
+    if (!control) {
+        d->data_time = s->now;
+
+        if (ngx_wsp_frame_limits(d) != NGX_WSP_OK) {
+            return NGX_WSP_ERROR;
+        }
+
+    } else if (s->cb->control) {
+        rc = s->cb->control(d);
+
+        if (rc != NGX_WSP_OK) {
+            return rc == NGX_WSP_DONE ? ngx_wsp_skip_frame(d) : rc;
+        }
+    }
+
+    if (opcode == NGX_WSP_OP_CLOSE) {
+        rc = ngx_wsp_close_frame(d);
+
+        if (rc != NGX_WSP_OK) {
+            return rc;
+        }
+    }
+
+    if (buffered) {
+        d->remaining = d->frame.payload_len;
+        d->offset = 0;
+
+        return s->cb->buffer(d);
+    }
+
+    if (!control && opcode != NGX_WSP_OP_CONT) {
+        ngx_wsp_msg_start(d, opcode);
+    }
+
+    if (d->z && !control && d->msg_state.compressed) {
+        /* compressed text passing through is checked by its dst */
+        d->check_utf8 = 0;
+        d->zbytes += d->frame.payload_len;
+    }
+
+    d->in = NGX_WSP_IN_RAW;
+    d->ppos += d->frame.header_len;
+    d->remaining = d->frame.payload_len;
+    d->offset = 0;
+
+    return NGX_WSP_OK;
+}
+
+
+/*
+ * The size limit counts one frame, or the whole message when fragments
+ * are aggregated; the fragment limit counts the frames of one message.
+ */
+
+static int
+ngx_wsp_frame_limits(ngx_wsp_sdir_t *d)
+{
+    uint64_t               size;
+    const ngx_wsp_opts_t  *opts;
+
+    opts = d->session->conf;
+
+    /* what is inflated counts as it comes out (the relay's inflate) */
+
+    size = (opts->aggregate ? d->msg_size : 0)
+           + (d->inflating ? 0 : d->frame.payload_len);
+    d->msg_size = size;
+    d->msg_frames++;
+
+    if (opts->max_frame_size[d->dir] && size > opts->max_frame_size[d->dir])
+    {
+        ngx_wsp_limit(d, NGX_WSP_LIMIT_SIZE, size);
+        return NGX_WSP_ERROR;
+    }
+
+    if (opts->max_fragments[d->dir]
+        && d->msg_frames > opts->max_fragments[d->dir])
+    {
+        ngx_wsp_limit(d, NGX_WSP_LIMIT_FRAGMENTS, d->msg_frames);
+        return NGX_WSP_ERROR;
+    }
+
+    return NGX_WSP_OK;
+}
+
+
+/*
+ * A close frame is checked whole before any of it moves.  From here on
+ * src's frames are over, whether the frame goes out raw or waits for Lua:
+ * a FIN that follows is the end of a close handshake, not a peer gone.
+ * OK: it goes on as other frames do.
+ */
+
+static int
+ngx_wsp_close_frame(ngx_wsp_sdir_t *d)
+{
+    int             rc;
+    size_t          len;
+    unsigned        code;
+    const char     *reason;
+    unsigned char   tmp[NGX_WSP_MAX_CONTROL];
+
+    len = (size_t) d->frame.payload_len;
+
+    if (ngx_wsp_whole_frame(d) != NGX_WSP_OK) {
+        return NGX_WSP_DECLINED;
+    }
+
+    ngx_wsp_close_payload_of(d, tmp);
+
+    rc = ngx_wsp_close_check(tmp, len, &code, &reason);
+    if (rc) {
+        ngx_wsp_violation(d, (unsigned) rc, reason, reason);
+        return NGX_WSP_ERROR;
+    }
+
+    if (ngx_wsp_close_accepted(d, code, tmp, len) != 0) {
+        ngx_wsp_fail(d->session, "out of memory");
+        return NGX_WSP_ERROR;
+    }
+
+    if (!d->session->conf->hook) {
+        ngx_wsp_event(d, NGX_WSP_EV_CLOSE_IN, code, NULL);
+    }
+
+    return NGX_WSP_OK;
+}
+
+
+/* the whole payload of the current frame has been read */
+
+static void
+ngx_wsp_frame_done(ngx_wsp_sdir_t *d)
+{
+    size_t          len;
+    unsigned        in, control;
+    unsigned char  *p;
+
+    in = d->in;
+    control = ngx_wsp_is_control(d->frame.opcode);
+
+    d->in = NGX_WSP_IN_HEADER;
+    d->frames++;
+
+    if (in == NGX_WSP_IN_SKIP) {
+        if (d->frame.opcode == NGX_WSP_OP_CLOSE) {
+            ngx_wsp_rx_close(d);
+        }
+
+        return;
+    }
+
+    if (!control && d->frame.fin) {
+        d->messages++;
+        d->msg_size = 0;
+        d->msg_frames = 0;
+    }
+
+    if (in == NGX_WSP_IN_RAW) {
+        ngx_wsp_raw_done(d);
+        return;
+    }
+
+    if (in == NGX_WSP_IN_HOLD) {
+        /* held at ppos: unmasked in place for Lua */
+
+        p = d->ppos + d->frame.header_len;
+        len = (size_t) d->frame.payload_len;
+
+        if (d->frame.masked) {
+            ngx_wsp_mask(p, p, len, d->frame.mask, 0);
+        }
+
+        if (ngx_wsp_checks_utf8(d)) {
+            d->utf8 = ngx_wsp_utf8_validate(d->utf8, p, len);
+        }
+
+        d->hold = d->frame.header_len + len;
+    }
+
+    /* buffered: a whole frame, or a fragment of an aggregated message */
+
+    if (ngx_wsp_checks_utf8(d)
+        && (d->utf8 == NGX_WSP_UTF8_REJECT
+            || (d->frame.fin && d->utf8 != NGX_WSP_UTF8_ACCEPT)))
+    {
+        d->hold = 0;
+        ngx_wsp_violation(d, NGX_WSP_CLOSE_INVALID_DATA, "invalid UTF-8 text",
+                          "invalid UTF-8 in a text message");
+        return;
+    }
+
+    d->session->cb->frame_out(d);
+}
+
+
+static void
+ngx_wsp_raw_done(ngx_wsp_sdir_t *d)
+{
+    if (ngx_wsp_checks_utf8(d) && d->frame.fin
+        && d->utf8 != NGX_WSP_UTF8_ACCEPT)
+    {
+        /* a code point cut by the end of the message */
+        ngx_wsp_invalid_utf8(d, 1);
+        return;
+    }
+
+    if (d->frame.opcode == NGX_WSP_OP_CLOSE) {
+        /* forwarded as it came: the close handshake goes on through us */
+        ngx_wsp_close_forwarded(d);
+    }
 }

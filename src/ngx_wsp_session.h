@@ -73,6 +73,25 @@
 #define NGX_WSP_IN_LUA               5   /* a frame waits for Lua's
                                             verdict (slot.ready) */
 
+/* what the core's steps and the relay's callbacks return (nginx's values) */
+#define NGX_WSP_OK                   0
+#define NGX_WSP_ERROR               -1
+#define NGX_WSP_AGAIN               -2
+#define NGX_WSP_DONE                -4
+#define NGX_WSP_DECLINED            -5
+
+/* what permessage-deflate does in a direction (ngx_wsp_sdir_t.z) */
+#define NGX_WSP_Z_RX                 1   /* src may send compressed data */
+#define NGX_WSP_Z_TX                 2   /* what goes to dst is compressed */
+#define NGX_WSP_Z_PASS               4   /* both, alike: compressed frames
+                                            pass through untouched */
+
+/* which limit a sender broke (NGX_WSP_EV_LIMIT's code) */
+#define NGX_WSP_LIMIT_SIZE           1   /* max_frame_size: n bytes */
+#define NGX_WSP_LIMIT_FRAGMENTS      2   /* max_fragments: n frames */
+#define NGX_WSP_LIMIT_BUFFER         3   /* the buffering ceiling
+                                            (max_payload): n bytes */
+
 /* who sent the first close frame */
 #define NGX_WSP_BY_NONE              0
 #define NGX_WSP_BY_CLIENT            1
@@ -107,7 +126,8 @@
  */
 #define NGX_WSP_EV_VIOLATION         1   /* code: 1002, 1007; text: what,
                                             NULL when the caller logged */
-#define NGX_WSP_EV_LIMIT             2   /* code: 1009 */
+#define NGX_WSP_EV_LIMIT             2   /* code: NGX_WSP_LIMIT_*, n: the
+                                            size or count; 1009 goes */
 #define NGX_WSP_EV_HALF_CLOSE        3   /* src's FIN after its close */
 #define NGX_WSP_EV_GONE              4   /* src left without a close */
 #define NGX_WSP_EV_GONE_MID_FRAME    5   /* ... in the middle of a frame
@@ -120,10 +140,42 @@
                                             (ngx_wsp_close_forwarded()) */
 #define NGX_WSP_EV_TAKEN             8   /* the frame held for Lua is
                                             dropped (in: LUA -> HEADER) */
+#define NGX_WSP_EV_CLOSE_IN          9   /* src's valid close frame goes
+                                            on without a hook; code: its
+                                            status, the reason in ctl */
+#define NGX_WSP_EV_FAILED           10   /* of the session (d NULL): a
+                                            failure ends it; text: why */
 
 
 typedef struct ngx_wsp_session_s  ngx_wsp_session_t;
 typedef struct ngx_wsp_sdir_s     ngx_wsp_sdir_t;
+
+
+/* a frame injected from Lua (send_frame), already encoded */
+typedef struct ngx_wsp_inject_s  ngx_wsp_inject_t;
+
+struct ngx_wsp_inject_s {
+    ngx_wsp_inject_t           *next;
+    size_t                      len;
+    unsigned char               data[1];
+};
+
+
+/*
+ * The session's options the core applies (set before it runs; the limits
+ * may change while it runs).  The relay's options begin with these
+ * fields, in a union with the type.
+ */
+#define NGX_WSP_OPTS_FIELDS                                                  \
+    uint64_t                    max_frame_size[2];  /* 0: unlimited */       \
+    uintptr_t                   max_fragments[2];   /* 0: unlimited */       \
+    uint64_t                    max_payload;        /* buffering ceiling */  \
+    unsigned char               hook;               /* frames go to Lua */   \
+    unsigned char               aggregate;          /* messages whole */
+
+typedef struct {
+    NGX_WSP_OPTS_FIELDS
+} ngx_wsp_opts_t;
 
 
 /* bytes still to send from memory the direction owns */
@@ -167,7 +219,22 @@ typedef struct {
 
     /* NGX_WSP_EV_*; d is NULL for an event of the session */
     void   (*event)(ngx_wsp_session_t *s, ngx_wsp_sdir_t *d,
-                    unsigned event, unsigned code, const char *text);
+                    unsigned event, unsigned code, const char *text,
+                    uint64_t n);
+
+    /*
+     * The relay's part of the parser, for frames that are not forwarded
+     * as they come (NULL: every frame is).  control(): a control frame's
+     * header is parsed and checked (liveness: NGX_WSP_DONE skips a pong
+     * to the proxy's own ping).  buffer(): a frame for Lua, aggregation
+     * or deflate, where its payload goes (in: HOLD or BUFFER).
+     * inflate(): payload bytes of a compressed frame.  frame_out(): a
+     * held or buffered frame (or message) is whole.
+     */
+    int    (*control)(ngx_wsp_sdir_t *d);
+    int    (*buffer)(ngx_wsp_sdir_t *d);
+    int    (*inflate)(ngx_wsp_sdir_t *d, unsigned char *p, size_t n);
+    void   (*frame_out)(ngx_wsp_sdir_t *d);
 } ngx_wsp_session_cb_t;
 
 
@@ -179,7 +246,6 @@ typedef struct {
  */
 #define NGX_WSP_SDIR_FIELDS                                                  \
     ngx_wsp_session_t          *session;                                     \
-    uintptr_t                   dir;            /* NGX_WSP_DIR_* */          \
                                                                              \
     unsigned char              *start;                                       \
     unsigned char              *end;                                         \
@@ -192,22 +258,44 @@ typedef struct {
     unsigned char               tx;                                          \
     unsigned char               in;                                          \
     unsigned char               check_utf8;     /* the open message: text */ \
+    unsigned char               z;              /* NGX_WSP_Z_* */            \
+    unsigned char               inflating;      /* the frame's payload */    \
+    uint16_t                    ctl_code;       /* the proxy's close due */  \
                                                                              \
     /* the frame being parsed */                                             \
     ngx_wsp_frame_t             frame;                                       \
     uint64_t                    remaining;      /* payload bytes due */      \
     uint64_t                    offset;         /* payload bytes seen */     \
     ngx_wsp_msg_state_t         msg_state;                                   \
+    unsigned char               dir;            /* NGX_WSP_DIR_* */          \
     uint32_t                    utf8;                                        \
     size_t                      hold;           /* bytes held at ppos for   \
                                                    Lua (IN_LUA) */           \
+                                                                             \
+    /* data message limits: bytes and fragments of the open message */       \
+    uint64_t                    msg_size;                                    \
+    uintptr_t                   msg_frames;                                  \
+                                                                             \
+    /* a buffered data frame or message (the relay's memory) */              \
+    unsigned char              *msg;                                         \
+    size_t                      msg_len;                                     \
+    uintptr_t                   msg_opcode;     /* its first frame's */      \
+                                                                             \
+    /* frames injected from Lua, sent at the next frame boundary */          \
+    ngx_wsp_inject_t           *inject;                                      \
+    ngx_wsp_inject_t           *inject_cur;                                  \
+                                                                             \
+    /* counts: frames, data messages, compressed payload passing */          \
+    uint64_t                    frames;                                      \
+    uint64_t                    messages;                                    \
+    uint64_t                    zbytes;                                      \
+    uintptr_t                   data_time;      /* src's last data frame */  \
                                                                              \
     ngx_wsp_range_t             out_hdr;                                     \
     ngx_wsp_range_t             out_body;                                    \
     ngx_wsp_range_t             out_ctl;                                     \
     ngx_wsp_ctl_t              *ctl;                                         \
-    intptr_t                    close_code;     /* src's, -1: none */        \
-    uint16_t                    ctl_code;       /* the proxy's close due */
+    intptr_t                    close_code;     /* src's, -1: none */
 
 struct ngx_wsp_sdir_s {
     NGX_WSP_SDIR_FIELDS
@@ -217,6 +305,8 @@ struct ngx_wsp_sdir_s {
 #define NGX_WSP_SESSION_FIELDS                                               \
     ngx_wsp_sdir_t             *sd[2];          /* by NGX_WSP_DIR_* */       \
     const ngx_wsp_session_cb_t *cb;                                          \
+    const ngx_wsp_opts_t       *conf;          /* the relay's options */  \
+    uintptr_t                   now;            /* the relay's clock (ms) */ \
     uintptr_t                   kick;           /* NGX_WSP_RUN_DIR()s */     \
     uintptr_t                   closed_by;      /* NGX_WSP_BY_* */           \
     unsigned char               ended_by;       /* NGX_WSP_END_* */
@@ -241,6 +331,15 @@ struct ngx_wsp_session_s {
 #define ngx_wsp_close_pending(d)                                             \
     ((d)->tx >= NGX_WSP_TX_MSG && (d)->tx <= NGX_WSP_TX_DUE)
 
+/* a new data message: its text is checked as UTF-8 as it passes */
+#define ngx_wsp_msg_start(d, op)                                             \
+    (d)->utf8 = NGX_WSP_UTF8_ACCEPT;                                         \
+    (d)->check_utf8 = ((op) == NGX_WSP_OP_TEXT)
+
+/* the payload of this frame is text to check */
+#define ngx_wsp_checks_utf8(d)                                               \
+    ((d)->check_utf8 && !ngx_wsp_is_control((d)->frame.opcode))
+
 /* bytes the direction has queued for dst */
 #define ngx_wsp_has_output(d)                                                \
     ((d)->spos < (d)->ppos                                                   \
@@ -251,7 +350,25 @@ struct ngx_wsp_session_s {
 
 /* the session's directions (zeroed, or already in use) join it */
 void ngx_wsp_session_init(ngx_wsp_session_t *s, const ngx_wsp_session_cb_t *cb,
-    ngx_wsp_sdir_t *client, ngx_wsp_sdir_t *upstream);
+    const ngx_wsp_opts_t *opts, ngx_wsp_sdir_t *client,
+    ngx_wsp_sdir_t *upstream);
+
+/*
+ * The parser: walks d's input from one frame boundary to the next,
+ * queues what goes out (the raw range, an injected frame, a close of the
+ * proxy's), checks every header and close frame, applies the limits,
+ * checks text, skips what is not to be forwarded, and hands the rest to
+ * the relay's callbacks.  Returns 1 when it stopped for want of bytes (a
+ * header, or a frame that must be whole, cut short), else 0.  The relay
+ * sets s->now first.
+ */
+unsigned ngx_wsp_parse(ngx_wsp_sdir_t *d);
+
+/* NGX_WSP_DECLINED until the whole frame at ppos is in the buffer */
+int ngx_wsp_whole_frame(ngx_wsp_sdir_t *d);
+
+/* what is unsent or unparsed moves to the front of d's input buffer */
+void ngx_wsp_compact(ngx_wsp_sdir_t *d);
 
 /* d's control block, allocated the first time; NULL: no memory */
 ngx_wsp_ctl_t *ngx_wsp_get_ctl(ngx_wsp_sdir_t *d);
@@ -266,8 +383,11 @@ ngx_wsp_ctl_t *ngx_wsp_get_ctl(ngx_wsp_sdir_t *d);
 void ngx_wsp_violation(ngx_wsp_sdir_t *d, unsigned code, const char *reason,
     const char *log_reason);
 
-/* a limit broken by d's src: 1009 to it, 1001 on; its reader stays open */
-void ngx_wsp_limit(ngx_wsp_sdir_t *d);
+/*
+ * a limit (NGX_WSP_LIMIT_*; n: the size or count) broken by d's src: 1009
+ * to it, 1001 on; its reader stays open
+ */
+void ngx_wsp_limit(ngx_wsp_sdir_t *d, unsigned limit, uint64_t n);
 
 /* invalid UTF-8 in d's text message; raw: the frame goes out as it came */
 void ngx_wsp_invalid_utf8(ngx_wsp_sdir_t *d, unsigned raw);
@@ -326,8 +446,9 @@ void ngx_wsp_dst_gone(ngx_wsp_sdir_t *d);
 /* the frame held for Lua (IN_LUA) will not be forwarded */
 void ngx_wsp_drop_pending(ngx_wsp_sdir_t *d);
 
-/* a failure that ends the session at once: both directions stop */
-void ngx_wsp_fail(ngx_wsp_session_t *s);
+/* a failure that ends the session at once (reason: why, for the relay's
+ * log): both directions stop */
+void ngx_wsp_fail(ngx_wsp_session_t *s, const char *reason);
 
 /*
  * 1: both directions are over, the session can end (their output all

@@ -5,7 +5,8 @@
 use strict;
 use warnings;
 
-my $bin = 'build/wsp_session_test';
+my $dir = $ENV{TEST_NGINX_UNIT_DIR} || 'build';
+my $bin = "$dir/wsp_session_test";
 
 if (!-x $bin) {
     print "1..0 # SKIP unit test binary not built "
@@ -14,8 +15,8 @@ if (!-x $bin) {
 }
 
 my @objs = grep { -f }
-           ('build/ngx_wsp_session.o',
-            'build/nginx/objs/addon/src/ngx_wsp_session.o');
+           ("$dir/ngx_wsp_session.o",
+            "$dir/nginx/objs/addon/src/ngx_wsp_session.o");
 
 # the unit test prints its own plan at its end: ours comes after it
 my $out = `$bin`;

@@ -32,6 +32,7 @@ typedef struct {
 
 typedef struct {
     ngx_wsp_session_t   s;
+    ngx_wsp_opts_t      opts;
     ngx_wsp_sdir_t      d[2];
     unsigned char       buf[2][T_BUF];
 
@@ -80,11 +81,12 @@ t_mask_key(ngx_wsp_session_t *s, unsigned char key[4])
 
 static void
 t_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *d, unsigned event,
-    unsigned code, const char *text)
+    unsigned code, const char *text, uint64_t n)
 {
     t_session_t  *t = t_of(s);
 
     (void) text;
+    (void) n;
 
     if (t->nev < T_EVENTS) {
         t->ev[t->nev].event = event;
@@ -104,7 +106,10 @@ t_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *d, unsigned event,
 }
 
 
-static const ngx_wsp_session_cb_t  t_cb = { t_alloc, t_mask_key, t_event };
+/* every frame is forwarded as it comes: no buffer(), inflate(), ... */
+static const ngx_wsp_session_cb_t  t_cb = {
+    t_alloc, t_mask_key, t_event, NULL, NULL, NULL, NULL
+};
 
 
 static void
@@ -114,7 +119,7 @@ t_init(t_session_t *t)
 
     memset(t, 0, sizeof(t_session_t));
 
-    ngx_wsp_session_init(&t->s, &t_cb, &t->d[0], &t->d[1]);
+    ngx_wsp_session_init(&t->s, &t_cb, &t->opts, &t->d[0], &t->d[1]);
 
     for (i = 0; i < 2; i++) {
         t->d[i].start = t->buf[i];

@@ -198,12 +198,13 @@ test_limit_then_reply(void)
 
     t_init(&t);
 
-    ngx_wsp_limit(&t.d[U]);
+    ngx_wsp_limit(&t.d[U], NGX_WSP_LIMIT_SIZE, 100);
 
     ok(t.d[U].rx == NGX_WSP_RX_OPEN,
        "limit: the sender's reader stays open for its reply");
     ok(t.s.ended_by == NGX_WSP_END_LIMIT
-       && t.ev[0].event == NGX_WSP_EV_LIMIT && t.ev[0].code == 1009,
+       && t.ev[0].event == NGX_WSP_EV_LIMIT
+       && t.ev[0].code == NGX_WSP_LIMIT_SIZE,
        "limit: reported");
 
     run_kicked();
@@ -407,7 +408,7 @@ test_no_memory(void)
                               (const unsigned char *) "\x03\xe8", 2) == -1,
        "no memory for a close's reason: said so");
 
-    ngx_wsp_fail(&t.s);
+    ngx_wsp_fail(&t.s, "out of memory");
     ok(ngx_wsp_done(&t.s, 0), "a failure: the session is done");
     ok(checked(), "no memory: invariants");
 
