@@ -52,15 +52,6 @@ static ngx_int_t ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp,
 const char  *ngx_http_ws_proxy_role[] = { "client", "upstream" };
 
 
-/* a reader that may still recv(): open, or closed but not yet gone */
-#define ngx_wsp_can_recv(d)                                                  \
-    ((d)->rx <= NGX_WSP_RX_CLOSED && (d)->in != NGX_WSP_IN_LUA)
-
-/* parsed input, or a frame of the proxy's own, waiting its turn */
-#define ngx_wsp_has_work(d)                                                  \
-    ((d)->ppos < (d)->last || (d)->inject || ngx_wsp_close_pending(d))
-
-
 /*
  * Input buffers of the common size are kept on a per-worker free list so
  * that idle sessions hold no buffer and busy ones do not call malloc() for

@@ -498,6 +498,16 @@ ngx_wsp_dst_gone(ngx_wsp_sdir_t *d)
     d->session->kick |= NGX_WSP_RUN_DIR(d->dir);
     d->tx = NGX_WSP_TX_ABORTED;
     d->spos = d->ppos;
+
+    if (d->in == NGX_WSP_IN_RAW) {
+        /*
+         * the rest of a frame being forwarded is read and dropped: left
+         * in the raw range, it would hold the parser at this frame's end
+         * (and src's FIN unseen) until close_timeout
+         */
+        d->in = NGX_WSP_IN_SKIP;
+    }
+
     d->out_hdr.pos = d->out_hdr.last;
     d->out_body.pos = d->out_body.last;
     d->out_ctl.pos = d->out_ctl.last;

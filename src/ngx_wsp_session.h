@@ -340,6 +340,15 @@ struct ngx_wsp_session_s {
 #define ngx_wsp_checks_utf8(d)                                               \
     ((d)->check_utf8 && !ngx_wsp_is_control((d)->frame.opcode))
 
+/* a reader that may still recv(): open, or closed but not yet gone */
+#define ngx_wsp_can_recv(d)                                                  \
+    ((d)->rx <= NGX_WSP_RX_CLOSED && (d)->in != NGX_WSP_IN_LUA)
+
+/* parsed input, or a frame of the proxy's own, waiting its turn: the
+ * relay calls ngx_wsp_parse() */
+#define ngx_wsp_has_work(d)                                                  \
+    ((d)->ppos < (d)->last || (d)->inject || ngx_wsp_close_pending(d))
+
 /* bytes the direction has queued for dst */
 #define ngx_wsp_has_output(d)                                                \
     ((d)->spos < (d)->ppos                                                   \
