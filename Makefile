@@ -183,7 +183,7 @@ $(BUILD)/ngx_wsp_session.o: src/ngx_wsp_session.c src/ngx_wsp_session.h \
 # unit tests of the session core, without nginx
 $(BUILD)/wsp_session_test: $(BUILD)/ngx_wsp_session.o src/ngx_wsp_frame.c \
 		src/ngx_wsp_frame.h src/ngx_wsp_session.h t/unit/tap.h \
-		t/unit/wsp_session.h t/unit/wsp_session_test.c
+		t/unit/wsp_session.h t/unit/wsp_wire.h t/unit/wsp_session_test.c
 	$(CC) $(CFLAGS_UNIT) -o $@ $(BUILD)/ngx_wsp_session.o \
 	    src/ngx_wsp_frame.c t/unit/wsp_session_test.c
 

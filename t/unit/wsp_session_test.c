@@ -1,15 +1,17 @@
 /*
- * Unit tests of the session core, without nginx: prints TAP.  Each test
- * scripts both peers as the relay would report them (bytes read and
- * forwarded, FIN, a close frame accepted, a violation its parser found,
- * sends) and checks the states, the closes queued and the end.
+ * Unit tests of the session core, without nginx: prints TAP.  The first
+ * tests script the core's transitions as the relay reports them (bytes
+ * read and forwarded, FIN, a close frame accepted, a violation, sends);
+ * the wire tests (test_wire_*) have two peers send frames as bytes
+ * through the core's parser and the relay's loop (t/unit/wsp_wire.h) and
+ * check what each peer gets, the states and the end.
  */
 
 #include <stdio.h>
 #include <string.h>
 
 #include "tap.h"
-#include "wsp_session.h"
+#include "wsp_wire.h"
 
 
 #define C  NGX_WSP_DIR_CLIENT
@@ -459,6 +461,306 @@ test_builder(void)
 }
 
 
+/* the wire: every byte the peers sent is read, and everything is sent */
+
+static void
+wire_all(void)
+{
+    unsigned  i, n;
+
+    for (n = 0; n < W_STREAM / T_BUF + 4; n++) {
+        for (i = 0; i < 2; i++) {
+            w_read(&t, i, W_STREAM);
+        }
+
+        w_run(&t, NGX_WSP_RUN_BOTH);
+    }
+}
+
+
+/* peer p leaves (FIN) once all it sent was read */
+
+static void
+wire_fin(unsigned p)
+{
+    wire_all();
+    ngx_wsp_src_hup(&t.d[p], 0);
+    w_run(&t, NGX_WSP_RUN_DIR(p));
+    wire_all();
+}
+
+
+static void
+wire_close(unsigned p, unsigned code)
+{
+    unsigned char  payload[2];
+
+    payload[0] = (unsigned char) (code >> 8);
+    payload[1] = (unsigned char) (code & 0xff);
+
+    w_frame(p, 1, NGX_WSP_OP_CLOSE, payload, 2, 0);
+}
+
+
+/* what peer p got is whole and valid: its error, or NULL */
+
+static int
+wire_clean(unsigned p)
+{
+    w_check(p, 1, t.d[1 - p].tx == NGX_WSP_TX_ABORTED);
+
+    return w_peer[p].error == NULL;
+}
+
+
+static void
+test_wire_close_both_orders(void)
+{
+    unsigned  first;
+
+    for (first = 0; first < 2; first++) {
+        w_init(&t);
+
+        w_frame(C, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "hi", 2, 0);
+        w_frame(U, 1, NGX_WSP_OP_BINARY, (const unsigned char *) "yo", 2, 0);
+        wire_close(first, 1000);
+        wire_all();
+
+        ok(t.d[first].rx == NGX_WSP_RX_CLOSED
+           && w_peer[1 - first].closed && !w_peer[first].closed
+           && w_peer[1 - first].close_code == 1000,
+           first == C ? "wire, client closes first: its close goes on"
+                      : "wire, upstream closes first: its close goes on");
+
+        wire_close(1 - first, 1000);
+        wire_fin(U);
+        wire_fin(C);
+
+        ok(ngx_wsp_done(&t.s, 0) && wire_clean(C) && wire_clean(U)
+           && w_peer[C].closed && w_peer[U].closed
+           && w_peer[U].ops[0] == NGX_WSP_OP_TEXT
+           && w_peer[C].ops[0] == NGX_WSP_OP_BINARY,
+           "wire: the reply goes back, both peers got data then a close, "
+           "done");
+        ok(t.s.closed_by == (first == C ? NGX_WSP_BY_CLIENT
+                                        : NGX_WSP_BY_UPSTREAM)
+           && t.s.ended_by == (first == C ? NGX_WSP_END_CLIENT_CLOSE
+                                          : NGX_WSP_END_UPSTREAM_CLOSE)
+           && t.d[C].close_code == 1000 && t.d[U].close_code == 1000,
+           "wire: who closed first, why it ended, both codes kept");
+        ok(checked(), "wire close: invariants");
+
+        w_free(&t);
+    }
+}
+
+
+static void
+test_wire_violation_after_data(void)
+{
+    w_init(&t);
+
+    w_frame(C, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "ok", 2, 0);
+    w_frame(C, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "bad", 3, 1);
+    w_frame(C, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "late", 4, 0);
+    wire_all();
+
+    ok(w_peer[U].frames == 2 && w_peer[U].ops[0] == NGX_WSP_OP_TEXT
+       && w_peer[U].close_code == NGX_WSP_CLOSE_GOING_AWAY,
+       "wire violation: the upstream gets the frame before it, then 1001");
+    ok(w_peer[C].close_code == NGX_WSP_CLOSE_PROTOCOL
+       && t.s.ended_by == NGX_WSP_END_VIOLATION
+       && t.d[C].rx == NGX_WSP_RX_CLOSED,
+       "wire violation: the client gets 1002, its frames are over");
+
+    wire_close(U, 1001);
+    wire_fin(U);
+    wire_fin(C);
+    ok(ngx_wsp_done(&t.s, 0) && wire_clean(C) && wire_clean(U),
+       "wire violation: done, nothing after the closes");
+
+    w_free(&t);
+}
+
+
+static void
+test_wire_garbage(void)
+{
+    /* a frame with RSV2, no extension agreed */
+    static const unsigned char  rsv2[] = { 0xa2, 0x01, 'x' };
+
+    w_init(&t);
+
+    w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "fine", 4, 0);
+    w_raw(U, rsv2, sizeof(rsv2));
+    wire_all();
+
+    ok(w_peer[U].close_code == NGX_WSP_CLOSE_PROTOCOL
+       && w_peer[C].frames == 2 && w_peer[C].ops[0] == NGX_WSP_OP_TEXT
+       && w_peer[C].close_code == NGX_WSP_CLOSE_GOING_AWAY
+       && wire_clean(C),
+       "wire: RSV2 from the upstream: 1002 to it, its text then 1001 on");
+
+    w_free(&t);
+}
+
+
+static void
+test_wire_limit_then_reply(void)
+{
+    unsigned char  big[20];
+
+    w_init(&t);
+    memset(big, 'x', sizeof(big));
+    t.opts.max_frame_size[C] = 10;
+
+    w_frame(C, 1, NGX_WSP_OP_BINARY, big, 5, 0);
+    w_frame(C, 1, NGX_WSP_OP_BINARY, big, 20, 0);
+    w_frame(C, 1, NGX_WSP_OP_BINARY, big, 5, 0);
+    wire_close(C, 1000);
+    wire_all();
+
+    ok(w_peer[C].close_code == NGX_WSP_CLOSE_TOO_BIG
+       && w_peer[U].frames == 2
+       && w_peer[U].close_code == NGX_WSP_CLOSE_GOING_AWAY
+       && t.s.ended_by == NGX_WSP_END_LIMIT,
+       "wire limit: 1009 to the sender, the frame before it and 1001 on");
+    ok(t.d[C].rx == NGX_WSP_RX_CLOSED && t.d[C].close_code == 1000,
+       "wire limit: the frames after it skipped, the close reply kept");
+
+    wire_close(U, 1001);
+    wire_fin(U);
+    wire_fin(C);
+    ok(ngx_wsp_done(&t.s, 0) && wire_clean(C) && wire_clean(U),
+       "wire limit: done");
+
+    w_free(&t);
+}
+
+
+static void
+test_wire_eof_mid_frame(void)
+{
+    unsigned char  body[100];
+
+    w_init(&t);
+    memset(body, 'b', sizeof(body));
+
+    w_frame(U, 1, NGX_WSP_OP_BINARY, body, 100, 0);
+    w_peer[U].slen -= 60;
+    wire_fin(U);
+
+    ok(w_peer[C].in_frame && w_peer[C].offset == 40
+       && t.d[U].tx == NGX_WSP_TX_ABORTED
+       && t.d[C].tx == NGX_WSP_TX_ABORTED,
+       "wire EOF mid-frame: 40 bytes went, no close can follow: both "
+       "dropped");
+    ok(ngx_wsp_done(&t.s, 0) && wire_clean(C), "wire EOF mid-frame: done");
+
+    w_free(&t);
+}
+
+
+static void
+test_wire_utf8_after_partial_send(void)
+{
+    unsigned char  text[50];
+
+    w_init(&t);
+    memset(text, 't', sizeof(text));
+    text[40] = 0xff;
+
+    w_frame(C, 1, NGX_WSP_OP_TEXT, text, 50, 0);
+    w_read(&t, C, 30);
+    w_run(&t, NGX_WSP_RUN_DIR(C));
+
+    ok(w_peer[U].in_frame && w_peer[U].offset == 24,
+       "wire UTF-8: the start of the frame went out");
+
+    wire_all();
+
+    ok(t.d[C].tx == NGX_WSP_TX_ABORTED
+       && w_peer[C].close_code == NGX_WSP_CLOSE_INVALID_DATA,
+       "wire UTF-8: the client gets 1007, the upstream is dropped");
+    ok(wire_clean(U) && w_peer[U].offset == 24,
+       "wire UTF-8: nothing of the read with the invalid byte went");
+
+    wire_fin(C);
+    ok(ngx_wsp_done(&t.s, 0), "wire UTF-8: done");
+
+    w_free(&t);
+}
+
+
+static void
+test_wire_injected_in_order(void)
+{
+    w_init(&t);
+
+    w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "one", 3, 0);
+    wire_all();
+    w_inject(&t, U, NGX_WSP_OP_PING, (const unsigned char *) "p", 1);
+    w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "two", 3, 0);
+    wire_all();
+
+    ok(w_peer[C].frames == 3 && w_peer[C].ops[0] == NGX_WSP_OP_TEXT
+       && w_peer[C].ops[1] == NGX_WSP_OP_PING
+       && w_peer[C].ops[2] == NGX_WSP_OP_TEXT,
+       "wire: an injected ping goes between the frames, in order");
+
+    /* one injected while the client's output is blocked waits its turn */
+    w_peer[C].blocked = 1;
+    w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "3", 1, 0);
+    wire_all();
+    w_inject(&t, U, NGX_WSP_OP_PONG, (const unsigned char *) "", 0);
+    w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "4", 1, 0);
+    wire_all();
+    w_peer[C].blocked = 0;
+    wire_all();
+
+    ok(w_peer[C].frames == 6 && w_peer[C].ops[3] == NGX_WSP_OP_TEXT
+       && w_peer[C].ops[4] == NGX_WSP_OP_PONG
+       && w_peer[C].ops[5] == NGX_WSP_OP_TEXT && wire_clean(C),
+       "wire: with the output blocked, the injected pong keeps its place");
+
+    w_free(&t);
+}
+
+
+/*
+ * A send to the client fails while the upstream's frame is forwarded raw:
+ * the rest of it is dropped, and the upstream's FIN is still seen (it
+ * was not: the direction waited at that frame's end for close_timeout).
+ */
+
+static void
+test_wire_dst_gone_mid_frame(void)
+{
+    unsigned char  body[100];
+
+    w_init(&t);
+    memset(body, 'b', sizeof(body));
+
+    w_frame(U, 1, NGX_WSP_OP_BINARY, body, 100, 0);
+    w_frame(U, 1, NGX_WSP_OP_BINARY, body, 10, 0);
+    w_read(&t, U, 50);
+    w_run(&t, NGX_WSP_RUN_DIR(U));
+
+    ngx_wsp_dst_gone(&t.d[U]);
+    w_run(&t, NGX_WSP_RUN_BOTH);
+
+    ok(t.d[U].in == NGX_WSP_IN_SKIP,
+       "dst gone mid-frame: the rest of the frame is skipped");
+
+    wire_fin(U);
+    ok(t.d[U].rx == NGX_WSP_RX_GONE && t.d[U].ppos == t.d[U].last,
+       "dst gone mid-frame: the upstream's frames are read, its FIN seen");
+    ok(ngx_wsp_done(&t.s, 0), "dst gone mid-frame: done");
+
+    w_free(&t);
+}
+
+
 int
 main(void)
 {
@@ -474,6 +776,14 @@ main(void)
     test_no_memory();
     test_dead_peer();
     test_builder();
+    test_wire_close_both_orders();
+    test_wire_violation_after_data();
+    test_wire_garbage();
+    test_wire_limit_then_reply();
+    test_wire_eof_mid_frame();
+    test_wire_utf8_after_partial_send();
+    test_wire_injected_in_order();
+    test_wire_dst_gone_mid_frame();
 
     return done_testing();
 }

@@ -41,6 +41,7 @@ typedef struct {
     size_t              clen;
 
     unsigned            frames;         /* whole frames received */
+    unsigned char       ops[32];        /* their opcodes, in order */
     unsigned            closed;         /* its close frame received */
     unsigned            close_code;
     unsigned            blocked;        /* sends to it do not go */
@@ -189,6 +190,11 @@ w_check(unsigned p, unsigned final, unsigned aborted)
         }
 
         w->in_frame = 0;
+
+        if (w->frames < sizeof(w->ops)) {
+            w->ops[w->frames] = w->f.opcode;
+        }
+
         w->frames++;
 
         if (!ngx_wsp_is_control(w->f.opcode) && w->f.fin && w->text
