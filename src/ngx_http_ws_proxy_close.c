@@ -168,9 +168,10 @@ static const ngx_wsp_session_cb_t  ngx_http_ws_proxy_core_cb = {
     ngx_http_ws_proxy_core_mask_key,
     ngx_http_ws_proxy_core_event,
     ngx_http_ws_proxy_live_control,
-    ngx_http_ws_proxy_frame_buffer,
+    ngx_http_ws_proxy_reserve,
     ngx_http_ws_proxy_inflate,
-    ngx_http_ws_proxy_frame_out
+    ngx_http_ws_proxy_deflate,
+    ngx_http_ws_proxy_hand_over
 };
 
 

@@ -10,7 +10,7 @@
  * compressed frames pass in place (NGX_WSP_Z_PASS).  Otherwise the
  * direction inflates what its src compressed, into the message buffer, as
  * the bytes come (limits count what comes out), and compresses what it
- * sends to a dst that negotiated it, in ngx_http_ws_proxy_emit().
+ * sends to a dst that negotiated it, in the core's ngx_wsp_emit().
  *
  * zlib streams are taken when a message needs one and, without context
  * takeover, given back at its end to a small per-worker cache, reset: an
@@ -467,7 +467,7 @@ ngx_http_ws_proxy_inflate_room(ngx_http_ws_proxy_dir_t *d, size_t *room)
             want = (size_t) left + 1;
         }
 
-        if (ngx_http_ws_proxy_reserve(d, want) != NGX_OK) {
+        if (ngx_http_ws_proxy_reserve(&d->core, want) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -522,18 +522,20 @@ ngx_http_ws_proxy_inflated(ngx_http_ws_proxy_dir_t *d, u_char *p, size_t n)
  * *len become the deflated payload, in the direction's own buffer.
  */
 
-ngx_int_t
-ngx_http_ws_proxy_deflate(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
-    u_char **data, size_t *len)
+int
+ngx_http_ws_proxy_deflate(ngx_wsp_sdir_t *sd, unsigned fin, u_char **data,
+    size_t *len)
 {
     int                        rc;
     size_t                     used, n, cap;
     u_char                    *in, *out, *p;
     ngx_uint_t                 key, dst;
     ngx_http_ws_proxy_t       *wp;
+    ngx_http_ws_proxy_dir_t   *d;
     ngx_http_ws_proxy_zdir_t  *zd;
     ngx_wsp_pmd_params_t      *pmd;
 
+    d = (ngx_http_ws_proxy_dir_t *) sd;
     wp = ngx_wsp_dir_wp(d);
     dst = 1 - d->dir;
     pmd = &wp->pmd[dst];

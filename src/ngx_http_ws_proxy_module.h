@@ -290,8 +290,6 @@ typedef struct {
     /* the frame handed to Lua: slot.ready while it waits for a verdict */
     ngx_http_ws_proxy_slot_t    slot;
 
-    /* a rebuilt frame's header (out_hdr) */
-    u_char                      ohdr[NGX_WSP_MAX_HEADER];
 
     /* permessage-deflate: lazy */
     ngx_http_ws_proxy_zdir_t   *zd;

@@ -1041,11 +1041,14 @@ ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d)
 
 /* makes room for size more bytes in d->msg after d->msg_len */
 
-ngx_int_t
-ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d, size_t size)
+int
+ngx_http_ws_proxy_reserve(ngx_wsp_sdir_t *sd, size_t size)
 {
-    size_t   cap;
-    u_char  *p;
+    size_t                    cap;
+    u_char                   *p;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    d = (ngx_http_ws_proxy_dir_t *) sd;
 
     if (d->msg_len + size <= d->msg_cap) {
         return NGX_OK;

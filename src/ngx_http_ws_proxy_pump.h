@@ -48,19 +48,10 @@ ngx_http_ws_proxy_has_output(ngx_http_ws_proxy_dir_t *d)
 ngx_int_t ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d);
 ngx_int_t ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
-ngx_int_t ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d,
-    size_t size);
+int ngx_http_ws_proxy_reserve(ngx_wsp_sdir_t *sd, size_t size);
 void ngx_http_ws_proxy_free_msg(ngx_http_ws_proxy_dir_t *d);
 
-/*
- * ngx_http_ws_proxy_frames.c: the relay's part of the parser (the core's
- * callbacks buffer() and frame_out(): frames held or buffered for Lua,
- * aggregation and deflate), emitted frames
- */
-int ngx_http_ws_proxy_frame_buffer(ngx_wsp_sdir_t *sd);
-void ngx_http_ws_proxy_frame_out(ngx_wsp_sdir_t *sd);
-void ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
-    ngx_uint_t opcode, u_char *data, size_t len);
+/* ngx_http_ws_proxy_frames.c: the relay's frames, Kong's close line */
 size_t ngx_http_ws_proxy_frame(u_char *hdr, u_char *out,
     const u_char *payload, size_t len, ngx_uint_t fin, ngx_uint_t opcode,
     ngx_uint_t masked);
@@ -90,6 +81,8 @@ void ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d,
 #define ngx_http_ws_proxy_src_gone(d)  ngx_wsp_src_gone(&(d)->core)
 #define ngx_http_ws_proxy_dst_gone(d)  ngx_wsp_dst_gone(&(d)->core)
 #define ngx_http_ws_proxy_drop_pending(d)  ngx_wsp_drop_pending(&(d)->core)
+#define ngx_http_ws_proxy_emit(d, fin, opcode, data, len)                    \
+    ngx_wsp_emit(&(d)->core, fin, opcode, data, len)
 
 /* ngx_http_ws_proxy_close.c: the core's callbacks, the end */
 void ngx_http_ws_proxy_close_timer(ngx_http_ws_proxy_t *wp);
@@ -103,16 +96,16 @@ void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
 
 /* ngx_http_ws_proxy_deflate.c: the data plane of permessage-deflate */
 int ngx_http_ws_proxy_inflate(ngx_wsp_sdir_t *sd, u_char *in, size_t n);
-ngx_int_t ngx_http_ws_proxy_deflate(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t fin, u_char **data, size_t *len);
+int ngx_http_ws_proxy_deflate(ngx_wsp_sdir_t *sd, unsigned fin,
+    u_char **data, size_t *len);
 void ngx_http_ws_proxy_deflate_idle(ngx_http_ws_proxy_dir_t *d);
 
 /* ngx_http_ws_proxy_live.c: a control frame's time, the module's pongs */
 int ngx_http_ws_proxy_live_control(ngx_wsp_sdir_t *sd);
 
 /* ngx_http_ws_proxy_verdict.c: Lua's verdicts and controls */
-void ngx_http_ws_proxy_hand_over(ngx_http_ws_proxy_dir_t *d, u_char *p,
-    size_t len, ngx_uint_t opcode, ngx_uint_t fin);
+void ngx_http_ws_proxy_hand_over(ngx_wsp_sdir_t *sd, u_char *p, size_t len,
+    unsigned opcode, unsigned fin);
 void ngx_http_ws_proxy_taken(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
 

@@ -25,10 +25,13 @@ static ngx_uint_t ngx_http_ws_proxy_utf8(const u_char *p, size_t len);
  */
 
 void
-ngx_http_ws_proxy_hand_over(ngx_http_ws_proxy_dir_t *d, u_char *p,
-    size_t len, ngx_uint_t opcode, ngx_uint_t fin)
+ngx_http_ws_proxy_hand_over(ngx_wsp_sdir_t *sd, u_char *p, size_t len,
+    unsigned opcode, unsigned fin)
 {
+    ngx_http_ws_proxy_dir_t   *d;
     ngx_http_ws_proxy_slot_t  *slot;
+
+    d = (ngx_http_ws_proxy_dir_t *) sd;
 
     slot = &d->slot;
     slot->data = p;
@@ -175,7 +178,7 @@ ngx_http_ws_proxy_rewrite(ngx_http_ws_proxy_dir_t *d, u_char *data,
 
         d->msg_len = 0;
 
-        if (ngx_http_ws_proxy_reserve(d, len) != NGX_OK) {
+        if (ngx_http_ws_proxy_reserve(&d->core, len) != NGX_OK) {
             return NGX_ERROR;
         }
 

@@ -655,8 +655,10 @@ static void ngx_wsp_keep_reply(ngx_wsp_sdir_t *d);
 static int ngx_wsp_frame_start(ngx_wsp_sdir_t *d);
 static int ngx_wsp_frame_limits(ngx_wsp_sdir_t *d);
 static int ngx_wsp_close_frame(ngx_wsp_sdir_t *d);
+static int ngx_wsp_frame_buffer(ngx_wsp_sdir_t *d);
 static void ngx_wsp_frame_done(ngx_wsp_sdir_t *d);
 static void ngx_wsp_raw_done(ngx_wsp_sdir_t *d);
+static void ngx_wsp_frame_out(ngx_wsp_sdir_t *d);
 
 
 unsigned
@@ -1143,10 +1145,7 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
     }
 
     if (buffered) {
-        d->remaining = d->frame.payload_len;
-        d->offset = 0;
-
-        return s->cb->buffer(d);
+        return ngx_wsp_frame_buffer(d);
     }
 
     if (!control && opcode != NGX_WSP_OP_CONT) {
@@ -1248,6 +1247,90 @@ ngx_wsp_close_frame(ngx_wsp_sdir_t *d)
 }
 
 
+/*
+ * The frame goes to Lua or into an aggregated message (or is inflated, or
+ * deflated): held in place when it is whole in the buffer, else copied
+ * out as it comes.
+ */
+
+static int
+ngx_wsp_frame_buffer(ngx_wsp_sdir_t *d)
+{
+    uint64_t               len;
+    unsigned               opcode, control;
+    ngx_wsp_session_t     *s;
+    const ngx_wsp_opts_t  *opts;
+
+    s = d->session;
+    opts = s->conf;
+    opcode = d->frame.opcode;
+    control = ngx_wsp_is_control(opcode);
+    len = d->frame.payload_len;
+
+    d->remaining = len;
+    d->offset = 0;
+
+    if (opts->hook && opcode != NGX_WSP_OP_CLOSE
+        && (!opts->aggregate || (opcode != NGX_WSP_OP_CONT && d->frame.fin))
+        && !(d->z & NGX_WSP_Z_TX) && !(d->inflating && !control)
+        && len <= opts->max_payload
+        && (uint64_t) (d->last - d->ppos) >= d->frame.header_len + len)
+    {
+        /*
+         * A whole frame in the buffer stays there: Lua sees it in place,
+         * and one forwarded unchanged leaves as it came, with neither a
+         * copy nor a new frame.
+         */
+
+        if (!control && opcode != NGX_WSP_OP_CONT) {
+            ngx_wsp_msg_start(d, opcode);
+        }
+
+        d->in = NGX_WSP_IN_HOLD;
+        d->remaining = 0;
+
+        return NGX_WSP_OK;
+    }
+
+    if (control) {
+        if (ngx_wsp_get_ctl(d) == NULL) {
+            ngx_wsp_fail(s, "out of memory");
+            return NGX_WSP_ERROR;
+        }
+
+        d->ctl->clen = 0;
+
+    } else {
+        if (opcode != NGX_WSP_OP_CONT || !opts->aggregate) {
+            d->msg_len = 0;
+        }
+
+        if (opcode != NGX_WSP_OP_CONT) {
+            d->msg_opcode = opcode;
+            ngx_wsp_msg_start(d, opcode);
+        }
+
+        if (d->inflating) {
+            /* the buffer grows as the payload inflates */
+
+        } else if (d->msg_len + len > opts->max_payload) {
+            ngx_wsp_limit(d, NGX_WSP_LIMIT_BUFFER, d->msg_len + len);
+            return NGX_WSP_ERROR;
+
+        } else if (s->cb->reserve(d, (size_t) len) != NGX_WSP_OK) {
+            ngx_wsp_fail(s, "out of memory");
+            return NGX_WSP_ERROR;
+        }
+    }
+
+    d->in = NGX_WSP_IN_BUFFER;
+    d->ppos += d->frame.header_len;
+    d->spos = d->ppos;
+
+    return NGX_WSP_OK;
+}
+
+
 /* the whole payload of the current frame has been read */
 
 static void
@@ -1311,7 +1394,7 @@ ngx_wsp_frame_done(ngx_wsp_sdir_t *d)
         return;
     }
 
-    d->session->cb->frame_out(d);
+    ngx_wsp_frame_out(d);
 }
 
 
@@ -1328,6 +1411,105 @@ ngx_wsp_raw_done(ngx_wsp_sdir_t *d)
 
     if (d->frame.opcode == NGX_WSP_OP_CLOSE) {
         /* forwarded as it came: the close handshake goes on through us */
+        ngx_wsp_close_forwarded(d);
+    }
+}
+
+
+/* a held or buffered frame, or a whole aggregated message, goes out or to
+ * Lua */
+
+static void
+ngx_wsp_frame_out(ngx_wsp_sdir_t *d)
+{
+    size_t                 len;
+    unsigned               opcode, fin;
+    unsigned char         *p;
+    const ngx_wsp_opts_t  *opts;
+
+    opts = d->session->conf;
+    opcode = d->frame.opcode;
+    fin = d->frame.fin;
+
+    if (d->hold) {
+        p = d->ppos + d->frame.header_len;
+        len = (size_t) d->frame.payload_len;
+
+    } else if (ngx_wsp_is_control(opcode)) {
+        p = d->ctl->cbuf;
+        len = d->ctl->clen;
+        fin = 1;
+
+    } else if (opts->aggregate) {
+        if (!fin) {
+            return;
+        }
+
+        p = d->msg;
+        len = d->msg_len;
+        opcode = (unsigned) d->msg_opcode;
+
+    } else {
+        p = d->msg;
+        len = d->msg_len;
+    }
+
+    if (!opts->hook) {
+        /*
+         * Aggregation without a hook: forward the assembled message; or a
+         * frame that was inflated, or is to be deflated.
+         */
+        ngx_wsp_emit(d, fin, opcode, p, len);
+        d->msg_len = 0;
+        return;
+    }
+
+    d->session->cb->hand_over(d, p, len, opcode, fin);
+}
+
+
+void
+ngx_wsp_emit(ngx_wsp_sdir_t *d, unsigned fin, unsigned opcode,
+    unsigned char *data, size_t len)
+{
+    size_t              hlen;
+    ngx_wsp_session_t  *s;
+    unsigned char       key[4];
+
+    s = d->session;
+
+    if ((d->z & (NGX_WSP_Z_TX | NGX_WSP_Z_PASS)) == NGX_WSP_Z_TX
+        && !ngx_wsp_is_control(opcode))
+    {
+        /*
+         * Every data frame to a dst that negotiated it goes compressed
+         * (none reaches dst another way: such a direction holds no frame
+         * in place), RSV1 on a message's first.
+         */
+
+        if (s->cb->deflate(d, fin, &data, &len) != NGX_WSP_OK) {
+            ngx_wsp_fail(s, "deflate failed");
+            return;
+        }
+
+        if (opcode != NGX_WSP_OP_CONT) {
+            opcode |= NGX_WSP_RSV1;
+        }
+    }
+
+    if (d->dir == NGX_WSP_DIR_CLIENT) {
+        s->cb->mask_key(s, key);
+    }
+
+    hlen = ngx_wsp_frame_build(d->ohdr, data, data, len, fin, opcode,
+                               d->dir == NGX_WSP_DIR_CLIENT ? key : NULL);
+
+    d->out_hdr.pos = d->ohdr;
+    d->out_hdr.last = d->ohdr + hlen;
+    d->out_body.pos = data;
+    d->out_body.last = data + len;
+
+    if (opcode == NGX_WSP_OP_CLOSE) {
         ngx_wsp_close_forwarded(d);
     }
 }

@@ -223,18 +223,22 @@ typedef struct {
                     uint64_t n);
 
     /*
-     * The relay's part of the parser, for frames that are not forwarded
-     * as they come (NULL: every frame is).  control(): a control frame's
+     * What the relay does for frames that are not forwarded as they come
+     * (NULL when no option asks for it).  control(): a control frame's
      * header is parsed and checked (liveness: NGX_WSP_DONE skips a pong
-     * to the proxy's own ping).  buffer(): a frame for Lua, aggregation
-     * or deflate, where its payload goes (in: HOLD or BUFFER).
-     * inflate(): payload bytes of a compressed frame.  frame_out(): a
-     * held or buffered frame (or message) is whole.
+     * to the proxy's own ping).  reserve(): room for size more bytes in
+     * d->msg after msg_len (the relay's memory).  inflate(): payload
+     * bytes of a compressed frame onto d->msg.  deflate(): the payload of
+     * a data frame to a dst that takes compressed data, replaced by its
+     * compressed form.  hand_over(): a frame (or message) for Lua.
      */
     int    (*control)(ngx_wsp_sdir_t *d);
-    int    (*buffer)(ngx_wsp_sdir_t *d);
+    int    (*reserve)(ngx_wsp_sdir_t *d, size_t size);
     int    (*inflate)(ngx_wsp_sdir_t *d, unsigned char *p, size_t n);
-    void   (*frame_out)(ngx_wsp_sdir_t *d);
+    int    (*deflate)(ngx_wsp_sdir_t *d, unsigned fin, unsigned char **data,
+                      size_t *len);
+    void   (*hand_over)(ngx_wsp_sdir_t *d, unsigned char *p, size_t len,
+                        unsigned opcode, unsigned fin);
 } ngx_wsp_session_cb_t;
 
 
@@ -295,6 +299,7 @@ typedef struct {
     ngx_wsp_range_t             out_body;                                    \
     ngx_wsp_range_t             out_ctl;                                     \
     ngx_wsp_ctl_t              *ctl;                                         \
+    unsigned char               ohdr[NGX_WSP_MAX_HEADER];  /* out_hdr's */   \
     intptr_t                    close_code;     /* src's, -1: none */
 
 struct ngx_wsp_sdir_s {
@@ -372,6 +377,15 @@ void ngx_wsp_session_init(ngx_wsp_session_t *s, const ngx_wsp_session_cb_t *cb,
  * sets s->now first.
  */
 unsigned ngx_wsp_parse(ngx_wsp_sdir_t *d);
+
+/*
+ * A frame rebuilt from a payload in memory the direction owns (d->msg,
+ * ctl->cbuf, Lua's rewrite), queued in out_hdr and out_body: compressed
+ * when dst takes it, masked in place with a fresh key towards the
+ * upstream.
+ */
+void ngx_wsp_emit(ngx_wsp_sdir_t *d, unsigned fin, unsigned opcode,
+    unsigned char *data, size_t len);
 
 /* NGX_WSP_DECLINED until the whole frame at ppos is in the buffer */
 int ngx_wsp_whole_frame(ngx_wsp_sdir_t *d);
