@@ -5,10 +5,12 @@
  * random-sized reads, mixed with short and blocked sends, a send that
  * fails, FIN and resets, closes asked for from Lua (at once, or after the
  * open message as a drain does), close_timeout, frames injected from Lua,
- * and limits.  After every step: the core's invariants (t_check()), and
- * what each peer got parses as valid frames for the sender's role, with
- * valid text and a valid close, nothing after that close.  At the end
- * both peers leave and the session must be done; ASan finds leaks.
+ * limits, and with a hook (or aggregation) Lua's verdicts on the frames
+ * it holds: forward, rewrite (ASCII), drop (not a fragment).  After
+ * every step: the core's invariants (t_check()), and what each peer got
+ * parses as valid frames for the sender's role, with valid text and a
+ * valid close, nothing after that close.  At the end both peers leave
+ * and the session must be done; ASan finds leaks.
  */
 
 #include <stdint.h>
@@ -104,6 +106,40 @@ frame(unsigned p, unsigned a, unsigned b, const uint8_t **data,
 }
 
 
+/* Lua's verdict, then the relay's run; rewrites are ASCII */
+
+static void
+verdict(unsigned i, unsigned v, const uint8_t *data, size_t len,
+    intptr_t code)
+{
+    size_t           k;
+    ngx_wsp_slot_t  *slot;
+    unsigned char    rewrite[130];
+
+    slot = &t.d[i].slot;
+
+    for (k = 0; k < len; k++) {
+        rewrite[k] = 0x20 + (data[k] & 0x3f);
+    }
+
+    v %= 3;
+
+    if (v == NGX_WSP_VERDICT_DROP && !ngx_wsp_is_control(slot->opcode)
+        && (!slot->fin || slot->opcode == NGX_WSP_OP_CONT))
+    {
+        /*
+         * a fragment dropped leaves the message's other frames without
+         * their start or end: the peer gets an invalid stream (on_frame's
+         * misuse, not tested here)
+         */
+        v = NGX_WSP_VERDICT_FORWARD;
+    }
+
+    (void) ngx_wsp_verdict(&t.d[i], v, rewrite, len, code);
+    w_run(&t, NGX_WSP_RUN_DIR(i));
+}
+
+
 static void
 step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
     const uint8_t *end)
@@ -115,7 +151,7 @@ step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
     i = a & 1;
     d = &t.d[i];
 
-    switch (op % 12) {
+    switch (op % 14) {
 
     case 0: /* peer i sends a frame */
     case 1:
@@ -177,12 +213,29 @@ step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
                  b % 5);
         break;
 
-    default: /* limits (set_max_*()) */
+    case 11: /* limits (set_max_*()) */
         if (a & 2) {
             t.opts.max_frame_size[i] = b;
 
         } else {
             t.opts.max_fragments[i] = b % 5;
+        }
+        break;
+
+    case 12: /* the hook, aggregation, the buffering ceiling (new()) */
+        if (t.d[0].frames + t.d[1].frames == 0) {
+            t.opts.hook = (a & 2) != 0;
+            t.opts.aggregate = (a & 4) != 0;
+            t.opts.max_payload = (a & 8) ? b : 1 << 20;
+        }
+        break;
+
+    default: /* Lua's verdict on the frame held: forward, rewrite, drop */
+        if (d->in == NGX_WSP_IN_LUA) {
+            b = b % 130;
+            b = (size_t) (end - *data) < b ? (unsigned) (end - *data) : b;
+            verdict(i, a >> 1, *data, b, (a & 0x10) ? codes[b % 8] : -1);
+            *data += b;
         }
         break;
     }
@@ -209,9 +262,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* both peers leave, and may take what they are sent */
 
-    for (n = 0; n < W_STREAM / T_BUF + 4; n++) {
+    for (n = 0; n < 2 * W_STREAM + 4; n++) {
+        if (n > 4 && w_peer[0].spos == w_peer[0].slen
+            && w_peer[1].spos == w_peer[1].slen
+            && t.d[0].in != NGX_WSP_IN_LUA && t.d[1].in != NGX_WSP_IN_LUA)
+        {
+            break;
+        }
+
         for (i = 0; i < 2; i++) {
             w_peer[i].blocked = 0;
+
+            while (t.d[i].in == NGX_WSP_IN_LUA) {
+                /* the hook forwards what it holds */
+                verdict(i, NGX_WSP_VERDICT_FORWARD, NULL, 0, -1);
+            }
+
             w_read(&t, i, W_STREAM);
 
             if (w_peer[i].spos == w_peer[i].slen

@@ -112,8 +112,18 @@ ngx_http_ws_proxy_core_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *sd,
         ngx_http_ws_proxy_close_timer(wp);
         break;
 
-    default: /* NGX_WSP_EV_TAKEN */
-        ngx_http_ws_proxy_taken(d);
+    case NGX_WSP_EV_CLOSE_OUT:
+        ngx_http_ws_proxy_log_close(d, code, (u_char *) text, (size_t) n);
+        break;
+
+    case NGX_WSP_EV_CLOSE_UNDROPPED:
+        ngx_log_error(NGX_LOG_WARN, wp->log, 0,
+                      "on_frame returned nil for a close frame from %s: "
+                      "close frames cannot be dropped, forwarding it",
+                      ngx_wsp_src_role(d));
+        break;
+
+    default: /* NGX_WSP_EV_TAKEN: the core took the frame back from Lua */
         break;
     }
 }

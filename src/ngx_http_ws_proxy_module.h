@@ -49,11 +49,8 @@
 /* what permessage-deflate does in a direction (NGX_WSP_Z_*), limits
  * (NGX_WSP_LIMIT_*): ngx_wsp_session.h */
 
-/* verdicts from Lua, see ngx_http_ws_proxy_ffi_verdict() */
-#define NGX_WSP_VERDICT_FORWARD      0
-#define NGX_WSP_VERDICT_REWRITE      1
-#define NGX_WSP_VERDICT_DROP         2
-#define NGX_WSP_VERDICT_ERROR        3
+/* verdicts from Lua (NGX_WSP_VERDICT_*), see ngx_http_ws_proxy_ffi_verdict():
+ * ngx_wsp_session.h */
 
 #define NGX_WSP_ERRBUF_SIZE          256
 
@@ -216,19 +213,11 @@ typedef struct {
 
 
 /*
- * The frame a direction holds for Lua's verdict.  Lua reads it in place
- * (FFI) once its light thread is woken, without a call into C: keep it in
- * step with the declaration in lib/resty/websocket/proxy.lua.
+ * The frame a direction holds for Lua's verdict, read in place by Lua
+ * (FFI): the core's (ngx_wsp_session.h), in step with the declaration in
+ * lib/resty/websocket/proxy.lua.
  */
-typedef struct {
-    const u_char               *data;     /* payload; a close: its reason */
-    size_t                      len;
-    int                         opcode;
-    int                         fin;
-    int                         code;     /* a close status, -1: none */
-    int                         ready;    /* 1: waiting for a verdict */
-    uint32_t                    seq;      /* numbers the frames handed over */
-} ngx_http_ws_proxy_slot_t;
+typedef ngx_wsp_slot_t  ngx_http_ws_proxy_slot_t;
 
 
 /*
@@ -286,9 +275,6 @@ typedef struct {
 
     /* the buffered data frame or message's memory (msg: the core's) */
     size_t                      msg_cap;
-
-    /* the frame handed to Lua: slot.ready while it waits for a verdict */
-    ngx_http_ws_proxy_slot_t    slot;
 
 
     /* permessage-deflate: lazy */

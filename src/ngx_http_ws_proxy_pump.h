@@ -104,9 +104,7 @@ void ngx_http_ws_proxy_deflate_idle(ngx_http_ws_proxy_dir_t *d);
 int ngx_http_ws_proxy_live_control(ngx_wsp_sdir_t *sd);
 
 /* ngx_http_ws_proxy_verdict.c: Lua's verdicts and controls */
-void ngx_http_ws_proxy_hand_over(ngx_wsp_sdir_t *sd, u_char *p, size_t len,
-    unsigned opcode, unsigned fin);
-void ngx_http_ws_proxy_taken(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_hand_over(ngx_wsp_sdir_t *sd);
 void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
 
 

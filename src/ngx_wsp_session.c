@@ -527,6 +527,7 @@ ngx_wsp_drop_pending(ngx_wsp_sdir_t *d)
 
     ngx_wsp_event(d, NGX_WSP_EV_TAKEN, 0, NULL);
 
+    d->slot.ready = 0;
     d->in = NGX_WSP_IN_HEADER;
     d->ppos += d->hold;
     d->spos = d->ppos;
@@ -810,6 +811,11 @@ ngx_wsp_payload(ngx_wsp_sdir_t *d)
         break;
 
     case NGX_WSP_IN_BUFFER:
+
+        if (avail == 0 && !d->inflating) {
+            /* an empty frame: nothing to copy (msg may not exist yet) */
+            break;
+        }
 
         if (ngx_wsp_is_control(d->frame.opcode)) {
             to = d->ctl->cbuf + d->ctl->clen;
@@ -1464,7 +1470,25 @@ ngx_wsp_frame_out(ngx_wsp_sdir_t *d)
         return;
     }
 
-    d->session->cb->hand_over(d, p, len, opcode, fin);
+    /* Lua reads the slot in place once its thread is woken */
+
+    d->slot.data = p;
+    d->slot.len = len;
+    d->slot.opcode = (int) opcode;
+    d->slot.fin = (int) fin;
+    d->slot.code = -1;
+
+    if (opcode == NGX_WSP_OP_CLOSE && len >= 2) {
+        d->slot.code = (p[0] << 8) | p[1];
+        d->slot.data = p + 2;
+        d->slot.len = len - 2;
+    }
+
+    d->slot.seq++;
+    d->slot.ready = 1;
+    d->in = NGX_WSP_IN_LUA;
+
+    d->session->cb->hand_over(d);
 }
 
 
@@ -1477,6 +1501,11 @@ ngx_wsp_emit(ngx_wsp_sdir_t *d, unsigned fin, unsigned opcode,
     unsigned char       key[4];
 
     s = d->session;
+
+    if (data == NULL) {
+        /* an empty payload without memory of its own */
+        data = d->ohdr;
+    }
 
     if ((d->z & (NGX_WSP_Z_TX | NGX_WSP_Z_PASS)) == NGX_WSP_Z_TX
         && !ngx_wsp_is_control(opcode))
@@ -1512,4 +1541,206 @@ ngx_wsp_emit(ngx_wsp_sdir_t *d, unsigned fin, unsigned opcode,
     if (opcode == NGX_WSP_OP_CLOSE) {
         ngx_wsp_close_forwarded(d);
     }
+}
+
+
+/* Lua's verdicts */
+
+static int ngx_wsp_rewrite(ngx_wsp_sdir_t *d, unsigned char *data,
+    size_t len);
+static int ngx_wsp_close_verdict(ngx_wsp_sdir_t *d, unsigned verdict,
+    unsigned char *data, size_t len, intptr_t code);
+
+
+#define ngx_wsp_utf8(p, len)                                                 \
+    (ngx_wsp_utf8_validate(NGX_WSP_UTF8_ACCEPT, p, len)                      \
+     == NGX_WSP_UTF8_ACCEPT)
+
+/* the frame Lua had is answered */
+#define ngx_wsp_taken(d)                                                     \
+    (d)->slot.ready = 0;                                                     \
+    (d)->in = NGX_WSP_IN_HEADER
+
+
+int
+ngx_wsp_verdict(ngx_wsp_sdir_t *d, unsigned verdict, unsigned char *data,
+    size_t len, intptr_t code)
+{
+    int             rc;
+    unsigned        opcode;
+    unsigned char  *p;
+
+    opcode = (unsigned) d->slot.opcode;
+
+    if (verdict == NGX_WSP_VERDICT_FORWARD && d->hold
+        && d->tx != NGX_WSP_TX_ABORTED)
+    {
+        /*
+         * The usual verdict, kept short: the held frame (never a close)
+         * goes out as it came, masked again with the sender's key.
+         */
+
+        if (d->frame.masked) {
+            p = (unsigned char *) d->slot.data;
+            ngx_wsp_mask(p, p, d->slot.len, d->frame.mask, 0);
+        }
+
+        d->ppos += d->hold;
+        d->hold = 0;
+        ngx_wsp_taken(d);
+
+        return NGX_WSP_OK;
+    }
+
+    if (opcode == NGX_WSP_OP_CLOSE) {
+        return ngx_wsp_close_verdict(d, verdict, data, len, code);
+    }
+
+    if (d->hold) {
+        /* dropped, rewritten or for a peer gone: it leaves unsent */
+        d->ppos += d->hold;
+        d->spos = d->ppos;
+        d->hold = 0;
+    }
+
+    if (verdict == NGX_WSP_VERDICT_REWRITE) {
+        rc = ngx_wsp_rewrite(d, data, len);
+
+        if (rc != NGX_WSP_OK) {
+            return rc;
+        }
+
+    } else if (verdict == NGX_WSP_VERDICT_FORWARD
+               && d->tx != NGX_WSP_TX_ABORTED)
+    {
+        /* a frame not held: it was copied out */
+        ngx_wsp_emit(d, (unsigned) d->slot.fin, opcode,
+                     (unsigned char *) d->slot.data, d->slot.len);
+    }
+
+    if (!ngx_wsp_is_control(opcode)) {
+        d->msg_len = 0;
+    }
+
+    ngx_wsp_taken(d);
+
+    return NGX_WSP_OK;
+}
+
+
+/* a rewritten payload goes out in the direction's own memory */
+
+static int
+ngx_wsp_rewrite(ngx_wsp_sdir_t *d, unsigned char *data, size_t len)
+{
+    unsigned        opcode;
+    unsigned char  *p;
+
+    opcode = (unsigned) d->slot.opcode;
+
+    if (ngx_wsp_is_control(opcode)) {
+        if (len > NGX_WSP_MAX_CONTROL) {
+            return NGX_WSP_DECLINED;
+        }
+
+        if (ngx_wsp_get_ctl(d) == NULL) {
+            return NGX_WSP_ERROR;
+        }
+
+        p = d->ctl->cbuf;
+
+    } else {
+        if (opcode == NGX_WSP_OP_TEXT && d->slot.fin
+            && !ngx_wsp_utf8(data, len))
+        {
+            /* a whole text message (a fragment's may end mid code point) */
+            return NGX_WSP_ABORT;
+        }
+
+        d->msg_len = 0;
+
+        if (d->session->cb->reserve(d, len) != NGX_WSP_OK) {
+            return NGX_WSP_ERROR;
+        }
+
+        p = d->msg;
+    }
+
+    if (len) {
+        memcpy(p, data, len);
+    }
+
+    ngx_wsp_emit(d, (unsigned) d->slot.fin, opcode, p, len);
+
+    return NGX_WSP_OK;
+}
+
+
+/*
+ * A close frame's verdict: close frames cannot be dropped (the close
+ * handshake needs them); what Lua returns is its reason, code its status.
+ */
+
+static int
+ngx_wsp_close_verdict(ngx_wsp_sdir_t *d, unsigned verdict,
+    unsigned char *data, size_t len, intptr_t code)
+{
+    ngx_wsp_session_t  *s;
+    unsigned char      *p;
+
+    s = d->session;
+
+    if (verdict == NGX_WSP_VERDICT_DROP) {
+        ngx_wsp_event(d, NGX_WSP_EV_CLOSE_UNDROPPED, 0, NULL);
+        verdict = NGX_WSP_VERDICT_FORWARD;
+        code = -1;
+    }
+
+    if (verdict == NGX_WSP_VERDICT_FORWARD) {
+        /* the payload Lua saw is the reason, after the status */
+        data = d->ctl->cbuf + (d->ctl->clen >= 2 ? 2 : 0);
+        len = d->ctl->clen >= 2 ? d->ctl->clen - 2 : 0;
+    }
+
+    if (!ngx_wsp_utf8(data, len)) {
+        /* a rewritten reason; a forwarded one was checked on arrival */
+        return NGX_WSP_ABORT;
+    }
+
+    if (len > NGX_WSP_MAX_CONTROL - 2) {
+        /* cut to what fits, at a code point */
+        len = NGX_WSP_MAX_CONTROL - 2;
+
+        while (len && (data[len] & 0xc0) == 0x80) {
+            len--;
+        }
+    }
+
+    if (code < 0 && d->close_code != NGX_WSP_CLOSE_NO_STATUS) {
+        code = d->close_code;
+    }
+
+    if (code < 0 && len) {
+        code = NGX_WSP_CLOSE_NORMAL;
+    }
+
+    if (code >= 0 && !ngx_wsp_close_code_valid((unsigned) code)) {
+        return NGX_WSP_DECLINED;
+    }
+
+    s->cb->event(s, d, NGX_WSP_EV_CLOSE_OUT,
+                 code < 0 ? NGX_WSP_CLOSE_NO_STATUS : (unsigned) code,
+                 (const char *) data, len);
+
+    p = d->ctl->cbuf;
+    len = code >= 0 ? ngx_wsp_close_payload(p, (unsigned) code, data, len)
+                    : 0;
+
+    ngx_wsp_taken(d);
+
+    if (d->tx != NGX_WSP_TX_ABORTED) {
+        ngx_wsp_emit(d, 1, NGX_WSP_OP_CLOSE, p, len);
+    }
+
+    return NGX_WSP_OK;
 }

@@ -79,6 +79,13 @@
 #define NGX_WSP_AGAIN               -2
 #define NGX_WSP_DONE                -4
 #define NGX_WSP_DECLINED            -5
+#define NGX_WSP_ABORT               -6
+
+/* Lua's verdicts on the frame held for it (ngx_wsp_verdict()) */
+#define NGX_WSP_VERDICT_FORWARD      0
+#define NGX_WSP_VERDICT_REWRITE      1
+#define NGX_WSP_VERDICT_DROP         2
+#define NGX_WSP_VERDICT_ERROR        3
 
 /* what permessage-deflate does in a direction (ngx_wsp_sdir_t.z) */
 #define NGX_WSP_Z_RX                 1   /* src may send compressed data */
@@ -145,6 +152,12 @@
                                             status, the reason in ctl */
 #define NGX_WSP_EV_FAILED           10   /* of the session (d NULL): a
                                             failure ends it; text: why */
+#define NGX_WSP_EV_CLOSE_OUT        11   /* a close frame goes on after
+                                            Lua's verdict; code: its
+                                            status (1005: none), text:
+                                            its reason, n bytes */
+#define NGX_WSP_EV_CLOSE_UNDROPPED  12   /* Lua dropped a close frame:
+                                            it goes on all the same */
 
 
 typedef struct ngx_wsp_session_s  ngx_wsp_session_t;
@@ -176,6 +189,22 @@ struct ngx_wsp_inject_s {
 typedef struct {
     NGX_WSP_OPTS_FIELDS
 } ngx_wsp_opts_t;
+
+
+/*
+ * The frame a direction holds for Lua's verdict.  Lua reads it in place
+ * (FFI) once its light thread is woken, without a call into C: keep it in
+ * step with the declaration in lib/resty/websocket/proxy.lua.
+ */
+typedef struct {
+    const unsigned char        *data;     /* payload; a close: its reason */
+    size_t                      len;
+    int                         opcode;
+    int                         fin;
+    int                         code;     /* a close status, -1: none */
+    int                         ready;    /* 1: waiting for a verdict */
+    uint32_t                    seq;      /* numbers the frames handed over */
+} ngx_wsp_slot_t;
 
 
 /* bytes still to send from memory the direction owns */
@@ -230,15 +259,15 @@ typedef struct {
      * d->msg after msg_len (the relay's memory).  inflate(): payload
      * bytes of a compressed frame onto d->msg.  deflate(): the payload of
      * a data frame to a dst that takes compressed data, replaced by its
-     * compressed form.  hand_over(): a frame (or message) for Lua.
+     * compressed form.  hand_over(): a frame (or message) waits in
+     * d->slot for Lua: wake its hook.
      */
     int    (*control)(ngx_wsp_sdir_t *d);
     int    (*reserve)(ngx_wsp_sdir_t *d, size_t size);
     int    (*inflate)(ngx_wsp_sdir_t *d, unsigned char *p, size_t n);
     int    (*deflate)(ngx_wsp_sdir_t *d, unsigned fin, unsigned char **data,
                       size_t *len);
-    void   (*hand_over)(ngx_wsp_sdir_t *d, unsigned char *p, size_t len,
-                        unsigned opcode, unsigned fin);
+    void   (*hand_over)(ngx_wsp_sdir_t *d);
 } ngx_wsp_session_cb_t;
 
 
@@ -275,6 +304,7 @@ typedef struct {
     uint32_t                    utf8;                                        \
     size_t                      hold;           /* bytes held at ppos for   \
                                                    Lua (IN_LUA) */           \
+    ngx_wsp_slot_t              slot;           /* the frame Lua has */      \
                                                                              \
     /* data message limits: bytes and fragments of the open message */       \
     uint64_t                    msg_size;                                    \
@@ -468,6 +498,18 @@ void ngx_wsp_dst_gone(ngx_wsp_sdir_t *d);
 
 /* the frame held for Lua (IN_LUA) will not be forwarded */
 void ngx_wsp_drop_pending(ngx_wsp_sdir_t *d);
+
+/*
+ * Lua's verdict on the frame d holds (d->slot): forward it, forward a
+ * rewritten payload (data, len), or drop it; code rewrites a close status
+ * (-1: keep).  A close frame is never dropped.  NGX_WSP_DECLINED: the
+ * rewrite is invalid (a control payload over 125 bytes, a close status
+ * that may not be sent); NGX_WSP_ABORT: a rewritten text message or close
+ * reason is not UTF-8; NGX_WSP_ERROR: no memory.  The frame stays held
+ * then.
+ */
+int ngx_wsp_verdict(ngx_wsp_sdir_t *d, unsigned verdict, unsigned char *data,
+    size_t len, intptr_t code);
 
 /* a failure that ends the session at once (reason: why, for the relay's
  * log): both directions stop */

@@ -468,7 +468,13 @@ wire_all(void)
 {
     unsigned  i, n;
 
-    for (n = 0; n < W_STREAM / T_BUF + 4; n++) {
+    for (n = 0; n < 2 * W_STREAM + 4; n++) {
+        if (n > 4 && w_peer[0].spos == w_peer[0].slen
+            && w_peer[1].spos == w_peer[1].slen)
+        {
+            break;
+        }
+
         for (i = 0; i < 2; i++) {
             w_read(&t, i, W_STREAM);
         }

@@ -52,12 +52,61 @@ typedef struct {
 /* peer[0] is the client (it sends direction 0), peer[1] the upstream */
 static w_peer_t  w_peer[2];
 
+/* the relay's message buffers' sizes, and the frames handed to Lua */
+static size_t    w_cap[2];
+static unsigned  w_handed[2];
+
+
+/* the relay's reserve(): room for size more bytes in d->msg */
+
+static int
+w_reserve(ngx_wsp_sdir_t *d, size_t size)
+{
+    size_t          cap;
+    unsigned char  *p;
+
+    if (d->msg_len + size <= w_cap[d->dir]) {
+        return NGX_WSP_OK;
+    }
+
+    for (cap = 64; cap < d->msg_len + size; cap *= 2) { /* void */ }
+
+    p = realloc(d->msg, cap);
+    if (p == NULL) {
+        return NGX_WSP_ERROR;
+    }
+
+    d->msg = p;
+    w_cap[d->dir] = cap;
+
+    return NGX_WSP_OK;
+}
+
+
+/* the relay's hand_over(): the hook would be woken */
+
+static void
+w_hand_over(ngx_wsp_sdir_t *d)
+{
+    w_handed[d->dir]++;
+}
+
+
+/* the relay's callbacks with a hook and aggregation (no deflate) */
+static const ngx_wsp_session_cb_t  w_cb = {
+    t_alloc, t_mask_key, t_event, NULL, w_reserve, NULL, NULL, w_hand_over
+};
+
 
 static void
 w_init(t_session_t *t)
 {
     t_init(t);
+    ngx_wsp_session_init(&t->s, &w_cb, &t->opts, &t->d[0], &t->d[1]);
+    t->opts.max_payload = 1 << 20;
     memset(w_peer, 0, sizeof(w_peer));
+    memset(w_cap, 0, sizeof(w_cap));
+    memset(w_handed, 0, sizeof(w_handed));
 }
 
 
@@ -137,13 +186,18 @@ w_check(unsigned p, unsigned final, unsigned aborted)
                 break;
             }
 
-            if (rc == NGX_WSP_PARSE_ERROR
-                || ngx_wsp_frame_check(&w->f, p == NGX_WSP_DIR_CLIENT
-                                              ? NGX_WSP_ROLE_UPSTREAM
-                                              : NGX_WSP_ROLE_CLIENT,
-                                       &w->st, &reason))
+            if (rc == NGX_WSP_PARSE_ERROR) {
+                w->error = w->f.error;
+                break;
+            }
+
+            if (ngx_wsp_frame_check(&w->f, p == NGX_WSP_DIR_CLIENT
+                                           ? NGX_WSP_ROLE_UPSTREAM
+                                           : NGX_WSP_ROLE_CLIENT,
+                                    &w->st, &reason))
             {
-                w->error = "a frame sent is not valid for its sender's role";
+                /* a frame sent is not valid for its sender's role */
+                w->error = reason;
                 break;
             }
 
@@ -408,6 +462,9 @@ w_free(t_session_t *t)
         free(t->d[i].inject_cur);
         t->d[i].inject = NULL;
         t->d[i].inject_cur = NULL;
+
+        free(t->d[i].msg);
+        t->d[i].msg = NULL;
     }
 
     t_free(t);
