@@ -175,10 +175,14 @@ t_forward(t_session_t *t, unsigned dir, size_t n)
 }
 
 
-/* a send of up to n bytes of the output, in its order; what was sent */
+/*
+ * A send of up to n bytes of d's output, in its order (the raw range,
+ * out_hdr, out_body, out_ctl), copied to out when it is not NULL; what
+ * was sent
+ */
 
 static size_t
-t_send(t_session_t *t, unsigned dir, size_t n)
+t_take(t_session_t *t, unsigned dir, size_t n, unsigned char *out)
 {
     size_t            k, sent;
     ngx_wsp_sdir_t   *d = &t->d[dir];
@@ -207,6 +211,10 @@ t_send(t_session_t *t, unsigned dir, size_t n)
             continue;
         }
 
+        if (out) {
+            memcpy(out + sent, r->pos, k);
+        }
+
         r->pos += k;
         n -= k;
         sent += k;
@@ -216,6 +224,9 @@ t_send(t_session_t *t, unsigned dir, size_t n)
 
     return sent;
 }
+
+
+#define t_send(t, dir, n)  t_take(t, dir, n, NULL)
 
 
 /*

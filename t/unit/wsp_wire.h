@@ -285,49 +285,17 @@ w_check(unsigned p, unsigned final, unsigned aborted)
 static size_t
 w_send(t_session_t *t, unsigned dir, size_t max)
 {
-    size_t            k, sent;
-    ngx_wsp_sdir_t   *d = &t->d[dir];
-    ngx_wsp_range_t  *r, raw;
-    ngx_wsp_range_t  *ranges[4];
-    w_peer_t         *w = &w_peer[1 - dir];
-    unsigned          i;
+    size_t           sent;
+    ngx_wsp_sdir_t  *d = &t->d[dir];
+    w_peer_t        *w = &w_peer[1 - dir];
 
-    if (d->tx == NGX_WSP_TX_ABORTED || w->blocked) {
+    if (w->blocked) {
         return 0;
     }
 
-    raw.pos = d->spos;
-    raw.last = d->ppos;
-    ranges[0] = &raw;
-    ranges[1] = &d->out_hdr;
-    ranges[2] = &d->out_body;
-    ranges[3] = &d->out_ctl;
-
-    for (sent = 0, i = 0; i < 4 && max; i++) {
-        r = ranges[i];
-        k = r->last - r->pos;
-        k = k < max ? k : max;
-
-        if (k == 0) {
-            continue;
-        }
-
-        if (k > W_OUT - w->ilen) {
-            k = W_OUT - w->ilen;
-        }
-
-        memcpy(w->in + w->ilen, r->pos, k);
-        w->ilen += k;
-        r->pos += k;
-        max -= k;
-        sent += k;
-
-        if (r->pos < r->last) {
-            break;
-        }
-    }
-
-    d->spos = raw.pos;
+    max = max < W_OUT - w->ilen ? max : W_OUT - w->ilen;
+    sent = t_take(t, dir, max, w->in + w->ilen);
+    w->ilen += sent;
 
     if (d->inject_cur && d->out_body.pos == d->out_body.last) {
         /* an injected frame is sent: the relay frees it */
