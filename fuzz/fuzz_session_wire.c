@@ -6,7 +6,7 @@
  * fails, FIN and resets, closes asked for from Lua (at once, or after the
  * open message as a drain does), close_timeout, frames injected from Lua,
  * limits, and with a hook (or aggregation) Lua's verdicts on the frames
- * it holds: forward, rewrite (ASCII), drop (not a fragment).  After
+ * it holds: forward; rewrite (ASCII) or drop, not of a fragment.  After
  * every step: the core's invariants (t_check()), and what each peer got
  * parses as valid frames for the sender's role, with valid text and a
  * valid close, nothing after that close.  At the end both peers leave
@@ -124,13 +124,15 @@ verdict(unsigned i, unsigned v, const uint8_t *data, size_t len,
 
     v %= 3;
 
-    if (v == NGX_WSP_VERDICT_DROP && !ngx_wsp_is_control(slot->opcode)
+    if (v != NGX_WSP_VERDICT_FORWARD && !ngx_wsp_is_control(slot->opcode)
         && (!slot->fin || slot->opcode == NGX_WSP_OP_CONT))
     {
         /*
-         * a fragment dropped leaves the message's other frames without
-         * their start or end: the peer gets an invalid stream (on_frame's
-         * misuse, not tested here)
+         * A fragment dropped leaves the message's other frames without
+         * their start or end, a text fragment rewritten may follow a cut
+         * code point: the peer gets an invalid stream (on_frame's misuse,
+         * which neither the core nor Kong's library refuses; not tested
+         * here).
          */
         v = NGX_WSP_VERDICT_FORWARD;
     }
@@ -263,8 +265,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* both peers leave, and may take what they are sent */
 
     for (n = 0; n < 2 * W_STREAM + 4; n++) {
-        if (n > 4 && w_peer[0].spos == w_peer[0].slen
-            && w_peer[1].spos == w_peer[1].slen
+        if (n > 4 && w_read_all(&t, 0) && w_read_all(&t, 1)
             && t.d[0].in != NGX_WSP_IN_LUA && t.d[1].in != NGX_WSP_IN_LUA)
         {
             break;

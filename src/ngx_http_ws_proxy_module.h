@@ -567,9 +567,6 @@ ngx_int_t ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp,
 ngx_int_t ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     ngx_uint_t opcode, u_char *data, size_t len);
 
-/* d's control block, allocated the first time (the session core's) */
-#define ngx_http_ws_proxy_get_ctl(d)  ngx_wsp_get_ctl(&(d)->core)
-
 
 /* ngx_http_ws_proxy_deflate.c: permessage-deflate */
 u_char *ngx_http_ws_proxy_deflate_offer(ngx_http_ws_proxy_t *wp, u_char *p);

@@ -72,17 +72,13 @@ void ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d,
     ngx_wsp_invalid_utf8(&(d)->core, raw)
 #define ngx_http_ws_proxy_close_due(d, code, reason, when)                   \
     ngx_wsp_close_due(&(d)->core, code, reason, when)
-#define ngx_http_ws_proxy_close_go(d)  ngx_wsp_close_go(&(d)->core)
 #define ngx_http_ws_proxy_release_deferred(wp)                               \
     ngx_wsp_release_deferred(&(wp)->core)
 #define ngx_http_ws_proxy_queue_close(d, code, reason, len)                  \
     ngx_wsp_queue_close(&(d)->core, code, reason, len)
-#define ngx_http_ws_proxy_rx_close(d)  ngx_wsp_rx_close(&(d)->core)
 #define ngx_http_ws_proxy_src_gone(d)  ngx_wsp_src_gone(&(d)->core)
 #define ngx_http_ws_proxy_dst_gone(d)  ngx_wsp_dst_gone(&(d)->core)
 #define ngx_http_ws_proxy_drop_pending(d)  ngx_wsp_drop_pending(&(d)->core)
-#define ngx_http_ws_proxy_emit(d, fin, opcode, data, len)                    \
-    ngx_wsp_emit(&(d)->core, fin, opcode, data, len)
 
 /* ngx_http_ws_proxy_close.c: the core's callbacks, the end */
 void ngx_http_ws_proxy_close_timer(ngx_http_ws_proxy_t *wp);

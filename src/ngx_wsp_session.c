@@ -1,10 +1,12 @@
 /*
  * Copyright (C) ngx_http_ws_proxy_module authors
  *
- * The session core's state transitions: the close handshake, peers gone,
- * violations and limits, the proxy's own close frames, the end of a
- * session.  See ngx_wsp_session.h and docs/design.md.  No I/O, no nginx:
- * what the relay must do is marked in s->kick or reported as an event.
+ * The session core: its state transitions (the close handshake, peers
+ * gone, violations and limits, the proxy's own close frames, the end of a
+ * session), the parser, rebuilt frames and Lua's verdicts.  See
+ * ngx_wsp_session.h and docs/design.md.  No I/O, no nginx: what the relay
+ * must do is marked in s->kick, reported as an event, or asked through a
+ * callback.
  */
 
 

@@ -2,21 +2,26 @@
  * Copyright (C) ngx_http_ws_proxy_module authors
  *
  * The session core: the protocol state of a proxied WebSocket session,
- * without I/O.  It owns both directions' states (reader, writer, parser),
- * the close handshake, peers gone, protocol violations and limits as
- * state transitions, the proxy's own close frames and the end-of-session
- * test.  The relay (the nginx files) feeds it what happened (a peer's FIN,
- * a violation its parser found, a close asked for, a send that completed)
- * and reads back the output ranges it queued and the directions it marked
- * as having work (`kick`).  It calls upward only through the callbacks of
- * ngx_wsp_session_cb_t: memory, a masking key, events (what the relay
- * logs, counts, or mirrors in its own state).
+ * without I/O.  It owns both directions' states (reader, writer, parser)
+ * and the parser itself (frame boundaries, header and close checks,
+ * limits, text, raw forwarding, skipping, frames held or buffered for Lua,
+ * aggregation or deflate, injected frames, rebuilt frames), Lua's
+ * verdicts, the close handshake, peers gone, protocol violations and
+ * limits as state transitions, the proxy's own close frames and the
+ * end-of-session test.  The relay (the nginx files) feeds it what
+ * happened (bytes read, a peer's FIN, a close asked for, a verdict, a
+ * send that failed) and reads back the output ranges it queued and the
+ * directions it marked as having work (`kick`).  It calls upward only
+ * through the callbacks of ngx_wsp_session_cb_t: memory, a masking key,
+ * events (what the relay logs, counts, or mirrors in its own state), and
+ * what needs nginx, zlib or Lua (liveness, the message buffer, inflate,
+ * deflate, waking the hook).
  *
  * Like ngx_wsp_frame.[ch], this depends on nothing but the C library: it
  * is unit-tested (t/unit/wsp_session_test.c) and fuzzed
- * (fuzz/fuzz_session.c) without nginx, and the build checks that its
- * object references no nginx symbol.  docs/design.md has the state tables
- * and what is still to move here.
+ * (fuzz/fuzz_session.c, fuzz/fuzz_session_wire.c) without nginx, and the
+ * build checks that its object references no nginx symbol.
+ * docs/design.md has the state tables and what is still to move here.
  *
  * Embedding: the relay's direction and session structures begin with the
  * core's fields (NGX_WSP_SDIR_FIELDS, NGX_WSP_SESSION_FIELDS) in a union

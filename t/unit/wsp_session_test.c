@@ -469,8 +469,7 @@ wire_all(void)
     unsigned  i, n;
 
     for (n = 0; n < 2 * W_STREAM + 4; n++) {
-        if (n > 4 && w_peer[0].spos == w_peer[0].slen
-            && w_peer[1].spos == w_peer[1].slen)
+        if (n > 4 && w_read_all(&t, 0) && w_read_all(&t, 1))
         {
             break;
         }

@@ -309,6 +309,11 @@ w_send(t_session_t *t, unsigned dir, size_t max)
 }
 
 
+/* all peer p sent was read, or can no longer be */
+#define w_read_all(t, p)                                                     \
+    (w_peer[p].spos == w_peer[p].slen || !ngx_wsp_can_recv(&(t)->d[p]))
+
+
 /* the relay's read: up to n bytes of peer dir's stream into the buffer */
 
 static void
