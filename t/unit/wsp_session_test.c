@@ -766,6 +766,94 @@ test_wire_dst_gone_mid_frame(void)
 }
 
 
+/*
+ * With a hook: each frame waits in the slot for Lua's verdict, the next
+ * one is not parsed before it; forward, rewrite and drop go out in order,
+ * a close frame is never dropped, an invalid rewrite is refused and the
+ * frame stays held.
+ */
+
+static void
+test_wire_verdicts_in_order(void)
+{
+    unsigned char  big[130];
+
+    w_init(&t);
+    t.opts.hook = 1;
+    memset(big, 'x', sizeof(big));
+
+    w_frame(C, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "one", 3, 0);
+    w_frame(C, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "two", 3, 0);
+    w_frame(C, 1, NGX_WSP_OP_PING, (const unsigned char *) "p", 1, 0);
+    w_frame(C, 1, NGX_WSP_OP_BINARY, (const unsigned char *) "four", 4, 0);
+    wire_close(C, 1000);
+    wire_all();
+
+    ok(t.d[C].in == NGX_WSP_IN_LUA && t.d[C].slot.ready
+       && t.d[C].slot.len == 3 && memcmp(t.d[C].slot.data, "one", 3) == 0
+       && w_handed[C] == 1 && w_peer[U].frames == 0,
+       "verdicts: the first frame waits for Lua, unmasked in place");
+
+    (void) ngx_wsp_verdict(&t.d[C], NGX_WSP_VERDICT_FORWARD, NULL, 0, -1);
+    w_run(&t, NGX_WSP_RUN_DIR(C));
+    ok(w_peer[U].frames == 1 && w_handed[C] == 2
+       && memcmp(t.d[C].slot.data, "two", 3) == 0,
+       "verdicts: forwarded as it came, the next one handed over");
+
+    ok(ngx_wsp_verdict(&t.d[C], NGX_WSP_VERDICT_REWRITE,
+                       (unsigned char *) "\xff", 1, -1) == NGX_WSP_ABORT
+       && t.d[C].in == NGX_WSP_IN_LUA,
+       "verdicts: a rewrite that is not UTF-8 is refused, still held");
+
+    (void) ngx_wsp_verdict(&t.d[C], NGX_WSP_VERDICT_REWRITE,
+                           (unsigned char *) "TWO!", 4, -1);
+    w_run(&t, NGX_WSP_RUN_DIR(C));
+
+    ok(ngx_wsp_verdict(&t.d[C], NGX_WSP_VERDICT_REWRITE, big, 126, -1)
+       == NGX_WSP_DECLINED,
+       "verdicts: a control payload over 125 bytes is refused");
+
+    (void) ngx_wsp_verdict(&t.d[C], NGX_WSP_VERDICT_DROP, NULL, 0, -1);
+    w_run(&t, NGX_WSP_RUN_DIR(C));
+    w_inject(&t, C, NGX_WSP_OP_PONG, (const unsigned char *) "", 0);
+    (void) ngx_wsp_verdict(&t.d[C], NGX_WSP_VERDICT_FORWARD, NULL, 0, -1);
+    w_run(&t, NGX_WSP_RUN_DIR(C));
+
+    ok(t.d[C].slot.opcode == NGX_WSP_OP_CLOSE && t.d[C].slot.code == 1000
+       && t.d[C].rx == NGX_WSP_RX_CLOSED,
+       "verdicts: the close frame waits too, its status in the slot");
+
+    (void) ngx_wsp_verdict(&t.d[C], NGX_WSP_VERDICT_DROP, NULL, 0, -1);
+    w_run(&t, NGX_WSP_RUN_DIR(C));
+
+    ok(w_peer[U].frames == 5 && w_peer[U].ops[0] == NGX_WSP_OP_TEXT
+       && w_peer[U].ops[1] == NGX_WSP_OP_TEXT
+       && w_peer[U].ops[2] == NGX_WSP_OP_PONG
+       && w_peer[U].ops[3] == NGX_WSP_OP_BINARY
+       && w_peer[U].ops[4] == NGX_WSP_OP_CLOSE
+       && w_peer[U].close_code == 1000
+       && t.ev[t.nev - 3].event == NGX_WSP_EV_CLOSE_UNDROPPED,
+       "verdicts: one, TWO!, the ping dropped, the pong injected, four, "
+       "then the close Lua could not drop");
+
+    /* the upstream's reply waits for Lua as well */
+    wire_close(U, 1000);
+    wire_all();
+    ok(t.d[U].in == NGX_WSP_IN_LUA && t.d[U].slot.code == 1000,
+       "verdicts: the close reply is handed to Lua");
+
+    (void) ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_FORWARD, NULL, 0, -1);
+    w_run(&t, NGX_WSP_RUN_DIR(U));
+    wire_fin(U);
+    wire_fin(C);
+    ok(ngx_wsp_done(&t.s, 0) && wire_clean(U) && wire_clean(C)
+       && w_peer[C].close_code == 1000,
+       "verdicts: the reply forwarded, done");
+
+    w_free(&t);
+}
+
+
 int
 main(void)
 {
@@ -789,6 +877,7 @@ main(void)
     test_wire_utf8_after_partial_send();
     test_wire_injected_in_order();
     test_wire_dst_gone_mid_frame();
+    test_wire_verdicts_in_order();
 
     return done_testing();
 }
