@@ -189,7 +189,7 @@ void
 ngx_http_ws_proxy_core_init(ngx_http_ws_proxy_t *wp)
 {
     ngx_wsp_session_init(&wp->core, &ngx_http_ws_proxy_core_cb,
-                         &wp->opts.core, &wp->dir[NGX_WSP_DIR_CLIENT].core,
+                         &wp->opts.core, &ngx_current_msec, &wp->dir[NGX_WSP_DIR_CLIENT].core,
                          &wp->dir[NGX_WSP_DIR_UPSTREAM].core);
 }
 

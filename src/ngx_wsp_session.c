@@ -27,11 +27,12 @@ static void ngx_wsp_offender(ngx_wsp_sdir_t *d, unsigned code,
 
 void
 ngx_wsp_session_init(ngx_wsp_session_t *s, const ngx_wsp_session_cb_t *cb,
-    const ngx_wsp_opts_t *opts, ngx_wsp_sdir_t *client,
-    ngx_wsp_sdir_t *upstream)
+    const ngx_wsp_opts_t *opts, const volatile uintptr_t *clock,
+    ngx_wsp_sdir_t *client, ngx_wsp_sdir_t *upstream)
 {
     s->cb = cb;
     s->conf = opts;
+    s->clock = clock;
     s->sd[NGX_WSP_DIR_CLIENT] = client;
     s->sd[NGX_WSP_DIR_UPSTREAM] = upstream;
 
@@ -1130,7 +1131,7 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
     /* liveness: a data frame's time; a control frame's, the relay's */
 
     if (!control) {
-        d->data_time = s->now;
+        d->data_time = *s->clock;
 
         if (ngx_wsp_frame_limits(d) != NGX_WSP_OK) {
             return NGX_WSP_ERROR;

@@ -346,7 +346,7 @@ struct ngx_wsp_sdir_s {
     ngx_wsp_sdir_t             *sd[2];          /* by NGX_WSP_DIR_* */       \
     const ngx_wsp_session_cb_t *cb;                                          \
     const ngx_wsp_opts_t       *conf;          /* the relay's options */  \
-    uintptr_t                   now;            /* the relay's clock (ms) */ \
+    const volatile uintptr_t   *clock;          /* the relay's time (ms) */  \
     uintptr_t                   kick;           /* NGX_WSP_RUN_DIR()s */     \
     uintptr_t                   closed_by;      /* NGX_WSP_BY_* */           \
     unsigned char               ended_by;       /* NGX_WSP_END_* */
@@ -399,8 +399,8 @@ struct ngx_wsp_session_s {
 
 /* the session's directions (zeroed, or already in use) join it */
 void ngx_wsp_session_init(ngx_wsp_session_t *s, const ngx_wsp_session_cb_t *cb,
-    const ngx_wsp_opts_t *opts, ngx_wsp_sdir_t *client,
-    ngx_wsp_sdir_t *upstream);
+    const ngx_wsp_opts_t *opts, const volatile uintptr_t *clock,
+    ngx_wsp_sdir_t *client, ngx_wsp_sdir_t *upstream);
 
 /*
  * The parser: walks d's input from one frame boundary to the next,
@@ -409,7 +409,7 @@ void ngx_wsp_session_init(ngx_wsp_session_t *s, const ngx_wsp_session_cb_t *cb,
  * checks text, skips what is not to be forwarded, and hands the rest to
  * the relay's callbacks.  Returns 1 when it stopped for want of bytes (a
  * header, or a frame that must be whole, cut short), else 0.  The relay
- * sets s->now first.
+ * keeps the time in *s->clock (ngx_wsp_session_init()).
  */
 unsigned ngx_wsp_parse(ngx_wsp_sdir_t *d);
 

@@ -52,6 +52,10 @@ typedef struct {
 #define t_of(s)  ((t_session_t *) (s))
 
 
+/* the scripted session's time */
+static uintptr_t  t_clock;
+
+
 static void *
 t_alloc(ngx_wsp_session_t *s, size_t size)
 {
@@ -119,7 +123,8 @@ t_init(t_session_t *t)
 
     memset(t, 0, sizeof(t_session_t));
 
-    ngx_wsp_session_init(&t->s, &t_cb, &t->opts, &t->d[0], &t->d[1]);
+    ngx_wsp_session_init(&t->s, &t_cb, &t->opts, &t_clock, &t->d[0],
+                         &t->d[1]);
 
     for (i = 0; i < 2; i++) {
         t->d[i].start = t->buf[i];

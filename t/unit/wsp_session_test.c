@@ -702,8 +702,11 @@ test_wire_injected_in_order(void)
 {
     w_init(&t);
 
+    t_clock = 777;
     w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "one", 3, 0);
     wire_all();
+    ok(t.d[U].data_time == 777 && t.d[C].data_time == 0,
+       "wire: a data frame's time is the relay's clock's (liveness)");
     w_inject(&t, U, NGX_WSP_OP_PING, (const unsigned char *) "p", 1);
     w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "two", 3, 0);
     wire_all();

@@ -102,7 +102,8 @@ static void
 w_init(t_session_t *t)
 {
     t_init(t);
-    ngx_wsp_session_init(&t->s, &w_cb, &t->opts, &t->d[0], &t->d[1]);
+    ngx_wsp_session_init(&t->s, &w_cb, &t->opts, &t_clock, &t->d[0],
+                         &t->d[1]);
     t->opts.max_payload = 1 << 20;
     memset(w_peer, 0, sizeof(w_peer));
     memset(w_cap, 0, sizeof(w_cap));
