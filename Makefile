@@ -50,7 +50,7 @@ DEB_PKGS := nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk \
 SHELL := /bin/bash
 
 .PHONY: FORCE all deps e2e-deps deb-deps deb unit soak test test-unit test-nginx \
-	test-valgrind test-debug bench bench-deflate fuzz demo clean \
+	test-valgrind test-debug bench bench-deflate bench-scale fuzz demo clean \
 	debian13-root test-debian13 deb-debian13
 
 all: $(MODULE)
@@ -218,6 +218,11 @@ bench: deps all
 # permessage-deflate only (W6, W6c, W4d): report in build/bench/benchmarks.md
 bench-deflate: deps all
 	BENCH_WORKLOADS=$${BENCH_WORKLOADS:-W6,W6c,W4d} bench/run
+
+# W7 alone: 100,000 idle sessions through one nginx per target (GBs of
+# memory, minutes; BENCH_SCALE=100000,200000): report in build/bench/scale.md
+bench-scale: deps all
+	bench/scale
 
 soak: deps all
 	bench/soak

@@ -27,6 +27,15 @@
  * echoes one compressed message before it idles, one connection after the
  * other (so that a proxy holds one message's zlib streams at a time).
  *
+ * Environment (for many idle sessions, bench/scale): WSBENCH_SRC=ADDR binds
+ * the load side's connections to that source address (its own ephemeral
+ * ports, so that several load processes can each hold ~20,000 sessions
+ * to one port); WSBENCH_LEAN=1 gives back a connection's empty input and
+ * output buffers (64 KiB each once used), in the server after every event
+ * and in the "idle" load once the handshake is done, so that the load and
+ * echo sides hold about 1 KB per session.  The "ready" line of the idle
+ * mode carries open_ms= (from the first connect to the last 101).
+ *
  * The server answers a permessage-deflate offer (RFC 7692) and echoes a
  * compressed message as it came, compressed bytes and RSV1 unchanged: valid
  * because an echo sends back the same texts in the same order, so the
@@ -92,6 +101,8 @@ static uint64_t  pmd_conns, matched, inflated, plain, wire_bytes;
 static uint64_t  max_msgs, sent_msgs;     /* "mN" as SECONDS: N messages */
 static double   *lat;
 static size_t    nlat, lat_cap;
+static int       lean;             /* WSBENCH_LEAN=1 */
+static double    open_start;       /* idle: the first connect */
 
 
 static double
@@ -171,6 +182,24 @@ flush_out(conn_t *c)
     }
 
     return 0;
+}
+
+
+/* WSBENCH_LEAN: an idle connection keeps no empty buffer */
+static void
+lean_buffers(conn_t *c)
+{
+    if (c->in_len == 0 && c->in != NULL) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+
+    if (c->out_pos == c->out_len && c->out != NULL) {
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = c->out_pos = c->out_len = 0;
+    }
 }
 
 
@@ -789,6 +818,7 @@ run_server(int port)
 
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
+    lean = getenv("WSBENCH_LEAN") != NULL && atoi(getenv("WSBENCH_LEAN"));
 
     lfd = socket(AF_INET, SOCK_STREAM, 0);
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -847,6 +877,8 @@ run_server(int port)
                 if (c->state == 1) server_frames(c);
                 if (flush_out(c) < 0) goto gone;
             }
+
+            if (lean && c->state == 1) lean_buffers(c);
 
             continue;
 
@@ -1081,9 +1113,10 @@ cmp(const void *a, const void *b)
 static void
 idle_ready(int nconns)
 {
-    printf("ready conns=%d echoed=%lu pmd_conns=%lu errors=%lu\n", nconns,
-           (unsigned long) msgs, (unsigned long) pmd_conns,
-           (unsigned long) errors);
+    printf("ready conns=%d echoed=%lu pmd_conns=%lu errors=%lu "
+           "open_ms=%.0f\n", nconns, (unsigned long) msgs,
+           (unsigned long) pmd_conns, (unsigned long) errors,
+           (now() - open_start) * 1000);
     fflush(stdout);
 }
 
@@ -1099,7 +1132,9 @@ run_load(int argc, char **argv)
     struct epoll_event  ev, evs[512];
     unsigned char      *scratch, *expect;
     char                req[512];
-    int                 idle, open_conns = 0;
+    int                 idle, open_conns = 0, one = 1;
+    const char         *src = getenv("WSBENCH_SRC");
+    struct sockaddr_in  la;
 
     if (strncmp(mode, "text", 4) == 0) {
         /* "textecho", "textstream": the same with text frames */
@@ -1158,6 +1193,14 @@ run_load(int argc, char **argv)
     sa.sin_port = htons(port);
     inet_pton(AF_INET, host, &sa.sin_addr);
 
+    memset(&la, 0, sizeof(la));
+    la.sin_family = AF_INET;
+    if (src != NULL && inet_pton(AF_INET, src, &la.sin_addr) != 1) {
+        fprintf(stderr, "WSBENCH_SRC: not an IPv4 address: %s\n", src);
+        return 2;
+    }
+    lean = getenv("WSBENCH_LEAN") != NULL && atoi(getenv("WSBENCH_LEAN"));
+
     n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -1170,11 +1213,19 @@ run_load(int argc, char **argv)
                      "permessage-deflate; client_max_window_bits\r\n"
                  : "");
 
+    open_start = now();
+
     for (i = 0; i < nconns; i++) {
         conn_t  *c = &conns[i];
 
         c->fd = socket(AF_INET, SOCK_STREAM, 0);
         if (c->fd < 0) die("socket");
+        if (src != NULL) {
+            /* the port is chosen at connect(), by the whole 4-tuple */
+            setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+                       sizeof(one));
+            if (bind(c->fd, (void *) &la, sizeof(la)) < 0) die("bind");
+        }
         if (connect(c->fd, (void *) &sa, sizeof(sa)) < 0) die("connect");
         set_nonblock(c->fd);
         out_add(c, req, n);
@@ -1237,6 +1288,7 @@ run_load(int argc, char **argv)
                 c->in_len -= hl;
                 c->state = 1;
                 open_conns++;
+                if (lean && idle && !json) lean_buffers(c);
 
                 if (open_conns == nconns) {
                     running = 1;

@@ -30,6 +30,8 @@ static ngx_int_t ngx_http_ws_proxy_upstream_addr_variable(
 static ngx_str_t  ngx_http_ws_proxy_upstream_addr_name =
     ngx_string("ws_proxy_upstream_addr");
 
+static ngx_http_upstream_t  ngx_http_ws_proxy_balancer_scratch;
+
 
 /*
  * NGX_DECLINED: host does not name a group (it is connected to as
@@ -136,9 +138,23 @@ ngx_http_ws_proxy_balancer_init(ngx_http_ws_proxy_t *wp,
 
     r = wp->request;
 
-    u = ngx_pcalloc(wp->pool, sizeof(ngx_http_upstream_t));
-    if (u == NULL) {
-        return NGX_ERROR;
+    /*
+     * Round robin (every group without a balancer directive, and each
+     * host of ws_proxy_pass) keeps no pointer to it: a worker's one scratch
+     * copy spares every session the 1 KB struct, and the 4 KB pool block
+     * it opened (bench W7).  Other balancers may keep it (keepalive does):
+     * they get the session's own.
+     */
+
+    if (uscf->peer.init == ngx_http_upstream_init_round_robin_peer) {
+        u = &ngx_http_ws_proxy_balancer_scratch;
+        ngx_memzero(u, sizeof(ngx_http_upstream_t));
+
+    } else {
+        u = ngx_pcalloc(wp->pool, sizeof(ngx_http_upstream_t));
+        if (u == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     u->peer.log = wp->log;

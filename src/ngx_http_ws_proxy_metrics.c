@@ -712,7 +712,10 @@ ngx_http_ws_proxy_metrics_timer(ngx_event_t *ev)
 }
 
 
-/* postconfiguration: ws_proxy_status has nothing to show without a zone */
+/*
+ * postconfiguration: ws_proxy_status has nothing to show without a zone,
+ * and ws_proxy_zone_key nothing to count under
+ */
 
 ngx_int_t
 ngx_http_ws_proxy_metrics_init_conf(ngx_conf_t *cf)
@@ -724,6 +727,13 @@ ngx_http_ws_proxy_metrics_init_conf(ngx_conf_t *cf)
     if (wmcf->status && wmcf->zone == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"ws_proxy_status\" needs a \"ws_proxy_zone\" "
+                           "in the http block");
+        return NGX_ERROR;
+    }
+
+    if (wmcf->zone_key && wmcf->zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ws_proxy_zone_key\" needs a \"ws_proxy_zone\" "
                            "in the http block");
         return NGX_ERROR;
     }

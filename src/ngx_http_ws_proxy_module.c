@@ -866,7 +866,8 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_ws_proxy_loc_conf_t *prev = parent;
     ngx_http_ws_proxy_loc_conf_t *conf = child;
 
-    ngx_uint_t  i;
+    ngx_uint_t                      i;
+    ngx_http_ws_proxy_main_conf_t  *wmcf;
 
     ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size,
                               64 * 1024);
@@ -905,6 +906,13 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->deflate_mem_level,
                               prev->deflate_mem_level, 8);
     ngx_conf_merge_ptr_value(conf->zone_key, prev->zone_key, NULL);
+
+    if (conf->zone_key) {
+        /* checked with the zone at postconfiguration */
+        wmcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_ws_proxy_module);
+        wmcf->zone_key = 1;
+    }
 
     /* upstream groups, ws_proxy_pass */
     ngx_conf_merge_uint_value(conf->next_upstream_tries,

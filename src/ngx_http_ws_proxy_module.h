@@ -38,6 +38,9 @@
 #define NGX_WSP_HS_DONE              4
 #define NGX_WSP_HS_BODY              5   /* a refusal's body, to relay it */
 
+/* the handshake buffer's first size; it grows to hs_limit */
+#define NGX_WSP_HS_START             1024
+
 /* a direction's states (NGX_WSP_RX_*, _TX_*, _IN_*): ngx_wsp_session.h */
 
 
@@ -149,6 +152,7 @@ typedef struct {
 typedef struct {
     ngx_shm_zone_t             *zone;             /* NULL: none */
     ngx_uint_t                  status;           /* ws_proxy_status used */
+    ngx_uint_t                  zone_key;         /* ws_proxy_zone_key used */
 } ngx_http_ws_proxy_main_conf_t;
 
 
@@ -336,10 +340,12 @@ struct ngx_http_ws_proxy_s {
     unsigned                    ssl:1;
     unsigned                    ssl_verify:1;
     unsigned                    escape_path:1;  /* ws_proxy_pass's URI */
+    unsigned                    err_logged:1;   /* nginx logged err's cause */
     ngx_str_t                   key;         /* our Sec-WebSocket-Key */
     ngx_str_t                   extra_headers;
     ngx_str_t                   offer;       /* Sec-WebSocket-Protocol sent */
     ngx_buf_t                  *hs;          /* handshake request/response */
+    size_t                      hs_limit;    /* the response head's bound */
     ngx_str_t                   response;    /* upstream response head */
     ngx_uint_t                  upstream_status;  /* a non-101 answer */
     ngx_uint_t                  body_framing;     /* its NGX_WSP_BODY_* */

@@ -343,7 +343,40 @@ char *
 ngx_http_ws_proxy_pass_merge(ngx_conf_t *cf,
     ngx_http_ws_proxy_pass_conf_t *prev, ngx_http_ws_proxy_pass_conf_t *conf)
 {
-    ngx_uint_t  i;
+    ngx_uint_t                 i;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    /*
+     * the header directives apply to ws_proxy_pass only: in a location
+     * whose content handler is another's (content_by_lua*, proxy_pass)
+     * they would do nothing, so they are refused there; at an outer
+     * level, or above an "if" or a nested location, they are for the
+     * ws_proxy_pass locations inside
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler && clcf->handler != ngx_http_ws_proxy_pass_handler
+        && clcf->locations == NULL)
+    {
+        if (conf->headers != NGX_CONF_UNSET_PTR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"ws_proxy_set_header\" applies to "
+                               "ws_proxy_pass only, not to this location's "
+                               "handler: use connect()'s \"headers\" option "
+                               "in Lua");
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->pass_request_headers != NGX_CONF_UNSET) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"ws_proxy_pass_request_headers\" applies "
+                               "to ws_proxy_pass only, not to this "
+                               "location's handler: use connect()'s "
+                               "\"forward_headers\" option in Lua");
+            return NGX_CONF_ERROR;
+        }
+    }
 
     ngx_conf_merge_size_value(conf->max_frame_size, prev->max_frame_size, 0);
     ngx_conf_merge_uint_value(conf->max_fragments, prev->max_fragments, 0);
@@ -658,8 +691,13 @@ ngx_http_ws_proxy_pass_failed(ngx_http_ws_proxy_pass_ctx_t *ctx)
         ngx_http_ws_proxy_set_error(wp, "failed to connect");
     }
 
-    /* the URI may hold the client's bytes ($uri decoded) */
-    ngx_http_ws_proxy_log_error(NGX_LOG_ERR, wp->log, 0,
+    /*
+     * The URI may hold the client's bytes ($uri decoded).  A connect()
+     * failure has nginx's own [error] line already, as proxy_pass has:
+     * this summary is one more only at [info].
+     */
+    ngx_http_ws_proxy_log_error(wp->err_logged ? NGX_LOG_INFO : NGX_LOG_ERR,
+                                wp->log, 0,
                                 "ws_proxy_pass: %*s, upstream: \"%V\"",
                                 wp->err_len, wp->err, &ctx->uri);
 
@@ -760,9 +798,10 @@ ngx_http_ws_proxy_pass_uri(ngx_http_request_t *r,
 
 
 /*
- * The client's URI as proxy_pass passes it: unchanged (the request line's)
- * when there is no prefix; else the prefix, then the decoded URI after
- * the location's part, escaped again, then the arguments.
+ * The client's URI as proxy_pass passes it: unchanged (the request line's,
+ * without a fragment) when there is no prefix; else the prefix (unless a
+ * rewrite ... break changed the URI), then the decoded URI after the
+ * location's part, escaped again, then the arguments.
  */
 
 static ngx_int_t
@@ -775,6 +814,19 @@ ngx_http_ws_proxy_pass_client_uri(ngx_http_request_t *r, ngx_str_t *prefix,
 
     if (prefix->len == 0 && r->valid_unparsed_uri) {
         *out = r->unparsed_uri;
+
+        /*
+         * a raw '#' starts a fragment, where nginx ended $uri and $args
+         * (and matched the location): escaped as %23 with what follows,
+         * it would name another path ("/x#/../admin" is "/admin" once an
+         * upstream removes the dot segments)
+         */
+
+        p = ngx_strlchr(out->data, out->data + out->len, '#');
+        if (p) {
+            out->len = p - out->data;
+        }
+
         return NGX_OK;
     }
 
@@ -792,7 +844,16 @@ ngx_http_ws_proxy_pass_client_uri(ngx_http_request_t *r, ngx_str_t *prefix,
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(out->data, prefix->data, prefix->len);
+    p = out->data;
+
+    /*
+     * a rewrite ... break cleared valid_location: proxy_pass then passes
+     * the changed URI whole and ignores its URI part
+     */
+
+    if (r->valid_location) {
+        p = ngx_cpymem(p, prefix->data, prefix->len);
+    }
 
     if (escape) {
         p = (u_char *) ngx_escape_uri(p, r->uri.data + loc_len,

@@ -12,6 +12,7 @@
 #include "ngx_http_ws_proxy_module.h"
 
 
+static ngx_int_t ngx_http_ws_proxy_grow_hs(ngx_http_ws_proxy_t *wp);
 static ngx_int_t ngx_http_ws_proxy_check_response(ngx_http_ws_proxy_t *wp,
     u_char *start, u_char *end);
 static ngx_int_t ngx_http_ws_proxy_body_done(ngx_http_ws_proxy_t *wp,
@@ -60,9 +61,24 @@ ngx_http_ws_proxy_build_request(ngx_http_ws_proxy_t *wp)
 
     b = wp->hs;
 
+    /*
+     * As proxy_pass sizes its request to fit: the client's headers are
+     * bounded by large_client_header_buffers already, and a large Cookie
+     * is no reason for a 502.  The buffer then receives the response head,
+     * which ws_proxy_handshake_buffer_size bounds (proxy_buffer_size's
+     * role): grown here past it, the buffer bounds it at its own size.
+     */
+
     if (len > (size_t) (b->end - b->start)) {
-        ngx_http_ws_proxy_set_error(wp, "handshake request too large");
-        return NGX_ERROR;
+        p = ngx_alloc(len, wp->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_free(b->start);
+
+        b->start = p;
+        b->end = p + len;
     }
 
     p = b->start;
@@ -154,6 +170,13 @@ ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp)
 
     for ( ;; ) {
 
+        if (b->last == b->end
+            && ngx_http_ws_proxy_grow_hs(wp) != NGX_OK)
+        {
+            ngx_http_ws_proxy_connect_done(wp, NGX_ERROR);
+            return;
+        }
+
         if (b->last == b->end) {
             ngx_http_ws_proxy_metrics_failed(wp, NGX_WSP_HSO_INVALID);
             ngx_http_ws_proxy_set_error(wp, "failed to receive response "
@@ -212,6 +235,47 @@ ngx_http_ws_proxy_read_response(ngx_http_ws_proxy_t *wp)
             return;
         }
     }
+}
+
+
+/*
+ * A head that fills the buffer: twice the room, up to hs_limit
+ * (ws_proxy_handshake_buffer_size).  Nothing points into the buffer
+ * before the head is whole.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_grow_hs(ngx_http_ws_proxy_t *wp)
+{
+    size_t      size;
+    u_char     *p;
+    ngx_buf_t  *b;
+
+    b = wp->hs;
+    size = b->end - b->start;
+
+    if (size >= wp->hs_limit) {
+        return NGX_OK;
+    }
+
+    size = ngx_min(2 * size, wp->hs_limit);
+
+    p = ngx_alloc(size, wp->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, b->start, b->last - b->start);
+
+    b->pos = p + (b->pos - b->start);
+    b->last = p + (b->last - b->start);
+
+    ngx_free(b->start);
+
+    b->start = p;
+    b->end = p + size;
+
+    return NGX_OK;
 }
 
 

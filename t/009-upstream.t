@@ -902,16 +902,20 @@ real-ip: 127.0.0.1, xff: 10.1.2.3, 127.0.0.1, proto: http, xhost: localhost, coo
 
 
 
-=== TEST 16c: handshake_buffer_size: a 7.9 KB Cookie fails with the default 8k, passes with a larger buffer from new() or connect()
+=== TEST 16c: handshake_buffer_size bounds the upstream's response head, as proxy_buffer_size: a 3 KB response header passes with the default 8k (the buffer starts at 1k and grows), a 9 KB one fails, passes with a larger buffer from new() or connect(); a 7.9 KB Cookie passes with the default (the request's buffer grows to fit)
 --- http_config eval
 $t::WsProxy::HttpConfig . q{
     server {
         listen 127.0.0.1:$TEST_NGINX_TLS_PORT4;
         location /proxy {
             content_by_lua_block {
-                ngx.log(ngx.INFO, "cookie of ", #ngx.var.http_cookie)
+                ngx.log(ngx.INFO, "cookie of ", #(ngx.var.http_cookie or ""))
                 local ws = require "wstest"
-                local s = assert(ws.server())
+                local big = ngx.var.arg_big
+                            and { "X-Big: " .. string.rep("y", 9000) }
+                            or ngx.var.arg_mid
+                            and { "X-Mid: " .. string.rep("m", 3000) }
+                local s = assert(ws.server({ headers = big }))
                 s:recv_frame()
             }
         }
@@ -926,7 +930,10 @@ $t::WsProxy::HttpConfig . q{
                 handshake_buffer_size = ngx.var.arg_new and size or nil }))
             local ok, err = wp:connect("ws://127.0.0.1:"
                                        .. os.getenv("TEST_NGINX_TLS_PORT4")
-                                       .. "/proxy", {
+                                       .. "/proxy"
+                                       .. (ngx.var.arg_big and "?big=1"
+                                           or ngx.var.arg_mid and "?mid=1"
+                                           or ""), {
                 forward_headers = { "Cookie" },
                 handshake_buffer_size = not ngx.var.arg_new and size or nil,
             })
@@ -942,9 +949,13 @@ $t::WsProxy::HttpConfig . q{
         content_by_lua_block {
             local ws = require "wstest"
             local cookie = "Cookie: c=" .. string.rep("x", 7900)
-            for _, path in ipairs{ "/proxy", "/proxy?size=16384",
-                                   "/proxy?size=16384&new=1" } do
-                local c, err = ws.client(path, { headers = { cookie } })
+            for _, path in ipairs{ "/proxy", "/proxy?mid=1", "/proxy?big=1",
+                                   "/proxy?big=1&size=16384",
+                                   "/proxy?big=1&size=16384&new=1" } do
+                -- the Cookie with the first only: the others start at 1k
+                local c, err = ws.client(path, { headers = path == "/proxy"
+                                                           and { cookie }
+                                                           or nil })
                 ngx.say(path, ": ", c and c.status or err)
                 if c then
                     c:send_close(1000)
@@ -958,12 +969,14 @@ $t::WsProxy::HttpConfig . q{
 --- main_config
 env TEST_NGINX_TLS_PORT4;
 --- response_body
-/proxy: status 502
-/proxy?size=16384: 101
-/proxy?size=16384&new=1: 101
+/proxy: 101
+/proxy?mid=1: 101
+/proxy?big=1: status 502
+/proxy?big=1&size=16384: 101
+/proxy?big=1&size=16384&new=1: 101
 opts.handshake_buffer_size must be a number >= 1024
 --- error_log
-connect: failed connecting to upstream: handshake request too large
+failed to receive response header: too large
 cookie of 7902
 --- no_error_log
 [error]

@@ -11,6 +11,16 @@ if (system('command -v clang >/dev/null 2>&1') != 0
     exit 0;
 }
 
+# the harnesses test the standalone sources, not the nginx under test: they
+# run where the distribution's nginx is tested (Debian 12's, Debian 13's in
+# its root), each in its own work folder, not once per target of the matrix
+if (defined $ENV{TEST_NGINX_DEB_TARGET} && $ENV{TEST_NGINX_DEB_TARGET} ne '1') {
+    print "1..0 # SKIP the fuzzers do not depend on the nginx under test:"
+        . " run on the distribution's targets\n";
+    exit 0;
+}
+$ENV{FUZZ_OUT} = ($ENV{TEST_NGINX_WORKDIR} || 'build') . '/fuzz';
+
 my @harnesses = map { m{fuzz/(fuzz_\w+)\.c$} ? $1 : () } glob('fuzz/fuzz_*.c');
 
 print "1..1\n";

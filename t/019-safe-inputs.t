@@ -537,7 +537,7 @@ send_frame: nilproxy is not running
 
 
 
-=== TEST 17: forward_path percent-encodes the bytes of the client's path that nginx accepts and RFC 3986 does not
+=== TEST 17: forward_path percent-encodes the bytes of the client's path that nginx accepts and RFC 3986 does not, and ends it at a raw '#', where nginx ends $uri (not "%23" and the rest, another path once dot segments go)
 --- http_config eval
 $t::WsProxy::HttpConfig . q{
     server {
@@ -573,19 +573,25 @@ $t::WsProxy::HttpConfig . q{
     location /t {
         content_by_lua_block {
             local client = require "nginx.websocket.client"
-            local wb = assert(client:new())
-            assert(wb:connect("ws://127.0.0.1:" .. ngx.var.server_port
-                              .. "/proxy/caf\195\169\"x?q=a%20b"))
-            assert(wb:send_text("hi"))
-            ngx.say((wb:recv_frame()))
+            for _, path in ipairs{ "/proxy/caf\195\169\"x?q=a%20b",
+                                   "/proxy/x?a=1#/../../admin" } do
+                local wb = assert(client:new())
+                assert(wb:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                                  .. path))
+                assert(wb:send_text("hi"))
+                ngx.say((wb:recv_frame()))
+                wb:send_close()
+            end
         }
     }
 --- main_config
 env TEST_NGINX_TLS_PORT;
 --- response_body
 hi
+hi
 --- error_log
 upstream request: /proxy/caf%C3%A9%22x?q=a%20b
+upstream request: /proxy/x?a=1,
 --- no_error_log
 [error]
 

@@ -269,7 +269,7 @@ text:got text:abcd (masked)
 
 
 
-=== TEST 6: unreachable: 502
+=== TEST 6: unreachable: 502, with one [error] line, nginx's own, as proxy_pass logs it
 --- pass
         ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_DEAD_PORT/rec;
 --- client
@@ -277,9 +277,12 @@ text:got text:abcd (masked)
             ngx.say(err)
 --- response_body
 status 502
---- error_log
-ws_proxy_pass: failed to connect: connection refused, upstream: "ws://127.0.0.1:
-pass: 502
+--- error_log eval
+[qr/\[error\] .*connect\(\) (?:to \S+ )?failed \(111: Connection refused\)/,
+ qr/\[info\] .*ws_proxy_pass: failed to connect: connection refused, upstream: "ws:\/\/127\.0\.0\.1:/,
+ "pass: 502"]
+--- no_error_log
+[error] ws_proxy_pass
 
 
 
@@ -642,7 +645,7 @@ X-Added: yes
 
 
 
-=== TEST 24: a 7.9 KB Cookie: 502 with the default handshake buffer (8k), passed with ws_proxy_handshake_buffer_size 16k
+=== TEST 24: a 7.9 KB Cookie passes with the default handshake buffer (8k), as proxy_pass passes it: the request's buffer grows to fit
 --- config
     location /small {
         ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT/;
@@ -671,14 +674,17 @@ X-Added: yes
         }
     }
 --- response_body
-/small: status 502
+/small: 7910
 /large: 7910
---- error_log
-ws_proxy_pass: handshake request too large
+--- no_error_log
+[error]
 
 
 
 === TEST 25: a name resolved when the configuration is read, as proxy_pass resolves it: no resolver needed
+Where localhost is also ::1 (Debian 13's /etc/hosts), the first address
+refuses (the test server listens on 127.0.0.1) and the next one answers, as
+with proxy_pass: that refusal's [error] line is nginx's usual one.
 --- pass
         ws_proxy_pass ws://localhost:$TEST_NGINX_HEAD_PORT/named;
 --- client
@@ -691,7 +697,8 @@ ws_proxy_pass: handshake request too large
 Host: localhost:$ENV{TEST_NGINX_HEAD_PORT}
 "
 --- no_error_log
-[error]
+no resolver defined
+[alert]
 
 
 
@@ -824,5 +831,67 @@ $::Config . q{
             c:recv_frame()
 --- response_body
 unix localhost /base/x?y=1
+--- no_error_log
+[error]
+
+
+
+=== TEST 35: a rewrite ... break in a location with a URI part: the changed URI is passed whole, the URI part ignored, as proxy_pass does
+--- config
+    location /base/ {
+        rewrite ^/base/(.*)$ /new/$1 break;
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT/up/;
+    }
+
+    location /same/ {
+        rewrite ^/same/(.*)$ /same/$1 break;
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT/up/;
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, path in ipairs{ "/base/a%20b?x=1", "/same/c?y=2" } do
+                local c = assert(ws.client(path))
+                ngx.say((c:recv_frame().payload:match("^[^\r]*")))
+                c:send_close(1000, "done")
+                c:recv_frame()
+            end
+        }
+    }
+--- response_body
+GET /new/a%20b?x=1 HTTP/1.1
+GET /same/c?y=2 HTTP/1.1
+--- no_error_log
+[error]
+
+
+
+=== TEST 36: a raw '#' in the client's request line ends its URI, for nginx's location match as for the upstream: not passed on as %23 with what follows
+--- config
+    location /admin {
+        return 403;
+    }
+
+    location /proxy {
+        ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_HEAD_PORT;
+    }
+
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            for _, path in ipairs{ "/proxy/x#/../../admin",
+                                   "/proxy/y?a=1#frag", "/proxy/z%23k" } do
+                local c = assert(ws.client(path))
+                ngx.say((c:recv_frame().payload:match("^[^\r]*")))
+                c:send_close(1000, "done")
+                c:recv_frame()
+            end
+        }
+    }
+--- response_body
+GET /proxy/x HTTP/1.1
+GET /proxy/y?a=1 HTTP/1.1
+GET /proxy/z%23k HTTP/1.1
 --- no_error_log
 [error]

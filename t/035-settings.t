@@ -395,3 +395,57 @@ close:1001:
 --- error_log
 upstream got: close:1001:
 ws_proxy: the request ended while the session was running (ngx.exit() in on_frame?), closing both peers with 1001
+
+
+
+=== TEST 19: ws_proxy_set_header in a Lua location (it applies to ws_proxy_pass only) is refused, not ignored
+--- config
+    location /t {
+        ws_proxy_set_header X-Tenant a;
+        content_by_lua_block { ngx.say("ok") }
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+"ws_proxy_set_header" applies to ws_proxy_pass only, not to this location's handler: use connect()'s "headers" option in Lua
+
+
+
+=== TEST 20: ws_proxy_pass_request_headers in a Lua location likewise
+--- config
+    location /t {
+        ws_proxy_pass_request_headers off;
+        content_by_lua_block { ngx.say("ok") }
+    }
+--- must_die
+--- allowed_levels: [emerg]
+--- error_log
+"ws_proxy_pass_request_headers" applies to ws_proxy_pass only, not to this location's handler: use connect()'s "forward_headers" option in Lua
+
+
+
+=== TEST 21: at the server level, for the ws_proxy_pass locations inside, a Lua location beside them is fine
+--- config
+    ws_proxy_set_header X-Tenant a;
+    ws_proxy_pass_request_headers off;
+
+    location /t {
+        content_by_lua_block { ngx.say("ok") }
+    }
+--- response_body
+ok
+
+
+
+=== TEST 22: in a Lua location with an "if" that holds a ws_proxy_pass (which inherits them), they are fine
+--- config
+    location /t {
+        ws_proxy_set_header X-Tenant a;
+        ws_proxy_pass_request_headers off;
+        if ($arg_ws) {
+            ws_proxy_pass ws://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+        }
+        content_by_lua_block { ngx.say("ok") }
+    }
+--- response_body
+ok

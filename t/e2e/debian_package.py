@@ -425,8 +425,18 @@ def main():
             skip("no %s (make deb-deps installs it)" % tool)
     if not os.path.exists("/etc/nginx/nginx.conf"):
         skip("no /etc/nginx/nginx.conf")
+    # a pid file of a live process: an nginx of /etc/nginx may be running;
+    # an empty or stale one (a package's start that failed, a killed run)
+    # is nginx's to overwrite when it starts
     if os.path.exists(PIDFILE):
-        skip("%s exists: an nginx of /etc/nginx may be running" % PIDFILE)
+        try:
+            with open(PIDFILE) as f:
+                held = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            held = 0
+        if held and alive(held):
+            skip("%s names process %d: an nginx of /etc/nginx may be "
+                 "running" % (PIDFILE, held))
     masters = nginx_masters_of_etc()
     if masters:
         skip("an nginx of /etc/nginx is running (pid %s)"

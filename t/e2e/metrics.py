@@ -496,11 +496,15 @@ def prometheus(total):
 
 
 def conf_errors():
-    """nginx -t refuses a status page without a zone, and a tiny zone."""
+    """nginx -t refuses a status page or a key without a zone, and a tiny
+    zone."""
     head = target.LOAD_MODULES
     for http, want in [
             ("server { listen 127.0.0.1:%d; location /s { ws_proxy_status; }"
              " }" % PORT, '"ws_proxy_status" needs a "ws_proxy_zone"'),
+            ("server { listen 127.0.0.1:%d; location /ws {"
+             " ws_proxy_zone_key $host; return 204; } }" % PORT,
+             '"ws_proxy_zone_key" needs a "ws_proxy_zone"'),
             ("ws_proxy_zone z 16k;", 'zone "z" is too small'),
             ("ws_proxy_zone z 1m; ws_proxy_zone y 1m;", "is duplicate")]:
         path = os.path.join(PREFIX, "bad.conf")

@@ -730,8 +730,10 @@ function _M:connect_upstream(uri, opts)
         if base then
             -- nginx accepts bytes in a request line that RFC 3986 does not
             -- (UTF-8, '"', ...): they are percent-encoded, so that the
-            -- upstream URI's check does not refuse the client's path
-            uri = base .. gsub(ngx.var.request_uri,
+            -- upstream URI's check does not refuse the client's path; a
+            -- raw '#' starts a fragment, where nginx ended $uri: as %23
+            -- with the rest it would name another path ("/x#/../admin")
+            uri = base .. gsub(ngx.var.request_uri:match("^[^#]*"),
                                "[^%w%-%._~!$&'()*+,;=:@/?%%]",
                                function(c)
                                    return fmt("%%%02X", c:byte())
