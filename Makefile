@@ -171,7 +171,24 @@ $(BUILD)/wsp_deflate_test: src/ngx_wsp_deflate.c src/ngx_wsp_deflate.h \
 	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_deflate.c \
 	    src/ngx_wsp_handshake.c t/unit/wsp_deflate_test.c -lz
 
+# the session core, without nginx: its object must reference no nginx
+# symbol (only the codec's ngx_wsp_*() and the C library)
+$(BUILD)/ngx_wsp_session.o: src/ngx_wsp_session.c src/ngx_wsp_session.h \
+		src/ngx_wsp_frame.h
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_UNIT) -c -o $@ src/ngx_wsp_session.c
+	@! nm -u $@ | grep -v ' ngx_wsp_' | grep -E ' _?ngx_' \
+	    || { echo "$@ references nginx"; exit 1; }
+
+# unit tests of the session core, without nginx
+$(BUILD)/wsp_session_test: $(BUILD)/ngx_wsp_session.o src/ngx_wsp_frame.c \
+		src/ngx_wsp_frame.h src/ngx_wsp_session.h t/unit/tap.h \
+		t/unit/wsp_session.h t/unit/wsp_wire.h t/unit/wsp_session_test.c
+	$(CC) $(CFLAGS_UNIT) -o $@ $(BUILD)/ngx_wsp_session.o \
+	    src/ngx_wsp_frame.c t/unit/wsp_session_test.c
+
 UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test) \
+	$(if $(wildcard t/unit/wsp_session_test.c),$(BUILD)/wsp_session_test) \
 	$(if $(wildcard t/unit/wsp_handshake_test.c),$(BUILD)/wsp_handshake_test) \
 	$(if $(wildcard t/unit/wsp_deflate_test.c),$(BUILD)/wsp_deflate_test)
 

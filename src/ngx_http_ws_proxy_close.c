@@ -1,20 +1,20 @@
 /*
  * Copyright (C) ngx_http_ws_proxy_module authors
  *
- * The close handshake and the end of a session: the closes the proxy
- * sends itself (after a violation, a limit, a peer gone, a call from Lua),
- * the transitions of a direction's reader and writer that they make (see
- * docs/design.md), and the teardown, which only the top of an event
- * handler or of a call from Lua runs: ngx_http_ws_proxy_run(), the
- * handlers of the pump, the request's pool cleanup.
+ * The end of a session in the relay: the session core's callbacks (its
+ * transitions of the close handshake, peers gone and violations are in
+ * ngx_wsp_session.c; what they ask of nginx is here), and the teardown,
+ * which only the top of an event handler or of a call from Lua runs:
+ * ngx_http_ws_proxy_run(), the handlers of the pump, the request's pool
+ * cleanup.
  */
 
 
 #include "ngx_http_ws_proxy_pump.h"
 
 
-static void ngx_http_ws_proxy_offender(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t code, const char *reason);
+static void ngx_http_ws_proxy_core_limit(ngx_http_ws_proxy_dir_t *d,
+    unsigned limit, uint64_t n);
 static void ngx_http_ws_proxy_abandoned(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_close_now(ngx_connection_t *c,
     ngx_uint_t masked);
@@ -33,259 +33,164 @@ ngx_http_ws_proxy_close_timer(ngx_http_ws_proxy_t *wp)
 
 
 /*
- * A protocol violation on direction d: the peer that sent the frame gets
- * `code` (1002, 1007) and the other one 1001, as Kong's library does.
- * Frames accepted before it are still delivered; nothing after it is read
- * from the offender.  log_reason NULL: the caller has logged it.
+ * The session core's events (ngx_wsp_session.h): its states have moved;
+ * what the relay logs, counts or mirrors in nginx's state is done here.
  */
 
-void
-ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
-    const char *reason, const char *log_reason)
+static void
+ngx_http_ws_proxy_core_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *sd,
+    unsigned event, unsigned code, const char *text, uint64_t n)
 {
-    ngx_http_ws_proxy_t  *wp;
+    ngx_http_ws_proxy_t      *wp;
+    ngx_http_ws_proxy_dir_t  *d;
 
-    wp = d->wp;
+    wp = ngx_wsp_session_wp(s);
+    d = (ngx_http_ws_proxy_dir_t *) sd;
 
-    ngx_wsp_end(wp, NGX_WSP_END_VIOLATION);
-    ngx_http_ws_proxy_metrics_violation(d, code, 0);
+    switch (event) {
 
-    if (log_reason) {
+    case NGX_WSP_EV_FAILED:
+        ngx_http_ws_proxy_set_error(wp, "%s", text);
+        wp->closed_normally = 0;
+        break;
+
+    case NGX_WSP_EV_VIOLATION:
+        ngx_http_ws_proxy_metrics_violation(d, code, 0);
+
+        if (text == NULL) {
+            break;
+        }
+
         ngx_log_error(NGX_LOG_INFO, wp->log, 0,
                       "ws_proxy: %s protocol error: %s, closing with %ui",
-                      ngx_wsp_src_role(d), log_reason, code);
+                      ngx_wsp_src_role(d), text, (ngx_uint_t) code);
         ngx_http_ws_proxy_set_error(wp, "%s protocol error: %s",
-                                    ngx_wsp_src_role(d), log_reason);
+                                    ngx_wsp_src_role(d), text);
         wp->closed_normally = 0;
-    }
+        break;
 
-    ngx_http_ws_proxy_rx_close(d);
-    ngx_http_ws_proxy_offender(d, code, reason);
+    case NGX_WSP_EV_LIMIT:
+        ngx_http_ws_proxy_core_limit(d, code, n);
+        ngx_http_ws_proxy_metrics_violation(d, NGX_WSP_CLOSE_TOO_BIG, 1);
+        break;
+
+    case NGX_WSP_EV_CLOSE_IN:
+        ngx_http_ws_proxy_log_close(d, code, d->ctl->close_reason,
+                                    d->ctl->close_reason_len);
+        break;
+
+    case NGX_WSP_EV_HALF_CLOSE:
+        ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                      "ws_proxy: %s closed the connection",
+                      ngx_wsp_src_role(d));
+        break;
+
+    case NGX_WSP_EV_GONE:
+        ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                      "ws_proxy: %s closed the connection without a close "
+                      "frame", ngx_wsp_src_role(d));
+        break;
+
+    case NGX_WSP_EV_GONE_MID_FRAME:
+        ngx_http_ws_proxy_set_error(wp, "%s closed the connection in the "
+                                    "middle of a frame",
+                                    ngx_wsp_src_role(d));
+        wp->closed_normally = 0;
+        break;
+
+    case NGX_WSP_EV_DST_GONE:
+        d->dst->error = 1;
+        break;
+
+    case NGX_WSP_EV_CLOSE_QUEUED:
+        if (code) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wp->log, 0,
+                           "ws_proxy: sending close %ui to %s",
+                           (ngx_uint_t) code, ngx_wsp_dst_role(d));
+        }
+
+        ngx_http_ws_proxy_close_timer(wp);
+        break;
+
+    case NGX_WSP_EV_CLOSE_OUT:
+        ngx_http_ws_proxy_log_close(d, code, (u_char *) text, (size_t) n);
+        break;
+
+    case NGX_WSP_EV_CLOSE_UNDROPPED:
+        ngx_log_error(NGX_LOG_WARN, wp->log, 0,
+                      "on_frame returned nil for a close frame from %s: "
+                      "close frames cannot be dropped, forwarding it",
+                      ngx_wsp_src_role(d));
+        break;
+
+    default: /* NGX_WSP_EV_TAKEN: the core took the frame back from Lua */
+        break;
+    }
 }
 
 
-/*
- * A limit closes the sender with 1009 as a violation does, but its frames
- * are well formed: its reader stays open, and from the frame over the
- * limit on they are skipped, so that its close reply is still found and
- * kept (see skip_start()).
- */
+/* a limit's log line: Kong's library's for its own limits */
 
-void
-ngx_http_ws_proxy_limit(ngx_http_ws_proxy_dir_t *d)
+static void
+ngx_http_ws_proxy_core_limit(ngx_http_ws_proxy_dir_t *d, unsigned limit,
+    uint64_t n)
 {
-    ngx_wsp_end(d->wp, NGX_WSP_END_LIMIT);
-    ngx_http_ws_proxy_metrics_violation(d, NGX_WSP_CLOSE_TOO_BIG, 1);
-    ngx_http_ws_proxy_offender(d, NGX_WSP_CLOSE_TOO_BIG,
-                               "Payload Too Large");
+    switch (limit) {
+
+    case NGX_WSP_LIMIT_SIZE:
+        ngx_http_ws_proxy_lua_log(ngx_wsp_dir_wp(d), NGX_LOG_INFO,
+                                  "%s frame size (%uL) exceeds limit, "
+                                  "closing", ngx_wsp_src_role(d), n);
+        break;
+
+    case NGX_WSP_LIMIT_FRAGMENTS:
+        ngx_http_ws_proxy_lua_log(ngx_wsp_dir_wp(d), NGX_LOG_INFO,
+                                  "%s frame count (%uL) exceeds limit, "
+                                  "closing", ngx_wsp_src_role(d), n);
+        break;
+
+    default: /* NGX_WSP_LIMIT_BUFFER */
+        ngx_log_error(NGX_LOG_INFO, ngx_wsp_dir_wp(d)->log, 0,
+                      "%s message of %uL bytes exceeds the buffering limit "
+                      "of %uL, closing", ngx_wsp_src_role(d), n,
+                      ngx_wsp_dir_wp(d)->opts.max_payload);
+        break;
+    }
+}
+
+
+static void *
+ngx_http_ws_proxy_core_alloc(ngx_wsp_session_t *s, size_t size)
+{
+    return ngx_pcalloc(ngx_wsp_session_wp(s)->pool, size);
 }
 
 
 static void
-ngx_http_ws_proxy_offender(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
-    const char *reason)
+ngx_http_ws_proxy_core_mask_key(ngx_wsp_session_t *s, u_char key[4])
 {
-    ngx_http_ws_proxy_dir_t  *other;
-
-    other = ngx_wsp_other(d);
-
-    /* the frame it was sending is not forwarded */
-    d->in = NGX_WSP_IN_HEADER;
-
-    /*
-     * Towards the offender at once, after the bytes already queued for it
-     * (and the rest of a raw frame being forwarded): nothing the other
-     * peer sends from now on reaches it, as in Kong's library.
-     */
-
-    ngx_http_ws_proxy_close_due(other, code, reason, NGX_WSP_TX_DUE);
-
-    /* towards the other peer, after the frames accepted before */
-
-    ngx_http_ws_proxy_queue_close(d, NGX_WSP_CLOSE_GOING_AWAY,
-                                  (u_char *) "", 0);
+    ngx_http_ws_proxy_random(key, 4);
 }
 
 
-/*
- * Invalid UTF-8 in the text message d is parsing.  A raw frame of which
- * nothing was sent yet is taken back from the raw range: the other peer
- * gets 1001 after the frames before it.  One that is partly sent cannot be
- * followed by a close: the other peer's connection is dropped.  Either
- * way, the invalid bytes are never sent.
- */
+static const ngx_wsp_session_cb_t  ngx_http_ws_proxy_core_cb = {
+    ngx_http_ws_proxy_core_alloc,
+    ngx_http_ws_proxy_core_mask_key,
+    ngx_http_ws_proxy_core_event,
+    ngx_http_ws_proxy_live_control,
+    ngx_http_ws_proxy_reserve,
+    ngx_http_ws_proxy_inflate,
+    ngx_http_ws_proxy_deflate,
+    ngx_http_ws_proxy_hand_over
+};
+
 
 void
-ngx_http_ws_proxy_invalid_utf8(ngx_http_ws_proxy_dir_t *d, ngx_uint_t raw)
+ngx_http_ws_proxy_core_init(ngx_http_ws_proxy_t *wp)
 {
-    size_t      seen;
-    ngx_uint_t  sent;
-
-    sent = 0;
-
-    if (raw) {
-        seen = d->frame.header_len + (size_t) d->offset;
-
-        if ((size_t) (d->ppos - d->spos) >= seen) {
-            d->ppos -= seen;
-
-        } else {
-            sent = 1;
-        }
-    }
-
-    ngx_http_ws_proxy_violation(d, NGX_WSP_CLOSE_INVALID_DATA,
-                                "invalid UTF-8 text",
-                                "invalid UTF-8 in a text message");
-
-    if (sent) {
-        ngx_http_ws_proxy_dst_gone(d);
-    }
-}
-
-
-/*
- * A close from the proxy towards d's dst, when `when` says: at the next
- * frame boundary (NGX_WSP_TX_DUE), or once src's open message ended
- * (NGX_WSP_TX_MSG), src is gone, or close_timeout ran out.  A close
- * already waiting goes at the next frame boundary; one due, sent, or
- * impossible is kept.
- */
-
-void
-ngx_http_ws_proxy_close_due(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
-    const char *reason, ngx_uint_t when)
-{
-    if (d->tx == NGX_WSP_TX_MSG) {
-        /* a close that waited is due now */
-        ngx_http_ws_proxy_close_go(d);
-        return;
-    }
-
-    if (d->tx != NGX_WSP_TX_OPEN) {
-        return;
-    }
-
-    if (ngx_http_ws_proxy_get_ctl(d) == NULL) {
-        /* no memory for a close frame: that peer is dropped instead */
-        ngx_http_ws_proxy_dst_gone(d);
-        return;
-    }
-
-    d->ctl_code = (uint16_t) code;
-    d->ctl->reason_len = ngx_min(ngx_strlen(reason), NGX_WSP_MAX_CONTROL - 2);
-    ngx_memcpy(d->ctl->reason, reason, d->ctl->reason_len);
-
-    d->tx = (u_char) when;
-    d->wp->kick |= NGX_WSP_RUN_DIR(d->dir);
-
-    if (when == NGX_WSP_TX_DUE) {
-        /* what is being buffered or held for Lua is dropped */
-        ngx_http_ws_proxy_close_go(d);
-    }
-}
-
-
-/*
- * The close d has waiting goes out at the next frame boundary: a frame
- * being buffered or held for Lua is not forwarded (the rest of a buffered
- * one is skipped), a raw one being forwarded is finished first.
- */
-
-void
-ngx_http_ws_proxy_close_go(ngx_http_ws_proxy_dir_t *d)
-{
-    if (!ngx_wsp_close_pending(d)) {
-        return;
-    }
-
-    d->tx = NGX_WSP_TX_DUE;
-    d->wp->kick |= NGX_WSP_RUN_DIR(d->dir);
-
-    if (d->in == NGX_WSP_IN_BUFFER) {
-        d->in = NGX_WSP_IN_SKIP;
-    }
-
-    ngx_http_ws_proxy_drop_pending(d);
-}
-
-
-/*
- * close_timeout: closes that waited for the end of a peer's message are
- * due: returns how many
- */
-
-ngx_uint_t
-ngx_http_ws_proxy_release_deferred(ngx_http_ws_proxy_t *wp)
-{
-    ngx_uint_t  i, n;
-
-    for (n = 0, i = 0; i < 2; i++) {
-        if (wp->dir[i].tx == NGX_WSP_TX_MSG) {
-            ngx_http_ws_proxy_close_go(&wp->dir[i]);
-            n++;
-        }
-    }
-
-    return n;
-}
-
-
-/* the proxy's close frame is queued after what d has to send */
-
-void
-ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d, ngx_uint_t code,
-    const u_char *reason, size_t len)
-{
-    u_char                *p;
-    ngx_http_ws_proxy_t   *wp;
-    u_char                 payload[NGX_WSP_MAX_CONTROL];
-
-    wp = d->wp;
-
-    if (d->tx >= NGX_WSP_TX_CLOSED) {
-        return;
-    }
-
-    if (ngx_http_ws_proxy_get_ctl(d) == NULL) {
-        /* no memory for a close frame: that peer is dropped instead */
-        ngx_http_ws_proxy_dst_gone(d);
-        return;
-    }
-
-    len = ngx_http_ws_proxy_close_payload(payload, code, reason, len);
-    p = d->ctl->frame;
-    p += ngx_http_ws_proxy_frame(p, NULL, payload, len, 1, NGX_WSP_OP_CLOSE,
-                                 d->dir == NGX_WSP_DIR_CLIENT);
-
-    d->out_ctl.pos = d->ctl->frame;
-    d->out_ctl.last = p + len;
-
-    d->tx = NGX_WSP_TX_CLOSED;
-
-    if (wp->closed_by == NGX_WSP_BY_NONE) {
-        wp->closed_by = NGX_WSP_BY_PROXY;
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wp->log, 0,
-                   "ws_proxy: sending close %ui to %s",
-                   code, ngx_wsp_dst_role(d));
-
-    ngx_http_ws_proxy_close_timer(wp);
-}
-
-
-/* src's frames are over: its close frame came, or a violation */
-
-void
-ngx_http_ws_proxy_rx_close(ngx_http_ws_proxy_dir_t *d)
-{
-    if (d->rx == NGX_WSP_RX_OPEN) {
-        d->rx = NGX_WSP_RX_CLOSED;
-
-    } else if (d->rx == NGX_WSP_RX_EOF) {
-        d->rx = NGX_WSP_RX_GONE;
-    }
+    ngx_wsp_session_init(&wp->core, &ngx_http_ws_proxy_core_cb,
+                         &wp->opts.core, &ngx_current_msec, &wp->dir[NGX_WSP_DIR_CLIENT].core,
+                         &wp->dir[NGX_WSP_DIR_UPSTREAM].core);
 }
 
 
@@ -294,173 +199,22 @@ ngx_http_ws_proxy_rx_close(ngx_http_ws_proxy_dir_t *d)
 void
 ngx_http_ws_proxy_src_hup(ngx_http_ws_proxy_dir_t *d)
 {
-    if (d->rx == NGX_WSP_RX_OPEN) {
-        ngx_wsp_end(d->wp, d->src->read->error
-                           ? NGX_WSP_END_RESET
-                           : d->dir == NGX_WSP_DIR_CLIENT
-                             ? NGX_WSP_END_CLIENT_CLOSE
-                             : NGX_WSP_END_UPSTREAM_CLOSE);
-
-        /* what it sent before is parsed first, see src_gone() */
-        d->rx = NGX_WSP_RX_EOF;
-        return;
-    }
-
-    /*
-     * A FIN after its close frame (or after its violation) is a
-     * half-close: the peer may still read the close reply, which the
-     * other direction delivers until close_timeout.
-     */
-
-    ngx_log_error(NGX_LOG_INFO, d->wp->log, 0,
-                  "ws_proxy: %s closed the connection", ngx_wsp_src_role(d));
-
-    d->rx = NGX_WSP_RX_GONE;
+    ngx_wsp_src_hup(&d->core, d->src->read->error);
 }
 
 
 /*
- * The source of d is gone without a close frame, and what it sent before
- * is parsed.  At a frame boundary the other peer gets a close: the reply
- * to a close it sent, or 1001 when the source just went away.  In the
- * middle of a forwarded frame no close can follow, so the other
- * connection is dropped (1006 semantics).
+ * NGX_OK: both directions are over, the session can end; the end of the
+ * 101 still in nginx's chain is output of the direction towards the client
  */
-
-void
-ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d)
-{
-    ngx_uint_t                replied;
-    ngx_http_ws_proxy_t      *wp;
-    ngx_http_ws_proxy_dir_t  *other;
-
-    wp = d->wp;
-    other = ngx_wsp_other(d);
-
-    ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                  "ws_proxy: %s closed the connection without a close frame",
-                  ngx_wsp_src_role(d));
-
-    d->rx = NGX_WSP_RX_GONE;
-
-    /* whatever the other direction sends can no longer be delivered */
-
-    replied = (other->tx == NGX_WSP_TX_CLOSED);
-
-    if (other->tx != NGX_WSP_TX_ABORTED) {
-        ngx_http_ws_proxy_dst_gone(other);
-    }
-
-    if (d->in == NGX_WSP_IN_RAW) {
-        ngx_http_ws_proxy_set_error(wp, "%s closed the connection in the "
-                                    "middle of a frame",
-                                    ngx_wsp_src_role(d));
-        wp->closed_normally = 0;
-        ngx_http_ws_proxy_dst_gone(d);
-        return;
-    }
-
-    ngx_http_ws_proxy_drop_pending(d);
-    d->in = NGX_WSP_IN_HEADER;
-
-    if (ngx_wsp_close_pending(d)) {
-        /* the close that waited for this peer's reply goes now */
-        ngx_http_ws_proxy_close_go(d);
-
-    } else if (replied) {
-        /* we were waiting for its close reply: answer in its name */
-        ngx_http_ws_proxy_queue_close(d, other->close_code >= 1000
-                                         && other->close_code
-                                            != NGX_WSP_CLOSE_NO_STATUS
-                                         ? (ngx_uint_t) other->close_code
-                                         : NGX_WSP_CLOSE_NORMAL,
-                                      (u_char *) "", 0);
-
-    } else {
-        ngx_http_ws_proxy_queue_close(d, NGX_WSP_CLOSE_GOING_AWAY,
-                                      (u_char *) "", 0);
-    }
-}
-
-
-/* the destination of d failed: nothing more can be delivered to it */
-
-void
-ngx_http_ws_proxy_dst_gone(ngx_http_ws_proxy_dir_t *d)
-{
-    d->wp->kick |= NGX_WSP_RUN_DIR(d->dir);
-    d->tx = NGX_WSP_TX_ABORTED;
-    d->dst->error = 1;
-    d->spos = d->ppos;
-    d->out_hdr.pos = d->out_hdr.last;
-    d->out_body.pos = d->out_body.last;
-    d->out_ctl.pos = d->out_ctl.last;
-}
-
-
-/*
- * A failure that ends the session at once (no memory): its reason is
- * recorded and both directions stop where they are; the top of the event
- * (ngx_http_ws_proxy_run()) finds nothing left to do and tears it down.
- */
-
-void
-ngx_http_ws_proxy_fail(ngx_http_ws_proxy_t *wp, const char *reason)
-{
-    ngx_uint_t                i;
-    ngx_http_ws_proxy_dir_t  *d;
-
-    ngx_http_ws_proxy_set_error(wp, "%s", reason);
-    wp->closed_normally = 0;
-
-    for (i = 0; i < 2; i++) {
-        d = &wp->dir[i];
-
-        ngx_http_ws_proxy_drop_pending(d);
-
-        d->rx = NGX_WSP_RX_GONE;
-        d->tx = NGX_WSP_TX_ABORTED;
-        d->in = NGX_WSP_IN_HEADER;
-        d->spos = d->last;
-        d->ppos = d->last;
-        d->out_hdr.pos = d->out_hdr.last;
-        d->out_body.pos = d->out_body.last;
-        d->out_ctl.pos = d->out_ctl.last;
-    }
-}
-
-
-/* NGX_OK: both directions are over, the session can end */
 
 ngx_int_t
 ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp)
 {
-    ngx_uint_t                i;
-    ngx_http_ws_proxy_dir_t  *d;
-
-    for (i = 0; i < 2; i++) {
-        d = &wp->dir[i];
-
-        /* output towards dst: all sent, or impossible */
-        if (d->tx != NGX_WSP_TX_ABORTED
-            && (d->tx != NGX_WSP_TX_CLOSED
-                || ngx_http_ws_proxy_has_output(d)))
-        {
-            return NGX_AGAIN;
-        }
-
-        /*
-         * input from src: its close came, it is gone, or nothing can be
-         * sent to it any more, so its close will never be asked for
-         */
-        if (!ngx_wsp_rx_over(d)
-            && wp->dir[1 - i].tx != NGX_WSP_TX_ABORTED)
-        {
-            return NGX_AGAIN;
-        }
-    }
-
-    return NGX_OK;
+    return ngx_wsp_done(&wp->core,
+                        wp->request->out
+                        ? NGX_WSP_RUN_DIR(NGX_WSP_DIR_UPSTREAM) : 0)
+           ? NGX_OK : NGX_AGAIN;
 }
 
 

@@ -10,7 +10,7 @@
  * compressed frames pass in place (NGX_WSP_Z_PASS).  Otherwise the
  * direction inflates what its src compressed, into the message buffer, as
  * the bytes come (limits count what comes out), and compresses what it
- * sends to a dst that negotiated it, in ngx_http_ws_proxy_emit().
+ * sends to a dst that negotiated it, in the core's ngx_wsp_emit().
  *
  * zlib streams are taken when a message needs one and, without context
  * takeover, given back at its end to a small per-worker cache, reset: an
@@ -360,17 +360,19 @@ ngx_http_ws_proxy_pass_through(ngx_http_ws_proxy_t *wp, ngx_uint_t dir)
  * that does not inflate, text that is not UTF-8) or the session failed.
  */
 
-ngx_int_t
-ngx_http_ws_proxy_inflate(ngx_http_ws_proxy_dir_t *d, u_char *in, size_t n)
+int
+ngx_http_ws_proxy_inflate(ngx_wsp_sdir_t *sd, u_char *in, size_t n)
 {
     int                        rc;
     size_t                     used, room;
     u_char                    *out, *start;
     ngx_uint_t                 fin, key;
     ngx_http_ws_proxy_t       *wp;
+    ngx_http_ws_proxy_dir_t   *d;
     ngx_http_ws_proxy_zdir_t  *zd;
 
-    wp = d->wp;
+    d = (ngx_http_ws_proxy_dir_t *) sd;
+    wp = ngx_wsp_dir_wp(d);
     fin = d->frame.fin && (uint64_t) n == d->remaining;
 
     if (d->frame.masked) {
@@ -449,7 +451,7 @@ ngx_http_ws_proxy_inflate_room(ngx_http_ws_proxy_dir_t *d, size_t *room)
     uint64_t              left, max;
     ngx_http_ws_proxy_t  *wp;
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
 
     left = wp->opts.max_payload - d->msg_len;
     max = wp->opts.max_frame_size[d->dir];
@@ -465,7 +467,7 @@ ngx_http_ws_proxy_inflate_room(ngx_http_ws_proxy_dir_t *d, size_t *room)
             want = (size_t) left + 1;
         }
 
-        if (ngx_http_ws_proxy_reserve(d, want) != NGX_OK) {
+        if (ngx_http_ws_proxy_reserve(&d->core, want) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -484,7 +486,7 @@ ngx_http_ws_proxy_inflated(ngx_http_ws_proxy_dir_t *d, u_char *p, size_t n)
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
 
     d->msg_len += n;
     d->msg_size += n;
@@ -502,12 +504,12 @@ ngx_http_ws_proxy_inflated(ngx_http_ws_proxy_dir_t *d, u_char *p, size_t n)
     if (wp->opts.max_frame_size[d->dir]
         && d->msg_size > wp->opts.max_frame_size[d->dir])
     {
-        ngx_http_ws_proxy_size_limit(d, d->msg_size);
+        ngx_http_ws_proxy_limit(d, NGX_WSP_LIMIT_SIZE, d->msg_size);
         return NGX_DONE;
     }
 
     if (d->msg_len > wp->opts.max_payload) {
-        ngx_http_ws_proxy_buffer_limit(d, d->msg_len);
+        ngx_http_ws_proxy_limit(d, NGX_WSP_LIMIT_BUFFER, d->msg_len);
         return NGX_DONE;
     }
 
@@ -520,19 +522,21 @@ ngx_http_ws_proxy_inflated(ngx_http_ws_proxy_dir_t *d, u_char *p, size_t n)
  * *len become the deflated payload, in the direction's own buffer.
  */
 
-ngx_int_t
-ngx_http_ws_proxy_deflate(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
-    u_char **data, size_t *len)
+int
+ngx_http_ws_proxy_deflate(ngx_wsp_sdir_t *sd, unsigned fin, u_char **data,
+    size_t *len)
 {
     int                        rc;
     size_t                     used, n, cap;
     u_char                    *in, *out, *p;
     ngx_uint_t                 key, dst;
     ngx_http_ws_proxy_t       *wp;
+    ngx_http_ws_proxy_dir_t   *d;
     ngx_http_ws_proxy_zdir_t  *zd;
     ngx_wsp_pmd_params_t      *pmd;
 
-    wp = d->wp;
+    d = (ngx_http_ws_proxy_dir_t *) sd;
+    wp = ngx_wsp_dir_wp(d);
     dst = 1 - d->dir;
     pmd = &wp->pmd[dst];
 
@@ -609,7 +613,8 @@ static ngx_http_ws_proxy_zdir_t *
 ngx_http_ws_proxy_zdir(ngx_http_ws_proxy_dir_t *d)
 {
     if (d->zd == NULL) {
-        d->zd = ngx_calloc(sizeof(ngx_http_ws_proxy_zdir_t), d->wp->log);
+        d->zd = ngx_calloc(sizeof(ngx_http_ws_proxy_zdir_t),
+                           ngx_wsp_dir_wp(d)->log);
     }
 
     return d->zd;

@@ -451,7 +451,7 @@ ngx_http_ws_proxy_ping_left(ngx_http_ws_proxy_dir_t *d)
     ngx_msec_int_t        left;
     ngx_http_ws_proxy_t  *wp;
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
     heard = ngx_wsp_later(d->data_time, d->ctl_time);
 
     if (d->in != NGX_WSP_IN_HEADER && d->bytes != d->live_bytes) {
@@ -495,12 +495,12 @@ ngx_http_ws_proxy_ping(ngx_http_ws_proxy_dir_t *d)
 
     p = ngx_sprintf(buf, NGX_WSP_PING_PREFIX "%uD", d->pings);
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, d->wp->log, 0,
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_wsp_dir_wp(d)->log, 0,
                    "ws_proxy: ping to %s", ngx_wsp_src_role(d));
 
     /* no memory: the ping goes at the next period, the timeout runs */
-    (void) ngx_http_ws_proxy_inject(d->wp, 1 - d->dir, NGX_WSP_OP_PING, buf,
-                                    p - buf);
+    (void) ngx_http_ws_proxy_inject(ngx_wsp_dir_wp(d), 1 - d->dir,
+                                    NGX_WSP_OP_PING, buf, p - buf);
 }
 
 
@@ -515,7 +515,7 @@ ngx_http_ws_proxy_dead(ngx_http_ws_proxy_dir_t *d)
     ngx_http_ws_proxy_t  *wp;
     u_char                reason[NGX_WSP_MAX_CONTROL];
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
 
     ngx_log_error(NGX_LOG_INFO, wp->log, 0,
                   "ws_proxy: %s did not answer a ping within %M ms",
@@ -525,25 +525,11 @@ ngx_http_ws_proxy_dead(ngx_http_ws_proxy_dir_t *d)
     wp->closed_normally = 0;
     ngx_wsp_end(wp, NGX_WSP_END_PING_TIMEOUT);
 
-    /* nothing more goes to it, nothing more is read from it */
-
-    ngx_http_ws_proxy_dst_gone(ngx_wsp_other(d));
-    d->rx = NGX_WSP_RX_GONE;
-
-    if (d->in == NGX_WSP_IN_RAW) {
-        /* half a frame went out: no close can follow it */
-        ngx_http_ws_proxy_dst_gone(d);
-        return;
-    }
-
-    ngx_http_ws_proxy_drop_pending(d);
-    d->in = NGX_WSP_IN_HEADER;
-
     *ngx_sprintf(reason, "%s did not answer a ping", ngx_wsp_src_role(d))
         = '\0';
 
-    ngx_http_ws_proxy_close_due(d, NGX_WSP_CLOSE_GOING_AWAY,
-                                (char *) reason, NGX_WSP_TX_DUE);
+    /* nothing more goes to it or is read from it; the other peer: 1001 */
+    ngx_wsp_src_dead(&d->core, (char *) reason);
 }
 
 
@@ -553,13 +539,15 @@ ngx_http_ws_proxy_dead(ngx_http_ws_proxy_dir_t *d)
  * more bytes are needed, NGX_AGAIN: output before it must drain first.
  */
 
-ngx_int_t
-ngx_http_ws_proxy_live_control(ngx_http_ws_proxy_dir_t *d)
+int
+ngx_http_ws_proxy_live_control(ngx_wsp_sdir_t *sd)
 {
-    size_t   len;
-    u_char  *p;
-    u_char   buf[NGX_WSP_PING_MAX];
+    size_t                    len;
+    u_char                   *p;
+    ngx_http_ws_proxy_dir_t  *d;
+    u_char                    buf[NGX_WSP_PING_MAX];
 
+    d = (ngx_http_ws_proxy_dir_t *) sd;
     d->ctl_time = ngx_current_msec;
 
     len = (size_t) d->frame.payload_len;
@@ -570,7 +558,7 @@ ngx_http_ws_proxy_live_control(ngx_http_ws_proxy_dir_t *d)
         return NGX_OK;
     }
 
-    if (ngx_http_ws_proxy_whole_frame(d) != NGX_OK) {
+    if (ngx_wsp_whole_frame(sd) != NGX_WSP_OK) {
         return NGX_DECLINED;
     }
 
@@ -590,7 +578,7 @@ ngx_http_ws_proxy_live_control(ngx_http_ws_proxy_dir_t *d)
         return NGX_AGAIN;
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, d->wp->log, 0,
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_wsp_dir_wp(d)->log, 0,
                    "ws_proxy: pong from %s", ngx_wsp_src_role(d));
 
     return NGX_DONE;

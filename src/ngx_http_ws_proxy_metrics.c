@@ -599,7 +599,7 @@ ngx_http_ws_proxy_metrics_violation(ngx_http_ws_proxy_dir_t *d,
     ngx_http_ws_proxy_t           *wp;
     ngx_http_ws_proxy_counters_t  *c;
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
 
     if (!wp->metrics.running) {
         return;

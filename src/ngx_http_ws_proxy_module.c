@@ -1044,11 +1044,10 @@ ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp)
 ngx_http_ws_proxy_t *
 ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
 {
-    ngx_uint_t                     i, heap;
+    ngx_uint_t                     heap;
     ngx_pool_t                    *pool;
     ngx_http_ws_proxy_t           *wp;
     ngx_pool_cleanup_t            *cln;
-    ngx_http_ws_proxy_dir_t       *d;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
     /*
@@ -1108,12 +1107,7 @@ ngx_http_ws_proxy_create(ngx_http_request_t *r, ngx_uint_t hook)
     wp->send_timeout = wlcf->send_timeout;
     wp->read_timeout = wlcf->read_timeout;
 
-    for (i = 0; i < 2; i++) {
-        d = &wp->dir[i];
-        d->wp = wp;
-        d->dir = i;
-        d->close_code = -1;
-    }
+    ngx_http_ws_proxy_core_init(wp);
 
     cln->handler = ngx_http_ws_proxy_cleanup;
     cln->data = wp;

@@ -17,15 +17,11 @@
 #include "ngx_wsp_frame.h"
 #include "ngx_wsp_handshake.h"
 #include "ngx_wsp_deflate.h"
+#include "ngx_wsp_session.h"
 
 
-/* directions, named after the peer that sends the frames */
-#define NGX_WSP_DIR_CLIENT           0   /* client -> upstream */
-#define NGX_WSP_DIR_UPSTREAM         1   /* upstream -> client */
-
-/* sets of directions for ngx_http_ws_proxy_run() */
-#define NGX_WSP_RUN_DIR(dir)         ((ngx_uint_t) 1 << (dir))
-#define NGX_WSP_RUN_BOTH             3
+/* directions (NGX_WSP_DIR_*) and sets of them (NGX_WSP_RUN_*) for
+ * ngx_http_ws_proxy_run(): ngx_wsp_session.h */
 
 /* session states */
 #define NGX_WSP_STATE_NEW            0
@@ -45,83 +41,19 @@
 /* the handshake buffer's first size; it grows to hs_limit */
 #define NGX_WSP_HS_START             1024
 
-/*
- * A direction (the frames one peer, its src, sends to the other, its dst)
- * has three states; docs/design.md has their transitions.
- *
- * What its reader may still do:
- */
-#define NGX_WSP_RX_OPEN              0   /* frames are read and parsed */
-#define NGX_WSP_RX_CLOSED            1   /* a close frame (or a violation)
-                                            ended src's frames: the bytes
-                                            after it are read and ignored */
-#define NGX_WSP_RX_EOF               2   /* src sent FIN or failed: what it
-                                            sent before is still parsed */
-#define NGX_WSP_RX_GONE              3   /* nothing more comes from src */
-
-/* what its writer may still do */
-#define NGX_WSP_TX_OPEN              0   /* frames go to dst */
-#define NGX_WSP_TX_MSG               1   /* a close of the proxy's is due
-                                            once src's open message ended
-                                            (a worker's drain) */
-#define NGX_WSP_TX_DUE               2   /* ... at the next frame boundary */
-#define NGX_WSP_TX_CLOSED            3   /* a close frame is queued to dst,
-                                            nothing goes after it */
-#define NGX_WSP_TX_ABORTED           4   /* dst failed, or gets nothing */
-
-/* where its parser is */
-#define NGX_WSP_IN_HEADER            0   /* at a frame boundary */
-#define NGX_WSP_IN_RAW               1   /* payload forwarded in place */
-#define NGX_WSP_IN_BUFFER            2   /* payload copied, unmasked, into
-                                            msg (a control frame: cbuf) */
-#define NGX_WSP_IN_SKIP              3   /* payload read and dropped */
-#define NGX_WSP_IN_HOLD              4   /* whole in the input buffer */
-#define NGX_WSP_IN_LUA               5   /* a frame waits for Lua's
-                                            verdict (slot.ready) */
+/* a direction's states (NGX_WSP_RX_*, _TX_*, _IN_*): ngx_wsp_session.h */
 
 
-/* who sent the first close frame */
-#define NGX_WSP_BY_NONE              0
-#define NGX_WSP_BY_CLIENT            1
-#define NGX_WSP_BY_UPSTREAM          2
-#define NGX_WSP_BY_PROXY             3
+/* who closed first (NGX_WSP_BY_*), why a session ended (NGX_WSP_END_*):
+ * ngx_wsp_session.h */
 
-/*
- * why a session ended ($ws_proxy_end, stats().ended_by): the first reason
- * recorded wins; ngx_http_ws_proxy_end_name[] has the words
- */
-#define NGX_WSP_END_NONE             0
-#define NGX_WSP_END_CLIENT_CLOSE     1
-#define NGX_WSP_END_UPSTREAM_CLOSE   2
-#define NGX_WSP_END_PROXY_CLOSE      3
-#define NGX_WSP_END_IDLE             4
-#define NGX_WSP_END_SESSION_TIMEOUT  5
-#define NGX_WSP_END_PING_TIMEOUT     6
-#define NGX_WSP_END_DRAIN            7
-#define NGX_WSP_END_VIOLATION        8
-#define NGX_WSP_END_LIMIT            9
-#define NGX_WSP_END_SEND_TIMEOUT     10
-#define NGX_WSP_END_HOOK_ERROR       11
-#define NGX_WSP_END_RESET            12
+#define ngx_wsp_end(wp, why)  ngx_wsp_session_end(&(wp)->core, why)
 
-#define ngx_wsp_end(wp, why)                                                 \
-    do {                                                                     \
-        if ((wp)->ended_by == NGX_WSP_END_NONE) {                            \
-            (wp)->ended_by = (why);                                          \
-        }                                                                    \
-    } while (0)
+/* what permessage-deflate does in a direction (NGX_WSP_Z_*), limits
+ * (NGX_WSP_LIMIT_*): ngx_wsp_session.h */
 
-/* what permessage-deflate does in a direction (ngx_http_ws_proxy_dir_t.z) */
-#define NGX_WSP_Z_RX                 1   /* src may send compressed data */
-#define NGX_WSP_Z_TX                 2   /* what goes to dst is compressed */
-#define NGX_WSP_Z_PASS               4   /* both, alike: compressed frames
-                                            pass through untouched */
-
-/* verdicts from Lua, see ngx_http_ws_proxy_ffi_verdict() */
-#define NGX_WSP_VERDICT_FORWARD      0
-#define NGX_WSP_VERDICT_REWRITE      1
-#define NGX_WSP_VERDICT_DROP         2
-#define NGX_WSP_VERDICT_ERROR        3
+/* verdicts from Lua (NGX_WSP_VERDICT_*), see ngx_http_ws_proxy_ffi_verdict():
+ * ngx_wsp_session.h */
 
 #define NGX_WSP_ERRBUF_SIZE          256
 
@@ -129,14 +61,8 @@
 typedef struct ngx_http_ws_proxy_s  ngx_http_ws_proxy_t;
 
 
-/* a frame injected from Lua (send_frame), already encoded */
-typedef struct ngx_http_ws_proxy_inject_s  ngx_http_ws_proxy_inject_t;
-
-struct ngx_http_ws_proxy_inject_s {
-    ngx_http_ws_proxy_inject_t *next;
-    size_t                      len;
-    u_char                      data[1];
-};
+/* a frame injected from Lua (send_frame), already encoded: the core's */
+typedef ngx_wsp_inject_t  ngx_http_ws_proxy_inject_t;
 
 
 /* ws_proxy_set_header name value */
@@ -253,9 +179,18 @@ typedef struct {
 
 /* per-session options set from Lua before execute() */
 typedef struct {
-    uint64_t                    max_frame_size[2];   /* 0: unlimited */
-    ngx_uint_t                  max_fragments[2];    /* 0: unlimited */
-    uint64_t                    max_payload;         /* buffering ceiling */
+    /*
+     * what the session core applies (ngx_wsp_session.h): max_frame_size[],
+     * max_fragments[] (0: unlimited), max_payload (the buffering
+     * ceiling), hook, aggregate
+     */
+    union {
+        ngx_wsp_opts_t          core;
+        struct {
+            NGX_WSP_OPTS_FIELDS
+        };
+    };
+
     ngx_msec_t                  recv_timeout;        /* 0: none */
     ngx_msec_t                  send_timeout;
     ngx_msec_t                  close_timeout;
@@ -277,26 +212,16 @@ typedef struct {
     u_char                      deflate_level;
     u_char                      deflate_mem_level;
 
-    unsigned                    hook:1;
-    unsigned                    aggregate:1;
     unsigned                    debug:1;
 } ngx_http_ws_proxy_opts_t;
 
 
 /*
- * The frame a direction holds for Lua's verdict.  Lua reads it in place
- * (FFI) once its light thread is woken, without a call into C: keep it in
- * step with the declaration in lib/resty/websocket/proxy.lua.
+ * The frame a direction holds for Lua's verdict, read in place by Lua
+ * (FFI): the core's (ngx_wsp_session.h), in step with the declaration in
+ * lib/resty/websocket/proxy.lua.
  */
-typedef struct {
-    const u_char               *data;     /* payload; a close: its reason */
-    size_t                      len;
-    int                         opcode;
-    int                         fin;
-    int                         code;     /* a close status, -1: none */
-    int                         ready;    /* 1: waiting for a verdict */
-    uint32_t                    seq;      /* numbers the frames handed over */
-} ngx_http_ws_proxy_slot_t;
+typedef ngx_wsp_slot_t  ngx_http_ws_proxy_slot_t;
 
 
 /*
@@ -315,32 +240,10 @@ typedef struct {
 #define NGX_WSP_LUA_LOG_SIZE         1024
 
 
-/* bytes still to send from memory the direction owns */
-typedef struct {
-    u_char                     *pos;
-    u_char                     *last;
-} ngx_http_ws_proxy_range_t;
+typedef ngx_wsp_range_t  ngx_http_ws_proxy_range_t;
 
 
-/*
- * What a direction needs only around control frames, allocated the first
- * time one is met, so that an idle session does not carry it.
- */
-typedef struct {
-    /* a control frame being buffered: apart, as it may come in a message */
-    u_char                      cbuf[NGX_WSP_MAX_CONTROL];
-    size_t                      clen;
-
-    /* a close frame of the proxy's, and its reason until it is due */
-    u_char                      frame[NGX_WSP_MAX_HEADER
-                                      + NGX_WSP_MAX_CONTROL];
-    u_char                      reason[NGX_WSP_MAX_CONTROL];
-    size_t                      reason_len;
-
-    /* the reason of the close frame the peer sent */
-    u_char                      close_reason[NGX_WSP_MAX_CONTROL];
-    size_t                      close_reason_len;
-} ngx_http_ws_proxy_ctl_t;
+typedef ngx_wsp_ctl_t  ngx_http_ws_proxy_ctl_t;
 
 
 /*
@@ -352,64 +255,31 @@ typedef struct ngx_http_ws_proxy_zdir_s  ngx_http_ws_proxy_zdir_t;
 
 
 typedef struct {
-    ngx_http_ws_proxy_t        *wp;
-    ngx_uint_t                  dir;
+    /*
+     * the session core's part (ngx_wsp_session.h): input positions, the
+     * states, the frame being parsed, the output ranges, the control
+     * block; `core` for the core's calls, the fields by name for the rest
+     */
+    union {
+        ngx_wsp_sdir_t          core;
+        struct {
+            NGX_WSP_SDIR_FIELDS
+        };
+    };
+
     ngx_connection_t           *src;
     ngx_connection_t           *dst;
 
-    /* input: [start, end) read from src; [spos, ppos) parsed, unsent raw */
-    u_char                     *start;
-    u_char                     *end;
-    u_char                     *spos;
-    u_char                     *ppos;
-    u_char                     *last;
-
-    /* the states, NGX_WSP_RX_*, NGX_WSP_TX_*, NGX_WSP_IN_* */
-    u_char                      rx;
-    u_char                      tx;
-    u_char                      in;
-    u_char                      check_utf8;     /* the open message: text */
     u_char                      parked;         /* the hook waits on sema */
-    u_char                      z;              /* NGX_WSP_Z_* */
-    u_char                      inflating;      /* the frame's payload */
     u_char                      recv_read;      /* src read since
                                                    recv_timer was set */
-
-    /* the frame being parsed */
-    ngx_wsp_frame_t             frame;
-    uint64_t                    remaining;      /* payload bytes still due */
-    uint64_t                    offset;         /* payload bytes seen */
-    ngx_wsp_msg_state_t         msg_state;
-    uint32_t                    utf8;
-
-    /* data message limits: bytes and fragments of the open message */
-    uint64_t                    msg_size;
-    ngx_uint_t                  msg_frames;
-
-    /* buffered data frame or message (hook, aggregation) */
-    u_char                     *msg;
-    size_t                      msg_len;
-    size_t                      msg_cap;
-    ngx_uint_t                  msg_opcode;     /* first fragment's opcode */
-
-    /* the frame handed to Lua: slot.ready while it waits for a verdict */
-    ngx_http_ws_proxy_slot_t    slot;
-    size_t                      hold;           /* bytes held at ppos */
-
-    /* output: header, then body, then the raw range, then ctl */
-    u_char                      ohdr[NGX_WSP_MAX_HEADER];
-    ngx_http_ws_proxy_range_t   out_hdr;
-    ngx_http_ws_proxy_range_t   out_body;
-    ngx_http_ws_proxy_range_t   out_ctl;
-    ngx_http_ws_proxy_ctl_t    *ctl;
-    uint16_t                    ctl_code;
     uint32_t                    recv_time;      /* src's last read, for
                                                    recv_timeout (in this
                                                    hole: 32 bits do) */
 
-    /* frames injected from Lua, sent at the next frame boundary */
-    ngx_http_ws_proxy_inject_t *inject;
-    ngx_http_ws_proxy_inject_t *inject_cur;
+    /* the buffered data frame or message's memory (msg: the core's) */
+    size_t                      msg_cap;
+
 
     /* permessage-deflate: lazy */
     ngx_http_ws_proxy_zdir_t   *zd;
@@ -418,19 +288,16 @@ typedef struct {
     void                       *sema;
     ngx_event_t                 recv_timer;
 
-    /* statistics */
-    uint64_t                    frames;
+    /* statistics (frames, messages, zbytes: the core's) */
     uint64_t                    bytes;
-    uint64_t                    messages;
-    ngx_int_t                   close_code;     /* -1: none received */
-    uint64_t                    zbytes;         /* payload bytes compressed */
-    uint64_t                    zplain;         /* ... and uncompressed */
+    uint64_t                    zplain;         /* payload bytes
+                                                   uncompressed */
 
     /*
      * liveness (ngx_http_ws_proxy_live.c): the time of src's last data
-     * frame is the one store a frame costs; the rest is the timer's
+     * frame (the core's data_time) is the one store a frame costs; the
+     * rest is the timer's
      */
-    ngx_msec_t                  data_time;
     ngx_msec_t                  ctl_time;       /* src's last control */
     ngx_msec_t                  ping_time;      /* our last ping to src */
     uint64_t                    live_bytes;     /* d->bytes then */
@@ -501,7 +368,17 @@ struct ngx_http_ws_proxy_s {
 #endif
 
     ngx_http_ws_proxy_dir_t     dir[2];
-    ngx_uint_t                  kick;        /* directions to process */
+
+    /*
+     * the session core's part (ngx_wsp_session.h): the directions to
+     * process (kick), who closed first (closed_by), why it ended (ended_by)
+     */
+    union {
+        ngx_wsp_session_t       core;
+        struct {
+            NGX_WSP_SESSION_FIELDS
+        };
+    };
 
     /* Lua wake-ups: connect and the end of a session without hook */
     void                       *sema;
@@ -520,8 +397,6 @@ struct ngx_http_ws_proxy_s {
     unsigned                    draining:1;       /* the deadline is its */
     ngx_msec_t                  start_time;
     ngx_msec_t                  end_time;
-    ngx_uint_t                  closed_by;    /* NGX_WSP_BY_* */
-    u_char                      ended_by;     /* NGX_WSP_END_* */
 
 
     ngx_http_ws_proxy_lua_log_t lua_log;      /* lines Lua writes */
@@ -545,6 +420,15 @@ struct ngx_http_ws_proxy_s {
 
 
 extern ngx_module_t  ngx_http_ws_proxy_module;
+
+
+/* the session of a session core (embedded in it, see ngx_wsp_session.h) */
+#define ngx_wsp_session_wp(s)                                                \
+    ((ngx_http_ws_proxy_t *) ((u_char *) (s)                                 \
+                              - offsetof(ngx_http_ws_proxy_t, core)))
+
+/* the session of a direction */
+#define ngx_wsp_dir_wp(d)    ngx_wsp_session_wp((d)->session)
 
 
 /*
@@ -675,6 +559,7 @@ void ngx_http_ws_proxy_run(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs,
 void ngx_http_ws_proxy_free_buffers(void);
 
 /* ngx_http_ws_proxy_close.c */
+void ngx_http_ws_proxy_core_init(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_cleanup(void *data);
 
 /* ngx_http_ws_proxy_verdict.c */
@@ -687,7 +572,6 @@ ngx_int_t ngx_http_ws_proxy_close(ngx_http_ws_proxy_t *wp,
     ngx_uint_t upstream_code, u_char *upstream_reason, size_t upstream_len);
 ngx_int_t ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     ngx_uint_t opcode, u_char *data, size_t len);
-ngx_http_ws_proxy_ctl_t *ngx_http_ws_proxy_get_ctl(ngx_http_ws_proxy_dir_t *d);
 
 
 /* ngx_http_ws_proxy_deflate.c: permessage-deflate */

@@ -52,15 +52,6 @@ static ngx_int_t ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp,
 const char  *ngx_http_ws_proxy_role[] = { "client", "upstream" };
 
 
-/* a reader that may still recv(): open, or closed but not yet gone */
-#define ngx_wsp_can_recv(d)                                                  \
-    ((d)->rx <= NGX_WSP_RX_CLOSED && (d)->in != NGX_WSP_IN_LUA)
-
-/* parsed input, or a frame of the proxy's own, waiting its turn */
-#define ngx_wsp_has_work(d)                                                  \
-    ((d)->ppos < (d)->last || (d)->inject || ngx_wsp_close_pending(d))
-
-
 /*
  * Input buffers of the common size are kept on a per-worker free list so
  * that idle sessions hold no buffer and busy ones do not call malloc() for
@@ -435,7 +426,7 @@ ngx_http_ws_proxy_recv_timeout_handler(ngx_event_t *ev)
     ngx_http_ws_proxy_dir_t  *d;
 
     d = ev->data;
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
 
     if (wp->state != NGX_WSP_STATE_RUNNING) {
         return;
@@ -551,7 +542,7 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
             ngx_http_ws_proxy_read(d);
         }
 
-        more = ngx_wsp_has_work(d) ? ngx_http_ws_proxy_parse(d) : 0;
+        more = ngx_wsp_has_work(d) ? ngx_wsp_parse(&d->core) : 0;
 
         if (d->rx == NGX_WSP_RX_EOF && (d->ppos == d->last || more)) {
             /*
@@ -594,7 +585,7 @@ ngx_http_ws_proxy_read(ngx_http_ws_proxy_dir_t *d)
     ngx_connection_t     *src;
     ngx_http_ws_proxy_t  *wp;
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
     src = d->src;
 
     if (d->start == NULL && ngx_http_ws_proxy_get_buffer(d) != NGX_OK) {
@@ -604,7 +595,7 @@ ngx_http_ws_proxy_read(ngx_http_ws_proxy_dir_t *d)
 
     if (d->last == d->end) {
         /* room for more: move what is left to the front */
-        ngx_http_ws_proxy_compact(d);
+        ngx_wsp_compact(&d->core);
     }
 
     n = d->end - d->last;
@@ -692,7 +683,7 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
     ngx_http_ws_proxy_t        *wp;
     ngx_http_ws_proxy_range_t   ranges[4];
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
     dst = d->dst;
     r = wp->request;
 
@@ -841,13 +832,13 @@ ngx_http_ws_proxy_send_chain(ngx_http_ws_proxy_dir_t *d,
 static ngx_int_t
 ngx_http_ws_proxy_send_failed(ngx_http_ws_proxy_dir_t *d)
 {
-    ngx_log_error(NGX_LOG_INFO, d->wp->log, 0,
+    ngx_log_error(NGX_LOG_INFO, ngx_wsp_dir_wp(d)->log, 0,
                   "ws_proxy: failed sending to %s", ngx_wsp_dst_role(d));
 
     if (d->tx != NGX_WSP_TX_CLOSED) {
-        ngx_http_ws_proxy_set_error(d->wp, "failed sending to %s",
+        ngx_http_ws_proxy_set_error(ngx_wsp_dir_wp(d), "failed sending to %s",
                                     ngx_wsp_dst_role(d));
-        d->wp->closed_normally = 0;
+        ngx_wsp_dir_wp(d)->closed_normally = 0;
     }
 
     ngx_http_ws_proxy_dst_gone(d);
@@ -989,7 +980,7 @@ ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
     u_char                        *p;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
-    wlcf = ngx_http_get_module_loc_conf(d->wp->request,
+    wlcf = ngx_http_get_module_loc_conf(ngx_wsp_dir_wp(d)->request,
                                         ngx_http_ws_proxy_module);
     size = wlcf->buffer_size;
 
@@ -997,7 +988,7 @@ ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
         p = ngx_wsp_free[--ngx_wsp_nfree];
 
     } else {
-        p = ngx_alloc(size, d->wp->log);
+        p = ngx_alloc(size, ngx_wsp_dir_wp(d)->log);
         if (p == NULL) {
             return NGX_ERROR;
         }
@@ -1042,36 +1033,16 @@ ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d)
 }
 
 
-/* the unsent bytes go to the front of the input buffer */
-
-void
-ngx_http_ws_proxy_compact(ngx_http_ws_proxy_dir_t *d)
-{
-    size_t  n;
-
-    if (d->spos == d->start) {
-        return;
-    }
-
-    n = d->last - d->spos;
-
-    if (n) {
-        ngx_memmove(d->start, d->spos, n);
-    }
-
-    d->ppos -= d->spos - d->start;
-    d->last = d->start + n;
-    d->spos = d->start;
-}
-
-
 /* makes room for size more bytes in d->msg after d->msg_len */
 
-ngx_int_t
-ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d, size_t size)
+int
+ngx_http_ws_proxy_reserve(ngx_wsp_sdir_t *sd, size_t size)
 {
-    size_t   cap;
-    u_char  *p;
+    size_t                    cap;
+    u_char                   *p;
+    ngx_http_ws_proxy_dir_t  *d;
+
+    d = (ngx_http_ws_proxy_dir_t *) sd;
 
     if (d->msg_len + size <= d->msg_cap) {
         return NGX_OK;
@@ -1083,7 +1054,7 @@ ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d, size_t size)
         cap *= 2;
     }
 
-    p = ngx_alloc(cap, d->wp->log);
+    p = ngx_alloc(cap, ngx_wsp_dir_wp(d)->log);
     if (p == NULL) {
         return NGX_ERROR;
     }

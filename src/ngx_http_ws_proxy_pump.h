@@ -23,15 +23,7 @@ extern const char  *ngx_http_ws_proxy_role[];
 #define ngx_wsp_dst_role(d)  ngx_http_ws_proxy_role[1 - (d)->dir]
 
 /* the other direction of the session */
-#define ngx_wsp_other(d)     (&(d)->wp->dir[1 - (d)->dir])
-
-/* src's frames are over: its close frame (or a violation) came, or it is
- * gone (NGX_WSP_RX_CLOSED, NGX_WSP_RX_GONE) */
-#define ngx_wsp_rx_over(d)   ((d)->rx & 1)
-
-/* a close of the proxy's is waiting or due (NGX_WSP_TX_MSG, _DUE) */
-#define ngx_wsp_close_pending(d)                                             \
-    ((d)->tx >= NGX_WSP_TX_MSG && (d)->tx <= NGX_WSP_TX_DUE)
+#define ngx_wsp_other(d)     (&ngx_wsp_dir_wp(d)->dir[1 - (d)->dir])
 
 /* no close and no peer gone in either direction: all states are 0 */
 #define ngx_wsp_steady(wp)                                                   \
@@ -42,11 +34,13 @@ extern const char  *ngx_http_ws_proxy_role[];
 static ngx_inline ngx_int_t
 ngx_http_ws_proxy_has_output(ngx_http_ws_proxy_dir_t *d)
 {
-    return d->spos < d->ppos
-           || d->out_hdr.pos < d->out_hdr.last
-           || d->out_body.pos < d->out_body.last
-           || d->out_ctl.pos < d->out_ctl.last
-           || (d->dst == d->wp->client && d->wp->request->out);
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_wsp_dir_wp(d);
+
+    /* the end of the 101 in nginx's chain goes before the frames */
+    return ngx_wsp_has_output(d)
+           || (d->dst == wp->client && wp->request->out);
 }
 
 
@@ -54,65 +48,59 @@ ngx_http_ws_proxy_has_output(ngx_http_ws_proxy_dir_t *d)
 ngx_int_t ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d);
 ngx_int_t ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_compact(ngx_http_ws_proxy_dir_t *d);
-ngx_int_t ngx_http_ws_proxy_reserve(ngx_http_ws_proxy_dir_t *d,
-    size_t size);
+int ngx_http_ws_proxy_reserve(ngx_wsp_sdir_t *sd, size_t size);
 void ngx_http_ws_proxy_free_msg(ngx_http_ws_proxy_dir_t *d);
 
-/* ngx_http_ws_proxy_frames.c: parsing, rules, the frame builder */
-ngx_uint_t ngx_http_ws_proxy_parse(ngx_http_ws_proxy_dir_t *d);
-ngx_int_t ngx_http_ws_proxy_whole_frame(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_emit(ngx_http_ws_proxy_dir_t *d, ngx_uint_t fin,
-    ngx_uint_t opcode, u_char *data, size_t len);
+/* ngx_http_ws_proxy_frames.c: the relay's frames, Kong's close line */
 size_t ngx_http_ws_proxy_frame(u_char *hdr, u_char *out,
     const u_char *payload, size_t len, ngx_uint_t fin, ngx_uint_t opcode,
     ngx_uint_t masked);
-size_t ngx_http_ws_proxy_close_payload(u_char *dst, ngx_uint_t code,
-    const u_char *reason, size_t len);
+#define ngx_http_ws_proxy_close_payload  ngx_wsp_close_payload
 void ngx_http_ws_proxy_log_close(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, u_char *reason, size_t len);
-void ngx_http_ws_proxy_size_limit(ngx_http_ws_proxy_dir_t *d, uint64_t size);
-void ngx_http_ws_proxy_buffer_limit(ngx_http_ws_proxy_dir_t *d,
-    uint64_t size);
 
-/* ngx_http_ws_proxy_close.c: close handshake, peers gone, the end */
+/*
+ * The session core's transitions (ngx_wsp_session.c: the close handshake,
+ * peers gone, violations, limits), called by the relay's names on its
+ * directions
+ */
+#define ngx_http_ws_proxy_violation(d, code, reason, log_reason)            \
+    ngx_wsp_violation(&(d)->core, code, reason, log_reason)
+#define ngx_http_ws_proxy_limit(d, limit, n)                                 \
+    ngx_wsp_limit(&(d)->core, limit, n)
+#define ngx_http_ws_proxy_invalid_utf8(d, raw)                               \
+    ngx_wsp_invalid_utf8(&(d)->core, raw)
+#define ngx_http_ws_proxy_close_due(d, code, reason, when)                   \
+    ngx_wsp_close_due(&(d)->core, code, reason, when)
+#define ngx_http_ws_proxy_release_deferred(wp)                               \
+    ngx_wsp_release_deferred(&(wp)->core)
+#define ngx_http_ws_proxy_queue_close(d, code, reason, len)                  \
+    ngx_wsp_queue_close(&(d)->core, code, reason, len)
+#define ngx_http_ws_proxy_src_gone(d)  ngx_wsp_src_gone(&(d)->core)
+#define ngx_http_ws_proxy_dst_gone(d)  ngx_wsp_dst_gone(&(d)->core)
+#define ngx_http_ws_proxy_drop_pending(d)  ngx_wsp_drop_pending(&(d)->core)
+
+/* ngx_http_ws_proxy_close.c: the core's callbacks, the end */
 void ngx_http_ws_proxy_close_timer(ngx_http_ws_proxy_t *wp);
-void ngx_http_ws_proxy_violation(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t code, const char *reason, const char *log_reason);
-void ngx_http_ws_proxy_limit(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_invalid_utf8(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t raw);
-void ngx_http_ws_proxy_close_due(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t code, const char *reason, ngx_uint_t when);
-void ngx_http_ws_proxy_close_go(ngx_http_ws_proxy_dir_t *d);
-ngx_uint_t ngx_http_ws_proxy_release_deferred(ngx_http_ws_proxy_t *wp);
-void ngx_http_ws_proxy_queue_close(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t code, const u_char *reason, size_t len);
-void ngx_http_ws_proxy_rx_close(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_src_hup(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_src_gone(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_dst_gone(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_fail(ngx_http_ws_proxy_t *wp, const char *reason);
+#define ngx_http_ws_proxy_fail(wp, reason)                                   \
+    ngx_wsp_fail(&(wp)->core, reason)
 ngx_int_t ngx_http_ws_proxy_done(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_goodbye(ngx_http_ws_proxy_t *wp,
     ngx_uint_t to_client);
 
 /* ngx_http_ws_proxy_deflate.c: the data plane of permessage-deflate */
-ngx_int_t ngx_http_ws_proxy_inflate(ngx_http_ws_proxy_dir_t *d, u_char *in,
-    size_t n);
-ngx_int_t ngx_http_ws_proxy_deflate(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t fin, u_char **data, size_t *len);
+int ngx_http_ws_proxy_inflate(ngx_wsp_sdir_t *sd, u_char *in, size_t n);
+int ngx_http_ws_proxy_deflate(ngx_wsp_sdir_t *sd, unsigned fin,
+    u_char **data, size_t *len);
 void ngx_http_ws_proxy_deflate_idle(ngx_http_ws_proxy_dir_t *d);
 
 /* ngx_http_ws_proxy_live.c: a control frame's time, the module's pongs */
-ngx_int_t ngx_http_ws_proxy_live_control(ngx_http_ws_proxy_dir_t *d);
+int ngx_http_ws_proxy_live_control(ngx_wsp_sdir_t *sd);
 
 /* ngx_http_ws_proxy_verdict.c: Lua's verdicts and controls */
-void ngx_http_ws_proxy_hand_over(ngx_http_ws_proxy_dir_t *d, u_char *p,
-    size_t len, ngx_uint_t opcode, ngx_uint_t fin);
-void ngx_http_ws_proxy_taken(ngx_http_ws_proxy_dir_t *d);
-void ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d);
+void ngx_http_ws_proxy_hand_over(ngx_wsp_sdir_t *sd);
 void ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d);
 
 

@@ -1,51 +1,28 @@
 /*
  * Copyright (C) ngx_http_ws_proxy_module authors
  *
- * Lua's side of the pump: a frame handed over to the on_frame hook and
- * the verdict on it, and the controls Lua calls while the session runs
- * (send_frame(), close(), the end of a failed hook).  Each of them is the
- * top of its call: it ends with ngx_http_ws_proxy_run() or a send.
+ * Lua's side of the pump: the hook woken for a frame the core hands over,
+ * the verdict on it (the core's ngx_wsp_verdict()) and what follows, and
+ * the controls Lua calls while the session runs (send_frame(), close(),
+ * the end of a failed hook).  Each of them is the top of its call: it
+ * ends with ngx_http_ws_proxy_run() or a send.
  */
 
 
 #include "ngx_http_ws_proxy_pump.h"
 
 
-static ngx_int_t ngx_http_ws_proxy_close_verdict(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code);
-static ngx_int_t ngx_http_ws_proxy_rewrite(ngx_http_ws_proxy_dir_t *d,
-    u_char *data, size_t len);
 static void ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d);
-static ngx_uint_t ngx_http_ws_proxy_utf8(const u_char *p, size_t len);
 
 
-/*
- * The frame at p goes to Lua: Lua reads the slot in place once its light
- * thread is woken (see ngx_http_ws_proxy_slot_t).
- */
+/* the core's hand_over(): a frame waits in d->slot, Lua's thread wakes */
 
 void
-ngx_http_ws_proxy_hand_over(ngx_http_ws_proxy_dir_t *d, u_char *p,
-    size_t len, ngx_uint_t opcode, ngx_uint_t fin)
+ngx_http_ws_proxy_hand_over(ngx_wsp_sdir_t *sd)
 {
-    ngx_http_ws_proxy_slot_t  *slot;
+    ngx_http_ws_proxy_dir_t  *d;
 
-    slot = &d->slot;
-    slot->data = p;
-    slot->len = len;
-    slot->opcode = (int) opcode;
-    slot->fin = (int) fin;
-    slot->code = -1;
-
-    if (opcode == NGX_WSP_OP_CLOSE && len >= 2) {
-        slot->code = (p[0] << 8) | p[1];
-        slot->data = p + 2;
-        slot->len = len - 2;
-    }
-
-    slot->seq++;
-    slot->ready = 1;
-    d->in = NGX_WSP_IN_LUA;
+    d = (ngx_http_ws_proxy_dir_t *) sd;
 
     if (d->parked) {
         /* the light thread sleeps on the semaphore: this wakes it */
@@ -55,224 +32,33 @@ ngx_http_ws_proxy_hand_over(ngx_http_ws_proxy_dir_t *d, u_char *p,
 }
 
 
-/* the frame Lua had is answered */
-
-void
-ngx_http_ws_proxy_taken(ngx_http_ws_proxy_dir_t *d)
-{
-    d->slot.ready = 0;
-    d->in = NGX_WSP_IN_HEADER;
-}
-
-
-/* the frame Lua holds will not be forwarded: a held one is skipped */
-
-void
-ngx_http_ws_proxy_drop_pending(ngx_http_ws_proxy_dir_t *d)
-{
-    if (d->in != NGX_WSP_IN_LUA) {
-        return;
-    }
-
-    ngx_http_ws_proxy_taken(d);
-    d->ppos += d->hold;
-    d->spos = d->ppos;
-    d->hold = 0;
-}
-
-
 /*
- * Lua's verdict on the frame d holds: forward it, forward a rewritten
- * payload (data, len), or drop it; code rewrites a close status (-1: keep).
- * NGX_DECLINED: the rewrite is invalid (a control payload over 125 bytes,
- * a close status that may not be sent); NGX_ABORT: a rewritten text
- * message or close reason is not UTF-8.
+ * Lua's verdict on the frame d holds (the core's ngx_wsp_verdict()),
+ * then the frame goes: NGX_DECLINED, NGX_ABORT, NGX_ERROR as the core
+ * says, the frame still held.
  */
 
 ngx_int_t
 ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code)
 {
-    u_char      *p;
-    ngx_int_t    rc;
-    ngx_uint_t   opcode;
+    int         rc;
+    ngx_uint_t  opcode;
 
     opcode = (ngx_uint_t) d->slot.opcode;
 
-    if (verdict == NGX_WSP_VERDICT_FORWARD && d->hold
-        && d->tx != NGX_WSP_TX_ABORTED)
-    {
-        /*
-         * The usual verdict, kept short: the held frame (never a close)
-         * goes out as it came, masked again with the sender's key.
-         */
+    rc = ngx_wsp_verdict(&d->core, verdict, data, len, code);
 
-        if (d->frame.masked) {
-            p = (u_char *) d->slot.data;
-            ngx_wsp_mask(p, p, d->slot.len, d->frame.mask, 0);
-        }
-
-        d->ppos += d->hold;
-        d->hold = 0;
-        ngx_http_ws_proxy_taken(d);
-
-        ngx_http_ws_proxy_resume(d);
-
-        return NGX_OK;
+    if (rc != NGX_WSP_OK) {
+        return rc;
     }
 
     if (opcode == NGX_WSP_OP_CLOSE) {
-        return ngx_http_ws_proxy_close_verdict(d, verdict, data, len, code);
+        ngx_http_ws_proxy_run(ngx_wsp_dir_wp(d), NGX_WSP_RUN_DIR(d->dir), 0);
+        return NGX_OK;
     }
-
-    if (d->hold) {
-        /* dropped, rewritten or for a peer gone: it leaves unsent */
-        d->ppos += d->hold;
-        d->spos = d->ppos;
-        d->hold = 0;
-    }
-
-    if (verdict == NGX_WSP_VERDICT_REWRITE) {
-        rc = ngx_http_ws_proxy_rewrite(d, data, len);
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-    } else if (verdict == NGX_WSP_VERDICT_FORWARD
-               && d->tx != NGX_WSP_TX_ABORTED)
-    {
-        /* a frame not held: it was copied out */
-        ngx_http_ws_proxy_emit(d, d->slot.fin, opcode,
-                               (u_char *) d->slot.data, d->slot.len);
-    }
-
-    if (!ngx_wsp_is_control(opcode)) {
-        d->msg_len = 0;
-    }
-
-    ngx_http_ws_proxy_taken(d);
 
     ngx_http_ws_proxy_resume(d);
-
-    return NGX_OK;
-}
-
-
-/* a rewritten payload goes out in the direction's own memory */
-
-static ngx_int_t
-ngx_http_ws_proxy_rewrite(ngx_http_ws_proxy_dir_t *d, u_char *data,
-    size_t len)
-{
-    u_char      *p;
-    ngx_uint_t   opcode;
-
-    opcode = (ngx_uint_t) d->slot.opcode;
-
-    if (ngx_wsp_is_control(opcode)) {
-        if (len > NGX_WSP_MAX_CONTROL) {
-            return NGX_DECLINED;
-        }
-
-        if (ngx_http_ws_proxy_get_ctl(d) == NULL) {
-            return NGX_ERROR;
-        }
-
-        p = d->ctl->cbuf;
-
-    } else {
-        if (opcode == NGX_WSP_OP_TEXT && d->slot.fin
-            && !ngx_http_ws_proxy_utf8(data, len))
-        {
-            /* a whole text message (a fragment's may end mid code point) */
-            return NGX_ABORT;
-        }
-
-        d->msg_len = 0;
-
-        if (ngx_http_ws_proxy_reserve(d, len) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        p = d->msg;
-    }
-
-    ngx_memcpy(p, data, len);
-    ngx_http_ws_proxy_emit(d, d->slot.fin, opcode, p, len);
-
-    return NGX_OK;
-}
-
-
-/*
- * A close frame's verdict: close frames cannot be dropped (the close
- * handshake needs them); what Lua returns is its reason, code its status.
- */
-
-static ngx_int_t
-ngx_http_ws_proxy_close_verdict(ngx_http_ws_proxy_dir_t *d,
-    ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code)
-{
-    u_char  *p;
-
-    if (verdict == NGX_WSP_VERDICT_DROP) {
-        ngx_log_error(NGX_LOG_WARN, d->wp->log, 0,
-                      "on_frame returned nil for a close frame from %s: "
-                      "close frames cannot be dropped, forwarding it",
-                      ngx_wsp_src_role(d));
-        verdict = NGX_WSP_VERDICT_FORWARD;
-        code = -1;
-    }
-
-    if (verdict == NGX_WSP_VERDICT_FORWARD) {
-        /* the payload Lua saw is the reason, after the status */
-        data = d->ctl->cbuf + (d->ctl->clen >= 2 ? 2 : 0);
-        len = d->ctl->clen >= 2 ? d->ctl->clen - 2 : 0;
-    }
-
-    if (!ngx_http_ws_proxy_utf8(data, len)) {
-        /* a rewritten reason; a forwarded one was checked on arrival */
-        return NGX_ABORT;
-    }
-
-    if (len > NGX_WSP_MAX_CONTROL - 2) {
-        /* cut to what fits, at a code point */
-        len = NGX_WSP_MAX_CONTROL - 2;
-
-        while (len && (data[len] & 0xc0) == 0x80) {
-            len--;
-        }
-    }
-
-    if (code < 0 && d->close_code != NGX_WSP_CLOSE_NO_STATUS) {
-        code = d->close_code;
-    }
-
-    if (code < 0 && len) {
-        code = NGX_WSP_CLOSE_NORMAL;
-    }
-
-    if (code >= 0 && !ngx_wsp_close_code_valid((unsigned) code)) {
-        return NGX_DECLINED;
-    }
-
-    ngx_http_ws_proxy_log_close(d, code < 0 ? NGX_WSP_CLOSE_NO_STATUS
-                                            : (ngx_uint_t) code,
-                                data, len);
-
-    p = d->ctl->cbuf;
-    len = code >= 0
-          ? ngx_http_ws_proxy_close_payload(p, (ngx_uint_t) code, data, len)
-          : 0;
-
-    ngx_http_ws_proxy_taken(d);
-
-    if (d->tx != NGX_WSP_TX_ABORTED) {
-        ngx_http_ws_proxy_emit(d, 1, NGX_WSP_OP_CLOSE, p, len);
-    }
-
-    ngx_http_ws_proxy_run(d->wp, NGX_WSP_RUN_DIR(d->dir), 0);
 
     return NGX_OK;
 }
@@ -292,7 +78,7 @@ ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d)
     ngx_event_t          *wev;
     ngx_http_ws_proxy_t  *wp;
 
-    wp = d->wp;
+    wp = ngx_wsp_dir_wp(d);
     wev = d->dst->write;
 
     if (d->ppos == d->last && ngx_wsp_steady(wp) && !wp->kick && !d->inject
@@ -448,23 +234,3 @@ ngx_http_ws_proxy_free_injected(ngx_http_ws_proxy_dir_t *d)
     }
 }
 
-
-/* the direction's control block, allocated when first needed */
-
-ngx_http_ws_proxy_ctl_t *
-ngx_http_ws_proxy_get_ctl(ngx_http_ws_proxy_dir_t *d)
-{
-    if (d->ctl == NULL) {
-        d->ctl = ngx_pcalloc(d->wp->pool, sizeof(ngx_http_ws_proxy_ctl_t));
-    }
-
-    return d->ctl;
-}
-
-
-static ngx_uint_t
-ngx_http_ws_proxy_utf8(const u_char *p, size_t len)
-{
-    return ngx_wsp_utf8_validate(NGX_WSP_UTF8_ACCEPT, p, len)
-           == NGX_WSP_UTF8_ACCEPT;
-}

@@ -1,0 +1,314 @@
+/*
+ * libFuzzer harness of the session core on the wire (src/ngx_wsp_session.c
+ * with its parser): two peers send byte streams (frames encoded from the
+ * input, valid or not, and any bytes), which reach the core in
+ * random-sized reads, mixed with short and blocked sends, a send that
+ * fails, FIN and resets, closes asked for from Lua (at once, or after the
+ * open message as a drain does), close_timeout, frames injected from Lua,
+ * limits, and with a hook (or aggregation) Lua's verdicts on the frames
+ * it holds: forward; rewrite (ASCII) or drop, not of a fragment.  After
+ * every step: the core's invariants (t_check()), and what each peer got
+ * parses as valid frames for the sender's role, with valid text and a
+ * valid close, nothing after that close.  At the end both peers leave
+ * and the session must be done; ASan finds leaks.
+ */
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "wsp_wire.h"
+
+
+static t_session_t  t;
+
+static const unsigned  codes[8] = {
+    1000, 1001, 1002, 1003, 1008, 1011, 3000, 4999
+};
+
+static const unsigned  opcodes[8] = {
+    NGX_WSP_OP_CONT, NGX_WSP_OP_TEXT, NGX_WSP_OP_BINARY, NGX_WSP_OP_CLOSE,
+    NGX_WSP_OP_PING, NGX_WSP_OP_PONG, NGX_WSP_OP_TEXT, 0x3
+};
+
+/* payload material: ASCII, multi-byte UTF-8, and bytes that are not */
+static const unsigned char  text[] =
+    "hello \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 world \xff\xc3";
+
+
+#define must(cond)                                                           \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "%s:%d: %s (%s; %s)\n", __FILE__, __LINE__,     \
+                    #cond, w_peer[0].error ? w_peer[0].error : "-",          \
+                    w_peer[1].error ? w_peer[1].error : "-");                \
+            __builtin_trap();                                                \
+        }                                                                    \
+    } while (0)
+
+
+static void
+check(void)
+{
+    unsigned     i;
+    const char  *e;
+
+    for (i = 0; i < 2; i++) {
+        e = t_check(&t, i);
+
+        if (e) {
+            fprintf(stderr, "direction %u: %s\n", i, e);
+        }
+
+        must(e == NULL);
+        must(w_peer[i].error == NULL);
+    }
+}
+
+
+/* a frame of peer p from the script: opcode, fin, length, payload kind */
+
+static void
+frame(unsigned p, unsigned a, unsigned b, const uint8_t **data,
+    const uint8_t *end)
+{
+    size_t          len, i;
+    unsigned        opcode, code;
+    unsigned char   payload[300];
+
+    opcode = opcodes[a & 7];
+    len = b;
+
+    if (ngx_wsp_is_control(opcode) && !(a & 0x80)) {
+        len %= 126;
+    }
+
+    if (opcode == NGX_WSP_OP_CLOSE && len >= 2 && !(a & 0x40)) {
+        code = codes[b % 8];
+        payload[0] = (unsigned char) (code >> 8);
+        payload[1] = (unsigned char) (code & 0xff);
+        i = 2;
+
+    } else {
+        i = 0;
+    }
+
+    for ( /* void */ ; i < len; i++) {
+        if (a & 0x20 && *data < end) {
+            payload[i] = *(*data)++;
+
+        } else {
+            payload[i] = text[i % (sizeof(text) - (a & 0x40 ? 1 : 4))];
+        }
+    }
+
+    w_frame(p, (a & 0x08) == 0, opcode, payload, len, (a & 0x10) && b < 4);
+}
+
+
+/* Lua's verdict, then the relay's run; rewrites are ASCII */
+
+static void
+verdict(unsigned i, unsigned v, const uint8_t *data, size_t len,
+    intptr_t code)
+{
+    size_t           k;
+    ngx_wsp_slot_t  *slot;
+    unsigned char    rewrite[130];
+
+    slot = &t.d[i].slot;
+
+    for (k = 0; k < len; k++) {
+        rewrite[k] = 0x20 + (data[k] & 0x3f);
+    }
+
+    v %= 3;
+
+    if (v != NGX_WSP_VERDICT_FORWARD && !ngx_wsp_is_control(slot->opcode)
+        && (!slot->fin || slot->opcode == NGX_WSP_OP_CONT))
+    {
+        /*
+         * A fragment dropped leaves the message's other frames without
+         * their start or end, a text fragment rewritten may follow a cut
+         * code point: the peer gets an invalid stream (on_frame's misuse,
+         * which neither the core nor Kong's library refuses; not tested
+         * here).
+         */
+        v = NGX_WSP_VERDICT_FORWARD;
+    }
+
+    (void) ngx_wsp_verdict(&t.d[i], v, rewrite, len, code);
+    w_run(&t, NGX_WSP_RUN_DIR(i));
+}
+
+
+static void
+step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
+    const uint8_t *end)
+{
+    unsigned         i;
+    ngx_wsp_sdir_t  *d;
+    unsigned char    ping[4] = { 'p', 'i', 'n', 'g' };
+
+    i = a & 1;
+    d = &t.d[i];
+
+    switch (op % 14) {
+
+    case 0: /* peer i sends a frame */
+    case 1:
+        frame(i, a, b, data, end);
+        break;
+
+    case 2: /* peer i sends any bytes */
+        b = b % 16;
+        b = (size_t) (end - *data) < b ? (unsigned) (end - *data) : b;
+        w_raw(i, *data, b);
+        *data += b;
+        break;
+
+    case 3: /* a read of peer i's bytes */
+    case 4:
+        w_read(&t, i, (size_t) b + 1);
+        w_run(&t, NGX_WSP_RUN_DIR(i));
+        break;
+
+    case 5: /* peer 1 - i takes some bytes, or blocks */
+        w_peer[1 - i].blocked = (a & 2) != 0;
+
+        if (!w_peer[1 - i].blocked) {
+            (void) w_send(&t, i, b);
+            w_run(&t, NGX_WSP_RUN_DIR(i));
+        }
+        break;
+
+    case 6: /* FIN or reset from peer i, once its bytes are read */
+        if (d->rx <= NGX_WSP_RX_CLOSED && w_peer[i].spos == w_peer[i].slen
+            && (a & 0x1e) == 0)
+        {
+            ngx_wsp_src_hup(d, a & 0x20);
+            w_run(&t, NGX_WSP_RUN_DIR(i));
+        }
+        break;
+
+    case 7: /* a send to peer 1 - i failed */
+        if ((a & 0x1e) == 0 && d->tx != NGX_WSP_TX_ABORTED) {
+            ngx_wsp_dst_gone(d);
+            w_run(&t, NGX_WSP_RUN_BOTH);
+        }
+        break;
+
+    case 8: /* close() from Lua, or a drain */
+        ngx_wsp_close_due(d, codes[b % 8], (a & 4) ? "bye" : "",
+                          (a & 2) ? NGX_WSP_TX_MSG : NGX_WSP_TX_DUE);
+        w_run(&t, NGX_WSP_RUN_DIR(i));
+        break;
+
+    case 9: /* close_timeout */
+        if (ngx_wsp_release_deferred(&t.s)) {
+            w_run(&t, NGX_WSP_RUN_BOTH);
+        }
+        break;
+
+    case 10: /* send_frame() from Lua: a ping or a pong */
+        w_inject(&t, i, (a & 2) ? NGX_WSP_OP_PONG : NGX_WSP_OP_PING, ping,
+                 b % 5);
+        break;
+
+    case 11: /* limits (set_max_*()) */
+        if (a & 2) {
+            t.opts.max_frame_size[i] = b;
+
+        } else {
+            t.opts.max_fragments[i] = b % 5;
+        }
+        break;
+
+    case 12: /* the hook, aggregation, the buffering ceiling (new()) */
+        if (t.d[0].frames + t.d[1].frames == 0) {
+            t.opts.hook = (a & 2) != 0;
+            t.opts.aggregate = (a & 4) != 0;
+            t.opts.max_payload = (a & 8) ? b : 1 << 20;
+        }
+        break;
+
+    default: /* Lua's verdict on the frame held: forward, rewrite, drop */
+        if (d->in == NGX_WSP_IN_LUA) {
+            b = b % 130;
+            b = (size_t) (end - *data) < b ? (unsigned) (end - *data) : b;
+            verdict(i, a >> 1, *data, b, (a & 0x10) ? codes[b % 8] : -1);
+            *data += b;
+        }
+        break;
+    }
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    unsigned        i, n;
+    const uint8_t  *end, *op;
+
+    w_init(&t);
+
+    end = data + size;
+
+    while (end - data >= 3) {
+        op = data;
+        data += 3;
+
+        step(op[0], op[1], op[2], &data, end);
+        check();
+    }
+
+    /* both peers leave, and may take what they are sent */
+
+    for (n = 0; n < 2 * W_STREAM + 4; n++) {
+        if (n > 4 && w_read_all(&t, 0) && w_read_all(&t, 1)
+            && t.d[0].in != NGX_WSP_IN_LUA && t.d[1].in != NGX_WSP_IN_LUA)
+        {
+            break;
+        }
+
+        for (i = 0; i < 2; i++) {
+            w_peer[i].blocked = 0;
+
+            while (t.d[i].in == NGX_WSP_IN_LUA) {
+                /* the hook forwards what it holds */
+                verdict(i, NGX_WSP_VERDICT_FORWARD, NULL, 0, -1);
+            }
+
+            w_read(&t, i, W_STREAM);
+
+            if (w_peer[i].spos == w_peer[i].slen
+                && t.d[i].rx <= NGX_WSP_RX_CLOSED)
+            {
+                ngx_wsp_src_hup(&t.d[i], 0);
+            }
+        }
+
+        w_run(&t, NGX_WSP_RUN_BOTH);
+        check();
+    }
+
+    if (!ngx_wsp_done(&t.s, 0)) {
+        for (i = 0; i < 2; i++) {
+            fprintf(stderr, "dir %u: rx %u tx %u in %u out %d spos %zu "
+                    "slen %zu\n", i, t.d[i].rx, t.d[i].tx, t.d[i].in,
+                    ngx_wsp_has_output(&t.d[i]), w_peer[i].spos,
+                    w_peer[i].slen);
+        }
+    }
+
+    must(ngx_wsp_done(&t.s, 0));
+
+    for (i = 0; i < 2; i++) {
+        w_check(i, 1, t.d[1 - i].tx == NGX_WSP_TX_ABORTED);
+        must(w_peer[i].error == NULL);
+    }
+
+    w_free(&t);
+
+    return 0;
+}
