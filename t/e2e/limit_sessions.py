@@ -241,7 +241,6 @@ async def after_reload(held):
 
 def conf_errors():
     """nginx -t: what limit_conn refuses, with the module's words."""
-    head = target.LOAD_MODULES
     for http, want in [
             ("server { listen 127.0.0.1:%d; location /ws {"
              " ws_proxy_limit_sessions zone=nope 2; return 204; } }" % PORT,
@@ -251,13 +250,7 @@ def conf_errors():
             ("ws_proxy_limit_session_zone $arg_k zone=z:1m;"
              " ws_proxy_limit_sessions z 0;",
              'invalid number of sessions "0"')]:
-        path = os.path.join(PREFIX, "bad.conf")
-        with open(path, "w") as f:
-            f.write("%s\nerror_log logs/bad.log;\nevents {}\nhttp { %s }\n"
-                    % (head, http))
-        r = subprocess.run([target.NGINX, "-t", "-q", "-p",
-                            PREFIX + "/", "-e", "logs/bad.log", "-c", path],
-                           capture_output=True, text=True)
+        r = master.conf_test(PREFIX, http)
         ok(r.returncode != 0 and want in r.stderr,
            "nginx -t refuses: %s" % want)
 
