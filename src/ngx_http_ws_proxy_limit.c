@@ -564,7 +564,7 @@ ngx_http_ws_proxy_limit_refused(ngx_http_ws_proxy_t *wp,
      */
 
     p = buf;
-    last = buf + sizeof(buf) - 4;
+    last = buf + sizeof(buf) - 7;           /* an escape and "..." fit */
     len = key->len;
 
     for (i = 0; i < len && p < last; i++) {

@@ -649,3 +649,56 @@ $::Config
 --- allowed_levels: [emerg]
 --- error_log
 "ws_proxy_limit_sessions" directive is duplicate
+
+
+
+=== TEST 22: Lua: connect_client() first (the client's 101 before the upstream): a refused session gets the status, not a 101
+--- proxy
+        ws_proxy_limit_sessions zone=perip 1;
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new())
+            local ok, err = wp:connect_client()
+            if not ok then
+                ngx.log(ngx.INFO, "connect_client: ", err)
+                return
+            end
+            assert(wp:connect_upstream("ws://127.0.0.1:"
+                                       .. ngx.var.server_port .. "/up"))
+            wp:execute()
+        }
+--- client
+            local c = assert(open("/proxy"))
+            local _, err = open("/proxy")
+            ngx.say(err)
+            ngx.say(bye(c))
+--- response_body
+status 429
+close:1000:bye
+--- grep_error_log eval
+qr/upstream session|connect_client: [^,]*/
+--- grep_error_log_out
+upstream session
+connect_client: too many sessions for key "\x7f\x00\x00\x01" in zone "perip" (limit 1)
+--- no_error_log
+[error]
+
+
+
+=== TEST 23: a long key is cut in the line, after its last whole escape
+--- proxy
+        ws_proxy_limit_sessions zone=tenant 1;
+        ws_proxy_pass ws://127.0.0.1:$server_port/up;
+--- client
+            local h = { "X-Tenant: " .. string.rep("\195\169", 100) }
+            local c = assert(open("/proxy", h))
+            local _, err = open("/proxy", h)
+            ngx.say(err)
+            ngx.say(bye(c))
+--- response_body
+status 429
+close:1000:bye
+--- error_log eval
+qr/too many sessions for key "(\\xc3\\xa9){15}\\xc3\.\.\." in zone "tenant" \(limit 1\), session refused/
+--- no_error_log
+[error]

@@ -999,6 +999,14 @@ function _M:connect_client()
         return nil, sid
     end
 
+    -- a session beyond a cap gets the location's status instead of a 101,
+    -- as a bad request gets its 400 here
+    local lok, lerr = limit_sessions(self, r, sid)
+    if not lok then
+        C.ngx_http_ws_proxy_ffi_relay_response(r, sid)
+        return nil, lerr
+    end
+
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
     errlen[0] = ERR_BUF_SIZE
