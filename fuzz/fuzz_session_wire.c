@@ -6,7 +6,9 @@
  * fails, FIN and resets, closes asked for from Lua (at once, or after the
  * open message as a drain does), close_timeout, frames injected from Lua,
  * limits, and with a hook (or aggregation) Lua's verdicts on the frames
- * it holds: forward; rewrite (ASCII) or drop, not of a fragment.  After
+ * it holds: forward, rewrite (ASCII, or the input's bytes: text cut
+ * anywhere) or drop, of whole messages and of fragments; a verdict the
+ * core refuses ends the session as a failed hook does.  After
  * every step: the core's invariants (t_check()), and what each peer got
  * parses as valid frames for the sender's role, with valid text and a
  * valid close, nothing after that close.  At the end both peers leave
@@ -29,6 +31,10 @@ static const unsigned  codes[8] = {
 static const unsigned  opcodes[8] = {
     NGX_WSP_OP_CONT, NGX_WSP_OP_TEXT, NGX_WSP_OP_BINARY, NGX_WSP_OP_CLOSE,
     NGX_WSP_OP_PING, NGX_WSP_OP_PONG, NGX_WSP_OP_TEXT, 0x3
+};
+
+static const unsigned  inject_ops[4] = {
+    NGX_WSP_OP_PING, NGX_WSP_OP_PONG, NGX_WSP_OP_TEXT, NGX_WSP_OP_BINARY
 };
 
 /* payload material: ASCII, multi-byte UTF-8, and bytes that are not */
@@ -106,38 +112,41 @@ frame(unsigned p, unsigned a, unsigned b, const uint8_t **data,
 }
 
 
-/* Lua's verdict, then the relay's run; rewrites are ASCII */
+/*
+ * Lua's verdict, then the relay's run; rewrites are ASCII, or (v & 4) the
+ * input's bytes as they are.  A verdict refused as text that is not UTF-8
+ * (a rewrite, or a fragment that would leave the text sent cut) is a
+ * failed hook: both peers get 1011, as ngx_http_ws_proxy_abort() does.
+ */
 
 static void
 verdict(unsigned i, unsigned v, const uint8_t *data, size_t len,
     intptr_t code)
 {
-    size_t           k;
-    ngx_wsp_slot_t  *slot;
-    unsigned char    rewrite[130];
+    int            rc;
+    size_t         k;
+    unsigned       raw;
+    unsigned char  rewrite[130];
 
-    slot = &t.d[i].slot;
+    raw = v & 4;
 
     for (k = 0; k < len; k++) {
-        rewrite[k] = 0x20 + (data[k] & 0x3f);
+        rewrite[k] = raw ? data[k] : 0x20 + (data[k] & 0x3f);
     }
 
-    v %= 3;
+    rc = ngx_wsp_verdict(&t.d[i], v % 3, rewrite, len, code);
 
-    if (v != NGX_WSP_VERDICT_FORWARD && !ngx_wsp_is_control(slot->opcode)
-        && (!slot->fin || slot->opcode == NGX_WSP_OP_CONT))
-    {
-        /*
-         * A fragment dropped leaves the message's other frames without
-         * their start or end, a text fragment rewritten may follow a cut
-         * code point: the peer gets an invalid stream (on_frame's misuse,
-         * which neither the core nor Kong's library refuses; not tested
-         * here).
-         */
-        v = NGX_WSP_VERDICT_FORWARD;
+    if (rc == NGX_WSP_ABORT) {
+        for (k = 0; k < 2; k++) {
+            ngx_wsp_close_due(&t.d[k], 1011, "", NGX_WSP_TX_DUE);
+        }
+
+        /* Lua's thread is gone: nothing waits for its verdict */
+        ngx_wsp_drop_pending(&t.d[i]);
+        w_run(&t, NGX_WSP_RUN_BOTH);
+        return;
     }
 
-    (void) ngx_wsp_verdict(&t.d[i], v, rewrite, len, code);
     w_run(&t, NGX_WSP_RUN_DIR(i));
 }
 
@@ -210,9 +219,8 @@ step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
         }
         break;
 
-    case 10: /* send_frame() from Lua: a ping or a pong */
-        w_inject(&t, i, (a & 2) ? NGX_WSP_OP_PONG : NGX_WSP_OP_PING, ping,
-                 b % 5);
+    case 10: /* send_frame() from Lua: a ping, a pong, text or binary */
+        w_inject(&t, i, inject_ops[(a >> 1) & 3], ping, b % 5);
         break;
 
     case 11: /* limits (set_max_*()) */
@@ -225,7 +233,8 @@ step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
         break;
 
     case 12: /* the hook, aggregation, the buffering ceiling (new()) */
-        if (t.d[0].frames + t.d[1].frames == 0) {
+        if (w_peer[0].spos + w_peer[1].spos == 0) {
+            /* new() sets them: before the relay reads a byte */
             t.opts.hook = (a & 2) != 0;
             t.opts.aggregate = (a & 4) != 0;
             t.opts.max_payload = (a & 8) ? b : 1 << 20;
@@ -242,6 +251,16 @@ step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
         break;
     }
 }
+
+
+/*
+ * work the relay's loop (w_process(): a bounded number of rounds) may
+ * have left: frames injected from Lua still to go (one a frame
+ * boundary), src's FIN seen but what it sent before not all parsed
+ */
+#define pending(i)                                                           \
+    ((t.d[i].inject && t.d[i].tx <= NGX_WSP_TX_DUE)                          \
+     || t.d[i].rx == NGX_WSP_RX_EOF)
 
 
 int
@@ -266,7 +285,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     for (n = 0; n < 2 * W_STREAM + 4; n++) {
         if (n > 4 && w_read_all(&t, 0) && w_read_all(&t, 1)
-            && t.d[0].in != NGX_WSP_IN_LUA && t.d[1].in != NGX_WSP_IN_LUA)
+            && t.d[0].in != NGX_WSP_IN_LUA && t.d[1].in != NGX_WSP_IN_LUA
+            && !pending(0) && !pending(1))
         {
             break;
         }

@@ -17,6 +17,7 @@
 
 static void ngx_wsp_offender(ngx_wsp_sdir_t *d, unsigned code,
     const char *reason);
+static void ngx_wsp_frame_unsent(ngx_wsp_sdir_t *d);
 
 
 #define ngx_wsp_sother(d)    ((d)->session->sd[1 - (d)->dir])
@@ -215,9 +216,31 @@ ngx_wsp_close_go(ngx_wsp_sdir_t *d)
 
     if (d->in == NGX_WSP_IN_BUFFER) {
         d->in = NGX_WSP_IN_SKIP;
+        ngx_wsp_frame_unsent(d);
     }
 
     ngx_wsp_drop_pending(d);
+}
+
+
+/*
+ * The data frame being parsed will not go out (a close is due, src is
+ * gone): the message stays in dst's output as it was before that frame,
+ * open when the frame was a continuation, so that no injected data frame
+ * goes before the close (ngx_wsp_injectable()).  No frame is checked any
+ * more before the close, which is what the state is also for.
+ */
+
+static void
+ngx_wsp_frame_unsent(ngx_wsp_sdir_t *d)
+{
+    if (ngx_wsp_is_control(d->frame.opcode)) {
+        return;
+    }
+
+    d->msg_state.open_opcode = d->frame.opcode != NGX_WSP_OP_CONT ? 0
+                               : d->check_utf8 ? NGX_WSP_OP_TEXT
+                                               : NGX_WSP_OP_BINARY;
 }
 
 
@@ -529,6 +552,7 @@ ngx_wsp_drop_pending(ngx_wsp_sdir_t *d)
     }
 
     ngx_wsp_event(d, NGX_WSP_EV_TAKEN, 0, NULL);
+    ngx_wsp_frame_unsent(d);
 
     d->slot.ready = 0;
     d->in = NGX_WSP_IN_HEADER;
@@ -650,6 +674,7 @@ ngx_wsp_close_payload(unsigned char *dst, unsigned code,
  */
 
 static int ngx_wsp_boundary(ngx_wsp_sdir_t *d);
+static ngx_wsp_inject_t **ngx_wsp_injectable(ngx_wsp_sdir_t *d);
 static int ngx_wsp_payload(ngx_wsp_sdir_t *d);
 static int ngx_wsp_inflate_stopped(ngx_wsp_sdir_t *d, size_t avail);
 static int ngx_wsp_skip_start(ngx_wsp_sdir_t *d);
@@ -714,17 +739,20 @@ ngx_wsp_parse(ngx_wsp_sdir_t *d)
 static int
 ngx_wsp_boundary(ngx_wsp_sdir_t *d)
 {
+    ngx_wsp_inject_t  **pp;
+
     if (d->inject && d->tx <= NGX_WSP_TX_DUE
         && d->out_hdr.pos == d->out_hdr.last
-        && d->out_body.pos == d->out_body.last)
+        && d->out_body.pos == d->out_body.last
+        && (pp = ngx_wsp_injectable(d)) != NULL)
     {
         /*
          * A frame from send_frame() goes after what was forwarded and
          * before a frame still waiting for its verdict; the relay frees
          * it once it is sent.
          */
-        d->inject_cur = d->inject;
-        d->inject = d->inject->next;
+        d->inject_cur = *pp;
+        *pp = d->inject_cur->next;
         d->out_body.pos = d->inject_cur->data;
         d->out_body.last = d->inject_cur->data + d->inject_cur->len;
         return NGX_WSP_DONE;
@@ -769,6 +797,45 @@ ngx_wsp_boundary(ngx_wsp_sdir_t *d)
     }
 
     return ngx_wsp_frame_start(d);
+}
+
+
+/*
+ * The first injected frame that may go now.  RFC 6455 5.4: no data frame
+ * may come between the fragments of a message, so while one of src's
+ * messages is open in dst's output (its first frame went out, its last
+ * not yet) an injected text or binary frame waits for its end; control
+ * frames injected after it go before it.  Only a message whose frames go
+ * out one by one can be open (not aggregated, not dropped by the hook).
+ * Between two frames it is open as src's is (see frame_unsent() for
+ * frames that do not go out); with a data frame held for Lua, when that
+ * frame is a continuation, or a first frame that is not a whole message:
+ * forwarded while an injected frame is still being sent, the held frame
+ * goes before it (the raw range first).
+ */
+
+static ngx_wsp_inject_t **
+ngx_wsp_injectable(ngx_wsp_sdir_t *d)
+{
+    unsigned            open;
+    ngx_wsp_inject_t  **pp;
+
+    if (d->in == NGX_WSP_IN_LUA && !ngx_wsp_is_control(d->frame.opcode)) {
+        open = d->frame.opcode == NGX_WSP_OP_CONT || !d->frame.fin;
+
+    } else {
+        open = d->msg_state.open_opcode != 0;
+    }
+
+    open = open && !d->session->conf->aggregate && !d->msg_drop;
+
+    for (pp = &d->inject; *pp; pp = &(*pp)->next) {
+        if (!open || ngx_wsp_is_control((*pp)->data[0] & 0x0f)) {
+            return pp;
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -1473,6 +1540,21 @@ ngx_wsp_frame_out(ngx_wsp_sdir_t *d)
         return;
     }
 
+    if (d->msg_drop && !ngx_wsp_is_control(opcode)) {
+        /*
+         * A frame of a message whose first frame Lua dropped: dropped
+         * too, without waking the hook (it was inflated and checked as
+         * every frame is, so what comes after it stays readable).
+         */
+
+        d->msg_drop = !fin;
+        d->ppos += d->hold;
+        d->spos = d->ppos;
+        d->hold = 0;
+        d->msg_len = 0;
+        return;
+    }
+
     /* Lua reads the slot in place once its thread is woken */
 
     d->slot.data = p;
@@ -1549,6 +1631,8 @@ ngx_wsp_emit(ngx_wsp_sdir_t *d, unsigned fin, unsigned opcode,
 
 /* Lua's verdicts */
 
+static int ngx_wsp_fragment(ngx_wsp_sdir_t *d, unsigned *verdict,
+    unsigned char *data, size_t *len);
 static int ngx_wsp_rewrite(ngx_wsp_sdir_t *d, unsigned char *data,
     size_t len);
 static int ngx_wsp_close_verdict(ngx_wsp_sdir_t *d, unsigned verdict,
@@ -1574,6 +1658,16 @@ ngx_wsp_verdict(ngx_wsp_sdir_t *d, unsigned verdict, unsigned char *data,
     unsigned char  *p;
 
     opcode = (unsigned) d->slot.opcode;
+
+    if (!ngx_wsp_is_control(opcode)
+        && (!d->slot.fin || opcode == NGX_WSP_OP_CONT))
+    {
+        rc = ngx_wsp_fragment(d, &verdict, data, &len);
+
+        if (rc != NGX_WSP_OK) {
+            return rc;
+        }
+    }
 
     if (verdict == NGX_WSP_VERDICT_FORWARD && d->hold
         && d->tx != NGX_WSP_TX_ABORTED)
@@ -1626,6 +1720,92 @@ ngx_wsp_verdict(ngx_wsp_sdir_t *d, unsigned verdict, unsigned char *data,
     }
 
     ngx_wsp_taken(d);
+
+    return NGX_WSP_OK;
+}
+
+
+/*
+ * A fragment of a message that is not aggregated: what dst gets of the
+ * message must stay one valid message (RFC 6455 5.4) whatever Lua does
+ * with each of its frames.  The first one dropped drops the whole message
+ * (its other frames are dropped without being handed to Lua, see
+ * frame_out()); a middle one dropped sends nothing; the last one dropped
+ * becomes an empty last frame, which ends the message.
+ *
+ * Text: the frames that go out (forwarded, rewritten, the empty last one)
+ * are checked as one UTF-8 stream, from the text already sent of the
+ * message (out_utf8).  A drop or a rewrite can leave a character cut (a
+ * dropped fragment that ended or began inside one, a rewrite that does
+ * not finish what went before it, or that ends inside one at the end of
+ * the message).  The proxy could send the cut character's bytes anyway,
+ * but that would rewrite what Lua chose and still fail when Lua rewrites
+ * the next frame; as for a whole text message rewritten to bytes that are
+ * not UTF-8, the verdict is refused (NGX_WSP_ABORT: the frame stays held,
+ * the relay ends the session as for a failed hook): invalid text never
+ * reaches a peer, and the session never sends it a message cut short.
+ */
+
+static int
+ngx_wsp_fragment(ngx_wsp_sdir_t *d, unsigned *verdict, unsigned char *data,
+    size_t *len)
+{
+    size_t    n;
+    uint32_t  state;
+    unsigned  first;
+
+    first = (d->slot.opcode != NGX_WSP_OP_CONT);
+
+    if (first && *verdict == NGX_WSP_VERDICT_DROP) {
+        d->msg_drop = 1;
+        return NGX_WSP_OK;
+    }
+
+    if (d->tx == NGX_WSP_TX_ABORTED) {
+        /* nothing goes out any more */
+        return NGX_WSP_OK;
+    }
+
+    state = first ? NGX_WSP_UTF8_ACCEPT : d->out_utf8;
+
+    if (*verdict == NGX_WSP_VERDICT_DROP) {
+        if (!d->slot.fin) {
+            return NGX_WSP_OK;
+        }
+
+        /* the last frame dropped: an empty one ends the message */
+
+        if (d->check_utf8 && state != NGX_WSP_UTF8_ACCEPT) {
+            return NGX_WSP_ABORT;
+        }
+
+        *verdict = NGX_WSP_VERDICT_REWRITE;
+        *len = 0;
+        return NGX_WSP_OK;
+    }
+
+    if (!d->check_utf8) {
+        return NGX_WSP_OK;
+    }
+
+    n = *len;
+
+    if (*verdict == NGX_WSP_VERDICT_FORWARD) {
+        data = (unsigned char *) d->slot.data;
+        n = d->slot.len;
+    }
+
+    if (n) {
+        state = ngx_wsp_utf8_validate(state, data, n);
+    }
+
+    if (state == NGX_WSP_UTF8_REJECT
+        || (d->slot.fin && state != NGX_WSP_UTF8_ACCEPT))
+    {
+        return NGX_WSP_ABORT;
+    }
+
+    d->out_utf8 = state;
 
     return NGX_WSP_OK;
 }

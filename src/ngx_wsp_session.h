@@ -318,7 +318,9 @@ typedef struct {
     /* a buffered data frame or message (the relay's memory) */              \
     unsigned char              *msg;                                         \
     size_t                      msg_len;                                     \
-    uintptr_t                   msg_opcode;     /* its first frame's */      \
+    uint32_t                    msg_opcode;     /* its first frame's */      \
+    uint32_t                    out_utf8;       /* the text forwarded of    \
+                                                   a fragmented message */   \
                                                                              \
     /* frames injected from Lua, sent at the next frame boundary */          \
     ngx_wsp_inject_t           *inject;                                      \
@@ -335,6 +337,8 @@ typedef struct {
     ngx_wsp_range_t             out_ctl;                                     \
     ngx_wsp_ctl_t              *ctl;                                         \
     unsigned char               ohdr[NGX_WSP_MAX_HEADER];  /* out_hdr's */   \
+    unsigned char               msg_drop;       /* Lua dropped the open     \
+                                                   message's first frame */  \
     intptr_t                    close_code;     /* src's, -1: none */
 
 struct ngx_wsp_sdir_s {

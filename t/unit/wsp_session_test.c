@@ -857,6 +857,265 @@ test_wire_verdicts_in_order(void)
 }
 
 
+/* Lua's verdict on the frame the client's direction holds, then the run */
+
+static int
+wire_verdict(unsigned verdict, const char *data)
+{
+    int  rc;
+
+    rc = ngx_wsp_verdict(&t.d[C], verdict, (unsigned char *) data,
+                         data ? strlen(data) : 0, -1);
+    w_run(&t, NGX_WSP_RUN_DIR(C));
+
+    return rc;
+}
+
+
+/* the client sends a message in fragments, with a hook, not aggregated */
+
+static void
+wire_fragments(unsigned opcode, const char **frags, unsigned n)
+{
+    unsigned  i;
+
+    w_init(&t);
+    t.opts.hook = 1;
+
+    for (i = 0; i < n; i++) {
+        w_frame(C, i == n - 1, i ? NGX_WSP_OP_CONT : opcode,
+                (const unsigned char *) frags[i], strlen(frags[i]), 0);
+    }
+
+    w_frame(C, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "next", 4, 0);
+    wire_all();
+}
+
+
+/*
+ * Lua drops fragments of a message (defect: the upstream got
+ * continuations without their start, or a message never ended).  The
+ * first one dropped drops the whole message without waking the hook
+ * again; a middle one sends nothing; the last one an empty last frame.
+ */
+
+static void
+test_wire_fragment_dropped(void)
+{
+    static const char  *three[] = { "ab", "cd", "ef" };
+
+    wire_fragments(NGX_WSP_OP_TEXT, three, 3);
+    (void) wire_verdict(NGX_WSP_VERDICT_DROP, NULL);
+
+    ok(w_handed[C] == 2 && t.d[C].slot.opcode == NGX_WSP_OP_TEXT
+       && t.d[C].slot.fin && memcmp(t.d[C].slot.data, "next", 4) == 0
+       && w_peer[U].frames == 0 && wire_clean(U),
+       "fragments: the first dropped drops the message, the hook sees "
+       "the next message");
+
+    (void) wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL);
+    ok(w_peer[U].frames == 1 && w_peer[U].ops[0] == NGX_WSP_OP_TEXT
+       && t.d[C].messages == 2 && wire_clean(U),
+       "fragments: the next message goes, both counted");
+    w_free(&t);
+
+    wire_fragments(NGX_WSP_OP_BINARY, three, 3);
+    (void) wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL);
+    (void) wire_verdict(NGX_WSP_VERDICT_DROP, NULL);
+    (void) wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL);
+    (void) wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL);
+
+    ok(w_peer[U].frames == 3 && w_peer[U].ops[0] == NGX_WSP_OP_BINARY
+       && w_peer[U].ops[1] == NGX_WSP_OP_CONT
+       && w_peer[U].ops[2] == NGX_WSP_OP_TEXT && wire_clean(U),
+       "fragments: a middle one dropped sends nothing for it");
+    w_free(&t);
+
+    wire_fragments(NGX_WSP_OP_TEXT, three, 3);
+    (void) wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL);
+    (void) wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL);
+    (void) wire_verdict(NGX_WSP_VERDICT_DROP, NULL);
+    (void) wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL);
+
+    ok(w_peer[U].frames == 4 && w_peer[U].ops[2] == NGX_WSP_OP_CONT
+       && w_peer[U].f.fin && w_peer[U].ops[3] == NGX_WSP_OP_TEXT
+       && wire_clean(U),
+       "fragments: the last one dropped becomes an empty last frame");
+    w_free(&t);
+}
+
+
+/*
+ * Text cut in fragments inside a character ("\xc3\xa9" is é): what goes
+ * out stays UTF-8 as one stream, or the verdict is refused and the frame
+ * stays held (the relay ends the session as for a failed hook).
+ */
+
+static void
+test_wire_fragment_text(void)
+{
+    static const char  *cut[] = { "a\xc3", "\xa9" "b", "c" };
+
+    /* the fragment that ends inside é rewritten, the next forwarded */
+    wire_fragments(NGX_WSP_OP_TEXT, cut, 3);
+    ok(wire_verdict(NGX_WSP_VERDICT_REWRITE, "x") == NGX_WSP_OK
+       && wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL) == NGX_WSP_ABORT
+       && t.d[C].in == NGX_WSP_IN_LUA && w_peer[U].frames == 1
+       && wire_clean(U),
+       "fragments: forwarding the rest of a character whose start was "
+       "rewritten is refused, still held");
+    ok(wire_verdict(NGX_WSP_VERDICT_DROP, NULL) == NGX_WSP_OK
+       && wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL) == NGX_WSP_OK
+       && w_peer[U].frames == 2 && wire_clean(U),
+       "fragments: dropping it instead keeps the text whole");
+    w_free(&t);
+
+    /* a middle fragment dropped after a cut character */
+    wire_fragments(NGX_WSP_OP_TEXT, cut, 3);
+    (void) wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL);
+    ok(wire_verdict(NGX_WSP_VERDICT_DROP, NULL) == NGX_WSP_OK
+       && wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL) == NGX_WSP_ABORT
+       && w_peer[U].frames == 1 && wire_clean(U),
+       "fragments: after the end of a character was dropped, the next "
+       "fragment is refused");
+    ok(wire_verdict(NGX_WSP_VERDICT_DROP, NULL) == NGX_WSP_ABORT
+       && wire_verdict(NGX_WSP_VERDICT_REWRITE, "\xa9!") == NGX_WSP_OK
+       && w_peer[U].frames == 2 && wire_clean(U),
+       "fragments: ... so is an empty last frame; a rewrite that ends "
+       "the character goes");
+    w_free(&t);
+
+    /* rewrites: each must continue the text sent before it */
+    wire_fragments(NGX_WSP_OP_TEXT, cut, 3);
+    ok(wire_verdict(NGX_WSP_VERDICT_FORWARD, NULL) == NGX_WSP_OK
+       && wire_verdict(NGX_WSP_VERDICT_REWRITE, "x") == NGX_WSP_ABORT
+       && wire_verdict(NGX_WSP_VERDICT_REWRITE, "\xa9\xe2\x82")
+          == NGX_WSP_OK
+       && wire_verdict(NGX_WSP_VERDICT_REWRITE, "c") == NGX_WSP_ABORT
+       && wire_verdict(NGX_WSP_VERDICT_REWRITE, "\xac") == NGX_WSP_OK
+       && w_peer[U].frames == 3 && wire_clean(U),
+       "fragments: a rewrite after a cut character must finish it, the "
+       "last one must end the text whole");
+    w_free(&t);
+
+    /* binary is not text */
+    wire_fragments(NGX_WSP_OP_BINARY, cut, 3);
+    ok(wire_verdict(NGX_WSP_VERDICT_REWRITE, "\xff") == NGX_WSP_OK
+       && wire_verdict(NGX_WSP_VERDICT_DROP, NULL) == NGX_WSP_OK
+       && wire_verdict(NGX_WSP_VERDICT_DROP, NULL) == NGX_WSP_OK
+       && w_peer[U].frames == 2 && wire_clean(U),
+       "fragments: binary fragments are not checked as text");
+    w_free(&t);
+}
+
+
+/*
+ * send_frame() of a data frame while a message of the upstream's is open
+ * towards the client (defect: it went between the fragments): it waits
+ * for the message's end; a ping injected after it does not wait.
+ */
+
+static void
+test_wire_injected_data_waits(void)
+{
+    unsigned  hook;
+
+    for (hook = 0; hook < 2; hook++) {
+        w_init(&t);
+        t.opts.hook = hook;
+
+        w_frame(U, 0, NGX_WSP_OP_TEXT, (const unsigned char *) "a", 1, 0);
+        wire_all();
+
+        while (t.d[U].in == NGX_WSP_IN_LUA) {
+            (void) ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_FORWARD, NULL,
+                                   0, -1);
+            w_run(&t, NGX_WSP_RUN_DIR(U));
+        }
+
+        w_inject(&t, U, NGX_WSP_OP_BINARY, (const unsigned char *) "i", 1);
+        w_inject(&t, U, NGX_WSP_OP_PING, (const unsigned char *) "p", 1);
+        w_frame(U, 1, NGX_WSP_OP_CONT, (const unsigned char *) "b", 1, 0);
+        wire_all();
+
+        if (hook) {
+            ok(t.d[U].in == NGX_WSP_IN_LUA && w_peer[C].frames == 2
+               && w_peer[C].ops[1] == NGX_WSP_OP_PING,
+               "injected: with the last fragment held, the ping went, the "
+               "binary waits");
+            (void) ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_FORWARD, NULL,
+                                   0, -1);
+            w_run(&t, NGX_WSP_RUN_DIR(U));
+        }
+
+        ok(w_peer[C].frames == 4 && w_peer[C].ops[0] == NGX_WSP_OP_TEXT
+           && w_peer[C].ops[1] == NGX_WSP_OP_PING
+           && w_peer[C].ops[2] == NGX_WSP_OP_CONT
+           && w_peer[C].ops[3] == NGX_WSP_OP_BINARY
+           && t.d[U].inject == NULL && wire_clean(C),
+           hook ? "injected (hook): the binary went after the message"
+                : "injected: the ping between the fragments, the binary "
+                  "after the message");
+        w_free(&t);
+    }
+
+    /*
+     * a close due while the last frame is being buffered for the hook:
+     * that frame is skipped, never sent, the message stays open in the
+     * output: the binary does not go before the close
+     */
+    w_init(&t);
+    t.opts.hook = 1;
+    w_frame(U, 0, NGX_WSP_OP_TEXT, (const unsigned char *) "a", 1, 0);
+    w_frame(U, 1, NGX_WSP_OP_CONT, (const unsigned char *) "bcdefgh", 7, 0);
+    w_read(&t, U, 3);
+    w_run(&t, NGX_WSP_RUN_DIR(U));
+    (void) ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_FORWARD, NULL, 0, -1);
+    w_run(&t, NGX_WSP_RUN_DIR(U));
+    w_read(&t, U, 4);
+    w_run(&t, NGX_WSP_RUN_DIR(U));
+    w_inject(&t, U, NGX_WSP_OP_BINARY, (const unsigned char *) "i", 1);
+    ngx_wsp_close_due(&t.d[U], 1001, "", NGX_WSP_TX_DUE);
+    w_run(&t, NGX_WSP_RUN_DIR(U));
+    ok(t.d[U].in == NGX_WSP_IN_SKIP && w_peer[C].frames == 2
+       && w_peer[C].ops[0] == NGX_WSP_OP_TEXT
+       && w_peer[C].ops[1] == NGX_WSP_OP_CLOSE && wire_clean(C),
+       "injected: a close due mid-message skips the last frame, the binary "
+       "does not go before the close");
+    w_free(&t);
+
+    /* the same with the last frame held for the hook when the close is due */
+    w_init(&t);
+    t.opts.hook = 1;
+    w_frame(U, 0, NGX_WSP_OP_TEXT, (const unsigned char *) "a", 1, 0);
+    w_frame(U, 1, NGX_WSP_OP_CONT, (const unsigned char *) "b", 1, 0);
+    wire_all();
+    (void) ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_FORWARD, NULL, 0, -1);
+    w_run(&t, NGX_WSP_RUN_DIR(U));
+    w_inject(&t, U, NGX_WSP_OP_TEXT, (const unsigned char *) "i", 1);
+    ngx_wsp_close_due(&t.d[U], 1001, "", NGX_WSP_TX_DUE);
+    w_run(&t, NGX_WSP_RUN_DIR(U));
+    ok(w_peer[C].frames == 2 && w_peer[C].ops[0] == NGX_WSP_OP_TEXT
+       && w_peer[C].ops[1] == NGX_WSP_OP_CLOSE && wire_clean(C),
+       "injected: a close due drops the last frame held for the hook, the "
+       "text does not go before the close");
+    w_free(&t);
+
+    /* aggregated, nothing of the message is out before its end */
+    w_init(&t);
+    t.opts.aggregate = 1;
+    w_frame(U, 0, NGX_WSP_OP_TEXT, (const unsigned char *) "a", 1, 0);
+    wire_all();
+    w_inject(&t, U, NGX_WSP_OP_BINARY, (const unsigned char *) "i", 1);
+    w_frame(U, 1, NGX_WSP_OP_CONT, (const unsigned char *) "b", 1, 0);
+    wire_all();
+    ok(w_peer[C].frames == 2 && w_peer[C].ops[0] == NGX_WSP_OP_BINARY
+       && w_peer[C].ops[1] == NGX_WSP_OP_TEXT && wire_clean(C),
+       "injected: an aggregated message is not open in the output");
+    w_free(&t);
+}
+
+
 int
 main(void)
 {
@@ -881,6 +1140,9 @@ main(void)
     test_wire_injected_in_order();
     test_wire_dst_gone_mid_frame();
     test_wire_verdicts_in_order();
+    test_wire_fragment_dropped();
+    test_wire_fragment_text();
+    test_wire_injected_data_waits();
 
     return done_testing();
 }
