@@ -73,6 +73,15 @@ typedef struct {
 } ngx_http_ws_proxy_header_t;
 
 
+/* ws_proxy_limit_sessions: session caps per key (ngx_http_ws_proxy_limit.c) */
+typedef struct {
+    ngx_array_t                *limits;           /* of ..._limit_t; NULL:
+                                                     none */
+    ngx_uint_t                  status;           /* of a refusal */
+    ngx_uint_t                  log_level;
+} ngx_http_ws_proxy_limit_conf_t;
+
+
 /* ws_proxy_pass: the options of new() and connect() as directives */
 typedef struct {
     ngx_http_complex_value_t   *uri;              /* NULL: no ws_proxy_pass */
@@ -145,6 +154,9 @@ typedef struct {
 
     /* ws_proxy_pass and its options (ngx_http_ws_proxy_pass.c) */
     ngx_http_ws_proxy_pass_conf_t  pass;
+
+    /* session caps per key (ngx_http_ws_proxy_limit.c) */
+    ngx_http_ws_proxy_limit_conf_t  limit;
 } ngx_http_ws_proxy_loc_conf_t;
 
 
@@ -413,6 +425,10 @@ struct ngx_http_ws_proxy_s {
     ngx_str_t                   upstream_peer; /* the last one tried */
     unsigned                    peer_held:1;  /* got, not yet freed */
 
+    /* session caps: NGX_WSP_LIMIT_*, $ws_proxy_limit_sessions_status */
+    unsigned                    limit_status:2;
+    unsigned                    limit_checked:1;  /* Lua: once */
+
     /* without Lua: ws_proxy_pass's callback instead of the semaphore */
     void                      (*notify)(ngx_http_ws_proxy_t *wp);
     void                       *notify_data;
@@ -591,6 +607,26 @@ ngx_int_t ngx_http_ws_proxy_add_header(ngx_http_request_t *r,
     const char *name, size_t len, u_char *value, size_t vlen);
 
 
+/* ngx_http_ws_proxy_limit.c: session caps per key */
+#define NGX_WSP_LIMIT_NONE           0   /* no cap applied (yet) */
+#define NGX_WSP_LIMIT_PASSED         1
+#define NGX_WSP_LIMIT_REJECTED       2
+
+char *ngx_http_ws_proxy_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_ws_proxy_limit_sessions(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_ws_proxy_limit_create(ngx_http_ws_proxy_limit_conf_t *conf);
+char *ngx_http_ws_proxy_limit_merge(ngx_conf_t *cf,
+    ngx_http_ws_proxy_limit_conf_t *prev,
+    ngx_http_ws_proxy_limit_conf_t *conf);
+ngx_int_t ngx_http_ws_proxy_limit_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_ws_proxy_limit_conf(ngx_http_ws_proxy_t *wp);
+ngx_int_t ngx_http_ws_proxy_limit_named(ngx_http_ws_proxy_t *wp,
+    ngx_str_t *zone, ngx_uint_t n, ngx_str_t *key);
+ngx_int_t ngx_http_ws_proxy_limit_refuse(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_limit_release(ngx_http_ws_proxy_t *wp);
+
 /* ngx_http_ws_proxy_metrics.c: see ngx_http_ws_proxy_metrics.h */
 #define NGX_WSP_HSO_ACCEPTED         0   /* handshake outcomes */
 #define NGX_WSP_HSO_REFUSED          1
@@ -611,6 +647,7 @@ void ngx_http_ws_proxy_metrics_end(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_metrics_violation(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, ngx_uint_t limit);
 void ngx_http_ws_proxy_metrics_hook_error(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_metrics_limited(ngx_http_ws_proxy_t *wp);
 char *ngx_http_ws_proxy_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_ws_proxy_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -78,6 +78,16 @@ typedef struct {
 } ngx_http_ws_proxy_ffi_stats_t;
 
 
+/* one cap of the limit_sessions option (ngx_http_ws_proxy_limit.c) */
+typedef struct {
+    const u_char               *zone;
+    size_t                      zone_len;
+    const u_char               *key;        /* NULL: the zone's key */
+    size_t                      key_len;
+    int                         n;
+} ngx_http_ws_proxy_ffi_limit_t;
+
+
 int ngx_http_ws_proxy_ffi_stats(uint64_t id,
     ngx_http_ws_proxy_ffi_stats_t *st);
 int ngx_http_ws_proxy_ffi_close(uint64_t id, int client_code,
@@ -118,6 +128,8 @@ int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, uint64_t id,
     u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
 int ngx_http_ws_proxy_ffi_abi(void);
+int ngx_http_ws_proxy_ffi_limit(ngx_http_request_t *r, uint64_t id,
+    ngx_http_ws_proxy_ffi_limit_t *l, int n, u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
     int sides, int *takeover, int *bits, int level, int mem_level);
 
@@ -130,7 +142,7 @@ int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
  * frames it asks the module to send: its signature is part of this ABI.
  */
 
-#define NGX_WSP_FFI_ABI   10
+#define NGX_WSP_FFI_ABI   11
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -998,7 +1010,84 @@ ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id)
         return NGX_ERROR;
     }
 
+    if (wp->limit_status == NGX_WSP_LIMIT_REJECTED) {
+        /* refused by a session cap: the location's status */
+        return (int) ngx_http_ws_proxy_limit_refuse(wp);
+    }
+
     return (int) ngx_http_ws_proxy_relay_response(wp);
+}
+
+
+/*
+ * connect(), connect_upstream(): the session caps, before the upstream is
+ * dialled, once per session.  n < 0: the location's (ws_proxy_limit_sessions),
+ * else the limit_sessions option's n caps.  NGX_OK, NGX_DECLINED (refused)
+ * or NGX_ERROR, with err.
+ */
+
+int
+ngx_http_ws_proxy_ffi_limit(ngx_http_request_t *r, uint64_t id,
+    ngx_http_ws_proxy_ffi_limit_t *l, int n, u_char *err, size_t *errlen)
+{
+    int                   i;
+    ngx_int_t             rc;
+    ngx_str_t             zone, key;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_http_ws_proxy_ffi_get(r, id, err, errlen);
+    if (wp == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (wp->limit_checked) {
+        if (wp->limit_status != NGX_WSP_LIMIT_REJECTED) {
+            return NGX_OK;
+        }
+
+        (void) ngx_http_ws_proxy_ffi_err(err, errlen, "session refused by "
+                                         "ws_proxy_limit_sessions");
+        return NGX_DECLINED;
+    }
+
+    wp->err_len = 0;
+    rc = NGX_OK;
+
+    if (n < 0) {
+        rc = ngx_http_ws_proxy_limit_conf(wp);
+    }
+
+    for (i = 0; i < n && rc == NGX_OK; i++) {
+        zone.data = (u_char *) l[i].zone;
+        zone.len = l[i].zone_len;
+        key.data = (u_char *) l[i].key;
+        key.len = l[i].key_len;
+
+        rc = ngx_http_ws_proxy_limit_named(wp, &zone, (ngx_uint_t) l[i].n,
+                                           l[i].key ? &key : NULL);
+    }
+
+    if (rc == NGX_OK || rc == NGX_DECLINED) {
+        wp->limit_checked = 1;
+    }
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (rc == NGX_ERROR) {
+        /* the caps already taken go back: the next call starts again */
+        ngx_http_ws_proxy_limit_release(wp);
+        wp->limit_status = NGX_WSP_LIMIT_NONE;
+    }
+
+    if (wp->err_len == 0) {
+        ngx_http_ws_proxy_set_error(wp, "no memory");
+    }
+
+    (void) ngx_http_ws_proxy_ffi_error(err, errlen, wp->err, wp->err_len);
+
+    return (int) rc;
 }
 
 

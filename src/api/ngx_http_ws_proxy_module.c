@@ -86,6 +86,22 @@ static ngx_conf_bitmask_t  ngx_http_ws_proxy_ssl_protocols[] = {
 #endif
 
 
+/* as limit_conn_status, limit_conn_log_level */
+
+static ngx_conf_num_bounds_t  ngx_http_ws_proxy_limit_status_bounds = {
+    ngx_conf_check_num_bounds, 400, 599
+};
+
+
+static ngx_conf_enum_t  ngx_http_ws_proxy_limit_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_ws_proxy_commands[] = {
 
     { ngx_string("ws_proxy_buffer_size"),
@@ -270,6 +286,36 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    /* session caps per key: ngx_http_ws_proxy_limit.c */
+
+    { ngx_string("ws_proxy_limit_session_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_ws_proxy_limit_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ws_proxy_limit_sessions"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_ws_proxy_limit_sessions,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ws_proxy_limit_sessions_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, limit.status),
+      &ngx_http_ws_proxy_limit_status_bounds },
+
+    { ngx_string("ws_proxy_limit_sessions_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, limit.log_level),
+      &ngx_http_ws_proxy_limit_log_levels },
 
     /* upstream groups: ngx_http_ws_proxy_balancer.c */
 
@@ -600,7 +646,9 @@ ngx_http_ws_proxy_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
 
-    if (ngx_http_ws_proxy_balancer_add_variables(cf) != NGX_OK) {
+    if (ngx_http_ws_proxy_balancer_add_variables(cf) != NGX_OK
+        || ngx_http_ws_proxy_limit_add_variables(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -829,6 +877,7 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->next_upstream_tries = NGX_CONF_UNSET_UINT;
     conf->next_upstream_timeout = NGX_CONF_UNSET_MSEC;
     ngx_http_ws_proxy_pass_create(&conf->pass);
+    ngx_http_ws_proxy_limit_create(&conf->limit);
 
     return conf;
 }
@@ -921,7 +970,9 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->next_upstream_timeout, 0);
 
     if (ngx_http_ws_proxy_pass_merge(cf, &prev->pass, &conf->pass)
-        != NGX_CONF_OK)
+        != NGX_CONF_OK
+        || ngx_http_ws_proxy_limit_merge(cf, &prev->limit, &conf->limit)
+           != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }

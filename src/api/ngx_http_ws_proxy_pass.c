@@ -511,6 +511,18 @@ ngx_http_ws_proxy_pass_session(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the session caps, before anything is done for the upstream */
+
+    rc = ngx_http_ws_proxy_limit_conf(wp);
+
+    if (rc == NGX_DECLINED) {
+        return wlcf->limit.status;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (ngx_http_ws_proxy_pass_uri(r, pcf, &ctx->uri) != NGX_OK
         || ngx_http_ws_proxy_pass_headers(r, pcf, wp) != NGX_OK)
     {

@@ -657,6 +657,30 @@ ngx_http_ws_proxy_metrics_hook_error(ngx_http_ws_proxy_t *wp)
 
 
 /*
+ * A session refused by a cap of ws_proxy_limit_sessions: counted under the
+ * session's key (ws_proxy_zone_key), once per refusal.
+ */
+
+void
+ngx_http_ws_proxy_metrics_limited(ngx_http_ws_proxy_t *wp)
+{
+    ngx_slab_pool_t            *shpool;
+    ngx_http_ws_proxy_mnode_t  *node;
+
+    node = ngx_http_ws_proxy_metrics_node(wp);
+    if (node == NULL) {
+        return;
+    }
+
+    shpool = ((ngx_http_ws_proxy_zone_t *) wp->metrics.zone)->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    node->c.sessions_refused++;
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
  * Once a second while the worker has running sessions: what they counted
  * since, so that long sessions show live.  One lock per zone and flush
  * (the worker's sessions share its cycle's zone).

@@ -61,6 +61,9 @@ typedef struct {
      */
     uint64_t                    inflated[2];
     uint64_t                    deflated[2];
+
+    /* sessions refused by ws_proxy_limit_sessions */
+    uint64_t                    sessions_refused;
 } ngx_http_ws_proxy_counters_t;
 
 

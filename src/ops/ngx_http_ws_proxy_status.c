@@ -251,6 +251,12 @@ ngx_http_ws_proxy_prom(ngx_http_ws_proxy_out_t *o)
     ngx_http_ws_proxy_prom_one(o, "ws_proxy_sessions_total", "counter",
                                "WebSocket sessions that started proxying.",
                                ngx_wsp_off(sessions));
+    ngx_http_ws_proxy_prom_one(o, "ws_proxy_sessions_refused_total",
+                               "counter",
+                               "WebSocket sessions refused at the handshake "
+                               "by ws_proxy_limit_sessions (too many open "
+                               "sessions for a key).",
+                               ngx_wsp_off(sessions_refused));
     ngx_http_ws_proxy_prom_handshakes(o);
     ngx_http_ws_proxy_prom_from(o, "ws_proxy_frames_total",
                                 "Frames received, by sender.",
@@ -506,8 +512,10 @@ ngx_http_ws_proxy_json_key(ngx_http_ws_proxy_out_t *o,
     c = &s->c;
 
     ngx_http_ws_proxy_print(o, "\"%V\":{\"sessions_open\":%uL,"
-                            "\"sessions_total\":%uL,\"handshakes\":{",
-                            &s->key, c->sessions_open, c->sessions);
+                            "\"sessions_total\":%uL,"
+                            "\"sessions_refused\":%uL,\"handshakes\":{",
+                            &s->key, c->sessions_open, c->sessions,
+                            c->sessions_refused);
 
     for (k = 0; k < NGX_WSP_HSO_OUTCOMES; k++) {
         ngx_http_ws_proxy_print(o, "%s\"%s\":%uL", k ? "," : "",

@@ -236,6 +236,7 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
 
     ngx_http_ws_proxy_ended(wp);
     ngx_http_ws_proxy_metrics_end(wp);
+    ngx_http_ws_proxy_limit_release(wp);
 
     c = wp->client;
 

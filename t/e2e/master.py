@@ -22,6 +22,21 @@ def nginx(prefix, *args):
                           capture_output=True, text=True)
 
 
+def conf_test(prefix, http):
+    """nginx -t of a configuration with that http block's content, under
+    prefix: the finished process (its stderr has nginx's messages)."""
+    path = os.path.join(prefix, "bad.conf")
+    with open(path, "w") as f:
+        f.write("%s\nerror_log logs/bad.log;\nevents {}\nhttp { %s }\n"
+                % (target.LOAD_MODULES, http))
+    # -e: the errors before error_log is read go to bad.log too, not to
+    # the binary's default log (stderr on Debian, logs/error.log of the
+    # prefix on a build with a --prefix), which the runs check
+    return subprocess.run([target.NGINX, "-t", "-q", "-p", prefix + "/",
+                           "-e", "logs/bad.log", "-c", path],
+                          capture_output=True, text=True)
+
+
 def master_pid(prefix):
     with open(os.path.join(prefix, "logs", "nginx.pid")) as f:
         return int(f.read())

@@ -44,7 +44,7 @@ PROM_PORT = int(os.environ.get("TEST_NGINX_PROMETHEUS_PORT", "19961"))
 HANG_PORT = int(os.environ.get("TEST_NGINX_HANG_PORT", str(PORT + 3)))
 FULL_KEYS = 200
 SCRAPES = 3     # of the text format, and by Prometheus
-FAMILIES = 14   # metric families of the text format
+FAMILIES = 15   # metric families of the text format
 
 CONF = """
 %(load_modules)s
@@ -498,7 +498,6 @@ def prometheus(total):
 def conf_errors():
     """nginx -t refuses a status page or a key without a zone, and a tiny
     zone."""
-    head = target.LOAD_MODULES
     for http, want in [
             ("server { listen 127.0.0.1:%d; location /s { ws_proxy_status; }"
              " }" % PORT, '"ws_proxy_status" needs a "ws_proxy_zone"'),
@@ -507,16 +506,7 @@ def conf_errors():
              '"ws_proxy_zone_key" needs a "ws_proxy_zone"'),
             ("ws_proxy_zone z 16k;", 'zone "z" is too small'),
             ("ws_proxy_zone z 1m; ws_proxy_zone y 1m;", "is duplicate")]:
-        path = os.path.join(PREFIX, "bad.conf")
-        with open(path, "w") as f:
-            f.write("%s\nerror_log logs/bad.log;\nevents {}\nhttp { %s }\n"
-                    % (head, http))
-        # -e: the errors before error_log is read go to bad.log too, not
-        # to the binary's default log (stderr on Debian, logs/error.log of
-        # the prefix on a build with a --prefix), which the run checks
-        r = subprocess.run([target.NGINX, "-t", "-q", "-p",
-                            PREFIX + "/", "-e", "logs/bad.log", "-c", path],
-                           capture_output=True, text=True)
+        r = master.conf_test(PREFIX, http)
         ok(r.returncode != 0 and want in r.stderr,
            "nginx -t refuses: %s" % want)
 

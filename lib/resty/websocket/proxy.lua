@@ -150,6 +150,18 @@ int ngx_http_ws_proxy_ffi_set_deadline(uint64_t id, double ms, int code,
 int ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir,
     double max_frame_size, int max_fragments);
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
+
+typedef struct {
+    const unsigned char        *zone;
+    size_t                      zone_len;
+    const unsigned char        *key;
+    size_t                      key_len;
+    int                         n;
+} ngx_http_ws_proxy_ffi_limit_t;
+
+int ngx_http_ws_proxy_ffi_limit(ngx_http_request_t *r, uint64_t id,
+    ngx_http_ws_proxy_ffi_limit_t *l, int n, unsigned char *err,
+    size_t *errlen);
 int ngx_http_ws_proxy_ffi_abi(void);
 int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
     int sides, int *takeover, int *bits, int level, int mem_level);
@@ -162,7 +174,7 @@ uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 10
+local FFI_ABI = 11
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -226,7 +238,7 @@ local _OPTIONS = {
     "deflate_window_bits", "deflate_level", "deflate_mem_level",
     "client_deflate_context_takeover", "upstream_deflate_context_takeover",
     "client_deflate_window_bits", "upstream_deflate_window_bits",
-    "handshake_buffer_size",
+    "handshake_buffer_size", "limit_sessions",
 }
 
 
@@ -339,6 +351,57 @@ local function check_integer(opts, name, min, max)
 end
 
 
+-- the limit_sessions option: false (no cap, whatever the directives say),
+-- one cap { zone = "name", n = 3, key = "..." } or a list of them; nil
+-- when it is valid, else the message
+local LIMIT_MAX = 65535
+
+local function check_limit_sessions(v)
+    if v == false then
+        return nil
+    end
+
+    if type(v) ~= "table" then
+        return "opts.limit_sessions must be false, a table { zone = ..., "
+               .. "n = ... } or a list of them"
+    end
+
+    local list = v.zone ~= nil and { v } or v
+
+    if #list == 0 then
+        return "opts.limit_sessions must be false, a table { zone = ..., "
+               .. "n = ... } or a list of them"
+    end
+
+    for i = 1, #list do
+        local l = list[i]
+
+        if type(l) ~= "table" then
+            return "opts.limit_sessions must be false, a table { zone = "
+                   .. "..., n = ... } or a list of them"
+        end
+
+        if type(l.zone) ~= "string" or l.zone == "" then
+            return "opts.limit_sessions.zone must be a string (the name of "
+                   .. "a ws_proxy_limit_session_zone)"
+        end
+
+        if type(l.n) ~= "number" or l.n % 1 ~= 0 or l.n < 1
+           or l.n > LIMIT_MAX
+        then
+            return "opts.limit_sessions.n must be an integer from 1 to "
+                   .. LIMIT_MAX
+        end
+
+        if l.key ~= nil and type(l.key) ~= "string" then
+            return "opts.limit_sessions.key must be a string"
+        end
+    end
+
+    return nil
+end
+
+
 function _M.new(opts)
     if opts == nil then
         opts = {}
@@ -372,6 +435,13 @@ function _M.new(opts)
     check_number(opts, "upstream_max_fragments", 1, MAX_INT)
     check_number(opts, "max_payload_size", 1, MAX_SIZE)
     check_number(opts, "handshake_buffer_size", HS_BUFFER_MIN, MAX_INT)
+
+    if opts.limit_sessions ~= nil then
+        local err = check_limit_sessions(opts.limit_sessions)
+        if err then
+            error(err, 2)
+        end
+    end
 
     if opts.deflate ~= nil and _DEFLATE_SIDES[opts.deflate] == nil then
         error('opts.deflate must be a boolean, "client" or "upstream"', 2)
@@ -699,6 +769,46 @@ local function headers_string(opts)
 end
 
 
+-- the session caps (ws_proxy_limit_sessions, or the limit_sessions
+-- option), before the upstream is dialled; C applies them once per session
+local function limit_sessions(self, r, sid)
+    local v = self.limit_sessions
+    local n = -1
+    local l
+
+    if v == false then
+        n = 0
+
+    elseif v ~= nil then
+        local list = v.zone ~= nil and { v } or v
+        n = #list
+        l = ffi_new("ngx_http_ws_proxy_ffi_limit_t[?]", n)
+
+        for i = 1, n do
+            local c = l[i - 1]
+            c.zone = list[i].zone
+            c.zone_len = #list[i].zone
+            c.key = list[i].key
+            c.key_len = list[i].key and #list[i].key or 0
+            c.n = list[i].n
+        end
+    end
+
+    local err = get_string_buf(ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    errlen[0] = ERR_BUF_SIZE
+
+    -- l (and the option's strings, which the table keeps) live through
+    -- the call
+    local rc = C.ngx_http_ws_proxy_ffi_limit(r, sid, l, n, err, errlen)
+    if rc ~= NGX_OK then
+        return nil, ffi_str(err, errlen[0])
+    end
+
+    return true
+end
+
+
 -- connect_upstream()'s options that go to C as they are
 local _CONNECT_NUMBERS = {
     "timeout", "connect_timeout", "send_timeout", "read_timeout",
@@ -746,6 +856,11 @@ function _M:connect_upstream(uri, opts)
     local r, sid = session(self)
     if not r then
         return nil, sid
+    end
+
+    local lok, lerr = limit_sessions(self, r, sid)
+    if not lok then
+        return nil, lerr
     end
 
     -- the offer: these protocols, or (by default) the client's offer over
@@ -884,6 +999,14 @@ function _M:connect_client()
         return nil, sid
     end
 
+    -- a session beyond a cap gets the location's status instead of a 101,
+    -- as a bad request gets its 400 here
+    local lok, lerr = limit_sessions(self, r, sid)
+    if not lok then
+        C.ngx_http_ws_proxy_ffi_relay_response(r, sid)
+        return nil, lerr
+    end
+
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
     errlen[0] = ERR_BUF_SIZE
@@ -932,6 +1055,19 @@ function _M:connect(uri, upstream_opts)
     local ok, err = check_client(self)
     if not ok then
         return nil, "failed client handshake: " .. err
+    end
+
+    -- a session beyond a cap is refused here, with the location's status
+    -- (ws_proxy_limit_sessions_status, 429), before anything else is done
+    local r, sid = session(self)
+    if not r then
+        return nil, sid
+    end
+
+    ok, err = limit_sessions(self, r, sid)
+    if not ok then
+        C.ngx_http_ws_proxy_ffi_relay_response(r, sid)
+        return nil, err
     end
 
     ok, err = self:connect_upstream(uri, upstream_opts)
