@@ -26,10 +26,14 @@ BUILD        ?= $(CURDIR)/build
 NGX_BUILD    := $(BUILD)/nginx
 TARGET       ?=
 MODULE       := $(BUILD)/ngx_http_ws_proxy_module.so
-SRCS         := $(wildcard src/*.c src/*.h) config
+SRCS         := $(wildcard src/*.h src/*/*.c src/*/*.h) config
 
 CC           ?= cc
-CFLAGS_UNIT  := -O2 -g -Wall -Wextra -Werror -std=c99 -Isrc
+# the nginx-free layers (docs/design.md, "Layers"): their folders only, so
+# that nothing built without nginx can include the module's headers
+WSP_FREE     := protocol session
+CFLAGS_UNIT  := -O2 -g -Wall -Wextra -Werror -std=c99 \
+	$(addprefix -Isrc/,$(WSP_FREE))
 
 # the names that differ between Debian 12 (bookworm) and 13 (trixie, the
 # root of util/debian13): LuaJIT's headers and clang's libFuzzer
@@ -150,49 +154,56 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 	cp $(NGX_BUILD)/objs/ngx_http_ws_proxy_module.so $@.tmp && mv -f $@.tmp $@
 
 # unit tests of the codec, without nginx
-$(BUILD)/wsp_frame_test: src/ngx_wsp_frame.c src/ngx_wsp_frame.h t/unit/tap.h \
-		t/unit/wsp_frame_test.c
+$(BUILD)/wsp_frame_test: src/protocol/ngx_wsp_frame.c \
+		src/protocol/ngx_wsp_frame.h t/unit/tap.h t/unit/wsp_frame_test.c
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_frame.c t/unit/wsp_frame_test.c
+	$(CC) $(CFLAGS_UNIT) -o $@ src/protocol/ngx_wsp_frame.c \
+	    t/unit/wsp_frame_test.c
 
 # unit tests of the handshake parser and checks, without nginx
-$(BUILD)/wsp_handshake_test: src/ngx_wsp_handshake.c src/ngx_wsp_handshake.h \
-		t/unit/tap.h \
+$(BUILD)/wsp_handshake_test: src/protocol/ngx_wsp_handshake.c \
+		src/protocol/ngx_wsp_handshake.h t/unit/tap.h \
 		t/unit/wsp_handshake_test.c
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_handshake.c \
+	$(CC) $(CFLAGS_UNIT) -o $@ src/protocol/ngx_wsp_handshake.c \
 	    t/unit/wsp_handshake_test.c
 
 # unit tests of permessage-deflate's negotiation and codec, without nginx
-$(BUILD)/wsp_deflate_test: src/ngx_wsp_deflate.c src/ngx_wsp_deflate.h \
-		src/ngx_wsp_handshake.c src/ngx_wsp_handshake.h \
+$(BUILD)/wsp_deflate_test: src/protocol/ngx_wsp_deflate.c \
+		src/protocol/ngx_wsp_deflate.h \
+		src/protocol/ngx_wsp_handshake.c src/protocol/ngx_wsp_handshake.h \
 		t/unit/tap.h t/unit/wsp_deflate_test.c
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS_UNIT) -o $@ src/ngx_wsp_deflate.c \
-	    src/ngx_wsp_handshake.c t/unit/wsp_deflate_test.c -lz
+	$(CC) $(CFLAGS_UNIT) -o $@ src/protocol/ngx_wsp_deflate.c \
+	    src/protocol/ngx_wsp_handshake.c t/unit/wsp_deflate_test.c -lz
 
-# the session core, without nginx: its object must reference no nginx
-# symbol (only the codec's ngx_wsp_*() and the C library)
-$(BUILD)/ngx_wsp_session.o: src/ngx_wsp_session.c src/ngx_wsp_session.h \
-		src/ngx_wsp_frame.h
-	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS_UNIT) -c -o $@ src/ngx_wsp_session.c
+# the nginx-free layers' objects, one per source of src/protocol and
+# src/session, under build/free/<layer>/: each must reference no nginx
+# symbol (only their own ngx_wsp_*(), zlib and the C library); t/000 checks
+# the module's objects of the same folders too
+WSP_FREE_OBJS := $(patsubst src/%.c,$(BUILD)/free/%.o,\
+	$(wildcard $(WSP_FREE:%=src/%/*.c)))
+
+$(BUILD)/free/%.o: src/%.c $(wildcard $(WSP_FREE:%=src/%/*.h))
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_UNIT) -c -o $@ $<
 	@! nm -u $@ | grep -v ' ngx_wsp_' | grep -E ' _?ngx_' \
 	    || { echo "$@ references nginx"; exit 1; }
 
 # unit tests of the session core, without nginx
-$(BUILD)/wsp_session_test: $(BUILD)/ngx_wsp_session.o src/ngx_wsp_frame.c \
-		src/ngx_wsp_frame.h src/ngx_wsp_session.h t/unit/tap.h \
+$(BUILD)/wsp_session_test: $(BUILD)/free/session/ngx_wsp_session.o \
+		src/protocol/ngx_wsp_frame.c src/protocol/ngx_wsp_frame.h \
+		src/session/ngx_wsp_session.h t/unit/tap.h \
 		t/unit/wsp_session.h t/unit/wsp_wire.h t/unit/wsp_session_test.c
-	$(CC) $(CFLAGS_UNIT) -o $@ $(BUILD)/ngx_wsp_session.o \
-	    src/ngx_wsp_frame.c t/unit/wsp_session_test.c
+	$(CC) $(CFLAGS_UNIT) -o $@ $(BUILD)/free/session/ngx_wsp_session.o \
+	    src/protocol/ngx_wsp_frame.c t/unit/wsp_session_test.c
 
 UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test) \
 	$(if $(wildcard t/unit/wsp_session_test.c),$(BUILD)/wsp_session_test) \
 	$(if $(wildcard t/unit/wsp_handshake_test.c),$(BUILD)/wsp_handshake_test) \
 	$(if $(wildcard t/unit/wsp_deflate_test.c),$(BUILD)/wsp_deflate_test)
 
-unit: $(UNIT)
+unit: $(UNIT) $(WSP_FREE_OBJS)
 
 # the test matrix (util/matrix, docs/testing.md): TARGET=debian12 (the
 # distribution's nginx), debian13 (its root, util/debian13), openresty,

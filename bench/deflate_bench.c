@@ -2,8 +2,8 @@
  * Per-byte cost of permessage-deflate on 4 KiB JSON-like messages: zlib's
  * raw deflate and inflate called directly (a sync flush per message, the
  * stream reset per message as without context takeover), beside
- * ngx_wsp_deflate() and ngx_wsp_inflate() (src/ngx_wsp_deflate.c) used
- * the same way; levels 1 and 6, window 15, memLevel 8.  Prints a
+ * ngx_wsp_deflate() and ngx_wsp_inflate() (src/protocol/ngx_wsp_deflate.c)
+ * used the same way; levels 1 and 6, window 15, memLevel 8.  Prints a
  * Markdown table, in ns per uncompressed byte.  With a file argument the
  * messages are its first 64 pieces of 4 KiB (W6's own, which
  * `wsbench sample 4096` writes), else generated here.

@@ -1,7 +1,7 @@
 /*
- * Per-byte cost of masking and UTF-8 validation (src/ngx_wsp_frame.c),
- * beside a byte-at-a-time mask and memcpy() as the memory-speed reference.
- * Prints a Markdown table.
+ * Per-byte cost of masking and UTF-8 validation
+ * (src/protocol/ngx_wsp_frame.c), beside a byte-at-a-time mask and
+ * memcpy() as the memory-speed reference.  Prints a Markdown table.
  */
 
 #include <stdio.h>

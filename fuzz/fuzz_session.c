@@ -1,15 +1,15 @@
 /*
- * libFuzzer harness of the session core (src/ngx_wsp_session.c): the input
- * is a script of what the relay reports about two peers, in random order
+ * libFuzzer harness of the session core (src/session/ngx_wsp_session.c): the
+ * input is a script of what the relay reports about two peers, in random order
  * and sizes: bytes read, forwarded and sent in pieces, close frames,
- * violations, limits, invalid UTF-8, FIN and resets, frames held for Lua
- * and their verdicts, closes asked for, the close timer, dead peers,
- * failures.  Each step is applied only where the relay could report it
+ * violations, limits, invalid UTF-8, FIN and resets, frames held for Lua and
+ * their verdicts, closes asked for, the close timer, dead peers, failures.
+ * Each step is applied only where the relay could report it
  * (t/unit/wsp_session.h has the scripted session), and after each one the
  * invariants are checked: positions in the buffer, states that only move
- * forward, a close of the proxy's re-parses as a valid close frame masked
- * by role, nothing follows a close frame.  At the end both peers leave
- * and the session must be done; ASan finds what the core leaked.
+ * forward, a close of the proxy's re-parses as a valid close frame masked by
+ * role, nothing follows a close frame.  At the end both peers leave and the
+ * session must be done; ASan finds what the core leaked.
  */
 
 #include <stdint.h>

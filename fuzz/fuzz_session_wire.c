@@ -1,18 +1,18 @@
 /*
- * libFuzzer harness of the session core on the wire (src/ngx_wsp_session.c
- * with its parser): two peers send byte streams (frames encoded from the
- * input, valid or not, and any bytes), which reach the core in
- * random-sized reads, mixed with short and blocked sends, a send that
- * fails, FIN and resets, closes asked for from Lua (at once, or after the
+ * libFuzzer harness of the session core on the wire
+ * (src/session/ngx_wsp_session.c with its parser): two peers send byte streams
+ * (frames encoded from the input, valid or not, and any bytes), which reach
+ * the core in random-sized reads, mixed with short and blocked sends, a send
+ * that fails, FIN and resets, closes asked for from Lua (at once, or after the
  * open message as a drain does), close_timeout, frames injected from Lua,
- * limits, and with a hook (or aggregation) Lua's verdicts on the frames
- * it holds: forward, rewrite (ASCII, or the input's bytes: text cut
- * anywhere) or drop, of whole messages and of fragments; a verdict the
- * core refuses ends the session as a failed hook does.  After
- * every step: the core's invariants (t_check()), and what each peer got
- * parses as valid frames for the sender's role, with valid text and a
- * valid close, nothing after that close.  At the end both peers leave
- * and the session must be done; ASan finds leaks.
+ * limits, and with a hook (or aggregation) Lua's verdicts on the frames it
+ * holds: forward, rewrite (ASCII, or the input's bytes: text cut anywhere)
+ * or drop, of whole messages and of fragments; a verdict the core refuses
+ * ends the session as a failed hook does.  After every step: the core's
+ * invariants (t_check()), and what each peer got parses as valid frames
+ * for the sender's role, with valid text and a valid close, nothing after
+ * that close.  At the end both peers leave and the session must be done;
+ * ASan finds leaks.
  */
 
 #include <stdint.h>

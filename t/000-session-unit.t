@@ -1,7 +1,8 @@
 #!/usr/bin/env perl
 # The session core's unit tests (t/unit/wsp_session_test.c), built by
-# make unit, and the check that the core's objects (the unit build's and
-# the module's) reference no nginx symbol.
+# make unit, and the check that the objects of the nginx-free layers,
+# src/protocol and src/session (the unit build's, build/free/<layer>/, and
+# the module's, objs/addon/<layer>/), reference no nginx symbol.
 use strict;
 use warnings;
 
@@ -14,9 +15,11 @@ if (!-x $bin) {
     exit 0;
 }
 
-my @objs = grep { -f }
-           ("$dir/ngx_wsp_session.o",
-            "$dir/nginx/objs/addon/src/ngx_wsp_session.o");
+# every object of the folders, not a list of names: a file added to a
+# layer is checked as soon as it is built
+my @layers = qw(protocol session);
+my @objs = map { (glob("$dir/free/$_/*.o"),
+                  glob("$dir/nginx/objs/addon/$_/*.o")) } @layers;
 
 # the unit test prints its own plan at its end: ours comes after it
 my $out = `$bin`;
@@ -24,6 +27,18 @@ my $rc = $?;
 my ($n) = $out =~ /^1\.\.(\d+)$/m;
 $out =~ s/^1\.\.\d+\n//m;
 print $out;
+
+# the unit build has an object of each source of each layer (else the
+# check below would pass on nothing)
+for my $l (@layers) {
+    my @src = map { m{([^/]+)\.c$} } glob("src/$l/*.c");
+    my @miss = grep { !-f "$dir/free/$l/$_.o" } @src;
+    $n++;
+    print((@src && !@miss ? "ok" : "not ok")
+          . " $n - $dir/free/$l/ has the objects of src/$l/*.c"
+          . (@miss ? ": @miss missing" : "") . "\n");
+    $rc ||= !@src || @miss;
+}
 
 for my $o (@objs) {
     $n++;

@@ -28,6 +28,7 @@ from websockets.extensions.permessage_deflate import (
 
 import target
 import vg
+from wscompat import extensions, headers
 import master
 from master import nginx_cmd
 from tap import ok, plan
@@ -239,24 +240,6 @@ UPORT = {name: UP + i for i, (name, _) in enumerate(UPSTREAMS)}
 
 # what each upstream saw: tag (its request path) -> dict
 VIEWS = {}
-
-
-def headers(ws, which):
-    """The opening handshake's "request" or "response" headers: websockets
-    10.4 (Debian 12) has ws.request_headers, the asyncio API of 13 and
-    later (Debian 13 has 15) ws.request.headers."""
-    msg = getattr(ws, which, None)
-    if msg is not None and hasattr(msg, "headers"):
-        return msg.headers
-    return getattr(ws, which + "_headers")
-
-
-def extensions(ws):
-    """The extensions negotiated: ws.extensions in websockets 10.4,
-    ws.protocol.extensions in the asyncio API of 13 and later."""
-    if hasattr(ws, "extensions"):
-        return list(ws.extensions)
-    return list(ws.protocol.extensions)
 
 
 async def upstream_handler(ws):

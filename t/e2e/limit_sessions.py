@@ -28,6 +28,7 @@ import websockets
 import master
 import target
 import vg
+from wscompat import headers
 from tap import ok, plan
 
 SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
@@ -126,7 +127,7 @@ async def session(key):
                                   ping_interval=None)
     await ws.send("hi")
     await ws.recv()
-    return ws, ws.response_headers.get("X-Worker")
+    return ws, headers(ws, "response").get("X-Worker")
 
 
 def upstream_sessions(log, key):

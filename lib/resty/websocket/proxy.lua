@@ -282,8 +282,8 @@ local _ENDED_BY = {
     "send_timeout", "hook_error", "reset",
 }
 
--- the C module's UTF-8 validator (src/ngx_wsp_frame.c), the one the pump
--- checks text frames and close reasons with
+-- the C module's UTF-8 validator (src/protocol/ngx_wsp_frame.c), the one
+-- the pump checks text frames and close reasons with
 local function utf8_valid(s)
     return C.ngx_wsp_utf8_validate(0, s, #s) == 0
 end

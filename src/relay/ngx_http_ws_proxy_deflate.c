@@ -15,7 +15,7 @@
  * zlib streams are taken when a message needs one and, without context
  * takeover, given back at its end to a small per-worker cache, reset: an
  * idle session holds none.  The standalone part (the parameters, the
- * inflate and deflate of a frame) is src/ngx_wsp_deflate.c.
+ * inflate and deflate of a frame) is src/protocol/ngx_wsp_deflate.c.
  */
 
 

@@ -138,8 +138,8 @@ int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
  * The version of the functions below and of their structures, checked by
  * lib/resty/websocket/proxy.lua when it loads: bump it with any change of
  * a signature or a structure the library declares.  The library also calls
- * ngx_wsp_utf8_validate() (src/ngx_wsp_frame.h) to check the frames it
- * asks the module to send: its signature is part of this ABI.
+ * ngx_wsp_utf8_validate() (src/protocol/ngx_wsp_frame.h) to check the
+ * frames it asks the module to send: its signature is part of this ABI.
  */
 
 #define NGX_WSP_FFI_ABI   11
