@@ -671,6 +671,7 @@ char *ngx_http_ws_proxy_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 void ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
     ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len);
+void ngx_http_ws_proxy_observe_frame(ngx_wsp_sdir_t *sd, unsigned action);
 ngx_int_t ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp,
     ngx_uint_t n);
 char *ngx_http_ws_proxy_flight_recorder(ngx_conf_t *cf, ngx_command_t *cmd,

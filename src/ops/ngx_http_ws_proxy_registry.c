@@ -172,7 +172,7 @@ ngx_http_ws_proxy_ring_free(void *data)
 ngx_int_t
 ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp, ngx_uint_t n)
 {
-    ngx_uint_t                  slot, size;
+    ngx_uint_t                  slot, size, cap;
     ngx_pool_cleanup_t         *cln;
     ngx_http_ws_proxy_ring_t   *ring, **rings;
 
@@ -188,12 +188,16 @@ ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp, ngx_uint_t n)
         return NGX_OK;
     }
 
-    ring = ngx_pcalloc(wp->pool, ngx_wsp_ring_size(n));
+    /* a power of two: the frame path masks, it does not divide */
+    for (cap = 1; cap < n; cap <<= 1) { /* void */ }
+
+    ring = ngx_pcalloc(wp->pool, ngx_wsp_ring_size(cap));
     if (ring == NULL) {
         return NGX_ERROR;
     }
 
-    ring->n = n;
+    ring->n = (uint32_t) n;
+    ring->mask = (uint32_t) (cap - 1);
 
     if (wp->metrics.ring) {
         /* a second proxy object of the request: its own size */
@@ -281,9 +285,12 @@ ngx_http_ws_proxy_recorder_start(ngx_http_ws_proxy_t *wp)
 
 
 /*
- * The one observation point: a frame src sent went as `action` says
+ * The observation point: a frame src sent went as `action` says
  * (NGX_WSP_OBS_*), or was injected towards dst.  Called only while
- * d->observe is set (the recorder is on; a tap may set it too).
+ * d->observe is set (the recorder is on; a tap may set it too): by the
+ * session core for the frame it just parsed (the core's observe(), below,
+ * the one that runs per frame), by the relay for Lua's verdicts and
+ * injected frames.
  */
 
 void
@@ -294,25 +301,49 @@ ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
     ngx_http_ws_proxy_frec_t  *rec;
     ngx_http_ws_proxy_ring_t  *ring;
 
-    if (action == NGX_WSP_OBS_HELD) {
-        /* Lua's verdict will tell (ngx_http_ws_proxy_apply_verdict()) */
-        return;
-    }
-
     wp = ngx_wsp_dir_wp(d);
 
-    if (wp->metrics.ring == 0) {
+    if (wp->metrics.ring == 0 || action == NGX_WSP_OBS_HELD) {
         return;
     }
 
     ring = ngx_wsp_rings[wp->metrics.ring - 1];
-
-    rec = &ring->rec[d->dir * ring->n + ring->written[d->dir]++ % ring->n];
+    rec = ngx_wsp_ring_rec(ring, d->dir, ring->written[d->dir]++);
 
     rec->t = ngx_current_msec;
     rec->len = (len > 0xffffffff) ? 0xffffffff : (uint32_t) len;
     rec->opcode = (u_char) opcode;
     rec->flags = (u_char) ((fin ? 1 : 0) | (rsv1 ? 2 : 0) | (action << 2));
+}
+
+
+/* the session core's observe(): the frame in sd->frame, kept short */
+
+void
+ngx_http_ws_proxy_observe_frame(ngx_wsp_sdir_t *sd, unsigned action)
+{
+    uint64_t                   len;
+    ngx_uint_t                 slot;
+    ngx_http_ws_proxy_frec_t  *rec;
+    ngx_http_ws_proxy_ring_t  *ring;
+
+    slot = ngx_wsp_session_wp(sd->session)->metrics.ring;
+
+    if (slot == 0 || action == NGX_WSP_OBS_HELD) {
+        /* a tap without the recorder; or Lua's verdict will tell */
+        return;
+    }
+
+    ring = ngx_wsp_rings[slot - 1];
+    rec = ngx_wsp_ring_rec(ring, sd->dir, ring->written[sd->dir]++);
+    len = sd->frame.payload_len;
+
+    rec->t = ngx_current_msec;
+    rec->len = (len > 0xffffffff) ? 0xffffffff : (uint32_t) len;
+    rec->opcode = sd->frame.opcode;
+    rec->flags = (u_char) (sd->frame.fin
+                           | ((sd->frame.rsv & NGX_WSP_RSV_DEFLATE) >> 1)
+                           | (action << 2));
 }
 
 
@@ -364,7 +395,7 @@ ngx_http_ws_proxy_registry_start(ngx_http_ws_proxy_t *wp)
 
     now = ngx_wsp_unix_ms();
     ring = (wp->metrics.norec) ? NULL : ngx_wsp_ring_of(wp);
-    rsize = ring ? ngx_wsp_ring_size(ring->n) : 0;
+    rsize = ring ? ngx_wsp_ring_size(ring->mask + 1) : 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -497,10 +528,11 @@ ngx_http_ws_proxy_ring_copy(ngx_http_ws_proxy_ring_t *dst,
     base = ngx_wsp_unix_ms() - ngx_current_msec;
 
     dst->n = src->n;
+    dst->mask = src->mask;
     dst->written[0] = src->written[0];
     dst->written[1] = src->written[1];
 
-    for (i = 0; i < 2 * src->n; i++) {
+    for (i = 0; i < 2 * (src->mask + 1); i++) {
         dst->rec[i] = src->rec[i];
         dst->rec[i].t = base + src->rec[i].t;
     }
@@ -768,7 +800,7 @@ ngx_http_ws_proxy_registry_ring(ngx_http_ws_proxy_zone_t *zone,
         return NGX_DECLINED;
     }
 
-    ngx_memcpy(out, e->ring, ngx_wsp_ring_size(e->ring->n));
+    ngx_memcpy(out, e->ring, ngx_wsp_ring_size(e->ring->mask + 1));
 
     return NGX_OK;
 }
@@ -1074,7 +1106,7 @@ ngx_http_ws_proxy_dump_dir(u_char *p, u_char *last,
                      dir ? "upstream" : "client", w);
 
     for (k = from; k < w; k++) {
-        rec = &ring->rec[dir * ring->n + k % ring->n];
+        rec = ngx_wsp_ring_rec(ring, dir, k);
 
         p = ngx_slprintf(p, last, "%s-%Mms %s %uD%s%s %s",
                          k == from ? "" : ", ",
