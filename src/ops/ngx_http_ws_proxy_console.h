@@ -31,27 +31,42 @@
 #define NGX_WSP_R_ENDED          1
 
 
-/* one frame of the flight recorder: 16 bytes */
+/*
+ * One frame of the flight recorder, 16 bytes, written field by field from
+ * the parsed header (the frame path's cost is these stores)
+ */
 typedef struct {
-    uint64_t                    t;      /* worker: ngx_current_msec;
-                                           zone copy: unix ms */
-    uint32_t                    len;    /* payload, at most 2^32-1 */
+    uint64_t                    len;    /* the payload's */
+    uint32_t                    t;      /* worker: ngx_current_msec's low
+                                           32 bits; zone copy: ms before
+                                           the copy's time */
+    u_char                      fin;
+    u_char                      rsv;    /* RSV1 is NGX_WSP_RSV_DEFLATE */
     u_char                      opcode;
-    u_char                      flags;  /* FIN 1, RSV1 2, action << 2 */
-    u_char                      pad[2];
+    u_char                      action; /* NGX_WSP_OBS_* */
 } ngx_http_ws_proxy_frec_t;
+
+
+/* a direction's ring: the next frame goes at written & mask (32 bytes:
+ * indexed by a shift) */
+typedef struct {
+    uint64_t                    written;     /* every frame ever */
+    ngx_http_ws_proxy_frec_t   *rec;
+    uint64_t                    mask;
+    uint64_t                    pad;
+} ngx_http_ws_proxy_rdir_t;
 
 
 /*
  * A ring of at least n frames each way, mask + 1 (a power of two) of
- * them: rec[0 .. mask] the client's, then the upstream's; written[]: every
- * frame ever written, the next one goes at written & mask.  The console
- * shows the last n.
+ * them, after the header.  The console shows the last n.  The zone's copy
+ * has the same layout, its rec pointers unused; `at`: the copy's unix ms.
  */
 typedef struct {
+    ngx_http_ws_proxy_rdir_t    dir[2];
     uint32_t                    n;
     uint32_t                    mask;
-    uint64_t                    written[2];
+    uint64_t                    at;
     ngx_http_ws_proxy_frec_t    rec[1];
 } ngx_http_ws_proxy_ring_t;
 
@@ -59,9 +74,9 @@ typedef struct {
     (offsetof(ngx_http_ws_proxy_ring_t, rec)                                 \
      + 2 * (cap) * sizeof(ngx_http_ws_proxy_frec_t))
 
-/* the k-th frame ever written in dir */
-#define ngx_wsp_ring_rec(ring, dir, k)                                       \
-    (&(ring)->rec[((dir) ? (ring)->mask + 1 : 0) + ((k) & (ring)->mask)])
+/* the k-th frame ever written in dir, of a ring or its copy */
+#define ngx_wsp_ring_rec(ring, d, k)                                         \
+    (&(ring)->rec[((d) ? (ring)->mask + 1 : 0) + ((k) & (ring)->mask)])
 
 
 /* a session in the registry */
@@ -144,6 +159,8 @@ ngx_wsp_unix_ms(void)
 
 
 /* ngx_http_ws_proxy_registry.c */
+extern const ngx_str_t  *ngx_http_ws_proxy_console_end_name;
+
 ngx_http_ws_proxy_zone_t *ngx_http_ws_proxy_console_zone(void);
 ngx_int_t ngx_http_ws_proxy_parse_id(ngx_http_ws_proxy_zone_t *zone,
     ngx_str_t *id, uint64_t *seq);

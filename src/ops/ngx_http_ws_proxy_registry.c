@@ -46,6 +46,14 @@ static const char  *ngx_wsp_actions[] = {
     "forwarded", "dropped", "rewritten", "injected"
 };
 
+/*
+ * What the console needs of the relay (proxy:close(), $ws_proxy_end's
+ * words), handed down by the module at configuration: ops calls no layer
+ * above it
+ */
+static ngx_http_ws_proxy_close_pt  ngx_wsp_close;
+const ngx_str_t                   *ngx_http_ws_proxy_console_end_name;
+
 /* the sort of the list (qsort has no argument for it) */
 static ngx_uint_t  ngx_wsp_sort;
 static ngx_uint_t  ngx_wsp_desc;
@@ -64,6 +72,15 @@ static ngx_uint_t                  ngx_wsp_free_ring;   /* slot + 1 */
 
 #define ngx_wsp_ring_of(wp)                                                  \
     ((wp)->metrics.ring ? ngx_wsp_rings[(wp)->metrics.ring - 1] : NULL)
+
+
+void
+ngx_http_ws_proxy_console_init(ngx_http_ws_proxy_close_pt close,
+    const ngx_str_t *end_name)
+{
+    ngx_wsp_close = close;
+    ngx_http_ws_proxy_console_end_name = end_name;
+}
 
 
 /* a new zone's registry */
@@ -198,6 +215,10 @@ ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp, ngx_uint_t n)
 
     ring->n = (uint32_t) n;
     ring->mask = (uint32_t) (cap - 1);
+    ring->dir[0].rec = ring->rec;
+    ring->dir[0].mask = cap - 1;
+    ring->dir[1].rec = ring->rec + cap;
+    ring->dir[1].mask = cap - 1;
 
     if (wp->metrics.ring) {
         /* a second proxy object of the request: its own size */
@@ -299,51 +320,56 @@ ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
 {
     ngx_http_ws_proxy_t       *wp;
     ngx_http_ws_proxy_frec_t  *rec;
-    ngx_http_ws_proxy_ring_t  *ring;
+    ngx_http_ws_proxy_rdir_t  *rd;
 
     wp = ngx_wsp_dir_wp(d);
 
-    if (wp->metrics.ring == 0 || action == NGX_WSP_OBS_HELD) {
+    if (wp->metrics.ring == 0) {
         return;
     }
 
-    ring = ngx_wsp_rings[wp->metrics.ring - 1];
-    rec = ngx_wsp_ring_rec(ring, d->dir, ring->written[d->dir]++);
+    rd = &ngx_wsp_rings[wp->metrics.ring - 1]->dir[d->dir];
+    rec = &rd->rec[rd->written++ & rd->mask];
 
-    rec->t = ngx_current_msec;
-    rec->len = (len > 0xffffffff) ? 0xffffffff : (uint32_t) len;
+    rec->len = len;
+    rec->t = (uint32_t) ngx_current_msec;
+    rec->fin = (u_char) fin;
+    rec->rsv = rsv1 ? NGX_WSP_RSV_DEFLATE : 0;
     rec->opcode = (u_char) opcode;
-    rec->flags = (u_char) ((fin ? 1 : 0) | (rsv1 ? 2 : 0) | (action << 2));
+    rec->action = (u_char) action;
 }
 
 
-/* the session core's observe(): the frame in sd->frame, kept short */
+/*
+ * The session core's observe(): the frame in sd->frame (never one held
+ * for Lua: the core does not call for those), kept short: the cost of the
+ * recorder per frame is this
+ */
 
 void
 ngx_http_ws_proxy_observe_frame(ngx_wsp_sdir_t *sd, unsigned action)
 {
-    uint64_t                   len;
     ngx_uint_t                 slot;
     ngx_http_ws_proxy_frec_t  *rec;
-    ngx_http_ws_proxy_ring_t  *ring;
+    ngx_http_ws_proxy_rdir_t  *rd;
 
     slot = ngx_wsp_session_wp(sd->session)->metrics.ring;
 
-    if (slot == 0 || action == NGX_WSP_OBS_HELD) {
-        /* a tap without the recorder; or Lua's verdict will tell */
+    if (slot == 0) {
+        /* a tap without the recorder */
         return;
     }
 
-    ring = ngx_wsp_rings[slot - 1];
-    rec = ngx_wsp_ring_rec(ring, sd->dir, ring->written[sd->dir]++);
-    len = sd->frame.payload_len;
+    rd = &ngx_wsp_rings[slot - 1]->dir[sd->dir];
+    rec = &rd->rec[rd->written++ & rd->mask];
 
-    rec->t = ngx_current_msec;
-    rec->len = (len > 0xffffffff) ? 0xffffffff : (uint32_t) len;
-    rec->opcode = sd->frame.opcode;
-    rec->flags = (u_char) (sd->frame.fin
-                           | ((sd->frame.rsv & NGX_WSP_RSV_DEFLATE) >> 1)
-                           | (action << 2));
+    rec->len = sd->frame.payload_len;
+    rec->t = (uint32_t) ngx_current_msec;
+
+    /* fin, rsv, opcode (and masked, which action then replaces): one word */
+    ngx_memcpy((u_char *) rec + offsetof(ngx_http_ws_proxy_frec_t, fin),
+               (u_char *) &sd->frame + offsetof(ngx_wsp_frame_t, fin), 4);
+    rec->action = (u_char) action;
 }
 
 
@@ -516,25 +542,29 @@ ngx_http_ws_proxy_registry_reap(ngx_http_ws_proxy_zone_t *zone, uint64_t now)
 }
 
 
-/* the worker's ring into the zone's copy, its times made unix ms */
+/*
+ * The worker's ring into the zone's copy (or a request's): each time made
+ * the ms before the copy, whose unix ms is `at`
+ */
 
 static void
 ngx_http_ws_proxy_ring_copy(ngx_http_ws_proxy_ring_t *dst,
     ngx_http_ws_proxy_ring_t *src)
 {
-    uint64_t    base;
+    uint32_t    now;
     ngx_uint_t  i;
 
-    base = ngx_wsp_unix_ms() - ngx_current_msec;
+    now = (uint32_t) ngx_current_msec;
 
     dst->n = src->n;
     dst->mask = src->mask;
-    dst->written[0] = src->written[0];
-    dst->written[1] = src->written[1];
+    dst->at = ngx_wsp_unix_ms();
+    dst->dir[0].written = src->dir[0].written;
+    dst->dir[1].written = src->dir[1].written;
 
     for (i = 0; i < 2 * (src->mask + 1); i++) {
         dst->rec[i] = src->rec[i];
-        dst->rec[i].t = base + src->rec[i].t;
+        dst->rec[i].t = now - src->rec[i].t;
     }
 }
 
@@ -562,8 +592,8 @@ ngx_http_ws_proxy_registry_flush(ngx_http_ws_proxy_t *wp, ngx_uint_t ring)
     r = ngx_wsp_ring_of(wp);
 
     if (ring && r && e->ring
-        && (e->ring->written[0] != r->written[0]
-            || e->ring->written[1] != r->written[1]))
+        && (e->ring->dir[0].written != r->dir[0].written
+            || e->ring->dir[1].written != r->dir[1].written))
     {
         ngx_http_ws_proxy_ring_copy(e->ring, r);
     }
@@ -688,8 +718,8 @@ ngx_http_ws_proxy_registry_requests(ngx_queue_t *live)
                       "console asked", zone->sh->reg.epoch, seq[i], code[i]);
 
         /* the session may end in there: wp is not read after */
-        (void) ngx_http_ws_proxy_close(wp, code[i], reason[i], len[i],
-                                       code[i], reason[i], len[i]);
+        (void) ngx_wsp_close(wp, code[i], reason[i], len[i], code[i],
+                             reason[i], len[i]);
     }
 
     if (n == 0) {
@@ -1078,7 +1108,7 @@ ngx_http_ws_proxy_recorder_dump(ngx_http_ws_proxy_t *wp)
     ngx_log_error(NGX_LOG_INFO, wp->log, 0,
                   "ws_proxy: session ended by %V (close from client %i, "
                   "from upstream %i; -1: none), flight recorder:%*s",
-                  &ngx_http_ws_proxy_end_name[wp->ended_by],
+                  &ngx_http_ws_proxy_console_end_name[wp->ended_by],
                   (ngx_int_t) wp->dir[0].close_code,
                   (ngx_int_t) wp->dir[1].close_code, (size_t) (p - line), line);
 }
@@ -1099,7 +1129,7 @@ ngx_http_ws_proxy_dump_dir(u_char *p, u_char *last,
         "close", "ping", "pong", "op11", "op12", "op13", "op14", "op15"
     };
 
-    w = ring->written[dir];
+    w = ring->dir[dir].written;
     from = w - ngx_min(w, ngx_min((uint64_t) ring->n, NGX_WSP_R_DUMP));
 
     p = ngx_slprintf(p, last, " %s (%uL frames) [",
@@ -1110,11 +1140,12 @@ ngx_http_ws_proxy_dump_dir(u_char *p, u_char *last,
 
         p = ngx_slprintf(p, last, "%s-%Mms %s %uD%s%s %s",
                          k == from ? "" : ", ",
-                         (ngx_msec_t) (ngx_current_msec - rec->t),
+                         (ngx_msec_t) (uint32_t) ((uint32_t) ngx_current_msec
+                                                  - rec->t),
                          ops[rec->opcode & 0xf], rec->len,
-                         (rec->flags & 1) ? " fin" : "",
-                         (rec->flags & 2) ? " rsv1" : "",
-                         ngx_wsp_actions[(rec->flags >> 2) & 3]);
+                         rec->fin ? " fin" : "",
+                         (rec->rsv & NGX_WSP_RSV_DEFLATE) ? " rsv1" : "",
+                         ngx_wsp_actions[rec->action & 3]);
     }
 
     return ngx_slprintf(p, last, "]");

@@ -1480,9 +1480,14 @@ ngx_wsp_frame_done(ngx_wsp_sdir_t *d)
         return;
     }
 
-    ngx_wsp_observe(d, (!d->session->conf->hook) ? NGX_WSP_OBS_FORWARDED
-                       : (d->msg_drop && !control) ? NGX_WSP_OBS_DROPPED
-                       : NGX_WSP_OBS_HELD);
+    if (d->observe && (!d->session->conf->hook
+                       || (d->msg_drop && !control)))
+    {
+        /* a frame handed to Lua is reported with its verdict (relay) */
+        d->session->cb->observe(d, d->session->conf->hook
+                                   ? NGX_WSP_OBS_DROPPED
+                                   : NGX_WSP_OBS_FORWARDED);
+    }
 
     ngx_wsp_frame_out(d);
 }

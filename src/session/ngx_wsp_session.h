@@ -172,8 +172,6 @@
 #define NGX_WSP_OBS_DROPPED          1
 #define NGX_WSP_OBS_REWRITTEN        2
 #define NGX_WSP_OBS_INJECTED         3
-#define NGX_WSP_OBS_HELD             4   /* handed to Lua: its verdict
-                                            tells (the relay's) */
 
 
 typedef struct ngx_wsp_session_s  ngx_wsp_session_t;
