@@ -31,36 +31,18 @@
 #define NGX_WSP_R_ENDED          1
 
 
-/*
- * One frame of the flight recorder, 16 bytes, written field by field from
- * the parsed header (the frame path's cost is these stores)
- */
-typedef struct {
-    uint64_t                    len;    /* the payload's */
-    uint32_t                    t;      /* worker: ngx_current_msec's low
-                                           32 bits; zone copy: ms before
-                                           the copy's time */
-    u_char                      fin;
-    u_char                      rsv;    /* RSV1 is NGX_WSP_RSV_DEFLATE */
-    u_char                      opcode;
-    u_char                      action; /* NGX_WSP_OBS_* */
-} ngx_http_ws_proxy_frec_t;
-
-
-/* a direction's ring: the next frame goes at written & mask (32 bytes:
- * indexed by a shift) */
-typedef struct {
-    uint64_t                    written;     /* every frame ever */
-    ngx_http_ws_proxy_frec_t   *rec;
-    uint64_t                    mask;
-    uint64_t                    pad;
-} ngx_http_ws_proxy_rdir_t;
+/* the flight recorder's records and rings: the session core's, which
+ * writes them (ngx_wsp_obs_record()) */
+typedef ngx_wsp_obs_rec_t   ngx_http_ws_proxy_frec_t;
+typedef ngx_wsp_obs_ring_t  ngx_http_ws_proxy_rdir_t;
 
 
 /*
- * A ring of at least n frames each way, mask + 1 (a power of two) of
- * them, after the header.  The console shows the last n.  The zone's copy
- * has the same layout, its rec pointers unused; `at`: the copy's unix ms.
+ * A session's recorder: a ring of at least n frames each way, mask + 1
+ * (a power of two) of them, after the header; each direction's ctl->obs
+ * points to its dir[].  The console shows the last n.  The zone's copy has
+ * the same layout (its rec pointers unused); `at`: the copy's unix ms,
+ * each record's t then the ms before it.
  */
 typedef struct {
     ngx_http_ws_proxy_rdir_t    dir[2];

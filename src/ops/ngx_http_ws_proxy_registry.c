@@ -9,8 +9,10 @@
  * registry counts it as unlisted.
  *
  * The flight recorder is a ring of the last n frame headers each way, in
- * the worker's memory, written by ngx_http_ws_proxy_observe() at the one
- * point where a frame's fate is known; the flush copies it into the zone
+ * the worker's memory, written where a frame's fate is known: by the
+ * session core as it decides (ngx_wsp_obs_record(), into the ring each
+ * direction's ctl->obs points to), by ngx_http_ws_proxy_observe() for
+ * Lua's verdicts and injected frames; the flush copies it into the zone
  * (once a second, and at the end) so that any worker can show it.
  *
  * Closing a session by id: the asking worker marks the entry; the worker
@@ -282,6 +284,9 @@ ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp, ngx_uint_t n)
 void
 ngx_http_ws_proxy_recorder_start(ngx_http_ws_proxy_t *wp)
 {
+    ngx_uint_t                     i;
+    ngx_wsp_ctl_t                 *ctl;
+    ngx_http_ws_proxy_ring_t      *ring;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
     if (wp->metrics.ring == 0 && !wp->metrics.norec) {
@@ -300,76 +305,63 @@ ngx_http_ws_proxy_recorder_start(ngx_http_ws_proxy_t *wp)
         return;
     }
 
-    wp->dir[NGX_WSP_DIR_CLIENT].observe = 1;
-    wp->dir[NGX_WSP_DIR_UPSTREAM].observe = 1;
+    ring = ngx_wsp_rings[wp->metrics.ring - 1];
+
+    /* the core writes each direction's records into its ring */
+
+    for (i = 0; i < 2; i++) {
+        ctl = ngx_wsp_get_ctl(&wp->dir[i].core);
+        if (ctl == NULL) {
+            return;
+        }
+
+        ctl->obs = &ring->dir[i];
+    }
+
+    wp->dir[NGX_WSP_DIR_CLIENT].observe |= NGX_WSP_OBS_RECORD;
+    wp->dir[NGX_WSP_DIR_UPSTREAM].observe |= NGX_WSP_OBS_RECORD;
 }
 
 
 /*
- * The observation point: a frame src sent went as `action` says
- * (NGX_WSP_OBS_*), or was injected towards dst.  Called only while
- * d->observe is set (the recorder is on; a tap may set it too): by the
- * session core for the frame it just parsed (the core's observe(), below,
- * the one that runs per frame), by the relay for Lua's verdicts and
- * injected frames.
+ * The observation point of the relay, for what the session core does not
+ * see: Lua's verdict on a frame it held, a frame Lua injected towards
+ * dst.  The core records the frames it decides on itself
+ * (ngx_wsp_obs_record()).  Called only while d->observe is set.
  */
 
 void
 ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
     ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len)
 {
-    ngx_http_ws_proxy_t       *wp;
     ngx_http_ws_proxy_frec_t  *rec;
     ngx_http_ws_proxy_rdir_t  *rd;
 
-    wp = ngx_wsp_dir_wp(d);
+    if (d->observe & NGX_WSP_OBS_RECORD) {
+        rd = d->ctl->obs;
+        rec = &rd->rec[rd->written++ & rd->mask];
 
-    if (wp->metrics.ring == 0) {
-        return;
+        rec->len = len;
+        rec->t = (uint32_t) ngx_current_msec;
+        rec->fin = (u_char) fin;
+        rec->rsv = rsv1 ? NGX_WSP_RSV_DEFLATE : 0;
+        rec->opcode = (u_char) opcode;
+        rec->action = (u_char) action;
     }
 
-    rd = &ngx_wsp_rings[wp->metrics.ring - 1]->dir[d->dir];
-    rec = &rd->rec[rd->written++ & rd->mask];
-
-    rec->len = len;
-    rec->t = (uint32_t) ngx_current_msec;
-    rec->fin = (u_char) fin;
-    rec->rsv = rsv1 ? NGX_WSP_RSV_DEFLATE : 0;
-    rec->opcode = (u_char) opcode;
-    rec->action = (u_char) action;
+    /* a tap (NGX_WSP_OBS_CALL) would see the frame here too */
 }
 
 
 /*
- * The session core's observe(): the frame in sd->frame (never one held
- * for Lua: the core does not call for those), kept short: the cost of the
- * recorder per frame is this
+ * The session core's observe(), while a direction has NGX_WSP_OBS_CALL:
+ * the frame in sd->frame went as `action` says.  Nothing sets it yet: the
+ * place for a tap.
  */
 
 void
 ngx_http_ws_proxy_observe_frame(ngx_wsp_sdir_t *sd, unsigned action)
 {
-    ngx_uint_t                 slot;
-    ngx_http_ws_proxy_frec_t  *rec;
-    ngx_http_ws_proxy_rdir_t  *rd;
-
-    slot = ngx_wsp_session_wp(sd->session)->metrics.ring;
-
-    if (slot == 0) {
-        /* a tap without the recorder */
-        return;
-    }
-
-    rd = &ngx_wsp_rings[slot - 1]->dir[sd->dir];
-    rec = &rd->rec[rd->written++ & rd->mask];
-
-    rec->len = sd->frame.payload_len;
-    rec->t = (uint32_t) ngx_current_msec;
-
-    /* fin, rsv, opcode (and masked, which action then replaces): one word */
-    ngx_memcpy((u_char *) rec + offsetof(ngx_http_ws_proxy_frec_t, fin),
-               (u_char *) &sd->frame + offsetof(ngx_wsp_frame_t, fin), 4);
-    rec->action = (u_char) action;
 }
 
 
