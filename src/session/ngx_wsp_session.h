@@ -36,6 +36,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ngx_wsp_frame.h"
 
@@ -464,9 +465,12 @@ ngx_wsp_obs_record(ngx_wsp_sdir_t *d, unsigned action)
 
         rec->len = d->frame.payload_len;
         rec->t = (uint32_t) *d->session->clock;
-        rec->fin = d->frame.fin;
-        rec->rsv = d->frame.rsv;
-        rec->opcode = d->frame.opcode;
+
+        /* fin, rsv, opcode in one word (ngx_wsp_frame_t has them in this
+         * order, then masked, which action replaces) */
+        memcpy((unsigned char *) rec + offsetof(ngx_wsp_obs_rec_t, fin),
+               (const unsigned char *) &d->frame
+               + offsetof(ngx_wsp_frame_t, fin), 4);
         rec->action = (unsigned char) action;
     }
 
