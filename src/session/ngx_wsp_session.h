@@ -15,7 +15,8 @@
  * through the callbacks of ngx_wsp_session_cb_t: memory, a masking key,
  * events (what the relay logs, counts, or mirrors in its own state), and
  * what needs nginx, zlib or Lua (liveness, the message buffer, inflate,
- * deflate, waking the hook).
+ * deflate, waking the hook, a tap's observe()).  The console's flight
+ * recorder it writes itself, into a ring the relay gives it.
  *
  * Like ngx_wsp_frame.[ch], this depends on nothing but the C library: it
  * is unit-tested (t/unit/wsp_session_test.c) and fuzzed
