@@ -605,7 +605,7 @@ ngx_http_ws_proxy_json_session(ngx_http_ws_proxy_out_t *o,
 
     } else {
         ngx_http_ws_proxy_print(o, ",\"end\":\"%V\",\"close_codes\":{",
-                                &ngx_http_ws_proxy_console_end_name[e->ended_by]);
+                              &ngx_http_ws_proxy_console_end_name[e->ended_by]);
 
         for (i = 0; i < 2; i++) {
             if (e->close_code[i] < 0) {

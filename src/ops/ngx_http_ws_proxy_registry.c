@@ -863,6 +863,9 @@ ngx_http_ws_proxy_registry_list(ngx_http_ws_proxy_zone_t *zone,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
+    /* ended entries go after NGX_WSP_R_KEEP even when no session starts */
+    ngx_http_ws_proxy_registry_reap(zone, now);
+
     for (i = 0; i < 2; i++) {
         if (queues[i] == NULL) {
             continue;

@@ -43,12 +43,9 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code)
 {
     int         rc;
-    size_t      slen;
-    ngx_uint_t  opcode, fin;
+    ngx_uint_t  opcode;
 
     opcode = (ngx_uint_t) d->slot.opcode;
-    fin = (ngx_uint_t) d->slot.fin;
-    slen = d->slot.len;
 
     rc = ngx_wsp_verdict(&d->core, verdict, data, len, code);
 
@@ -57,14 +54,16 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     }
 
     if (d->observe) {
-        /* the console's observation point for frames Lua had */
+        /* the console's observation point for frames Lua had (the slot
+         * keeps the frame's length and FIN after the verdict) */
         ngx_http_ws_proxy_observe(d,
             (opcode == NGX_WSP_OP_CLOSE || verdict == NGX_WSP_VERDICT_FORWARD)
             ? NGX_WSP_OBS_FORWARDED
             : (verdict == NGX_WSP_VERDICT_REWRITE) ? NGX_WSP_OBS_REWRITTEN
                                                    : NGX_WSP_OBS_DROPPED,
-            opcode, fin, d->frame.rsv & NGX_WSP_RSV_DEFLATE,
-            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : slen);
+            opcode, (ngx_uint_t) d->slot.fin,
+            d->frame.rsv & NGX_WSP_RSV_DEFLATE,
+            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : d->slot.len);
     }
 
     if (opcode == NGX_WSP_OP_CLOSE) {

@@ -457,10 +457,13 @@ struct ngx_wsp_session_s {
 static inline void
 ngx_wsp_obs_record(ngx_wsp_sdir_t *d, unsigned action)
 {
+    unsigned             observe;
     ngx_wsp_obs_rec_t   *rec;
     ngx_wsp_obs_ring_t  *r;
 
-    if (d->observe & NGX_WSP_OBS_RECORD) {
+    observe = d->observe;
+
+    if (observe & NGX_WSP_OBS_RECORD) {
         r = d->ctl->obs;
         rec = &r->rec[r->written++ & r->mask];
 
@@ -475,7 +478,7 @@ ngx_wsp_obs_record(ngx_wsp_sdir_t *d, unsigned action)
         rec->action = (unsigned char) action;
     }
 
-    if (d->observe & NGX_WSP_OBS_CALL) {
+    if (observe & NGX_WSP_OBS_CALL) {
         d->session->cb->observe(d, action);
     }
 }
