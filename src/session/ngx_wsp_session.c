@@ -90,6 +90,12 @@ ngx_wsp_limit(ngx_wsp_sdir_t *d, unsigned limit, uint64_t n)
     ngx_wsp_session_end(d->session, NGX_WSP_END_LIMIT);
     d->session->cb->event(d->session, d, NGX_WSP_EV_LIMIT, limit, NULL, n);
 
+    if (limit == NGX_WSP_LIMIT_RATE) {
+        /* RFC 6455 7.4.1: 1008, a policy; the frames are not too big */
+        ngx_wsp_offender(d, NGX_WSP_CLOSE_POLICY, "message rate limit");
+        return;
+    }
+
     ngx_wsp_offender(d, NGX_WSP_CLOSE_TOO_BIG, "Payload Too Large");
 }
 
@@ -682,6 +688,7 @@ static int ngx_wsp_skip_frame(ngx_wsp_sdir_t *d);
 static void ngx_wsp_close_payload_of(ngx_wsp_sdir_t *d, unsigned char *dst);
 static void ngx_wsp_keep_reply(ngx_wsp_sdir_t *d);
 static int ngx_wsp_frame_start(ngx_wsp_sdir_t *d);
+static int ngx_wsp_gate_shut(ngx_wsp_sdir_t *d, int rc);
 static int ngx_wsp_frame_limits(ngx_wsp_sdir_t *d);
 static int ngx_wsp_close_frame(ngx_wsp_sdir_t *d);
 static int ngx_wsp_frame_buffer(ngx_wsp_sdir_t *d);
@@ -1186,6 +1193,24 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
         return NGX_WSP_AGAIN;
     }
 
+    if (d->gate && !control && opcode != NGX_WSP_OP_CONT) {
+        /*
+         * A message rate: asked once per message, at its first frame,
+         * before the check moves the fragmentation state, so that a frame
+         * held here is met again as new; asked again only once the relay
+         * let it go (d->held cleared).
+         */
+        if (d->held) {
+            return NGX_WSP_AGAIN;
+        }
+
+        rc = s->cb->gate(d);
+
+        if (rc != NGX_WSP_OK) {
+            return ngx_wsp_gate_shut(d, rc);
+        }
+    }
+
     rc = ngx_wsp_frame_check(&d->frame,
                              d->dir == NGX_WSP_DIR_CLIENT
                              ? NGX_WSP_ROLE_CLIENT : NGX_WSP_ROLE_UPSTREAM,
@@ -1240,6 +1265,26 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
     d->offset = 0;
 
     return NGX_WSP_OK;
+}
+
+
+/*
+ * The gate did not let a message's first frame pass: held (AGAIN: src is
+ * not read until the relay clears d->held and runs d again), or the
+ * sender broke its rate (DECLINED: closed with 1008, as a limit).
+ */
+
+static int
+ngx_wsp_gate_shut(ngx_wsp_sdir_t *d, int rc)
+{
+    if (rc == NGX_WSP_AGAIN) {
+        d->held = 1;
+        return NGX_WSP_AGAIN;
+    }
+
+    ngx_wsp_limit(d, NGX_WSP_LIMIT_RATE, d->messages);
+
+    return NGX_WSP_ERROR;
 }
 
 

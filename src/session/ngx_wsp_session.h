@@ -103,6 +103,8 @@
 #define NGX_WSP_LIMIT_FRAGMENTS      2   /* max_fragments: n frames */
 #define NGX_WSP_LIMIT_BUFFER         3   /* the buffering ceiling
                                             (max_payload): n bytes */
+#define NGX_WSP_LIMIT_RATE           4   /* a message rate (the gate's
+                                            verdict): 1008, not 1009 */
 
 /* who sent the first close frame */
 #define NGX_WSP_BY_NONE              0
@@ -273,6 +275,7 @@ typedef struct {
     int    (*deflate)(ngx_wsp_sdir_t *d, unsigned fin, unsigned char **data,
                       size_t *len);
     void   (*hand_over)(ngx_wsp_sdir_t *d);
+    int    (*gate)(ngx_wsp_sdir_t *d);
 } ngx_wsp_session_cb_t;
 
 
@@ -306,6 +309,10 @@ typedef struct {
     uint64_t                    offset;         /* payload bytes seen */     \
     ngx_wsp_msg_state_t         msg_state;                                   \
     unsigned char               dir;            /* NGX_WSP_DIR_* */          \
+    unsigned char               gate;           /* ask cb->gate() at each   \
+                                                   message's first frame */  \
+    unsigned char               held;           /* a message waits at the   \
+                                                   gate: src is not read */  \
     uint32_t                    utf8;                                        \
     size_t                      hold;           /* bytes held at ppos for   \
                                                    Lua (IN_LUA) */           \
@@ -384,9 +391,11 @@ struct ngx_wsp_session_s {
 #define ngx_wsp_checks_utf8(d)                                               \
     ((d)->check_utf8 && !ngx_wsp_is_control((d)->frame.opcode))
 
-/* a reader that may still recv(): open, or closed but not yet gone */
+/* a reader that may still recv(): open, or closed but not yet gone, and
+ * no frame held for Lua or at the gate */
 #define ngx_wsp_can_recv(d)                                                  \
-    ((d)->rx <= NGX_WSP_RX_CLOSED && (d)->in != NGX_WSP_IN_LUA)
+    ((d)->rx <= NGX_WSP_RX_CLOSED && (d)->in != NGX_WSP_IN_LUA              \
+     && !(d)->held)
 
 /* parsed input, or a frame of the proxy's own, waiting its turn: the
  * relay calls ngx_wsp_parse() */
