@@ -379,7 +379,194 @@ close:1000:bye
 
 
 
-=== TEST 9: nginx -t: an unknown zone
+=== TEST 9: Lua: the limit_messages option replaces the location's limit; false lifts it
+--- proxy
+        ws_proxy_limit_messages rate=1r/s action=close;
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local opts = {}
+            if ngx.var.arg_opt == "free" then
+                opts.limit_messages = false
+            elseif ngx.var.arg_opt == "rate" then
+                opts.limit_messages = { rate = 20, from = "client" }
+            end
+            local wp = assert(proxy.new(opts))
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/up"))
+            wp:execute()
+        }
+--- client
+            local c = assert(ws.client("/proxy?opt=rate"))
+            local frames = {}
+            for i = 1, 10 do
+                frames[i] = ws.build_frame{ opcode = 1, mask = true,
+                                            payload = "m" .. i }
+            end
+            c.sock:send(table.concat(frames))
+            local got, at = echoes(c, 10)
+            ngx.say(got)
+            ngx.say("spaced: ", at >= 400 and at < 1500 or at)
+            ngx.say(bye(c))
+            c = assert(ws.client("/proxy?opt=free"))
+            c.sock:send(table.concat(frames))
+            got, at = echoes(c, 10)
+            ngx.say(got)
+            ngx.say("at once: ", at < 300 or at)
+            ngx.say(bye(c))
+            c = assert(ws.client("/proxy"))
+            c.sock:send(table.concat(frames))
+            while true do
+                local f, err = c:recv_frame()
+                if not f or f.opcode == 8 then
+                    ngx.say(ws.describe(f, err))
+                    break
+                end
+            end
+--- response_body
+m1 m2 m3 m4 m5 m6 m7 m8 m9 m10
+spaced: true
+close:1000:bye
+m1 m2 m3 m4 m5 m6 m7 m8 m9 m10
+at once: true
+close:1000:bye
+close:1008:message rate limit
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: Lua: set_rate() from on_frame (a plan read from the first message) applies from the next message; false lifts it
+--- proxy
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new({
+                on_frame = function(self, role, typ, payload)
+                    if role == "client" and payload == "plan:bronze" then
+                        assert(self:set_rate({ rate = 2, action = "close" }))
+                    elseif role == "client" and payload == "plan:gold" then
+                        assert(self:set_rate(false))
+                    end
+                    return payload
+                end,
+            }))
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/up"))
+            -- after connect(), before execute(): the session's own
+            assert(wp:set_rate(50))
+            wp:execute()
+        }
+--- client
+            local c = assert(ws.client("/proxy"))
+            local frames = {}
+            for i = 1, 6 do
+                frames[i] = ws.build_frame{ opcode = 1, mask = true,
+                                            payload = "m" .. i }
+            end
+            c.sock:send(table.concat(frames))
+            local got, at = echoes(c, 6)
+            ngx.say(got, " spaced: ", at >= 80 or at)
+            c:send_text("plan:gold")
+            ngx.say((echoes(c, 1)))
+            c.sock:send(table.concat(frames))
+            got, at = echoes(c, 6)
+            ngx.say(got)
+            c:send_text("plan:bronze")
+            ngx.say((echoes(c, 1)))
+            c.sock:send(table.concat(frames))
+            while true do
+                local f, err = c:recv_frame()
+                if not f or f.opcode == 8 then
+                    ngx.say(ws.describe(f, err))
+                    break
+                end
+            end
+--- response_body
+m1 m2 m3 m4 m5 m6 spaced: true
+plan:gold
+m1 m2 m3 m4 m5 m6
+plan:bronze
+close:1008:message rate limit
+--- error_log
+client over its message rate of 2.000 per second, closing with 1008
+--- no_error_log
+[error]
+
+
+
+=== TEST 11: Lua: the option's and set_rate()'s values are checked; a zone that does not exist is execute()'s error
+--- config
+    location /t {
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            for _, v in ipairs({ 0, -1, "x", { rate = 0 }, { rate = 1, from = "x" },
+                                 { rate = 1, action = "drop" },
+                                 { zone = "msgs", rate = 1 }, { burst = 1 },
+                                 { zone = 1 }, { rate = 1, key = 2 } }) do
+                local ok, err = pcall(proxy.new, { limit_messages = v })
+                ngx.say(ok, " ", err)
+            end
+            local wp = proxy.new()
+            ngx.say(pcall(wp.set_rate, wp, { rate = 1, burst = -1 }))
+            ngx.say(wp:set_rate({ zone = "nope" }))
+        }
+    }
+--- request
+GET /t
+--- response_body
+false opts.limit_messages.rate must be a number of messages per second, > 0 and <= 1000000
+false opts.limit_messages.rate must be a number of messages per second, > 0 and <= 1000000
+false opts.limit_messages must be false, a number or a table { rate = ..., burst = ..., from = ..., action = ... }
+false opts.limit_messages.rate must be a number of messages per second, > 0 and <= 1000000
+false opts.limit_messages.from must be "client", "upstream" or "both"
+false opts.limit_messages.action must be "delay" or "close"
+false opts.limit_messages takes a zone or a rate, not both
+false opts.limit_messages.rate must be a number of messages per second, > 0 and <= 1000000
+false opts.limit_messages.zone must be a string (the name of a ws_proxy_limit_message_zone)
+false opts.limit_messages.key must be a string
+falserate.burst must be a number >= 0 and <= 1000000
+true
+--- no_error_log
+[error]
+
+
+
+=== TEST 12: Lua: a zone that does not exist is execute()'s error; a zone and key of Lua's
+--- proxy
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local wp = assert(proxy.new({
+                limit_messages = { zone = ngx.var.arg_zone, key = "tenant-1",
+                                   action = "close" },
+            }))
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/up"))
+            local ok, err = wp:execute()
+            ngx.log(ngx.INFO, "execute: ", ok, " ", err)
+        }
+--- client
+            local c = assert(ws.client("/proxy?zone=nope"))
+            ngx.say(ws.describe(c:recv_frame()))
+            c = assert(ws.client("/proxy?zone=msgs"))
+            for i = 1, 3 do
+                c:send_text("m" .. i)
+            end
+            while true do
+                local f, err = c:recv_frame()
+                if not f or f.opcode == 8 then
+                    ngx.say(ws.describe(f, err))
+                    break
+                end
+            end
+--- response_body
+close:1011:Internal Error
+close:1008:message rate limit
+--- error_log
+execute: nil unknown ws_proxy_limit_message_zone "nope"
+over the message rate of zone "msgs", closing with 1008
+
+
+
+=== TEST 13: nginx -t: an unknown zone
 --- config
     location /proxy {
         ws_proxy_limit_messages zone=nope;
@@ -392,7 +579,7 @@ unknown ws_proxy_limit_message_zone "nope" in "ws_proxy_limit_messages"
 
 
 
-=== TEST 10: nginx -t: a session zone is not a message zone, nor the other way round
+=== TEST 14: nginx -t: a session zone is not a message zone, nor the other way round
 --- config
     location /proxy {
         ws_proxy_limit_messages zone=perip;
@@ -405,7 +592,7 @@ unknown ws_proxy_limit_message_zone "perip" in "ws_proxy_limit_messages"
 
 
 
-=== TEST 11: nginx -t: ws_proxy_limit_sessions on a message zone
+=== TEST 15: nginx -t: ws_proxy_limit_sessions on a message zone
 --- config
     location /proxy {
         ws_proxy_limit_sessions zone=msgs 2;
@@ -418,7 +605,7 @@ unknown ws_proxy_limit_session_zone "msgs" in "ws_proxy_limit_sessions"
 
 
 
-=== TEST 12: nginx -t: a message zone needs a rate
+=== TEST 16: nginx -t: a message zone needs a rate
 --- http_config
     ws_proxy_limit_message_zone $arg_k zone=z:1m 10;
 --- config
@@ -429,7 +616,7 @@ invalid rate "10": rate=<n>r/s or r/m
 
 
 
-=== TEST 13: nginx -t: a rate in another unit
+=== TEST 17: nginx -t: a rate in another unit
 --- config
     location /proxy {
         ws_proxy_limit_messages rate=10r/h;
@@ -442,7 +629,7 @@ invalid rate "rate=10r/h": rate=<n>r/s or r/m
 
 
 
-=== TEST 14: nginx -t: zone= and rate= together, or neither
+=== TEST 18: nginx -t: zone= and rate= together, or neither
 --- config
     location /proxy {
         ws_proxy_limit_messages zone=msgs rate=1r/s;
@@ -455,7 +642,7 @@ invalid rate "rate=10r/h": rate=<n>r/s or r/m
 
 
 
-=== TEST 15: nginx -t: two limits for one sender
+=== TEST 19: nginx -t: two limits for one sender
 --- config
     location /proxy {
         ws_proxy_limit_messages rate=10r/s from=both;
@@ -469,7 +656,7 @@ invalid rate "rate=10r/h": rate=<n>r/s or r/m
 
 
 
-=== TEST 16: nginx -t: an unknown parameter, a bad burst
+=== TEST 20: nginx -t: an unknown parameter, a bad burst
 --- config
     location /proxy {
         ws_proxy_limit_messages rate=10r/s action=drop;

@@ -1181,11 +1181,8 @@ ngx_http_ws_proxy_limit_message(ngx_http_ws_proxy_bucket_t *b)
             goto done;
         }
 
+        /* under a ms (a high rate): it goes now, counted, as limit_req */
         delay = (ngx_msec_int_t) ((excess - b->burst) * 1000 / b->rate);
-
-        if (delay == 0) {
-            delay = 1;
-        }
     }
 
     *pexcess = excess;
