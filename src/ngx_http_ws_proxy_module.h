@@ -88,16 +88,27 @@ typedef struct {
 } ngx_http_ws_proxy_mlimit_t;
 
 
+/*
+ * A leaky bucket's state in one word, updated with a compare-and-swap (no
+ * lock): the time of its last message (ms, 32 bits) and its excess over
+ * the rate (thousandths of a message, 32 bits).  Without 64-bit atomics,
+ * the zone's lock guards it.
+ */
+#define ngx_wsp_bucket(last, excess)                                         \
+    (((uint64_t) (uint32_t) (last) << 32) | (uint32_t) (excess))
+
+
 /* a sender's bucket in a running session (ngx_http_ws_proxy_rate.c) */
 typedef struct {
-    void                       *node;             /* the key's, shared;
-                                                     NULL: excess, last */
+    volatile uint64_t          *word;             /* the key's node's, or
+                                                     own: ngx_wsp_bucket() */
+    volatile uint64_t           own;              /* rate= alone */
     ngx_shm_zone_t             *shm_zone;         /* the node's zone */
-    ngx_slab_pool_t            *shpool;           /* its lock */
+    ngx_slab_pool_t            *shpool;           /* its lock (32 bits) */
     ngx_uint_t                  rate;             /* 0: no limit */
     ngx_uint_t                  burst;
-    ngx_uint_t                  excess;
-    ngx_msec_t                  last;
+    ngx_uint_t                  pass;             /* the excess a message
+                                                     goes at once with */
     ngx_msec_t                  held_at;          /* a message held since */
     ngx_event_t                 timer;            /* ... until then */
     unsigned                    close:1;
@@ -673,7 +684,6 @@ char *ngx_http_ws_proxy_limit_messages(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_ws_proxy_limit_bucket(ngx_http_ws_proxy_t *wp,
     ngx_http_ws_proxy_bucket_t *b, ngx_http_ws_proxy_mlimit_t *ml,
     ngx_str_t *zone, ngx_str_t *key);
-ngx_msec_int_t ngx_http_ws_proxy_limit_message(ngx_http_ws_proxy_bucket_t *b);
 
 /* ngx_http_ws_proxy_rate.c: message rates in a running session */
 ngx_int_t ngx_http_ws_proxy_rate_start(ngx_http_ws_proxy_t *wp);

@@ -14,7 +14,7 @@
  * (ws_proxy_limit_message_zone adds rate=), a node being a key's leaky
  * bucket (excess, last) that the sessions limited by it hold as they hold
  * a slot (its `sessions` counts them, it goes with the last one), so that
- * a message costs one lock and no lookup.  ws_proxy_limit_messages is a
+ * a message costs one compare-and-swap of its word and no lookup.  ws_proxy_limit_messages is a
  * location's; the relay asks at each message (ngx_http_ws_proxy_rate.c).
  * See docs/api.md, "Message rates".
  */
@@ -31,8 +31,9 @@
 typedef struct {
     ngx_str_node_t              sn;          /* sn.str: data below */
     ngx_uint_t                  sessions;
-    ngx_uint_t                  excess;      /* a message rate's bucket: */
-    ngx_msec_t                  last;        /* as limit_req's node */
+    volatile uint64_t           bucket;      /* a message rate's: as
+                                                limit_req's node keeps it,
+                                                ngx_wsp_bucket() */
     u_char                      data[1];
 } ngx_http_ws_proxy_lnode_t;
 
@@ -616,8 +617,9 @@ ngx_http_ws_proxy_limit_node(ngx_http_ws_proxy_lzone_t *ctx,
     node->sn.str.len = value->len;
     node->sn.str.data = node->data;
     node->sessions = 0;
-    node->excess = 0;
-    node->last = ngx_current_msec;
+
+    /* a minute ago: the first message finds the bucket empty */
+    node->bucket = ngx_wsp_bucket(ngx_current_msec - 60000, 0);
     ngx_memcpy(node->data, value->data, value->len);
 
     ngx_rbtree_insert(&ctx->sh->rbtree, &node->sn.node);
@@ -1041,15 +1043,13 @@ ngx_http_ws_proxy_limit_bucket(ngx_http_ws_proxy_t *wp,
     ngx_http_ws_proxy_lslot_t  *slot;
     ngx_http_ws_proxy_lzone_t  *ctx;
 
-    b->node = NULL;
+    b->own = ngx_wsp_bucket(ngx_current_msec - 60000, 0);
+    b->word = &b->own;
     b->shm_zone = NULL;
+    b->shpool = NULL;
     b->rate = ml->rate;
     b->burst = ml->burst;
     b->close = ml->close;
-    b->excess = 0;
-
-    /* a minute ago: the first message finds the bucket empty */
-    b->last = ngx_current_msec - 60000;
 
     shm_zone = ml->shm_zone;
 
@@ -1067,7 +1067,7 @@ ngx_http_ws_proxy_limit_bucket(ngx_http_ws_proxy_t *wp,
     }
 
     if (shm_zone == NULL) {
-        return NGX_OK;
+        goto pass;
     }
 
     ctx = shm_zone->data;
@@ -1124,75 +1124,22 @@ ngx_http_ws_proxy_limit_bucket(ngx_http_ws_proxy_t *wp,
         return NGX_OK;
     }
 
-    b->node = node;
+    b->word = &node->bucket;
     b->shm_zone = shm_zone;
     b->shpool = ctx->shpool;
 
+pass:
+
+    /*
+     * The excess a message goes at once with: the burst, and with
+     * action=delay what would wait under a ms (a high rate's messages
+     * of one event loop's pass, at one ngx_current_msec)
+     */
+    b->pass = b->burst;
+
+    if (!b->close && b->rate) {
+        b->pass += (b->rate - 1) / 1000;
+    }
+
     return NGX_OK;
-}
-
-
-/*
- * A message at its sender's bucket, as limit_req's leaky bucket: the
- * excess over the rate, in thousandths of a message, drained at the rate
- * since the last message.  Returns 0: it goes now; > 0: it is counted
- * and waits that many ms (action=delay); -1: it is over the burst
- * (action=close), not counted.  A zone's bucket is locked once.
- */
-
-ngx_msec_int_t
-ngx_http_ws_proxy_limit_message(ngx_http_ws_proxy_bucket_t *b)
-{
-    ngx_int_t                   excess;
-    ngx_uint_t                 *pexcess;
-    ngx_msec_t                 *plast;
-    ngx_msec_int_t              ms, delay;
-    ngx_http_ws_proxy_lnode_t  *node;
-
-    node = b->node;
-
-    if (node) {
-        ngx_shmtx_lock(&b->shpool->mutex);
-        pexcess = &node->excess;
-        plast = &node->last;
-
-    } else {
-        pexcess = &b->excess;
-        plast = &b->last;
-    }
-
-    ms = (ngx_msec_int_t) (ngx_current_msec - *plast);
-
-    if (ms < 0) {
-        ms = 0;
-    }
-
-    excess = (ngx_int_t) *pexcess - (ngx_int_t) (b->rate * ms / 1000) + 1000;
-
-    if (excess < 0) {
-        excess = 0;
-    }
-
-    delay = 0;
-
-    if ((ngx_uint_t) excess > b->burst) {
-        if (b->close) {
-            delay = -1;
-            goto done;
-        }
-
-        /* under a ms (a high rate): it goes now, counted, as limit_req */
-        delay = (ngx_msec_int_t) ((excess - b->burst) * 1000 / b->rate);
-    }
-
-    *pexcess = excess;
-    *plast = ngx_current_msec;
-
-done:
-
-    if (node) {
-        ngx_shmtx_unlock(&b->shpool->mutex);
-    }
-
-    return delay;
 }

@@ -19,6 +19,10 @@
 
 
 static ngx_int_t ngx_http_ws_proxy_rate_alloc(ngx_http_ws_proxy_t *wp);
+static int ngx_http_ws_proxy_rate_slow(ngx_http_ws_proxy_dir_t *d,
+    ngx_http_ws_proxy_bucket_t *b);
+static ngx_msec_int_t ngx_http_ws_proxy_rate_take(
+    ngx_http_ws_proxy_bucket_t *b);
 static void ngx_http_ws_proxy_rate_resume(ngx_event_t *ev);
 
 
@@ -131,29 +135,74 @@ ngx_http_ws_proxy_rate_alloc(ngx_http_ws_proxy_t *wp)
 
 
 /*
- * The core's gate: the first frame of one of d's data messages.  A
- * message let go by the timer is counted already: it goes without a
- * second look at the bucket.
+ * The core's gate: the first frame of one of d's data messages.  The
+ * usual message, within its sender's burst, is counted with one swap of
+ * its bucket's word and goes (the fast path: a few dozen instructions);
+ * the rest is ngx_http_ws_proxy_rate_slow().
  */
 
 int
 ngx_http_ws_proxy_rate_gate(ngx_wsp_sdir_t *sd)
 {
-    ngx_msec_int_t               delay;
-    ngx_http_ws_proxy_t         *wp;
-    ngx_http_ws_proxy_dir_t     *d;
+#if (NGX_PTR_SIZE == 8)
+    uint32_t                     now;
+    uint64_t                     old;
+    ngx_int_t                    excess, ms;
+#endif
     ngx_http_ws_proxy_bucket_t  *b;
 
-    d = (ngx_http_ws_proxy_dir_t *) sd;
+    b = &ngx_wsp_session_wp(sd->session)->rate->b[sd->dir];
+
+#if (NGX_PTR_SIZE == 8)
+
+    now = (uint32_t) ngx_current_msec;
+    old = *b->word;
+    ms = (int32_t) (now - (uint32_t) (old >> 32));
+    excess = (ngx_int_t) (uint32_t) old + 1000;
+
+    if (ms > 0) {
+        excess -= (ngx_int_t) (b->rate * ms / 1000);
+
+        if (excess < 0) {
+            excess = 0;
+        }
+    }
+
+    if ((ngx_uint_t) excess <= b->pass && !b->admitted
+        && ngx_atomic_cmp_set((ngx_atomic_t *) b->word,
+                              (ngx_atomic_uint_t) old,
+                              (ngx_atomic_uint_t) ngx_wsp_bucket(now, excess)))
+    {
+        return NGX_WSP_OK;
+    }
+
+#endif
+
+    return ngx_http_ws_proxy_rate_slow((ngx_http_ws_proxy_dir_t *) sd, b);
+}
+
+
+/*
+ * A message over its sender's burst (or one the timer let go, or another
+ * worker's swap came first): counted and held (NGX_WSP_AGAIN, the timer
+ * armed), refused (NGX_WSP_DECLINED, action=close), or it goes.
+ */
+
+static NGX_WSP_NOINLINE int
+ngx_http_ws_proxy_rate_slow(ngx_http_ws_proxy_dir_t *d,
+    ngx_http_ws_proxy_bucket_t *b)
+{
+    ngx_msec_int_t        delay;
+    ngx_http_ws_proxy_t  *wp;
+
     wp = ngx_wsp_dir_wp(d);
-    b = &wp->rate->b[d->dir];
 
     if (b->admitted) {
         b->admitted = 0;
         return NGX_WSP_OK;
     }
 
-    delay = ngx_http_ws_proxy_limit_message(b);
+    delay = ngx_http_ws_proxy_rate_take(b);
 
     if (delay == 0) {
         return NGX_WSP_OK;
@@ -185,6 +234,82 @@ ngx_http_ws_proxy_rate_gate(ngx_wsp_sdir_t *sd)
     ngx_add_timer(&b->timer, (ngx_msec_t) delay);
 
     return NGX_WSP_AGAIN;
+}
+
+
+/*
+ * A message at its sender's bucket, as limit_req's leaky bucket: the
+ * excess over the rate, in thousandths of a message, drained at the rate
+ * since the last message.  Returns 0: it goes now (a delay under a ms
+ * too, as limit_req); > 0: it is counted and waits that many ms
+ * (action=delay); -1: it is over the burst (action=close), not counted.
+ * A zone's bucket is one word of its key's node, swapped whole: no lock
+ * (with 64-bit atomics), and a message costs a few dozen instructions.
+ */
+
+static ngx_msec_int_t
+ngx_http_ws_proxy_rate_take(ngx_http_ws_proxy_bucket_t *b)
+{
+    uint32_t         now;
+    int64_t          excess, ms;
+    uint64_t         old, new;
+    ngx_msec_int_t   delay;
+
+    now = (uint32_t) ngx_current_msec;
+
+#if (NGX_PTR_SIZE < 8)
+    if (b->shpool) {
+        ngx_shmtx_lock(&b->shpool->mutex);
+    }
+#endif
+
+    do {
+        old = *b->word;
+
+        ms = (int32_t) (now - (uint32_t) (old >> 32));
+
+        if (ms < 0) {
+            ms = 0;
+        }
+
+        excess = (int64_t) (uint32_t) old - (int64_t) (b->rate * ms / 1000)
+                 + 1000;
+
+        if (excess < 0) {
+            excess = 0;
+        }
+
+        delay = 0;
+
+        if ((uint64_t) excess > b->burst) {
+            if (b->close) {
+                delay = -1;
+                break;
+            }
+
+            delay = (ngx_msec_int_t) ((excess - b->burst) * 1000 / b->rate);
+
+            if (excess > 0xffffffff) {
+                excess = 0xffffffff;
+            }
+        }
+
+        new = ngx_wsp_bucket(now, excess);
+
+#if (NGX_PTR_SIZE < 8)
+        *b->word = new;
+    } while (0);
+
+    if (b->shpool) {
+        ngx_shmtx_unlock(&b->shpool->mutex);
+    }
+#else
+    } while (!ngx_atomic_cmp_set((ngx_atomic_t *) b->word,
+                                 (ngx_atomic_uint_t) old,
+                                 (ngx_atomic_uint_t) new));
+#endif
+
+    return delay;
 }
 
 

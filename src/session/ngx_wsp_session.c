@@ -688,7 +688,7 @@ static int ngx_wsp_skip_frame(ngx_wsp_sdir_t *d);
 static void ngx_wsp_close_payload_of(ngx_wsp_sdir_t *d, unsigned char *dst);
 static void ngx_wsp_keep_reply(ngx_wsp_sdir_t *d);
 static int ngx_wsp_frame_start(ngx_wsp_sdir_t *d);
-static int ngx_wsp_gate_shut(ngx_wsp_sdir_t *d, int rc);
+static int ngx_wsp_gate(ngx_wsp_sdir_t *d);
 static int ngx_wsp_frame_limits(ngx_wsp_sdir_t *d);
 static int ngx_wsp_close_frame(ngx_wsp_sdir_t *d);
 static int ngx_wsp_frame_buffer(ngx_wsp_sdir_t *d);
@@ -1193,22 +1193,8 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
         return NGX_WSP_AGAIN;
     }
 
-    if (d->gate && !control && opcode != NGX_WSP_OP_CONT) {
-        /*
-         * A message rate: asked once per message, at its first frame,
-         * before the check moves the fragmentation state, so that a frame
-         * held here is met again as new; asked again only once the relay
-         * let it go (d->held cleared).
-         */
-        if (d->held) {
-            return NGX_WSP_AGAIN;
-        }
-
-        rc = s->cb->gate(d);
-
-        if (rc != NGX_WSP_OK) {
-            return ngx_wsp_gate_shut(d, rc);
-        }
+    if (d->gate && (rc = ngx_wsp_gate(d)) != NGX_WSP_OK) {
+        return rc;
     }
 
     rc = ngx_wsp_frame_check(&d->frame,
@@ -1269,14 +1255,36 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
 
 
 /*
- * The gate did not let a message's first frame pass: held (AGAIN: src is
- * not read until the relay clears d->held and runs d again), or the
- * sender broke its rate (DECLINED: closed with 1008, as a limit).
+ * A message rate (d->gate): asked once per data message, at its first
+ * frame, before the check moves the fragmentation state, so that a frame
+ * held here is met again as new; asked again only once the relay let it
+ * go (d->held cleared).  Held (AGAIN): src is not read until then.  The
+ * sender broke its rate (DECLINED): closed with 1008, as a limit (ERROR).
+ * Out of line, so that the parser of a direction without a rate pays
+ * the test of d->gate alone.
  */
 
-static int
-ngx_wsp_gate_shut(ngx_wsp_sdir_t *d, int rc)
+static NGX_WSP_NOINLINE int
+ngx_wsp_gate(ngx_wsp_sdir_t *d)
 {
+    int  rc;
+
+    if (ngx_wsp_is_control(d->frame.opcode)
+        || d->frame.opcode == NGX_WSP_OP_CONT)
+    {
+        return NGX_WSP_OK;
+    }
+
+    if (d->held) {
+        return NGX_WSP_AGAIN;
+    }
+
+    rc = d->session->cb->gate(d);
+
+    if (rc == NGX_WSP_OK) {
+        return NGX_WSP_OK;
+    }
+
     if (rc == NGX_WSP_AGAIN) {
         d->held = 1;
         return NGX_WSP_AGAIN;

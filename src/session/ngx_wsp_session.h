@@ -130,6 +130,13 @@
 #define NGX_WSP_END_HOOK_ERROR       11
 #define NGX_WSP_END_RESET            12
 
+/* a function kept out of the hot path it is called from (GCC, clang) */
+#if defined(__GNUC__)
+#define NGX_WSP_NOINLINE  __attribute__((noinline))
+#else
+#define NGX_WSP_NOINLINE
+#endif
+
 /* the session's work bits (`kick`): a direction has work */
 #define NGX_WSP_RUN_DIR(dir)         ((uintptr_t) 1 << (dir))
 #define NGX_WSP_RUN_BOTH             3
