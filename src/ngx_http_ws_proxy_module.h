@@ -109,10 +109,13 @@ typedef struct {
     ngx_uint_t                  burst;
     ngx_uint_t                  pass;             /* the excess a message
                                                      goes at once with */
+    ngx_uint_t                  batch;            /* messages counted at
+                                                     once, at most */
+    ngx_uint_t                  credit;           /* messages counted
+                                                     already: they go */
     ngx_msec_t                  held_at;          /* a message held since */
     ngx_event_t                 timer;            /* ... until then */
     unsigned                    close:1;
-    unsigned                    admitted:1;       /* the held one goes */
 } ngx_http_ws_proxy_bucket_t;
 
 

@@ -1136,9 +1136,18 @@ pass:
      * of one event loop's pass, at one ngx_current_msec)
      */
     b->pass = b->burst;
+    b->batch = 0;
+    b->credit = 0;
 
     if (!b->close && b->rate) {
         b->pass += (b->rate - 1) / 1000;
+
+        /*
+         * Over 1000 messages a second, a swap counts the next messages
+         * too, within what the rate drains in a ms (at most 15): they go
+         * without one (per-worker batching, never over the rate)
+         */
+        b->batch = ngx_min((b->rate - 1) / 1000000, 15);
     }
 
     return NGX_OK;

@@ -148,10 +148,17 @@ ngx_http_ws_proxy_rate_gate(ngx_wsp_sdir_t *sd)
     uint32_t                     now;
     uint64_t                     old;
     ngx_int_t                    excess, ms;
+    ngx_uint_t                   extra;
 #endif
     ngx_http_ws_proxy_bucket_t  *b;
 
     b = &ngx_wsp_session_wp(sd->session)->rate->b[sd->dir];
+
+    if (b->credit) {
+        /* counted already: the timer's message, or a batch's */
+        b->credit--;
+        return NGX_WSP_OK;
+    }
 
 #if (NGX_PTR_SIZE == 8)
 
@@ -168,12 +175,21 @@ ngx_http_ws_proxy_rate_gate(ngx_wsp_sdir_t *sd)
         }
     }
 
-    if ((ngx_uint_t) excess <= b->pass && !b->admitted
-        && ngx_atomic_cmp_set((ngx_atomic_t *) b->word,
-                              (ngx_atomic_uint_t) old,
-                              (ngx_atomic_uint_t) ngx_wsp_bucket(now, excess)))
-    {
-        return NGX_WSP_OK;
+    if ((ngx_uint_t) excess <= b->pass) {
+        extra = 0;
+
+        if (b->batch) {
+            extra = ngx_min((b->pass - excess) / 1000, b->batch);
+            excess += extra * 1000;
+        }
+
+        if (ngx_atomic_cmp_set((ngx_atomic_t *) b->word,
+                               (ngx_atomic_uint_t) old,
+                               (ngx_atomic_uint_t) ngx_wsp_bucket(now, excess)))
+        {
+            b->credit = extra;
+            return NGX_WSP_OK;
+        }
     }
 
 #endif
@@ -196,11 +212,6 @@ ngx_http_ws_proxy_rate_slow(ngx_http_ws_proxy_dir_t *d,
     ngx_http_ws_proxy_t  *wp;
 
     wp = ngx_wsp_dir_wp(d);
-
-    if (b->admitted) {
-        b->admitted = 0;
-        return NGX_WSP_OK;
-    }
 
     delay = ngx_http_ws_proxy_rate_take(b);
 
@@ -334,7 +345,9 @@ ngx_http_ws_proxy_rate_resume(ngx_event_t *ev)
     }
 
     d->held = 0;
-    b->admitted = (b->rate != 0);
+
+    /* counted when it came: it goes without a second look */
+    b->credit = (b->rate != 0);
 
     ngx_http_ws_proxy_metrics_delayed(wp, d->dir,
                                       ngx_current_msec - b->held_at);
