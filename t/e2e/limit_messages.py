@@ -16,7 +16,10 @@ action=delay.  At the same time, for SECONDS seconds:
   pings every 200 ms with a 200 ms timeout: its pongs wait in the socket
   behind held messages, and the session does not end by ping_timeout.
 
-Then ws_proxy_status counts the delays (promtool-valid).
+A browser (Chromium, when t/012-browser.t's tools are there) sends 30
+messages at once under the same zone (key "browser"): they come back in
+order at the rate.  Then ws_proxy_status counts the delays
+(promtool-valid).
 """
 
 import asyncio
@@ -35,7 +38,7 @@ import master
 import target
 import vg
 from wscompat import headers
-from tap import ok, plan
+from tap import ok, plan, skip
 
 SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
                           os.path.join(target.ROOT, "t", "servroot")
@@ -303,6 +306,34 @@ async def main():
                                                      code_c))
 
 
+def browser():
+    """Chromium's WebSocket under the rate (t/e2e/limit_browser.mjs)."""
+    chrome = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    mods = os.path.join(target.ROOT, "t", "e2e", "node_modules",
+                        "playwright-core")
+    if not (os.access(chrome, os.X_OK) and os.path.isdir(mods)
+            and shutil.which("node")):
+        skip("the browser", "chromium, node or playwright-core missing "
+             "(make e2e-deps)")
+        return
+    n = 30
+    r = subprocess.run(["node", os.path.join(target.ROOT, "t", "e2e",
+                                             "limit_browser.mjs"),
+                        "ws://127.0.0.1:%d/ws?k=browser" % PORT, str(n)],
+                       capture_output=True, text=True, timeout=60 * vg.SLOW)
+    try:
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        res = {"error": (r.stdout + r.stderr)[-300:]}
+    echoes, times = res.get("echoes", []), res.get("times", [])
+    want = ["browser m%d:" % i + "x" * i for i in range(n)]
+    ok(echoes == want, "the browser: %d messages sent at once came back "
+       "whole and in order %s" % (n, res.get("error", "")))
+    r = rate_of([t / 1000.0 for t in times])
+    ok(abs(r - RATE) <= RATE * 0.1, "the browser: at %.2f messages/s, the "
+       "key's rate" % r)
+
+
 def metrics():
     time.sleep(1.5 * vg.PAUSE)      # a second's flush of the counters
     j = json.loads(get("/status?format=json"))["keys"]
@@ -339,6 +370,7 @@ def run():
     else:
         try:
             asyncio.run(main())
+            browser()
             metrics()
         except Exception as e:  # a failed step must not hide the summary
             ok(False, "limit messages test: %r" % e)
