@@ -432,7 +432,7 @@ ngx_http_ws_proxy_idle_left(ngx_http_ws_proxy_t *wp)
 {
     ngx_msec_t  last;
 
-    if (wp->dir[0].held || wp->dir[1].held) {
+    if (ngx_wsp_held(&wp->dir[0]) || ngx_wsp_held(&wp->dir[1])) {
         /* a message held back by a rate is data that came */
         return wp->opts.idle_timeout;
     }
@@ -460,7 +460,7 @@ ngx_http_ws_proxy_ping_left(ngx_http_ws_proxy_dir_t *d)
     heard = ngx_wsp_later(d->data_time, d->ctl_time);
 
     if ((d->in != NGX_WSP_IN_HEADER && d->bytes != d->live_bytes)
-        || d->held)
+        || ngx_wsp_held(d))
     {
         /*
          * A frame still coming answers; so does a message held back by a

@@ -58,7 +58,7 @@ ngx_http_ws_proxy_rate_start(ngx_http_ws_proxy_t *wp)
     }
 
     for (dir = 0; dir < 2; dir++) {
-        wp->dir[dir].gate = (wp->rate->b[dir].rate != 0);
+        wp->dir[dir].gate = wp->rate->b[dir].rate ? NGX_WSP_GATE_ON : 0;
     }
 
     return NGX_OK;
@@ -98,7 +98,8 @@ ngx_http_ws_proxy_rate_set(ngx_http_ws_proxy_t *wp,
             continue;
         }
 
-        wp->dir[dir].gate = (b->rate != 0);
+        wp->dir[dir].gate = ngx_wsp_held(&wp->dir[dir])
+                            | (b->rate ? NGX_WSP_GATE_ON : 0);
 
         if (b->rate == 0 && b->timer.timer_set) {
             ngx_del_timer(&b->timer);
@@ -340,11 +341,11 @@ ngx_http_ws_proxy_rate_resume(ngx_event_t *ev)
     wp = ngx_wsp_dir_wp(d);
     b = &wp->rate->b[d->dir];
 
-    if (!d->held) {
+    if (!ngx_wsp_held(d)) {
         return;
     }
 
-    d->held = 0;
+    d->gate &= ~NGX_WSP_GATE_HELD;
 
     /* counted when it came: it goes without a second look */
     b->credit = (b->rate != 0);

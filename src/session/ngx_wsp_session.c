@@ -1258,7 +1258,7 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
  * A message rate (d->gate): asked once per data message, at its first
  * frame, before the check moves the fragmentation state, so that a frame
  * held here is met again as new; asked again only once the relay let it
- * go (d->held cleared).  Held (AGAIN): src is not read until then.  The
+ * go (NGX_WSP_GATE_HELD cleared).  Held (AGAIN): src is not read until then.  The
  * sender broke its rate (DECLINED): closed with 1008, as a limit (ERROR).
  * Out of line, so that the parser of a direction without a rate pays
  * the test of d->gate alone.
@@ -1275,7 +1275,7 @@ ngx_wsp_gate(ngx_wsp_sdir_t *d)
         return NGX_WSP_OK;
     }
 
-    if (d->held) {
+    if (d->gate & NGX_WSP_GATE_HELD) {
         return NGX_WSP_AGAIN;
     }
 
@@ -1286,7 +1286,7 @@ ngx_wsp_gate(ngx_wsp_sdir_t *d)
     }
 
     if (rc == NGX_WSP_AGAIN) {
-        d->held = 1;
+        d->gate |= NGX_WSP_GATE_HELD;
         return NGX_WSP_AGAIN;
     }
 

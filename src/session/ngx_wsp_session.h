@@ -137,6 +137,14 @@
 #define NGX_WSP_NOINLINE
 #endif
 
+/* a direction's input gate (d->gate, a message rate's) */
+#define NGX_WSP_GATE_ON              1   /* cb->gate() is asked at each
+                                            data message's first frame */
+#define NGX_WSP_GATE_HELD            2   /* a message waits at the gate:
+                                            src is not read */
+
+#define ngx_wsp_held(d)      ((d)->gate & NGX_WSP_GATE_HELD)
+
 /* the session's work bits (`kick`): a direction has work */
 #define NGX_WSP_RUN_DIR(dir)         ((uintptr_t) 1 << (dir))
 #define NGX_WSP_RUN_BOTH             3
@@ -274,7 +282,13 @@ typedef struct {
      * bytes of a compressed frame onto d->msg.  deflate(): the payload of
      * a data frame to a dst that takes compressed data, replaced by its
      * compressed form.  hand_over(): a frame (or message) waits in
-     * d->slot for Lua: wake its hook.
+     * d->slot for Lua: wake its hook.  gate(): the first frame of a data
+     * message of a direction with NGX_WSP_GATE_ON, before it is checked
+     * or moves (a message rate): NGX_WSP_OK, it goes on; NGX_WSP_AGAIN,
+     * it is held at that frame boundary (NGX_WSP_GATE_HELD: nothing more
+     * is read from src until the relay clears it and runs the direction
+     * again, when the gate is asked again); NGX_WSP_DECLINED, the sender
+     * broke its rate: NGX_WSP_LIMIT_RATE closes it.
      */
     int    (*control)(ngx_wsp_sdir_t *d);
     int    (*reserve)(ngx_wsp_sdir_t *d, size_t size);
@@ -316,10 +330,6 @@ typedef struct {
     uint64_t                    offset;         /* payload bytes seen */     \
     ngx_wsp_msg_state_t         msg_state;                                   \
     unsigned char               dir;            /* NGX_WSP_DIR_* */          \
-    unsigned char               gate;           /* ask cb->gate() at each   \
-                                                   message's first frame */  \
-    unsigned char               held;           /* a message waits at the   \
-                                                   gate: src is not read */  \
     uint32_t                    utf8;                                        \
     size_t                      hold;           /* bytes held at ppos for   \
                                                    Lua (IN_LUA) */           \
@@ -353,6 +363,7 @@ typedef struct {
     unsigned char               ohdr[NGX_WSP_MAX_HEADER];  /* out_hdr's */   \
     unsigned char               msg_drop;       /* Lua dropped the open     \
                                                    message's first frame */  \
+    unsigned char               gate;           /* NGX_WSP_GATE_* (a hole) */\
     intptr_t                    close_code;     /* src's, -1: none */
 
 struct ngx_wsp_sdir_s {
@@ -402,7 +413,7 @@ struct ngx_wsp_session_s {
  * no frame held for Lua or at the gate */
 #define ngx_wsp_can_recv(d)                                                  \
     ((d)->rx <= NGX_WSP_RX_CLOSED && (d)->in != NGX_WSP_IN_LUA              \
-     && !(d)->held)
+     && !ngx_wsp_held(d))
 
 /* parsed input, or a frame of the proxy's own, waiting its turn: the
  * relay calls ngx_wsp_parse() */

@@ -1154,7 +1154,7 @@ g_init(void)
 {
     w_init(&t);
     ngx_wsp_session_init(&t.s, &g_cb, &t.opts, &t_clock, &t.d[0], &t.d[1]);
-    t.d[C].gate = 1;
+    t.d[C].gate = NGX_WSP_GATE_ON;
     g_budget = 1;
     g_calls = 0;
     g_refuse = 0;
@@ -1174,7 +1174,7 @@ test_wire_gate(void)
     w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "u1", 2, 0);
     wire_all();
 
-    ok(w_peer[U].frames == 1 && t.d[C].held && !ngx_wsp_can_recv(&t.d[C])
+    ok(w_peer[U].frames == 1 && ngx_wsp_held(&t.d[C]) && !ngx_wsp_can_recv(&t.d[C])
        && t.d[C].in == NGX_WSP_IN_HEADER && g_calls == 2,
        "gate: the second message held at its first frame, src not read");
     ok(w_peer[C].frames == 1 && w_peer[C].ops[0] == NGX_WSP_OP_TEXT,
@@ -1182,18 +1182,18 @@ test_wire_gate(void)
 
     /* the relay's timer: the bucket allows one message more */
     g_budget = 1;
-    t.d[C].held = 0;
+    t.d[C].gate &= ~NGX_WSP_GATE_HELD;
     wire_all();
 
     ok(w_peer[U].frames == 4 && w_peer[U].ops[1] == NGX_WSP_OP_TEXT
        && w_peer[U].ops[2] == NGX_WSP_OP_PING
-       && w_peer[U].ops[3] == NGX_WSP_OP_CONT && t.d[C].held
+       && w_peer[U].ops[3] == NGX_WSP_OP_CONT && ngx_wsp_held(&t.d[C])
        && g_calls == 4,
        "gate: let through, the fragmented message goes whole, its ping and "
        "continuation not asked about, the next one held");
 
     g_budget = 1;
-    t.d[C].held = 0;
+    t.d[C].gate &= ~NGX_WSP_GATE_HELD;
     wire_close(C, 1000);
     wire_all();
 
@@ -1214,7 +1214,7 @@ test_wire_gate(void)
 
     ok(w_peer[C].close_code == NGX_WSP_CLOSE_POLICY && w_peer[U].frames == 2
        && w_peer[U].close_code == NGX_WSP_CLOSE_GOING_AWAY
-       && t.s.ended_by == NGX_WSP_END_LIMIT && !t.d[C].held,
+       && t.s.ended_by == NGX_WSP_END_LIMIT && !ngx_wsp_held(&t.d[C]),
        "gate refused: 1008 to the sender, 1001 on, ended by a limit");
 
     wire_close(C, 1008);
