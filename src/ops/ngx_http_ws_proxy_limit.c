@@ -12,10 +12,11 @@
  *
  * Message rates, as limit_req counts requests: the same zones and nodes
  * (ws_proxy_limit_message_zone adds rate=), a node being a key's leaky
- * bucket (excess, last) that the sessions limited by it hold as they hold
- * a slot (its `sessions` counts them, it goes with the last one), so that
- * a message costs one compare-and-swap of its word and no lookup.  ws_proxy_limit_messages is a
- * location's; the relay asks at each message (ngx_http_ws_proxy_rate.c).
+ * bucket (its last message and excess, one word) that the sessions
+ * limited by it hold as they hold a slot (its `sessions` counts them, it
+ * goes with the last one), so that a message costs one compare-and-swap
+ * of the word and no lookup.  ws_proxy_limit_messages is a location's;
+ * the relay asks at each message (ngx_http_ws_proxy_rate.c).
  * See docs/api.md, "Message rates".
  */
 
@@ -74,6 +75,11 @@ static ngx_int_t ngx_http_ws_proxy_limit_take(ngx_http_ws_proxy_t *wp,
 static ngx_int_t ngx_http_ws_proxy_limit_refused(ngx_http_ws_proxy_t *wp,
     ngx_shm_zone_t *shm_zone, ngx_uint_t n, ngx_str_t *key,
     ngx_uint_t full);
+static ngx_int_t ngx_http_ws_proxy_limit_key(ngx_http_ws_proxy_t *wp,
+    ngx_shm_zone_t *shm_zone, ngx_str_t *key, ngx_str_t *value);
+static ngx_int_t ngx_http_ws_proxy_limit_hold(ngx_http_ws_proxy_t *wp,
+    ngx_shm_zone_t *shm_zone, ngx_str_t *value, ngx_uint_t n,
+    ngx_http_ws_proxy_lnode_t **node);
 static ngx_http_ws_proxy_lnode_t *ngx_http_ws_proxy_limit_node(
     ngx_http_ws_proxy_lzone_t *ctx, ngx_str_t *value, uint32_t hash);
 static ngx_shm_zone_t *ngx_http_ws_proxy_limit_find(ngx_str_t *zone);
@@ -513,37 +519,79 @@ static ngx_int_t
 ngx_http_ws_proxy_limit_take(ngx_http_ws_proxy_t *wp,
     ngx_shm_zone_t *shm_zone, ngx_uint_t n, ngx_str_t *key)
 {
-    uint32_t                    hash;
+    ngx_int_t                   rc;
     ngx_str_t                   value;
-    ngx_uint_t                  full;
-    ngx_pool_cleanup_t         *cln;
     ngx_http_ws_proxy_lnode_t  *node;
-    ngx_http_ws_proxy_lslot_t  *slot;
+
+    if (ngx_http_ws_proxy_limit_key(wp, shm_zone, key, &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (value.len) {
+        rc = ngx_http_ws_proxy_limit_hold(wp, shm_zone, &value, n, &node);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc != NGX_OK) {
+            return ngx_http_ws_proxy_limit_refused(wp, shm_zone, n, &value,
+                                                   rc == NGX_BUSY);
+        }
+    }
+
+    if (wp->limit_status == NGX_WSP_LIMIT_NONE) {
+        wp->limit_status = NGX_WSP_LIMIT_PASSED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the key of a zone for the session: Lua's, or the zone's (cut) */
+
+static ngx_int_t
+ngx_http_ws_proxy_limit_key(ngx_http_ws_proxy_t *wp, ngx_shm_zone_t *shm_zone,
+    ngx_str_t *key, ngx_str_t *value)
+{
     ngx_http_ws_proxy_lzone_t  *ctx;
 
     ctx = shm_zone->data;
 
-    if (key) {
-        value = *key;
+    if (key && (key->len || ctx->rate == 0)) {
+        *value = *key;
 
-    } else if (ngx_http_complex_value(wp->request, &ctx->key, &value)
+    } else if (ngx_http_complex_value(wp->request, &ctx->key, value)
                != NGX_OK)
     {
         ngx_http_ws_proxy_set_error(wp, "no memory");
         return NGX_ERROR;
     }
 
-    if (value.len == 0) {
-        if (wp->limit_status == NGX_WSP_LIMIT_NONE) {
-            wp->limit_status = NGX_WSP_LIMIT_PASSED;
-        }
+    value->len = ngx_min(value->len, NGX_WSP_LIMIT_KEY_MAX);
 
-        return NGX_OK;
-    }
+    return NGX_OK;
+}
 
-    value.len = ngx_min(value.len, NGX_WSP_LIMIT_KEY_MAX);
 
-    /* the cleanup first: a slot taken is always given back */
+/*
+ * A hold on a key's node (a session's slot, a rate's bucket), given back
+ * with the session or its request (a pool cleanup, added first: a hold
+ * is always given back).  NGX_OK: *node; NGX_DECLINED: the key holds n
+ * already; NGX_BUSY: the zone is full; NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_limit_hold(ngx_http_ws_proxy_t *wp,
+    ngx_shm_zone_t *shm_zone, ngx_str_t *value, ngx_uint_t n,
+    ngx_http_ws_proxy_lnode_t **node)
+{
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_ws_proxy_lslot_t  *slot;
+    ngx_http_ws_proxy_lzone_t  *ctx;
+
+    ctx = shm_zone->data;
 
     cln = ngx_pool_cleanup_add(wp->pool, sizeof(ngx_http_ws_proxy_lslot_t));
     if (cln == NULL) {
@@ -556,37 +604,28 @@ ngx_http_ws_proxy_limit_take(ngx_http_ws_proxy_t *wp,
     slot->node = NULL;
     cln->handler = ngx_http_ws_proxy_limit_cleanup;
 
-    hash = ngx_crc32_short(value.data, value.len);
-    full = 0;
-
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    node = ngx_http_ws_proxy_limit_node(ctx, &value, hash);
+    *node = ngx_http_ws_proxy_limit_node(ctx, value,
+                                         ngx_crc32_short(value->data,
+                                                         value->len));
+    rc = NGX_OK;
 
-    if (node == NULL) {
-        full = 1;
+    if (*node == NULL) {
+        rc = NGX_BUSY;
 
-    } else if (node->sessions >= n) {
-        node = NULL;
-    }
+    } else if ((*node)->sessions >= n) {
+        *node = NULL;
+        rc = NGX_DECLINED;
 
-    if (node) {
-        node->sessions++;
-        slot->node = node;
+    } else {
+        (*node)->sessions++;
+        slot->node = *node;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    if (node == NULL) {
-        return ngx_http_ws_proxy_limit_refused(wp, shm_zone, n, &value,
-                                               full);
-    }
-
-    if (wp->limit_status == NGX_WSP_LIMIT_NONE) {
-        wp->limit_status = NGX_WSP_LIMIT_PASSED;
-    }
-
-    return NGX_OK;
+    return rc;
 }
 
 
@@ -1035,12 +1074,10 @@ ngx_http_ws_proxy_limit_bucket(ngx_http_ws_proxy_t *wp,
     ngx_http_ws_proxy_bucket_t *b, ngx_http_ws_proxy_mlimit_t *ml,
     ngx_str_t *zone, ngx_str_t *key)
 {
-    uint32_t                    hash;
+    ngx_int_t                   rc;
     ngx_str_t                   value;
     ngx_shm_zone_t             *shm_zone;
-    ngx_pool_cleanup_t         *cln;
     ngx_http_ws_proxy_lnode_t  *node;
-    ngx_http_ws_proxy_lslot_t  *slot;
     ngx_http_ws_proxy_lzone_t  *ctx;
 
     b->own = ngx_wsp_bucket(ngx_current_msec - 60000, 0);
@@ -1073,13 +1110,7 @@ ngx_http_ws_proxy_limit_bucket(ngx_http_ws_proxy_t *wp,
     ctx = shm_zone->data;
     b->rate = ctx->rate;
 
-    if (key && key->len) {
-        value = *key;
-
-    } else if (ngx_http_complex_value(wp->request, &ctx->key, &value)
-               != NGX_OK)
-    {
-        ngx_http_ws_proxy_set_error(wp, "no memory");
+    if (ngx_http_ws_proxy_limit_key(wp, shm_zone, key, &value) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -1088,33 +1119,16 @@ ngx_http_ws_proxy_limit_bucket(ngx_http_ws_proxy_t *wp,
         return NGX_OK;
     }
 
-    value.len = ngx_min(value.len, NGX_WSP_LIMIT_KEY_MAX);
+    /* a bucket has no cap: every session of the key holds it */
 
-    cln = ngx_pool_cleanup_add(wp->pool, sizeof(ngx_http_ws_proxy_lslot_t));
-    if (cln == NULL) {
-        ngx_http_ws_proxy_set_error(wp, "no memory");
+    rc = ngx_http_ws_proxy_limit_hold(wp, shm_zone, &value, (ngx_uint_t) -1,
+                                      &node);
+
+    if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    slot = cln->data;
-    slot->shm_zone = shm_zone;
-    slot->node = NULL;
-    cln->handler = ngx_http_ws_proxy_limit_cleanup;
-
-    hash = ngx_crc32_short(value.data, value.len);
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    node = ngx_http_ws_proxy_limit_node(ctx, &value, hash);
-
-    if (node) {
-        node->sessions++;
-        slot->node = node;
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    if (node == NULL) {
+    if (rc != NGX_OK) {
         /* as limit_req's full zone refuses, but a session is not refused */
         ngx_log_error(NGX_LOG_WARN, wp->log, 0,
                       "ws_proxy: ws_proxy_limit_message_zone \"%V\" is "
