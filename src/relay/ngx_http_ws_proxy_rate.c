@@ -19,6 +19,8 @@
 
 
 static ngx_int_t ngx_http_ws_proxy_rate_alloc(ngx_http_ws_proxy_t *wp);
+static int ngx_http_ws_proxy_rate_count(ngx_http_ws_proxy_dir_t *d,
+    ngx_http_ws_proxy_bucket_t *b);
 static int ngx_http_ws_proxy_rate_slow(ngx_http_ws_proxy_dir_t *d,
     ngx_http_ws_proxy_bucket_t *b);
 static ngx_msec_int_t ngx_http_ws_proxy_rate_take(
@@ -136,21 +138,16 @@ ngx_http_ws_proxy_rate_alloc(ngx_http_ws_proxy_t *wp)
 
 
 /*
- * The core's gate: the first frame of one of d's data messages.  The
- * usual message, within its sender's burst, is counted with one swap of
- * its bucket's word and goes (the fast path: a few dozen instructions);
- * the rest is ngx_http_ws_proxy_rate_slow().
+ * The core's gate: the first frame of one of d's data messages.  A
+ * message counted already goes at once (a dozen instructions); the
+ * usual other one, within its sender's burst, is counted with one swap
+ * of its bucket's word (ngx_http_ws_proxy_rate_count()); the rest is
+ * ngx_http_ws_proxy_rate_slow().
  */
 
 int
 ngx_http_ws_proxy_rate_gate(ngx_wsp_sdir_t *sd)
 {
-#if (NGX_PTR_SIZE == 8)
-    uint32_t                     now;
-    uint64_t                     old;
-    ngx_int_t                    excess, ms;
-    ngx_uint_t                   extra;
-#endif
     ngx_http_ws_proxy_bucket_t  *b;
 
     b = &ngx_wsp_session_wp(sd->session)->rate->b[sd->dir];
@@ -161,7 +158,21 @@ ngx_http_ws_proxy_rate_gate(ngx_wsp_sdir_t *sd)
         return NGX_WSP_OK;
     }
 
+    return ngx_http_ws_proxy_rate_count((ngx_http_ws_proxy_dir_t *) sd, b);
+}
+
+
+/* a message not counted yet: one swap when it is within the burst */
+
+static NGX_WSP_NOINLINE int
+ngx_http_ws_proxy_rate_count(ngx_http_ws_proxy_dir_t *d,
+    ngx_http_ws_proxy_bucket_t *b)
+{
 #if (NGX_PTR_SIZE == 8)
+    uint32_t    now;
+    uint64_t    old;
+    ngx_int_t   excess, ms;
+    ngx_uint_t  extra;
 
     now = (uint32_t) ngx_current_msec;
     old = *b->word;
@@ -195,7 +206,7 @@ ngx_http_ws_proxy_rate_gate(ngx_wsp_sdir_t *sd)
 
 #endif
 
-    return ngx_http_ws_proxy_rate_slow((ngx_http_ws_proxy_dir_t *) sd, b);
+    return ngx_http_ws_proxy_rate_slow(d, b);
 }
 
 
