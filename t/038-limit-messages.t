@@ -379,7 +379,33 @@ close:1000:bye
 
 
 
-=== TEST 9: Lua: the limit_messages option replaces the location's limit; false lifts it
+=== TEST 9: a limit at the http level applies to a location without one of its own
+--- http_config eval
+$::Config . q{
+    ws_proxy_limit_messages rate=1r/s action=close;
+}
+--- proxy
+        ws_proxy_pass ws://127.0.0.1:$server_port/up;
+--- client
+            local c = assert(ws.client("/proxy"))
+            for i = 1, 3 do
+                c:send_text("m" .. i)
+            end
+            while true do
+                local f, err = c:recv_frame()
+                if not f or f.opcode == 8 then
+                    ngx.say(ws.describe(f, err))
+                    break
+                end
+            end
+--- response_body
+close:1008:message rate limit
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: Lua: the limit_messages option replaces the location's limit; false lifts it
 --- proxy
         ws_proxy_limit_messages rate=1r/s action=close;
         content_by_lua_block {
@@ -435,7 +461,7 @@ close:1008:message rate limit
 
 
 
-=== TEST 10: Lua: set_rate() from on_frame (a plan read from the first message) applies from the next message; false lifts it
+=== TEST 11: Lua: set_rate() from on_frame (a plan read from the first message) applies from the next message; false lifts it
 --- proxy
         content_by_lua_block {
             local proxy = require "resty.websocket.proxy"
@@ -493,7 +519,7 @@ client over its message rate of 2.000 per second, closing with 1008
 
 
 
-=== TEST 11: Lua: the option's and set_rate()'s values are checked; a zone that does not exist is execute()'s error
+=== TEST 12: Lua: the option's and set_rate()'s values are checked; a zone that does not exist is execute()'s error
 --- config
     location /t {
         content_by_lua_block {
@@ -530,7 +556,7 @@ true
 
 
 
-=== TEST 12: Lua: a zone that does not exist is execute()'s error; a zone and key of Lua's
+=== TEST 13: Lua: a zone that does not exist is execute()'s error; a zone and key of Lua's
 --- proxy
         content_by_lua_block {
             local proxy = require "resty.websocket.proxy"
@@ -566,7 +592,7 @@ over the message rate of zone "msgs", closing with 1008
 
 
 
-=== TEST 13: nginx -t: an unknown zone
+=== TEST 14: nginx -t: an unknown zone
 --- config
     location /proxy {
         ws_proxy_limit_messages zone=nope;
@@ -579,7 +605,7 @@ unknown ws_proxy_limit_message_zone "nope" in "ws_proxy_limit_messages"
 
 
 
-=== TEST 14: nginx -t: a session zone is not a message zone, nor the other way round
+=== TEST 15: nginx -t: a session zone is not a message zone, nor the other way round
 --- config
     location /proxy {
         ws_proxy_limit_messages zone=perip;
@@ -592,7 +618,7 @@ unknown ws_proxy_limit_message_zone "perip" in "ws_proxy_limit_messages"
 
 
 
-=== TEST 15: nginx -t: ws_proxy_limit_sessions on a message zone
+=== TEST 16: nginx -t: ws_proxy_limit_sessions on a message zone
 --- config
     location /proxy {
         ws_proxy_limit_sessions zone=msgs 2;
@@ -605,7 +631,7 @@ unknown ws_proxy_limit_session_zone "msgs" in "ws_proxy_limit_sessions"
 
 
 
-=== TEST 16: nginx -t: a message zone needs a rate
+=== TEST 17: nginx -t: a message zone needs a rate
 --- http_config
     ws_proxy_limit_message_zone $arg_k zone=z:1m 10;
 --- config
@@ -616,7 +642,7 @@ invalid rate "10": rate=<n>r/s or r/m
 
 
 
-=== TEST 17: nginx -t: a rate in another unit
+=== TEST 18: nginx -t: a rate in another unit
 --- config
     location /proxy {
         ws_proxy_limit_messages rate=10r/h;
@@ -629,7 +655,7 @@ invalid rate "rate=10r/h": rate=<n>r/s or r/m
 
 
 
-=== TEST 18: nginx -t: zone= and rate= together, or neither
+=== TEST 19: nginx -t: zone= and rate= together, or neither
 --- config
     location /proxy {
         ws_proxy_limit_messages zone=msgs rate=1r/s;
@@ -642,7 +668,7 @@ invalid rate "rate=10r/h": rate=<n>r/s or r/m
 
 
 
-=== TEST 19: nginx -t: two limits for one sender
+=== TEST 20: nginx -t: two limits for one sender
 --- config
     location /proxy {
         ws_proxy_limit_messages rate=10r/s from=both;
@@ -656,7 +682,7 @@ invalid rate "rate=10r/h": rate=<n>r/s or r/m
 
 
 
-=== TEST 20: nginx -t: an unknown parameter, a bad burst
+=== TEST 21: nginx -t: an unknown parameter, a bad burst
 --- config
     location /proxy {
         ws_proxy_limit_messages rate=10r/s action=drop;
