@@ -25,7 +25,8 @@ our $Config = $t::WsProxy::HttpConfig . q{
 };
 
 # the upstream: echoes each data message whole with the time it came (ms
-# since the session started), answers a close; ?push=n first sends n texts
+# since the session started), answers a ping and a close; ?push=n first
+# sends n texts
 our $Up = q{
     location /up {
         content_by_lua_block {
@@ -44,6 +45,9 @@ our $Up = q{
                 if f.opcode == 8 then
                     s:send_close(f.code, "bye")
                     return
+                end
+                if f.opcode == 9 then
+                    s:send_frame{ opcode = 10, payload = f.payload }
                 end
                 if f.opcode < 3 then
                     msg = msg .. f.payload
