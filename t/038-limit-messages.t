@@ -409,7 +409,53 @@ close:1008:message rate limit
 
 
 
-=== TEST 10: Lua: the limit_messages option replaces the location's limit; false lifts it
+=== TEST 10: from=both: a zone's key has one bucket for both senders; rate= one per sender
+--- http_config eval
+$::Config . q{
+    ws_proxy_limit_message_zone $arg_k zone=both:1m rate=5r/s;
+}
+--- proxy
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local v = { rate = 5, from = "both" }
+            if ngx.var.arg_k then
+                v = { zone = "both", from = "both" }
+            end
+            local wp = assert(proxy.new({ limit_messages = v }))
+            assert(wp:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                              .. "/up?push=3"))
+            wp:execute()
+        }
+--- client
+            -- 3 messages of the client, 3 pushes and 3 echoes of the
+            -- upstream: 9 in one bucket at 5/s take 1.6 s; 3 and 6 in
+            -- two take 1 s
+            for _, path in ipairs({ "/proxy?k=z", "/proxy" }) do
+                ngx.update_time()
+                local t0 = ngx.now()
+                local c = assert(ws.client(path))
+                for i = 1, 3 do
+                    c:send_text("m" .. i)
+                end
+                local n = 0
+                while n < 6 do
+                    local f = assert(c:recv_frame())
+                    n = n + 1
+                end
+                ngx.update_time()
+                local t = ngx.now() - t0
+                ngx.say(path, ": ", t >= 1.3 and "one bucket" or "two")
+                c:send_close(1000)
+            end
+--- response_body
+/proxy?k=z: one bucket
+/proxy: two
+--- no_error_log
+[error]
+
+
+
+=== TEST 11: Lua: the limit_messages option replaces the location's limit; false lifts it
 --- proxy
         ws_proxy_limit_messages rate=1r/s action=close;
         content_by_lua_block {
@@ -465,7 +511,7 @@ close:1008:message rate limit
 
 
 
-=== TEST 11: Lua: set_rate() from on_frame (a plan read from the first message) applies from the next message; false lifts it
+=== TEST 12: Lua: set_rate() from on_frame (a plan read from the first message) applies from the next message; false lifts it
 --- proxy
         content_by_lua_block {
             local proxy = require "resty.websocket.proxy"
@@ -523,7 +569,7 @@ client over its message rate of 2.000 per second, closing with 1008
 
 
 
-=== TEST 12: Lua: the option's and set_rate()'s values are checked; a zone that does not exist is execute()'s error
+=== TEST 13: Lua: the option's and set_rate()'s values are checked; a zone that does not exist is execute()'s error
 --- config
     location /t {
         content_by_lua_block {
@@ -560,7 +606,7 @@ true
 
 
 
-=== TEST 13: Lua: a zone that does not exist is execute()'s error; a zone and key of Lua's
+=== TEST 14: Lua: a zone that does not exist is execute()'s error; a zone and key of Lua's
 --- proxy
         content_by_lua_block {
             local proxy = require "resty.websocket.proxy"
@@ -596,7 +642,7 @@ over the message rate of zone "msgs", closing with 1008
 
 
 
-=== TEST 14: nginx -t: an unknown zone
+=== TEST 15: nginx -t: an unknown zone
 --- config
     location /proxy {
         ws_proxy_limit_messages zone=nope;
@@ -609,7 +655,7 @@ unknown ws_proxy_limit_message_zone "nope" in "ws_proxy_limit_messages"
 
 
 
-=== TEST 15: nginx -t: a session zone is not a message zone, nor the other way round
+=== TEST 16: nginx -t: a session zone is not a message zone, nor the other way round
 --- config
     location /proxy {
         ws_proxy_limit_messages zone=perip;
@@ -622,7 +668,7 @@ unknown ws_proxy_limit_message_zone "perip" in "ws_proxy_limit_messages"
 
 
 
-=== TEST 16: nginx -t: ws_proxy_limit_sessions on a message zone
+=== TEST 17: nginx -t: ws_proxy_limit_sessions on a message zone
 --- config
     location /proxy {
         ws_proxy_limit_sessions zone=msgs 2;
@@ -635,7 +681,7 @@ unknown ws_proxy_limit_session_zone "msgs" in "ws_proxy_limit_sessions"
 
 
 
-=== TEST 17: nginx -t: a message zone needs a rate
+=== TEST 18: nginx -t: a message zone needs a rate
 --- http_config
     ws_proxy_limit_message_zone $arg_k zone=z:1m 10;
 --- config
@@ -646,7 +692,7 @@ invalid rate "10": rate=<n>r/s or r/m
 
 
 
-=== TEST 18: nginx -t: a rate in another unit
+=== TEST 19: nginx -t: a rate in another unit
 --- config
     location /proxy {
         ws_proxy_limit_messages rate=10r/h;
@@ -659,7 +705,7 @@ invalid rate "rate=10r/h": rate=<n>r/s or r/m
 
 
 
-=== TEST 19: nginx -t: zone= and rate= together, or neither
+=== TEST 20: nginx -t: zone= and rate= together, or neither
 --- config
     location /proxy {
         ws_proxy_limit_messages zone=msgs rate=1r/s;
@@ -672,7 +718,7 @@ invalid rate "rate=10r/h": rate=<n>r/s or r/m
 
 
 
-=== TEST 20: nginx -t: two limits for one sender
+=== TEST 21: nginx -t: two limits for one sender
 --- config
     location /proxy {
         ws_proxy_limit_messages rate=10r/s from=both;
@@ -686,7 +732,7 @@ invalid rate "rate=10r/h": rate=<n>r/s or r/m
 
 
 
-=== TEST 21: nginx -t: an unknown parameter, a bad burst
+=== TEST 22: nginx -t: an unknown parameter, a bad burst
 --- config
     location /proxy {
         ws_proxy_limit_messages rate=10r/s action=drop;
