@@ -285,8 +285,10 @@ async def main():
     ok(whole and n > 0, "key a: %d messages whole, once, in order (every "
        "tenth fragmented)" % n)
     pr = rate_of(pushes)
-    ok(pr >= 150, "key a: the upstream's own messages were not held: "
-       "%.0f/s of 200/s" % pr)
+    # under valgrind the Lua upstream itself sends slower
+    ok(pr >= 200 * (0.5 if vg.USE else 0.75),
+       "key a: the upstream's own messages were not held: %.0f/s of 200/s"
+       % pr)
 
     ok(workers is not None and len(set(workers)) == 2,
        "key b: two sessions on two workers %s" % workers)
