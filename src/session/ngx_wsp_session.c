@@ -1260,9 +1260,8 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
  * held here is met again as new; asked again only once the relay let it
  * go (NGX_WSP_GATE_HELD cleared).  Held (AGAIN): src is not read until
  * then.  The sender broke its rate (DECLINED): closed with 1008, as a
- * limit (ERROR).
- * Out of line, so that the parser of a direction without a rate pays
- * the test of d->gate alone.
+ * limit (ERROR).  Out of line, so that the parser of a direction without
+ * a rate pays the test of d->gate alone.
  */
 
 static NGX_WSP_NOINLINE int
