@@ -73,9 +73,62 @@ typedef struct {
 } ngx_http_ws_proxy_header_t;
 
 
+/*
+ * ws_proxy_limit_messages, the limit_messages option, set_rate(): a
+ * message rate of one or both senders (ngx_http_ws_proxy_limit.c), as
+ * limit_req counts requests: in thousandths of a message
+ */
+typedef struct {
+    ngx_shm_zone_t             *shm_zone;         /* NULL: the session's
+                                                     own bucket */
+    ngx_uint_t                  rate;             /* per 1000 s */
+    ngx_uint_t                  burst;            /* x 1000 */
+    ngx_uint_t                  dirs;             /* NGX_WSP_RUN_DIR()s */
+    ngx_uint_t                  close;            /* else delay */
+} ngx_http_ws_proxy_mlimit_t;
+
+
+/*
+ * A leaky bucket's state in one word, updated with a compare-and-swap (no
+ * lock): the time of its last message (ms, 32 bits) and its excess over
+ * the rate (thousandths of a message, 32 bits).  Without 64-bit atomics,
+ * the zone's lock guards it.
+ */
+#define ngx_wsp_bucket(last, excess)                                         \
+    (((uint64_t) (uint32_t) (last) << 32) | (uint32_t) (excess))
+
+
+/* a sender's bucket in a running session (ngx_http_ws_proxy_rate.c) */
+typedef struct {
+    volatile uint64_t          *word;             /* the key's node's, or
+                                                     own: ngx_wsp_bucket() */
+    volatile uint64_t           own;              /* rate= alone */
+    ngx_shm_zone_t             *shm_zone;         /* the node's zone */
+    ngx_slab_pool_t            *shpool;           /* its lock (32 bits) */
+    ngx_uint_t                  rate;             /* 0: no limit */
+    ngx_uint_t                  burst;
+    ngx_uint_t                  pass;             /* the excess a message
+                                                     goes at once with */
+    ngx_uint_t                  batch;            /* messages counted at
+                                                     once, at most */
+    ngx_uint_t                  credit;           /* messages counted
+                                                     already: they go */
+    ngx_msec_t                  held_at;          /* a message held since */
+    ngx_event_t                 timer;            /* ... until then */
+    unsigned                    close:1;
+} ngx_http_ws_proxy_bucket_t;
+
+
+typedef struct {
+    ngx_http_ws_proxy_bucket_t  b[2];             /* by NGX_WSP_DIR_* */
+} ngx_http_ws_proxy_rate_t;
+
+
 /* ws_proxy_limit_sessions: session caps per key (ngx_http_ws_proxy_limit.c) */
 typedef struct {
     ngx_array_t                *limits;           /* of ..._limit_t; NULL:
+                                                     none */
+    ngx_array_t                *messages;         /* of ..._mlimit_t; NULL:
                                                      none */
     ngx_uint_t                  status;           /* of a refusal */
     ngx_uint_t                  log_level;
@@ -445,6 +498,9 @@ struct ngx_http_ws_proxy_s {
     unsigned                    limit_status:2;
     unsigned                    limit_checked:1;  /* Lua: once */
 
+    /* message rates: ngx_http_ws_proxy_rate.c; NULL: none */
+    ngx_http_ws_proxy_rate_t   *rate;
+
     /* without Lua: ws_proxy_pass's callback instead of the semaphore */
     void                      (*notify)(ngx_http_ws_proxy_t *wp);
     void                       *notify_data;
@@ -642,6 +698,18 @@ ngx_int_t ngx_http_ws_proxy_limit_named(ngx_http_ws_proxy_t *wp,
     ngx_str_t *zone, ngx_uint_t n, ngx_str_t *key);
 ngx_int_t ngx_http_ws_proxy_limit_refuse(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_limit_release(ngx_http_ws_proxy_t *wp);
+char *ngx_http_ws_proxy_limit_messages(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_ws_proxy_limit_bucket(ngx_http_ws_proxy_t *wp,
+    ngx_http_ws_proxy_bucket_t *b, ngx_http_ws_proxy_mlimit_t *ml,
+    ngx_str_t *zone, ngx_str_t *key);
+
+/* ngx_http_ws_proxy_rate.c: message rates in a running session */
+ngx_int_t ngx_http_ws_proxy_rate_start(ngx_http_ws_proxy_t *wp);
+ngx_int_t ngx_http_ws_proxy_rate_set(ngx_http_ws_proxy_t *wp,
+    ngx_http_ws_proxy_mlimit_t *ml, ngx_str_t *zone, ngx_str_t *key);
+void ngx_http_ws_proxy_rate_stop(ngx_http_ws_proxy_t *wp);
+int ngx_http_ws_proxy_rate_gate(ngx_wsp_sdir_t *sd);
 
 /* ngx_http_ws_proxy_metrics.c: see ngx_http_ws_proxy_metrics.h */
 #define NGX_WSP_HSO_ACCEPTED         0   /* handshake outcomes */
@@ -664,6 +732,8 @@ void ngx_http_ws_proxy_metrics_violation(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t code, ngx_uint_t limit);
 void ngx_http_ws_proxy_metrics_hook_error(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_metrics_limited(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_metrics_delayed(ngx_http_ws_proxy_t *wp,
+    ngx_uint_t dir, ngx_msec_t ms);
 char *ngx_http_ws_proxy_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_ws_proxy_registry.c: the console's sessions, flight recorder */

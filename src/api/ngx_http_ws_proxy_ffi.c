@@ -126,6 +126,9 @@ int ngx_http_ws_proxy_ffi_send_frame(uint64_t id, int dir, int opcode,
     const u_char *data, size_t len);
 int ngx_http_ws_proxy_ffi_set_deadline(uint64_t id, double ms, int code,
     const u_char *reason, size_t len);
+int ngx_http_ws_proxy_ffi_set_rate(uint64_t id, int dirs, double rate,
+    double burst, int close, const u_char *zone, size_t zone_len,
+    const u_char *key, size_t key_len, u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir,
     double max_frame_size, int max_fragments);
 int ngx_http_ws_proxy_ffi_new(ngx_http_request_t *r, int hook, uint64_t *id,
@@ -175,7 +178,7 @@ int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
  * frames it asks the module to send: its signature is part of this ABI.
  */
 
-#define NGX_WSP_FFI_ABI   12
+#define NGX_WSP_FFI_ABI   13
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -1032,6 +1035,63 @@ ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir, double max_frame_size,
 
     if (max_fragments >= 0) {
         wp->opts.max_fragments[dir & 1] = (ngx_uint_t) max_fragments;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The limit_messages option (execute()) and set_rate(), after connect():
+ * the message rate of the senders in dirs (NGX_WSP_RUN_DIR()s), a
+ * session's own (rate, burst: messages per second, and over it; rate 0:
+ * none) or a zone's by name, with Lua's key (NULL: the zone's).  It
+ * replaces the location's ws_proxy_limit_messages.  The library checked
+ * the values.
+ */
+
+int
+ngx_http_ws_proxy_ffi_set_rate(uint64_t id, int dirs, double rate,
+    double burst, int close, const u_char *zone, size_t zone_len,
+    const u_char *key, size_t key_len, u_char *err, size_t *errlen)
+{
+    ngx_str_t                   z, k;
+    ngx_http_ws_proxy_t        *wp;
+    ngx_http_ws_proxy_mlimit_t  ml;
+
+    wp = ngx_http_ws_proxy_lookup(id);
+    if (wp == NULL || wp->state == NGX_WSP_STATE_DONE) {
+        return NGX_DECLINED;
+    }
+
+    ml.shm_zone = NULL;
+    ml.rate = (ngx_uint_t) (rate * 1000);
+    ml.burst = (ngx_uint_t) (burst * 1000);
+    ml.dirs = (ngx_uint_t) dirs & NGX_WSP_RUN_BOTH;
+    ml.close = close ? 1 : 0;
+
+    if (rate > 0 && ml.rate == 0) {
+        /* under a thousandth of a message per second: the least */
+        ml.rate = 1;
+    }
+
+    z.data = (u_char *) zone;
+    z.len = zone_len;
+    k.data = (u_char *) key;
+    k.len = key_len;
+
+    wp->err_len = 0;
+
+    if (ngx_http_ws_proxy_rate_set(wp, &ml, zone ? &z : NULL,
+                                   key ? &k : NULL)
+        != NGX_OK)
+    {
+        if (wp->err_len == 0) {
+            ngx_http_ws_proxy_set_error(wp, "no memory");
+        }
+
+        (void) ngx_http_ws_proxy_ffi_error(err, errlen, wp->err, wp->err_len);
+        return NGX_ERROR;
     }
 
     return NGX_OK;

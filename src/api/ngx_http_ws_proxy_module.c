@@ -326,6 +326,23 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       offsetof(ngx_http_ws_proxy_loc_conf_t, limit.log_level),
       &ngx_http_ws_proxy_limit_log_levels },
 
+    /* message rates per key or session: ngx_http_ws_proxy_limit.c */
+
+    { ngx_string("ws_proxy_limit_message_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      ngx_http_ws_proxy_limit_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ws_proxy_limit_messages"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF
+      |NGX_CONF_1MORE,
+      ngx_http_ws_proxy_limit_messages,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     /* upstream groups: ngx_http_ws_proxy_balancer.c */
 
     { ngx_string("ws_proxy_next_upstream_tries"),

@@ -9,6 +9,15 @@
  * (ngx_http_ws_proxy_finish()) or, whatever happens first, when its request
  * goes (a pool cleanup): exactly once.  Nothing runs per frame.  See
  * docs/api.md, "Session caps".
+ *
+ * Message rates, as limit_req counts requests: the same zones and nodes
+ * (ws_proxy_limit_message_zone adds rate=), a node being a key's leaky
+ * bucket (its last message and excess, one word) that the sessions
+ * limited by it hold as they hold a slot (its `sessions` counts them, it
+ * goes with the last one), so that a message costs one compare-and-swap
+ * of the word and no lookup.  ws_proxy_limit_messages is a location's;
+ * the relay asks at each message (ngx_http_ws_proxy_rate.c).
+ * See docs/api.md, "Message rates".
  */
 
 
@@ -23,6 +32,9 @@
 typedef struct {
     ngx_str_node_t              sn;          /* sn.str: data below */
     ngx_uint_t                  sessions;
+    volatile uint64_t           bucket;      /* a message rate's: as
+                                                limit_req's node keeps it,
+                                                ngx_wsp_bucket() */
     u_char                      data[1];
 } ngx_http_ws_proxy_lnode_t;
 
@@ -38,6 +50,7 @@ typedef struct {
     ngx_http_ws_proxy_lsh_t    *sh;
     ngx_slab_pool_t            *shpool;
     ngx_http_complex_value_t    key;
+    ngx_uint_t                  rate;        /* per 1000 s; 0: sessions */
 } ngx_http_ws_proxy_lzone_t;
 
 
@@ -62,6 +75,18 @@ static ngx_int_t ngx_http_ws_proxy_limit_take(ngx_http_ws_proxy_t *wp,
 static ngx_int_t ngx_http_ws_proxy_limit_refused(ngx_http_ws_proxy_t *wp,
     ngx_shm_zone_t *shm_zone, ngx_uint_t n, ngx_str_t *key,
     ngx_uint_t full);
+static ngx_int_t ngx_http_ws_proxy_limit_key(ngx_http_ws_proxy_t *wp,
+    ngx_shm_zone_t *shm_zone, ngx_str_t *key, ngx_str_t *value);
+static ngx_int_t ngx_http_ws_proxy_limit_hold(ngx_http_ws_proxy_t *wp,
+    ngx_shm_zone_t *shm_zone, ngx_str_t *value, ngx_uint_t n,
+    ngx_http_ws_proxy_lnode_t **node);
+static ngx_http_ws_proxy_lnode_t *ngx_http_ws_proxy_limit_node(
+    ngx_http_ws_proxy_lzone_t *ctx, ngx_str_t *value, uint32_t hash);
+static ngx_shm_zone_t *ngx_http_ws_proxy_limit_find(ngx_str_t *zone);
+static ngx_int_t ngx_http_ws_proxy_limit_rate(ngx_str_t *value,
+    ngx_uint_t *rate);
+static ngx_int_t ngx_http_ws_proxy_limit_merge_messages(ngx_conf_t *cf,
+    ngx_http_ws_proxy_limit_conf_t *conf);
 static void ngx_http_ws_proxy_limit_cleanup(void *data);
 static ngx_int_t ngx_http_ws_proxy_limit_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -85,13 +110,17 @@ static ngx_str_t  ngx_http_ws_proxy_limit_var =
     ngx_string("ws_proxy_limit_sessions_status");
 
 
-/* ws_proxy_limit_session_zone <key> zone=<name>:<size>; */
+/*
+ * ws_proxy_limit_session_zone <key> zone=<name>:<size>;
+ * ws_proxy_limit_message_zone <key> zone=<name>:<size> rate=<n>r/s;
+ */
 
 char *
 ngx_http_ws_proxy_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     u_char                            *p;
     ssize_t                            size;
+    ngx_uint_t                         rate;
     ngx_str_t                         *value, name, s;
     ngx_shm_zone_t                    *shm_zone;
     ngx_http_ws_proxy_lzone_t         *ctx;
@@ -128,6 +157,20 @@ ngx_http_ws_proxy_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* ws_proxy_limit_message_zone: its rate (the session zone has none) */
+
+    rate = 0;
+
+    if (cf->args->nelts == 4
+        && (ngx_strncmp(value[3].data, "rate=", 5) != 0
+            || ngx_http_ws_proxy_limit_rate(&value[3], &rate) != NGX_OK))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid rate \"%V\": rate=<n>r/s or r/m",
+                           &value[3]);
+        return NGX_CONF_ERROR;
+    }
+
     if (size < (ssize_t) (8 * ngx_pagesize)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "zone \"%V\" is too small: at least %uz",
@@ -139,6 +182,8 @@ ngx_http_ws_proxy_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ctx == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    ctx->rate = rate;
 
     ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
 
@@ -243,6 +288,7 @@ void
 ngx_http_ws_proxy_limit_create(ngx_http_ws_proxy_limit_conf_t *conf)
 {
     conf->limits = NGX_CONF_UNSET_PTR;
+    conf->messages = NGX_CONF_UNSET_PTR;
     conf->status = NGX_CONF_UNSET_UINT;
     conf->log_level = NGX_CONF_UNSET_UINT;
 }
@@ -260,8 +306,14 @@ ngx_http_ws_proxy_limit_merge(ngx_conf_t *cf,
 {
     ngx_uint_t                  i;
     ngx_http_ws_proxy_limit_t  *limit;
+    ngx_http_ws_proxy_lzone_t  *ctx;
 
     ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
+    ngx_conf_merge_ptr_value(conf->messages, prev->messages, NULL);
+
+    if (ngx_http_ws_proxy_limit_merge_messages(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_merge_uint_value(conf->status, prev->status,
                               NGX_HTTP_TOO_MANY_REQUESTS);
     ngx_conf_merge_uint_value(conf->log_level, prev->log_level,
@@ -274,7 +326,9 @@ ngx_http_ws_proxy_limit_merge(ngx_conf_t *cf,
     limit = conf->limits->elts;
 
     for (i = 0; i < conf->limits->nelts; i++) {
-        if (limit[i].shm_zone->data == NULL) {
+        ctx = limit[i].shm_zone->data;
+
+        if (ctx == NULL || ctx->rate) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "unknown ws_proxy_limit_session_zone \"%V\" "
                                "in \"ws_proxy_limit_sessions\"",
@@ -401,6 +455,27 @@ ngx_int_t
 ngx_http_ws_proxy_limit_named(ngx_http_ws_proxy_t *wp, ngx_str_t *zone,
     ngx_uint_t n, ngx_str_t *key)
 {
+    ngx_shm_zone_t  *shm_zone;
+
+    shm_zone = ngx_http_ws_proxy_limit_find(zone);
+
+    if (shm_zone && ((ngx_http_ws_proxy_lzone_t *) shm_zone->data)->rate == 0)
+    {
+        return ngx_http_ws_proxy_limit_take(wp, shm_zone, n, key);
+    }
+
+    ngx_http_ws_proxy_set_error(wp, "unknown ws_proxy_limit_session_zone "
+                                "\"%*s\"", zone->len, zone->data);
+
+    return NGX_ERROR;
+}
+
+
+/* a zone of ours by its name (Lua's options name them); NULL: none */
+
+static ngx_shm_zone_t *
+ngx_http_ws_proxy_limit_find(ngx_str_t *zone)
+{
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_shm_zone_t   *shm_zone;
@@ -426,14 +501,11 @@ ngx_http_ws_proxy_limit_named(ngx_http_ws_proxy_t *wp, ngx_str_t *zone,
             && ngx_strncmp(shm_zone[i].shm.name.data, zone->data, zone->len)
                == 0)
         {
-            return ngx_http_ws_proxy_limit_take(wp, &shm_zone[i], n, key);
+            return &shm_zone[i];
         }
     }
 
-    ngx_http_ws_proxy_set_error(wp, "unknown ws_proxy_limit_session_zone "
-                                "\"%*s\"", zone->len, zone->data);
-
-    return NGX_ERROR;
+    return NULL;
 }
 
 
@@ -447,39 +519,79 @@ static ngx_int_t
 ngx_http_ws_proxy_limit_take(ngx_http_ws_proxy_t *wp,
     ngx_shm_zone_t *shm_zone, ngx_uint_t n, ngx_str_t *key)
 {
-    size_t                      size;
-    uint32_t                    hash;
+    ngx_int_t                   rc;
     ngx_str_t                   value;
-    ngx_uint_t                  full;
-    ngx_str_node_t             *sn;
-    ngx_pool_cleanup_t         *cln;
     ngx_http_ws_proxy_lnode_t  *node;
-    ngx_http_ws_proxy_lslot_t  *slot;
+
+    if (ngx_http_ws_proxy_limit_key(wp, shm_zone, key, &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (value.len) {
+        rc = ngx_http_ws_proxy_limit_hold(wp, shm_zone, &value, n, &node);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc != NGX_OK) {
+            return ngx_http_ws_proxy_limit_refused(wp, shm_zone, n, &value,
+                                                   rc == NGX_BUSY);
+        }
+    }
+
+    if (wp->limit_status == NGX_WSP_LIMIT_NONE) {
+        wp->limit_status = NGX_WSP_LIMIT_PASSED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the key of a zone for the session: Lua's, or the zone's (cut) */
+
+static ngx_int_t
+ngx_http_ws_proxy_limit_key(ngx_http_ws_proxy_t *wp, ngx_shm_zone_t *shm_zone,
+    ngx_str_t *key, ngx_str_t *value)
+{
     ngx_http_ws_proxy_lzone_t  *ctx;
 
     ctx = shm_zone->data;
 
-    if (key) {
-        value = *key;
+    if (key && (key->len || ctx->rate == 0)) {
+        *value = *key;
 
-    } else if (ngx_http_complex_value(wp->request, &ctx->key, &value)
+    } else if (ngx_http_complex_value(wp->request, &ctx->key, value)
                != NGX_OK)
     {
         ngx_http_ws_proxy_set_error(wp, "no memory");
         return NGX_ERROR;
     }
 
-    if (value.len == 0) {
-        if (wp->limit_status == NGX_WSP_LIMIT_NONE) {
-            wp->limit_status = NGX_WSP_LIMIT_PASSED;
-        }
+    value->len = ngx_min(value->len, NGX_WSP_LIMIT_KEY_MAX);
 
-        return NGX_OK;
-    }
+    return NGX_OK;
+}
 
-    value.len = ngx_min(value.len, NGX_WSP_LIMIT_KEY_MAX);
 
-    /* the cleanup first: a slot taken is always given back */
+/*
+ * A hold on a key's node (a session's slot, a rate's bucket), given back
+ * with the session or its request (a pool cleanup, added first: a hold
+ * is always given back).  NGX_OK: *node; NGX_DECLINED: the key holds n
+ * already; NGX_BUSY: the zone is full; NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_http_ws_proxy_limit_hold(ngx_http_ws_proxy_t *wp,
+    ngx_shm_zone_t *shm_zone, ngx_str_t *value, ngx_uint_t n,
+    ngx_http_ws_proxy_lnode_t **node)
+{
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_ws_proxy_lslot_t  *slot;
+    ngx_http_ws_proxy_lzone_t  *ctx;
+
+    ctx = shm_zone->data;
 
     cln = ngx_pool_cleanup_add(wp->pool, sizeof(ngx_http_ws_proxy_lslot_t));
     if (cln == NULL) {
@@ -492,53 +604,66 @@ ngx_http_ws_proxy_limit_take(ngx_http_ws_proxy_t *wp,
     slot->node = NULL;
     cln->handler = ngx_http_ws_proxy_limit_cleanup;
 
-    hash = ngx_crc32_short(value.data, value.len);
-    full = 0;
-
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    sn = ngx_str_rbtree_lookup(&ctx->sh->rbtree, &value, hash);
-    node = (ngx_http_ws_proxy_lnode_t *) sn;
+    *node = ngx_http_ws_proxy_limit_node(ctx, value,
+                                         ngx_crc32_short(value->data,
+                                                         value->len));
+    rc = NGX_OK;
 
-    if (node == NULL) {
-        size = offsetof(ngx_http_ws_proxy_lnode_t, data) + value.len;
+    if (*node == NULL) {
+        rc = NGX_BUSY;
 
-        node = ngx_slab_alloc_locked(ctx->shpool, size);
+    } else if ((*node)->sessions >= n) {
+        *node = NULL;
+        rc = NGX_DECLINED;
 
-        if (node == NULL) {
-            full = 1;
-
-        } else {
-            node->sn.node.key = hash;
-            node->sn.str.len = value.len;
-            node->sn.str.data = node->data;
-            node->sessions = 0;
-            ngx_memcpy(node->data, value.data, value.len);
-
-            ngx_rbtree_insert(&ctx->sh->rbtree, &node->sn.node);
-        }
-
-    } else if (node->sessions >= n) {
-        node = NULL;
-    }
-
-    if (node) {
-        node->sessions++;
-        slot->node = node;
+    } else {
+        (*node)->sessions++;
+        slot->node = *node;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
+    return rc;
+}
+
+
+/* the key's node (the zone locked), new with no session; NULL: full */
+
+static ngx_http_ws_proxy_lnode_t *
+ngx_http_ws_proxy_limit_node(ngx_http_ws_proxy_lzone_t *ctx,
+    ngx_str_t *value, uint32_t hash)
+{
+    size_t                      size;
+    ngx_http_ws_proxy_lnode_t  *node;
+
+    node = (ngx_http_ws_proxy_lnode_t *)
+               ngx_str_rbtree_lookup(&ctx->sh->rbtree, value, hash);
+
+    if (node) {
+        return node;
+    }
+
+    size = offsetof(ngx_http_ws_proxy_lnode_t, data) + value->len;
+
+    node = ngx_slab_alloc_locked(ctx->shpool, size);
     if (node == NULL) {
-        return ngx_http_ws_proxy_limit_refused(wp, shm_zone, n, &value,
-                                               full);
+        return NULL;
     }
 
-    if (wp->limit_status == NGX_WSP_LIMIT_NONE) {
-        wp->limit_status = NGX_WSP_LIMIT_PASSED;
-    }
+    node->sn.node.key = hash;
+    node->sn.str.len = value->len;
+    node->sn.str.data = node->data;
+    node->sessions = 0;
 
-    return NGX_OK;
+    /* a minute ago: the first message finds the bucket empty */
+    node->bucket = ngx_wsp_bucket(ngx_current_msec - 60000, 0);
+    ngx_memcpy(node->data, value->data, value->len);
+
+    ngx_rbtree_insert(&ctx->sh->rbtree, &node->sn.node);
+
+    return node;
 }
 
 
@@ -727,6 +852,317 @@ ngx_http_ws_proxy_limit_variable(ngx_http_request_t *r,
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* rate=<n>r/s or <n>r/m, in messages per 1000 s as limit_req keeps it */
+
+static ngx_int_t
+ngx_http_ws_proxy_limit_rate(ngx_str_t *value, ngx_uint_t *rate)
+{
+    size_t     len;
+    u_char    *p;
+    ngx_int_t  n, scale;
+
+    p = value->data + 5;
+    len = value->len - 5;
+    scale = 1;
+
+    if (len > 3 && ngx_strncmp(p + len - 3, "r/s", 3) == 0) {
+        len -= 3;
+
+    } else if (len > 3 && ngx_strncmp(p + len - 3, "r/m", 3) == 0) {
+        len -= 3;
+        scale = 60;
+
+    } else {
+        return NGX_ERROR;
+    }
+
+    n = ngx_atoi(p, len);
+
+    if (n <= 0 || n > 1000000) {
+        return NGX_ERROR;
+    }
+
+    *rate = n * 1000 / scale;
+
+    return *rate ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * ws_proxy_limit_messages zone=<name> | rate=<n>r/s [burst=<n>]
+ *     [from=client|upstream|both] [action=delay|close];
+ *
+ * A zone's bucket is its key's, shared by the workers; rate= alone is the
+ * session's own.  One limit per sender and level.
+ */
+
+char *
+ngx_http_ws_proxy_limit_messages(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ws_proxy_loc_conf_t  *wlcf = conf;
+
+    ngx_int_t                        burst;
+    ngx_str_t                       *value, name;
+    ngx_uint_t                       i;
+    ngx_http_ws_proxy_mlimit_t      *ml, *other;
+    ngx_http_ws_proxy_limit_conf_t  *lcf;
+
+    lcf = &wlcf->limit;
+    value = cf->args->elts;
+
+    if (lcf->messages == NGX_CONF_UNSET_PTR) {
+        lcf->messages = ngx_array_create(cf->pool, 1,
+                                         sizeof(ngx_http_ws_proxy_mlimit_t));
+        if (lcf->messages == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ml = ngx_array_push(lcf->messages);
+    if (ml == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(ml, sizeof(ngx_http_ws_proxy_mlimit_t));
+    ml->dirs = NGX_WSP_RUN_DIR(NGX_WSP_DIR_CLIENT);
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0
+            && value[i].len > 5 && ml->shm_zone == NULL)
+        {
+            name.data = value[i].data + 5;
+            name.len = value[i].len - 5;
+
+            /* the zone may be defined further on: checked at the merge */
+
+            ml->shm_zone = ngx_shared_memory_add(cf, &name, 0,
+                                                 &ngx_http_ws_proxy_limit_tag);
+            if (ml->shm_zone == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "rate=", 5) == 0 && ml->rate == 0) {
+            if (ngx_http_ws_proxy_limit_rate(&value[i], &ml->rate)
+                != NGX_OK)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid rate \"%V\": rate=<n>r/s or r/m",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
+            burst = ngx_atoi(value[i].data + 6, value[i].len - 6);
+
+            if (burst < 0 || burst > 1000000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid burst \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            ml->burst = burst * 1000;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "from=client") == 0) {
+            ml->dirs = NGX_WSP_RUN_DIR(NGX_WSP_DIR_CLIENT);
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "from=upstream") == 0) {
+            ml->dirs = NGX_WSP_RUN_DIR(NGX_WSP_DIR_UPSTREAM);
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "from=both") == 0) {
+            ml->dirs = NGX_WSP_RUN_BOTH;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "action=delay") == 0) {
+            ml->close = 0;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "action=close") == 0) {
+            ml->close = 1;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if ((ml->shm_zone == NULL) == (ml->rate == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" needs zone=<name> or rate=<n>r/s, "
+                           "not both", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    other = lcf->messages->elts;
+
+    for (i = 0; i + 1 < lcf->messages->nelts; i++) {
+        if (other[i].dirs & ml->dirs) {
+            return "is duplicate: one limit per sender";
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a zone named by ws_proxy_limit_messages is defined, with a rate */
+
+static ngx_int_t
+ngx_http_ws_proxy_limit_merge_messages(ngx_conf_t *cf,
+    ngx_http_ws_proxy_limit_conf_t *conf)
+{
+    ngx_uint_t                   i;
+    ngx_http_ws_proxy_lzone_t   *ctx;
+    ngx_http_ws_proxy_mlimit_t  *ml;
+
+    if (conf->messages == NULL) {
+        return NGX_OK;
+    }
+
+    ml = conf->messages->elts;
+
+    for (i = 0; i < conf->messages->nelts; i++) {
+        if (ml[i].shm_zone == NULL) {
+            continue;
+        }
+
+        ctx = ml[i].shm_zone->data;
+
+        if (ctx == NULL || ctx->rate == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown ws_proxy_limit_message_zone \"%V\" "
+                               "in \"ws_proxy_limit_messages\"",
+                               &ml[i].shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A sender's bucket at the start of a session: its own (no zone), or its
+ * key's node of a zone (ml's, or Lua's by name, with Lua's key or the
+ * zone's), held as a slot is, given back with the request.  An empty key
+ * is not limited.  NGX_ERROR: wp->err says why.
+ */
+
+ngx_int_t
+ngx_http_ws_proxy_limit_bucket(ngx_http_ws_proxy_t *wp,
+    ngx_http_ws_proxy_bucket_t *b, ngx_http_ws_proxy_mlimit_t *ml,
+    ngx_str_t *zone, ngx_str_t *key)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                   value;
+    ngx_shm_zone_t             *shm_zone;
+    ngx_http_ws_proxy_lnode_t  *node;
+    ngx_http_ws_proxy_lzone_t  *ctx;
+
+    b->own = ngx_wsp_bucket(ngx_current_msec - 60000, 0);
+    b->word = &b->own;
+    b->shm_zone = NULL;
+    b->shpool = NULL;
+    b->rate = ml->rate;
+    b->burst = ml->burst;
+    b->close = ml->close;
+
+    shm_zone = ml->shm_zone;
+
+    if (shm_zone == NULL && zone && zone->len) {
+        shm_zone = ngx_http_ws_proxy_limit_find(zone);
+
+        if (shm_zone == NULL
+            || ((ngx_http_ws_proxy_lzone_t *) shm_zone->data)->rate == 0)
+        {
+            ngx_http_ws_proxy_set_error(wp, "unknown "
+                                        "ws_proxy_limit_message_zone "
+                                        "\"%*s\"", zone->len, zone->data);
+            return NGX_ERROR;
+        }
+    }
+
+    if (shm_zone == NULL) {
+        goto pass;
+    }
+
+    ctx = shm_zone->data;
+    b->rate = ctx->rate;
+
+    if (ngx_http_ws_proxy_limit_key(wp, shm_zone, key, &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (value.len == 0) {
+        b->rate = 0;
+        return NGX_OK;
+    }
+
+    /* a bucket has no cap: every session of the key holds it */
+
+    rc = ngx_http_ws_proxy_limit_hold(wp, shm_zone, &value, (ngx_uint_t) -1,
+                                      &node);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        /* as limit_req's full zone refuses, but a session is not refused */
+        ngx_log_error(NGX_LOG_WARN, wp->log, 0,
+                      "ws_proxy: ws_proxy_limit_message_zone \"%V\" is "
+                      "full, the session's messages are not limited",
+                      &shm_zone->shm.name);
+        b->rate = 0;
+        return NGX_OK;
+    }
+
+    b->word = &node->bucket;
+    b->shm_zone = shm_zone;
+    b->shpool = ctx->shpool;
+
+pass:
+
+    /*
+     * The excess a message goes at once with: the burst, and with
+     * action=delay what would wait under a ms (a high rate's messages
+     * of one event loop's pass, at one ngx_current_msec)
+     */
+    b->pass = b->burst;
+    b->batch = 0;
+    b->credit = 0;
+
+    if (!b->close && b->rate) {
+        b->pass += (b->rate - 1) / 1000;
+
+        /*
+         * Over 1000 messages a second, a swap counts the next messages
+         * too, within what the rate drains in a ms (at most 15): they go
+         * without one (per-worker batching, never over the rate)
+         */
+        b->batch = ngx_min((b->rate - 1) / 1000000, 15);
+    }
 
     return NGX_OK;
 }

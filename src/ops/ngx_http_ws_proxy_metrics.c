@@ -658,6 +658,9 @@ ngx_http_ws_proxy_metrics_violation(ngx_http_ws_proxy_dir_t *d,
         k = (code == NGX_WSP_CLOSE_INVALID_DATA) ? NGX_WSP_M_UTF8
                                                  : NGX_WSP_M_PROTOCOL;
 
+    } else if (code == NGX_WSP_CLOSE_POLICY) {
+        k = NGX_WSP_M_RATE;
+
     } else if (wp->opts.max_frame_size[d->dir]
                && d->msg_size > wp->opts.max_frame_size[d->dir])
     {
@@ -722,6 +725,33 @@ ngx_http_ws_proxy_metrics_limited(ngx_http_ws_proxy_t *wp)
 
     ngx_shmtx_lock(&shpool->mutex);
     node->c.sessions_refused++;
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
+ * A message a rate held (action=delay), once it goes: counted with the
+ * time it waited under the session's key, one lock per held message (a
+ * rate's worth a second at most).
+ */
+
+void
+ngx_http_ws_proxy_metrics_delayed(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
+    ngx_msec_t ms)
+{
+    ngx_slab_pool_t               *shpool;
+    ngx_http_ws_proxy_counters_t  *c;
+
+    if (!wp->metrics.running) {
+        return;
+    }
+
+    c = &((ngx_http_ws_proxy_mnode_t *) wp->metrics.node)->c;
+    shpool = ((ngx_http_ws_proxy_zone_t *) wp->metrics.zone)->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    c->delayed[dir]++;
+    c->delay_ms[dir] += ms;
     ngx_shmtx_unlock(&shpool->mutex);
 }
 

@@ -19,7 +19,7 @@
 #define NGX_WSP_M_CODES          17    /* close codes 1000-1015, other */
 #define NGX_WSP_M_CODE_OTHER     16
 #define NGX_WSP_M_KINDS          2     /* protocol violations */
-#define NGX_WSP_M_LIMITS         3
+#define NGX_WSP_M_LIMITS         4
 #define NGX_WSP_M_BUCKETS        11    /* finite duration buckets */
 
 /* violation kinds, limit kinds */
@@ -28,6 +28,7 @@
 #define NGX_WSP_M_FRAME_SIZE     0
 #define NGX_WSP_M_FRAGMENTS      1
 #define NGX_WSP_M_BUFFER         2
+#define NGX_WSP_M_RATE           3
 
 
 typedef struct {
@@ -64,6 +65,10 @@ typedef struct {
 
     /* sessions refused by ws_proxy_limit_sessions */
     uint64_t                    sessions_refused;
+
+    /* message rates (action=delay): messages held, per sender, and ms */
+    uint64_t                    delayed[2];
+    uint64_t                    delay_ms[2];
 } ngx_http_ws_proxy_counters_t;
 
 

@@ -26,6 +26,7 @@ static void ngx_http_ws_proxy_prom_from(ngx_http_ws_proxy_out_t *o,
 static void ngx_http_ws_proxy_prom_handshakes(ngx_http_ws_proxy_out_t *o);
 static void ngx_http_ws_proxy_prom_closes(ngx_http_ws_proxy_out_t *o);
 static void ngx_http_ws_proxy_prom_duration(ngx_http_ws_proxy_out_t *o);
+static void ngx_http_ws_proxy_prom_delay(ngx_http_ws_proxy_out_t *o);
 static void ngx_http_ws_proxy_json(ngx_http_ws_proxy_out_t *o,
     ngx_str_t *zone);
 static void ngx_http_ws_proxy_json_key(ngx_http_ws_proxy_out_t *o,
@@ -44,7 +45,7 @@ static const char  *ngx_wsp_outcomes[] = {
 static const char  *ngx_wsp_kinds[] = { "protocol_error", "invalid_utf8" };
 
 static const char  *ngx_wsp_limits[] = { "frame_size", "fragments",
-                                         "buffer" };
+                                         "buffer", "message_rate" };
 
 static const char  *ngx_wsp_by[] = { "none", "client", "upstream", "proxy" };
 
@@ -262,6 +263,11 @@ ngx_http_ws_proxy_prom(ngx_http_ws_proxy_out_t *o)
                                 "Limits hit, by sender and limit.",
                                 ngx_wsp_off(limits), ngx_wsp_limits,
                                 NGX_WSP_M_LIMITS, "limit");
+    ngx_http_ws_proxy_prom_from(o, "ws_proxy_messages_delayed_total",
+                                "Messages held back by a message rate "
+                                "(action=delay), by sender.",
+                                ngx_wsp_off(delayed), NULL, 1, NULL);
+    ngx_http_ws_proxy_prom_delay(o);
     ngx_http_ws_proxy_prom_one(o, "ws_proxy_hook_errors_total", "counter",
                                "on_frame hook failures.",
                                ngx_wsp_off(hook_errors));
@@ -337,6 +343,34 @@ ngx_http_ws_proxy_prom_from(ngx_http_ws_proxy_out_t *o, const char *name,
                                         name, &s->key, ngx_wsp_from[d],
                                         label, kinds[k], v[d * nkinds + k]);
             }
+        }
+    }
+}
+
+
+/* the time messages were held back, in seconds (kept in ms) */
+
+static void
+ngx_http_ws_proxy_prom_delay(ngx_http_ws_proxy_out_t *o)
+{
+    uint64_t                   ms;
+    ngx_uint_t                 i, d;
+    ngx_http_ws_proxy_snap_t  *s;
+
+    static const char  *name = "ws_proxy_message_delay_seconds_total";
+
+    ngx_http_ws_proxy_prom_head(o, name, "counter",
+                                "Time messages were held back by a message "
+                                "rate, by sender.");
+
+    for (i = 0; i < o->n; i++) {
+        s = &o->s[i];
+
+        for (d = 0; d < 2; d++) {
+            ms = s->c.delay_ms[d];
+            ngx_http_ws_proxy_print(o, "%s{key=\"%V\",from=\"%s\"} "
+                                    "%uL.%03uL\n", name, &s->key,
+                                    ngx_wsp_from[d], ms / 1000, ms % 1000);
         }
     }
 }
@@ -564,6 +598,12 @@ ngx_http_ws_proxy_json_key(ngx_http_ws_proxy_out_t *o,
                                 ngx_wsp_kinds, NGX_WSP_M_KINDS);
     ngx_http_ws_proxy_json_from(o, "limits", &c->limits[0][0],
                                 ngx_wsp_limits, NGX_WSP_M_LIMITS);
+    ngx_http_ws_proxy_json_from(o, "messages_delayed", c->delayed, NULL, 1);
+
+    ngx_http_ws_proxy_print(o, ",\"message_delay_seconds\":{\"client\":"
+                            "%uL.%03uL,\"upstream\":%uL.%03uL}",
+                            c->delay_ms[0] / 1000, c->delay_ms[0] % 1000,
+                            c->delay_ms[1] / 1000, c->delay_ms[1] % 1000);
 
     ngx_http_ws_proxy_print(o, ",\"hook_errors\":%uL,"
                             "\"session_duration_seconds\":{\"buckets\":{",

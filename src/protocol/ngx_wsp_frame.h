@@ -49,6 +49,7 @@
 #define NGX_WSP_CLOSE_NO_STATUS      1005   /* never on the wire */
 #define NGX_WSP_CLOSE_ABNORMAL       1006   /* never on the wire */
 #define NGX_WSP_CLOSE_INVALID_DATA   1007
+#define NGX_WSP_CLOSE_POLICY         1008
 #define NGX_WSP_CLOSE_TOO_BIG        1009
 #define NGX_WSP_CLOSE_INTERNAL       1011
 

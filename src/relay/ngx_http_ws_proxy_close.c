@@ -71,7 +71,9 @@ ngx_http_ws_proxy_core_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *sd,
 
     case NGX_WSP_EV_LIMIT:
         ngx_http_ws_proxy_core_limit(d, code, n);
-        ngx_http_ws_proxy_metrics_violation(d, NGX_WSP_CLOSE_TOO_BIG, 1);
+        ngx_http_ws_proxy_metrics_violation(d, code == NGX_WSP_LIMIT_RATE
+                                               ? NGX_WSP_CLOSE_POLICY
+                                               : NGX_WSP_CLOSE_TOO_BIG, 1);
         break;
 
     case NGX_WSP_EV_CLOSE_IN:
@@ -149,6 +151,10 @@ ngx_http_ws_proxy_core_limit(ngx_http_ws_proxy_dir_t *d, unsigned limit,
                                   "closing", ngx_wsp_src_role(d), n);
         break;
 
+    case NGX_WSP_LIMIT_RATE:
+        /* ngx_http_ws_proxy_rate_gate() logged it */
+        break;
+
     default: /* NGX_WSP_LIMIT_BUFFER */
         ngx_log_error(NGX_LOG_INFO, ngx_wsp_dir_wp(d)->log, 0,
                       "%s message of %uL bytes exceeds the buffering limit "
@@ -182,7 +188,8 @@ static const ngx_wsp_session_cb_t  ngx_http_ws_proxy_core_cb = {
     ngx_http_ws_proxy_inflate,
     ngx_http_ws_proxy_deflate,
     ngx_http_ws_proxy_hand_over,
-    ngx_http_ws_proxy_observe_frame       /* the console's (registry.c) */
+    ngx_http_ws_proxy_observe_frame,      /* the console's (registry.c) */
+    ngx_http_ws_proxy_rate_gate
 };
 
 
@@ -238,6 +245,7 @@ ngx_http_ws_proxy_finish(ngx_http_ws_proxy_t *wp)
     ngx_http_ws_proxy_ended(wp);
     ngx_http_ws_proxy_metrics_end(wp);
     ngx_http_ws_proxy_limit_release(wp);
+    ngx_http_ws_proxy_rate_stop(wp);
 
     c = wp->client;
 

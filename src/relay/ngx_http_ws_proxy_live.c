@@ -432,6 +432,11 @@ ngx_http_ws_proxy_idle_left(ngx_http_ws_proxy_t *wp)
 {
     ngx_msec_t  last;
 
+    if (ngx_wsp_held(&wp->dir[0]) || ngx_wsp_held(&wp->dir[1])) {
+        /* a message held back by a rate is data that came */
+        return wp->opts.idle_timeout;
+    }
+
     last = ngx_wsp_later(wp->dir[0].data_time, wp->dir[1].data_time);
 
     return (ngx_msec_int_t) (last + wp->opts.idle_timeout - ngx_current_msec);
@@ -454,7 +459,13 @@ ngx_http_ws_proxy_ping_left(ngx_http_ws_proxy_dir_t *d)
     wp = ngx_wsp_dir_wp(d);
     heard = ngx_wsp_later(d->data_time, d->ctl_time);
 
-    if (d->in != NGX_WSP_IN_HEADER && d->bytes != d->live_bytes) {
+    if ((d->in != NGX_WSP_IN_HEADER && d->bytes != d->live_bytes)
+        || ngx_wsp_held(d))
+    {
+        /*
+         * A frame still coming answers; so does a message held back by a
+         * rate: its sender is not read, its pong may wait behind it
+         */
         heard = ngx_current_msec;
     }
 

@@ -104,6 +104,10 @@ ngx_http_ws_proxy_start(ngx_http_ws_proxy_t *wp)
 
     ngx_http_ws_proxy_deflate_start(wp);
 
+    if (ngx_http_ws_proxy_rate_start(wp) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     if (clcf->tcp_nodelay) {

@@ -96,6 +96,12 @@ ngx_wsp_limit(ngx_wsp_sdir_t *d, unsigned limit, uint64_t n)
     ngx_wsp_session_end(d->session, NGX_WSP_END_LIMIT);
     d->session->cb->event(d->session, d, NGX_WSP_EV_LIMIT, limit, NULL, n);
 
+    if (limit == NGX_WSP_LIMIT_RATE) {
+        /* RFC 6455 7.4.1: 1008, a policy; the frames are not too big */
+        ngx_wsp_offender(d, NGX_WSP_CLOSE_POLICY, "message rate limit");
+        return;
+    }
+
     ngx_wsp_offender(d, NGX_WSP_CLOSE_TOO_BIG, "Payload Too Large");
 }
 
@@ -688,6 +694,7 @@ static int ngx_wsp_skip_frame(ngx_wsp_sdir_t *d);
 static void ngx_wsp_close_payload_of(ngx_wsp_sdir_t *d, unsigned char *dst);
 static void ngx_wsp_keep_reply(ngx_wsp_sdir_t *d);
 static int ngx_wsp_frame_start(ngx_wsp_sdir_t *d);
+static int ngx_wsp_gate(ngx_wsp_sdir_t *d);
 static int ngx_wsp_frame_limits(ngx_wsp_sdir_t *d);
 static int ngx_wsp_close_frame(ngx_wsp_sdir_t *d);
 static int ngx_wsp_frame_buffer(ngx_wsp_sdir_t *d);
@@ -1192,6 +1199,10 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
         return NGX_WSP_AGAIN;
     }
 
+    if (d->gate && (rc = ngx_wsp_gate(d)) != NGX_WSP_OK) {
+        return rc;
+    }
+
     rc = ngx_wsp_frame_check(&d->frame,
                              d->dir == NGX_WSP_DIR_CLIENT
                              ? NGX_WSP_ROLE_CLIENT : NGX_WSP_ROLE_UPSTREAM,
@@ -1246,6 +1257,48 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
     d->offset = 0;
 
     return NGX_WSP_OK;
+}
+
+
+/*
+ * A message rate (d->gate): asked once per data message, at its first
+ * frame, before the check moves the fragmentation state, so that a frame
+ * held here is met again as new; asked again only once the relay let it
+ * go (NGX_WSP_GATE_HELD cleared).  Held (AGAIN): src is not read until
+ * then.  The sender broke its rate (DECLINED): closed with 1008, as a
+ * limit (ERROR).  Out of line, so that the parser of a direction without
+ * a rate pays the test of d->gate alone.
+ */
+
+static NGX_WSP_NOINLINE int
+ngx_wsp_gate(ngx_wsp_sdir_t *d)
+{
+    int  rc;
+
+    if (ngx_wsp_is_control(d->frame.opcode)
+        || d->frame.opcode == NGX_WSP_OP_CONT)
+    {
+        return NGX_WSP_OK;
+    }
+
+    if (d->gate & NGX_WSP_GATE_HELD) {
+        return NGX_WSP_AGAIN;
+    }
+
+    rc = d->session->cb->gate(d);
+
+    if (rc == NGX_WSP_OK) {
+        return NGX_WSP_OK;
+    }
+
+    if (rc == NGX_WSP_AGAIN) {
+        d->gate |= NGX_WSP_GATE_HELD;
+        return NGX_WSP_AGAIN;
+    }
+
+    ngx_wsp_limit(d, NGX_WSP_LIMIT_RATE, d->messages);
+
+    return NGX_WSP_ERROR;
 }
 
 

@@ -105,6 +105,8 @@
 #define NGX_WSP_LIMIT_FRAGMENTS      2   /* max_fragments: n frames */
 #define NGX_WSP_LIMIT_BUFFER         3   /* the buffering ceiling
                                             (max_payload): n bytes */
+#define NGX_WSP_LIMIT_RATE           4   /* a message rate (the gate's
+                                            verdict): 1008, not 1009 */
 
 /* who sent the first close frame */
 #define NGX_WSP_BY_NONE              0
@@ -129,6 +131,21 @@
 #define NGX_WSP_END_SEND_TIMEOUT     10
 #define NGX_WSP_END_HOOK_ERROR       11
 #define NGX_WSP_END_RESET            12
+
+/* a function kept out of the hot path it is called from (GCC, clang) */
+#if defined(__GNUC__)
+#define NGX_WSP_NOINLINE  __attribute__((noinline))
+#else
+#define NGX_WSP_NOINLINE
+#endif
+
+/* a direction's input gate (d->gate, a message rate's) */
+#define NGX_WSP_GATE_ON              1   /* cb->gate() is asked at each
+                                            data message's first frame */
+#define NGX_WSP_GATE_HELD            2   /* a message waits at the gate:
+                                            src is not read */
+
+#define ngx_wsp_held(d)      ((d)->gate & NGX_WSP_GATE_HELD)
 
 /* the session's work bits (`kick`): a direction has work */
 #define NGX_WSP_RUN_DIR(dir)         ((uintptr_t) 1 << (dir))
@@ -306,7 +323,13 @@ typedef struct {
      * bytes of a compressed frame onto d->msg.  deflate(): the payload of
      * a data frame to a dst that takes compressed data, replaced by its
      * compressed form.  hand_over(): a frame (or message) waits in
-     * d->slot for Lua: wake its hook.
+     * d->slot for Lua: wake its hook.  gate(): the first frame of a data
+     * message of a direction with NGX_WSP_GATE_ON, before it is checked
+     * or moves (a message rate): NGX_WSP_OK, it goes on; NGX_WSP_AGAIN,
+     * it is held at that frame boundary (NGX_WSP_GATE_HELD: nothing more
+     * is read from src until the relay clears it and runs the direction
+     * again, when the gate is asked again); NGX_WSP_DECLINED, the sender
+     * broke its rate: NGX_WSP_LIMIT_RATE closes it.
      */
     int    (*control)(ngx_wsp_sdir_t *d);
     int    (*reserve)(ngx_wsp_sdir_t *d, size_t size);
@@ -320,6 +343,7 @@ typedef struct {
      * (NGX_WSP_OBS_*); called only while d->observe has NGX_WSP_OBS_CALL
      */
     void   (*observe)(ngx_wsp_sdir_t *d, unsigned action);
+    int    (*gate)(ngx_wsp_sdir_t *d);
 } ngx_wsp_session_cb_t;
 
 
@@ -388,6 +412,7 @@ typedef struct {
                                                    message's first frame */  \
     unsigned char               observe;        /* NGX_WSP_OBS_RECORD,      \
                                                    _CALL: per frame */       \
+    unsigned char               gate;           /* NGX_WSP_GATE_* (a hole) */\
     intptr_t                    close_code;     /* src's, -1: none */
 
 struct ngx_wsp_sdir_s {
@@ -433,9 +458,11 @@ struct ngx_wsp_session_s {
 #define ngx_wsp_checks_utf8(d)                                               \
     ((d)->check_utf8 && !ngx_wsp_is_control((d)->frame.opcode))
 
-/* a reader that may still recv(): open, or closed but not yet gone */
+/* a reader that may still recv(): open, or closed but not yet gone, and
+ * no frame held for Lua or at the gate */
 #define ngx_wsp_can_recv(d)                                                  \
-    ((d)->rx <= NGX_WSP_RX_CLOSED && (d)->in != NGX_WSP_IN_LUA)
+    ((d)->rx <= NGX_WSP_RX_CLOSED && (d)->in != NGX_WSP_IN_LUA              \
+     && !ngx_wsp_held(d))
 
 /* parsed input, or a frame of the proxy's own, waiting its turn: the
  * relay calls ngx_wsp_parse() */

@@ -44,7 +44,7 @@ PROM_PORT = int(os.environ.get("TEST_NGINX_PROMETHEUS_PORT", "19961"))
 HANG_PORT = int(os.environ.get("TEST_NGINX_HANG_PORT", str(PORT + 3)))
 FULL_KEYS = 200
 SCRAPES = 3     # of the text format, and by Prometheus
-FAMILIES = 15   # metric families of the text format
+FAMILIES = 17   # metric families of the text format
 
 CONF = """
 %(load_modules)s

@@ -1159,6 +1159,119 @@ test_wire_recorder(void)
        "recorder: the fifth frame wrapped to the first place");
     ok(w_peer[C].frames == 5 && w_peer[U].frames == 1,
        "recorder: every frame still forwarded");
+
+    w_free(&t);
+}
+
+
+/*
+ * The input gate (a message rate in the relay): asked once per data
+ * message, at its first frame, never for a continuation or a control
+ * frame; a message held stops src's reads at that frame boundary while
+ * the other direction flows; let through, it goes whole and in order;
+ * refused, its sender gets 1008.
+ */
+
+static unsigned  g_budget, g_calls, g_refuse;
+
+
+static int
+g_gate(ngx_wsp_sdir_t *d)
+{
+    (void) d;
+
+    g_calls++;
+
+    if (g_budget) {
+        g_budget--;
+        return NGX_WSP_OK;
+    }
+
+    return g_refuse ? NGX_WSP_DECLINED : NGX_WSP_AGAIN;
+}
+
+
+static const ngx_wsp_session_cb_t  g_cb = {
+    t_alloc, t_mask_key, t_event, NULL, w_reserve, NULL, NULL, w_hand_over,
+    NULL, g_gate
+};
+
+
+static void
+g_init(void)
+{
+    w_init(&t);
+    ngx_wsp_session_init(&t.s, &g_cb, &t.opts, &t_clock, &t.d[0], &t.d[1]);
+    t.d[C].gate = NGX_WSP_GATE_ON;
+    g_budget = 1;
+    g_calls = 0;
+    g_refuse = 0;
+}
+
+
+static void
+test_wire_gate(void)
+{
+    g_init();
+
+    w_frame(C, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "m1", 2, 0);
+    w_frame(C, 0, NGX_WSP_OP_TEXT, (const unsigned char *) "m2", 2, 0);
+    w_frame(C, 1, NGX_WSP_OP_PING, (const unsigned char *) "p", 1, 0);
+    w_frame(C, 1, NGX_WSP_OP_CONT, (const unsigned char *) "b", 1, 0);
+    w_frame(C, 1, NGX_WSP_OP_BINARY, (const unsigned char *) "m3", 2, 0);
+    w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "u1", 2, 0);
+    wire_all();
+
+    ok(w_peer[U].frames == 1 && ngx_wsp_held(&t.d[C]) && !ngx_wsp_can_recv(&t.d[C])
+       && t.d[C].in == NGX_WSP_IN_HEADER && g_calls == 2,
+       "gate: the second message held at its first frame, src not read");
+    ok(w_peer[C].frames == 1 && w_peer[C].ops[0] == NGX_WSP_OP_TEXT,
+       "gate: the other direction flows while one is held");
+
+    /* the relay's timer: the bucket allows one message more */
+    g_budget = 1;
+    t.d[C].gate &= ~NGX_WSP_GATE_HELD;
+    wire_all();
+
+    ok(w_peer[U].frames == 4 && w_peer[U].ops[1] == NGX_WSP_OP_TEXT
+       && w_peer[U].ops[2] == NGX_WSP_OP_PING
+       && w_peer[U].ops[3] == NGX_WSP_OP_CONT && ngx_wsp_held(&t.d[C])
+       && g_calls == 4,
+       "gate: let through, the fragmented message goes whole, its ping and "
+       "continuation not asked about, the next one held");
+
+    g_budget = 1;
+    t.d[C].gate &= ~NGX_WSP_GATE_HELD;
+    wire_close(C, 1000);
+    wire_all();
+
+    ok(w_peer[U].frames == 6 && w_peer[U].ops[4] == NGX_WSP_OP_BINARY
+       && w_peer[U].closed && w_peer[U].close_code == 1000 && g_calls == 5
+       && wire_clean(U),
+       "gate: every message in order, the close not asked about");
+
+    w_free(&t);
+
+    /* refused: 1008 to the sender, 1001 on, the frame before delivered */
+    g_init();
+    g_refuse = 1;
+
+    w_frame(C, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "m1", 2, 0);
+    w_frame(C, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "m2", 2, 0);
+    wire_all();
+
+    ok(w_peer[C].close_code == NGX_WSP_CLOSE_POLICY && w_peer[U].frames == 2
+       && w_peer[U].close_code == NGX_WSP_CLOSE_GOING_AWAY
+       && t.s.ended_by == NGX_WSP_END_LIMIT && !ngx_wsp_held(&t.d[C]),
+       "gate refused: 1008 to the sender, 1001 on, ended by a limit");
+
+    wire_close(C, 1008);
+    wire_close(U, 1001);
+    wire_fin(U);
+    wire_fin(C);
+    ok(ngx_wsp_done(&t.s, 0) && wire_clean(C) && wire_clean(U),
+       "gate refused: done");
+
     w_free(&t);
 }
 
@@ -1191,6 +1304,7 @@ main(void)
     test_wire_fragment_text();
     test_wire_injected_data_waits();
     test_wire_recorder();
+    test_wire_gate();
 
     return done_testing();
 }

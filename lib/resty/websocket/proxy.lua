@@ -180,6 +180,10 @@ int ngx_http_ws_proxy_ffi_set_deadline(uint64_t id, double ms, int code,
     const unsigned char *reason, size_t len);
 int ngx_http_ws_proxy_ffi_set_limits(uint64_t id, int dir,
     double max_frame_size, int max_fragments);
+int ngx_http_ws_proxy_ffi_set_rate(uint64_t id, int dirs, double rate,
+    double burst, int close, const unsigned char *zone, size_t zone_len,
+    const unsigned char *key, size_t key_len, unsigned char *err,
+    size_t *errlen);
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
 
 typedef struct {
@@ -205,7 +209,7 @@ uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 12
+local FFI_ABI = 13
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -270,6 +274,7 @@ local _OPTIONS = {
     "client_deflate_context_takeover", "upstream_deflate_context_takeover",
     "client_deflate_window_bits", "upstream_deflate_window_bits",
     "handshake_buffer_size", "limit_sessions", "flight_recorder",
+    "limit_messages",
 }
 
 
@@ -433,6 +438,103 @@ local function check_limit_sessions(v)
 end
 
 
+-- the limit_messages option and set_rate(): false (no message rate,
+-- whatever the directives say), a rate in messages per second, or a table
+-- { rate = 10, burst = 5, from = "client", action = "delay" } or
+-- { zone = "name", key = "...", ... }; nil when it is valid, else the
+-- message
+local _RATE_FROM = { client = 1, upstream = 2, both = 3 }
+local _RATE_ACTIONS = { delay = 0, close = 1 }
+local RATE_MAX = 1000000
+
+local function check_rate(v, what)
+    if v == false then
+        return nil
+    end
+
+    if type(v) == "number" then
+        v = { rate = v }
+    end
+
+    if type(v) ~= "table" then
+        return what .. " must be false, a number or a table { rate = ..., "
+               .. "burst = ..., from = ..., action = ... }"
+    end
+
+    if v.zone ~= nil and (type(v.zone) ~= "string" or v.zone == "") then
+        return what .. ".zone must be a string (the name of a "
+               .. "ws_proxy_limit_message_zone)"
+    end
+
+    if v.zone == nil or v.rate ~= nil then
+        if v.zone ~= nil then
+            return what .. " takes a zone or a rate, not both"
+        end
+
+        if type(v.rate) ~= "number" or not (v.rate > 0)
+           or v.rate > RATE_MAX
+        then
+            return what .. ".rate must be a number of messages per second, "
+                   .. "> 0 and <= " .. RATE_MAX
+        end
+    end
+
+    if v.burst ~= nil and (type(v.burst) ~= "number" or not (v.burst >= 0)
+                           or v.burst > RATE_MAX)
+    then
+        return what .. ".burst must be a number >= 0 and <= " .. RATE_MAX
+    end
+
+    if v.from ~= nil and _RATE_FROM[v.from] == nil then
+        return what .. '.from must be "client", "upstream" or "both"'
+    end
+
+    if v.action ~= nil and _RATE_ACTIONS[v.action] == nil then
+        return what .. '.action must be "delay" or "close"'
+    end
+
+    if v.key ~= nil and type(v.key) ~= "string" then
+        return what .. ".key must be a string"
+    end
+
+    return nil
+end
+
+
+-- a checked rate to the session: NGX_OK, NGX_DECLINED (no session any
+-- more) or NGX_ERROR with the message
+local function apply_rate(sid, v)
+    local dirs, rate, burst, close, zone, key = 3, 0, 0, 0, nil, nil
+
+    if type(v) == "number" then
+        v = { rate = v }
+    end
+
+    if v then
+        dirs = _RATE_FROM[v.from or "client"]
+        rate = v.rate or 0
+        burst = v.burst or 0
+        close = _RATE_ACTIONS[v.action or "delay"]
+        zone = v.zone
+        key = v.key
+    end
+
+    local err = get_string_buf(ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    errlen[0] = ERR_BUF_SIZE
+
+    local rc = C.ngx_http_ws_proxy_ffi_set_rate(sid, dirs, rate, burst, close,
+                                                zone, zone and #zone or 0,
+                                                key, key and #key or 0,
+                                                err, errlen)
+    if rc == NGX_ERROR then
+        return rc, ffi_str(err, errlen[0])
+    end
+
+    return rc
+end
+
+
 function _M.new(opts)
     if opts == nil then
         opts = {}
@@ -470,6 +572,13 @@ function _M.new(opts)
 
     if opts.limit_sessions ~= nil then
         local err = check_limit_sessions(opts.limit_sessions)
+        if err then
+            error(err, 2)
+        end
+    end
+
+    if opts.limit_messages ~= nil then
+        local err = check_rate(opts.limit_messages, "opts.limit_messages")
         if err then
             error(err, 2)
         end
@@ -1352,6 +1461,13 @@ function _M:execute()
         return nil, ffi_str(err, errlen[0])
     end
 
+    if self.limit_messages ~= nil then
+        local rc, rerr = apply_rate(sid, self.limit_messages)
+        if rc ~= NGX_OK then
+            return nil, rerr or "proxy is not running"
+        end
+    end
+
     errlen[0] = ERR_BUF_SIZE
     if C.ngx_http_ws_proxy_ffi_execute(r, sid, err, errlen) ~= NGX_OK then
         return nil, ffi_str(err, errlen[0])
@@ -1567,6 +1683,29 @@ local function set_limit(self, role, size, fragments)
                                                   fragments or -1)
     if rc ~= NGX_OK then
         return nil, "proxy is not running"
+    end
+
+    return true
+end
+
+
+-- a message rate of the session's own or of a zone, as the limit_messages
+-- option takes it, from connect() on (in on_frame too: from the next
+-- message); false lifts it; before connect() it replaces the option
+function _M:set_rate(v)
+    local err = check_rate(v, "rate")
+    if err then
+        error(err, 2)
+    end
+
+    if not self.sid then
+        self.limit_messages = v
+        return true
+    end
+
+    local rc, rerr = apply_rate(self.sid, v)
+    if rc ~= NGX_OK then
+        return nil, rerr or "proxy is not running"
     end
 
     return true
