@@ -8,6 +8,7 @@
 
 
 #include "ngx_http_ws_proxy_metrics.h"
+#include "ngx_http_ws_proxy_dash.h"
 
 
 #define NGX_WSP_OUT_BUF      16384
@@ -83,6 +84,10 @@ ngx_http_ws_proxy_status_handler(ngx_http_request_t *r)
     ngx_http_ws_proxy_out_t         o;
     ngx_http_ws_proxy_zone_t       *zone;
     ngx_http_ws_proxy_main_conf_t  *wmcf;
+
+    if (ngx_http_ws_proxy_page_wanted(r)) {
+        return ngx_http_ws_proxy_page_handler(r);
+    }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
