@@ -148,6 +148,11 @@ typedef struct {
     /* metrics: ws_proxy_zone_key (NULL: the location's name) */
     ngx_http_complex_value_t   *zone_key;
 
+    /* the console (ngx_http_ws_proxy_console.c): ws_proxy_status control,
+     * ws_proxy_flight_recorder (0: off) */
+    ngx_flag_t                  status_control;
+    ngx_uint_t                  flight_recorder;
+
     /* upstream groups (ngx_http_ws_proxy_balancer.c) */
     ngx_uint_t                  next_upstream_tries;    /* 0: every server */
     ngx_msec_t                  next_upstream_timeout;  /* 0: none */
@@ -186,6 +191,12 @@ typedef struct {
     unsigned                    failed:3;    /* the failed attempt's
                                                 NGX_WSP_HSO_* + 1, or 0 */
     unsigned                    running:1;   /* counted as open */
+    unsigned                    unlisted:1;  /* no registry entry: full */
+
+    /* the console: its registry entry (an offset in the zone, 0: none),
+     * its flight recorder (worker memory, NULL: off) */
+    uint32_t                    entry;
+    void                       *recorder;
 } ngx_http_ws_proxy_msess_t;
 
 
@@ -223,6 +234,9 @@ typedef struct {
     u_char                      deflate_bits[2];
     u_char                      deflate_level;
     u_char                      deflate_mem_level;
+
+    /* the flight recorder's frames each way (0: off), the console's */
+    uint16_t                    flight_recorder;
 
     unsigned                    debug:1;
 } ngx_http_ws_proxy_opts_t;
@@ -649,6 +663,14 @@ void ngx_http_ws_proxy_metrics_violation(ngx_http_ws_proxy_dir_t *d,
 void ngx_http_ws_proxy_metrics_hook_error(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_metrics_limited(ngx_http_ws_proxy_t *wp);
 char *ngx_http_ws_proxy_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* ngx_http_ws_proxy_registry.c: the console's sessions, flight recorder */
+#define NGX_WSP_RECORDER_MAX         1024
+
+void ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
+    ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len);
+char *ngx_http_ws_proxy_flight_recorder(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_ws_proxy_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_ws_proxy_metrics_init_conf(ngx_conf_t *cf);

@@ -13,6 +13,7 @@
 
 
 #include "ngx_http_ws_proxy_module.h"
+#include "ops/ngx_http_ws_proxy_console.h"
 
 
 #define NGX_WSP_WAIT_MS   60000
@@ -35,7 +36,35 @@ typedef struct {
     int                         aggregate;
     int                         debug;
     int                         drain_time;
+    int                         flight_recorder;   /* -1: the location's */
 } ngx_http_ws_proxy_ffi_opts_t;
+
+
+/* a session of ws_proxy.sessions() (ngx_http_ws_proxy_console.h's list) */
+typedef struct {
+    double                      seq;
+    double                      epoch;
+    double                      start;       /* unix s */
+    double                      age;
+    double                      frames[2];
+    double                      bytes[2];
+    int                         worker;
+    int                         state;       /* 0 open, 1 ended */
+    int                         ended_by;    /* NGX_WSP_END_* */
+    int                         close_code[2];  /* -1: none */
+    int                         deflate;
+    int                         hook;
+    int                         recorder;
+    int                         taps;
+    int                         key_len;
+    const u_char               *key;
+    int                         location_len;
+    int                         client_len;
+    int                         upstream_len;
+    u_char                      location[NGX_WSP_R_LOCATION];
+    u_char                      client[NGX_WSP_R_ADDR];
+    u_char                      upstream[NGX_WSP_R_ADDR];
+} ngx_http_ws_proxy_ffi_session_t;
 
 
 typedef struct {
@@ -128,6 +157,10 @@ int ngx_http_ws_proxy_ffi_result(ngx_http_request_t *r, uint64_t id,
     u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_relay_response(ngx_http_request_t *r, uint64_t id);
 int ngx_http_ws_proxy_ffi_abi(void);
+int ngx_http_ws_proxy_ffi_sessions(const u_char *args, size_t len,
+    ngx_http_ws_proxy_ffi_session_t *out, int n, int *total, int *unlisted);
+int ngx_http_ws_proxy_ffi_close_session(const u_char *id, size_t len,
+    int code, const u_char *reason, size_t reason_len);
 int ngx_http_ws_proxy_ffi_limit(ngx_http_request_t *r, uint64_t id,
     ngx_http_ws_proxy_ffi_limit_t *l, int n, u_char *err, size_t *errlen);
 int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
@@ -142,7 +175,7 @@ int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
  * frames it asks the module to send: its signature is part of this ABI.
  */
 
-#define NGX_WSP_FFI_ABI   11
+#define NGX_WSP_FFI_ABI   12
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -346,6 +379,11 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
 
     if (o->drain_time > 0) {
         wp->opts.drain_time = o->drain_time;
+    }
+
+    if (o->flight_recorder >= 0) {
+        wp->opts.flight_recorder = (uint16_t) ngx_min(o->flight_recorder,
+                                                      NGX_WSP_RECORDER_MAX);
     }
 
     wp->opts.hook = o->hook ? 1 : 0;
@@ -1088,6 +1126,132 @@ ngx_http_ws_proxy_ffi_limit(ngx_http_request_t *r, uint64_t id,
     (void) ngx_http_ws_proxy_ffi_error(err, errlen, wp->err, wp->err_len);
 
     return (int) rc;
+}
+
+
+/*
+ * ws_proxy.sessions(filter): the filter as the console's query string
+ * (the library builds it); out gets at most n sessions.  Returns how many,
+ * NGX_DECLINED: no ws_proxy_zone, NGX_ERROR: a bad filter or no memory.
+ */
+
+int
+ngx_http_ws_proxy_ffi_sessions(const u_char *args, size_t len,
+    ngx_http_ws_proxy_ffi_session_t *out, int n, int *total, int *unlisted)
+{
+    uint64_t                     now;
+    ngx_str_t                    q;
+    ngx_uint_t                   i, k, t, u;
+    ngx_pool_t                  *pool;
+    ngx_http_ws_proxy_zone_t    *zone;
+    ngx_http_ws_proxy_rsnap_t   *s;
+    ngx_http_ws_proxy_rentry_t  *e;
+    ngx_http_ws_proxy_filter_t   f;
+    ngx_http_ws_proxy_ffi_session_t  *o;
+
+    zone = ngx_http_ws_proxy_console_zone();
+    if (zone == NULL) {
+        return NGX_DECLINED;
+    }
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    q.data = (u_char *) args;
+    q.len = len;
+
+    if (ngx_http_ws_proxy_filter_parse(&q, &f, pool) != NGX_OK
+        || ngx_http_ws_proxy_registry_list(zone, pool, &f, &s, &k, &t, &u)
+           != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    now = ngx_wsp_unix_ms();
+    k = ngx_min(k, (ngx_uint_t) n);
+
+    for (i = 0; i < k; i++) {
+        e = &s[i].e;
+        o = &out[i];
+
+        o->seq = (double) e->node.key;
+        o->epoch = (double) zone->sh->reg.epoch;
+        o->start = (double) e->start / 1000;
+        o->age = (double) (now > e->start ? now - e->start : 0) / 1000;
+        o->frames[0] = (double) e->frames[0];
+        o->frames[1] = (double) e->frames[1];
+        o->bytes[0] = (double) e->bytes[0];
+        o->bytes[1] = (double) e->bytes[1];
+        o->worker = (int) e->pid;
+        o->state = e->state;
+        o->ended_by = e->ended_by;
+        o->close_code[0] = e->close_code[0];
+        o->close_code[1] = e->close_code[1];
+        o->deflate = e->deflate;
+        o->hook = e->hook;
+        o->recorder = e->recorder;
+        o->taps = e->taps;
+        o->key = s[i].key.data;     /* in the zone, never freed */
+        o->key_len = (int) s[i].key.len;
+        o->location_len = e->location_len;
+        ngx_memcpy(o->location, e->location, e->location_len);
+        o->client_len = e->client_len;
+        ngx_memcpy(o->client, e->client, e->client_len);
+        o->upstream_len = e->upstream_len;
+        ngx_memcpy(o->upstream, e->upstream, e->upstream_len);
+    }
+
+    *total = (int) t;
+    *unlisted = (int) u;
+
+    ngx_destroy_pool(pool);
+
+    return (int) k;
+}
+
+
+/*
+ * ws_proxy.close_session(id, code, reason): asked of the worker that
+ * holds the session, which sends the close frames at its next tick.
+ * NGX_OK; NGX_DECLINED: no such open session; NGX_ERROR: a bad code or
+ * reason; NGX_ABORT: no ws_proxy_zone.
+ */
+
+int
+ngx_http_ws_proxy_ffi_close_session(const u_char *id, size_t len, int code,
+    const u_char *reason, size_t reason_len)
+{
+    uint64_t                   seq;
+    ngx_str_t                  s, c, rs;
+    ngx_uint_t                 n;
+    ngx_http_ws_proxy_zone_t  *zone;
+    u_char                     buf[NGX_INT_T_LEN];
+
+    zone = ngx_http_ws_proxy_console_zone();
+    if (zone == NULL) {
+        return NGX_ABORT;
+    }
+
+    c.data = buf;
+    c.len = (code < 0) ? 0 : ngx_sprintf(buf, "%d", code) - buf;
+    rs.data = (u_char *) reason;
+    rs.len = reason_len;
+
+    if (ngx_http_ws_proxy_close_args(&c, &rs, &n) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    s.data = (u_char *) id;
+    s.len = len;
+
+    if (ngx_http_ws_proxy_parse_id(zone, &s, &seq) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_ws_proxy_registry_close(zone, seq, n, rs.data, rs.len);
 }
 
 

@@ -281,8 +281,17 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       NULL },
 
     { ngx_string("ws_proxy_status"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_ws_proxy_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* the console's flight recorder: ngx_http_ws_proxy_registry.c */
+
+    { ngx_string("ws_proxy_flight_recorder"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ws_proxy_flight_recorder,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -859,6 +868,8 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->ping_timeout = NGX_CONF_UNSET_MSEC;
     conf->session_timeout = NGX_CONF_UNSET_MSEC;
     conf->drain_time = NGX_CONF_UNSET_MSEC;
+    conf->status_control = NGX_CONF_UNSET;
+    conf->flight_recorder = NGX_CONF_UNSET_UINT;
     conf->deflate = NGX_CONF_UNSET_UINT;
     conf->deflate_takeover = NGX_CONF_UNSET;
     conf->deflate_bits = NGX_CONF_UNSET_UINT;
@@ -938,6 +949,9 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->session_timeout, prev->session_timeout,
                               0);
     ngx_conf_merge_msec_value(conf->drain_time, prev->drain_time, 0);
+    ngx_conf_merge_value(conf->status_control, prev->status_control, 0);
+    ngx_conf_merge_uint_value(conf->flight_recorder, prev->flight_recorder,
+                              0);
     ngx_conf_merge_uint_value(conf->deflate, prev->deflate, 0);
     ngx_conf_merge_value(conf->deflate_takeover, prev->deflate_takeover, 0);
     ngx_conf_merge_uint_value(conf->deflate_bits, prev->deflate_bits, 15);
@@ -1200,6 +1214,7 @@ ngx_http_ws_proxy_conf_opts(ngx_http_ws_proxy_t *wp)
     wp->opts.ping_timeout = wlcf->ping_timeout;
     wp->opts.session_timeout = wlcf->session_timeout;
     wp->opts.drain_time = wlcf->drain_time;
+    wp->opts.flight_recorder = (uint16_t) wlcf->flight_recorder;
 
     /* a side's own limit, else the both-sides one */
 

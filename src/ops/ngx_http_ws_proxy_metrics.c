@@ -10,10 +10,11 @@
  */
 
 
-#include "ngx_http_ws_proxy_metrics.h"
+#include "ngx_http_ws_proxy_console.h"
 
 
-#define NGX_WSP_M_FLUSH      1000        /* ms between flushes */
+#define NGX_WSP_M_TICK       250         /* ms between the timer's runs */
+#define NGX_WSP_M_FLUSH      4           /* ticks between flushes */
 
 
 static ngx_int_t ngx_http_ws_proxy_metrics_init_zone(ngx_shm_zone_t *shm_zone,
@@ -43,6 +44,7 @@ const char  *ngx_http_ws_proxy_bucket_names[NGX_WSP_M_BUCKETS] = {
 
 static ngx_queue_t  ngx_http_ws_proxy_metrics_live;
 static ngx_event_t  ngx_http_ws_proxy_metrics_flush;
+static ngx_uint_t   ngx_http_ws_proxy_metrics_ticks;
 
 
 /* ws_proxy_zone <name> <size>; */
@@ -112,17 +114,38 @@ ngx_http_ws_proxy_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* ws_proxy_status; */
+/*
+ * ws_proxy_status [control];  control: the console may close sessions
+ * (and tap them) from this location
+ */
 
 char *
 ngx_http_ws_proxy_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_ws_proxy_loc_conf_t  *wlcf = conf;
+
+    ngx_str_t                      *value;
     ngx_http_core_loc_conf_t       *clcf;
     ngx_http_ws_proxy_main_conf_t  *wmcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     if (clcf->handler) {
         return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        if (value[1].len != 7
+            || ngx_strncmp(value[1].data, "control", 7) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": \"control\" "
+                               "or none", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        wlcf->status_control = 1;
     }
 
     clcf->handler = ngx_http_ws_proxy_status_handler;
@@ -176,6 +199,7 @@ ngx_http_ws_proxy_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_rbtree_init(&sh->rbtree, &sh->sentinel, ngx_str_rbtree_insert_value);
     ngx_queue_init(&sh->queue);
+    ngx_http_ws_proxy_registry_init(sh);
     sh->keys = 0;
     sh->full_keys = 0;
 
@@ -454,6 +478,9 @@ ngx_http_ws_proxy_metrics_start(ngx_http_ws_proxy_t *wp)
     ngx_slab_pool_t            *shpool;
     ngx_http_ws_proxy_mnode_t  *node;
 
+    /* the flight recorder needs no zone */
+    ngx_http_ws_proxy_recorder_start(wp);
+
     node = ngx_http_ws_proxy_metrics_node(wp);
     if (node == NULL || wp->metrics.running) {
         return;
@@ -475,6 +502,8 @@ ngx_http_ws_proxy_metrics_start(ngx_http_ws_proxy_t *wp)
     wp->metrics.handshake = 1;
     wp->metrics.running = 1;
 
+    ngx_http_ws_proxy_registry_start(wp);
+
     if (ngx_http_ws_proxy_metrics_live.next == NULL) {
         ngx_queue_init(&ngx_http_ws_proxy_metrics_live);
     }
@@ -491,8 +520,21 @@ ngx_http_ws_proxy_metrics_start(ngx_http_ws_proxy_t *wp)
         /* it must not hold a worker that is shutting down */
         ngx_http_ws_proxy_metrics_flush.cancelable = 1;
 
-        ngx_add_timer(&ngx_http_ws_proxy_metrics_flush, NGX_WSP_M_FLUSH);
+        ngx_add_timer(&ngx_http_ws_proxy_metrics_flush, NGX_WSP_M_TICK);
     }
+}
+
+
+/* the worker's running sessions that count into a zone */
+
+ngx_queue_t *
+ngx_http_ws_proxy_metrics_sessions(void)
+{
+    if (ngx_http_ws_proxy_metrics_live.next == NULL) {
+        ngx_queue_init(&ngx_http_ws_proxy_metrics_live);
+    }
+
+    return &ngx_http_ws_proxy_metrics_live;
 }
 
 
@@ -539,6 +581,8 @@ ngx_http_ws_proxy_metrics_end(ngx_http_ws_proxy_t *wp)
     ngx_slab_pool_t               *shpool;
     ngx_http_ws_proxy_counters_t  *c;
 
+    ngx_http_ws_proxy_recorder_dump(wp);
+
     if (!wp->metrics.running) {
         return;
     }
@@ -579,6 +623,8 @@ ngx_http_ws_proxy_metrics_end(ngx_http_ws_proxy_t *wp)
     c->duration_ms += ms;
 
     c->sessions_open--;
+
+    ngx_http_ws_proxy_registry_end(wp);
 
     ngx_shmtx_unlock(&shpool->mutex);
 }
@@ -681,9 +727,11 @@ ngx_http_ws_proxy_metrics_limited(ngx_http_ws_proxy_t *wp)
 
 
 /*
- * Once a second while the worker has running sessions: what they counted
- * since, so that long sessions show live.  One lock per zone and flush
- * (the worker's sessions share its cycle's zone).
+ * Every NGX_WSP_M_TICK ms while the worker has running sessions: the
+ * console's close requests, when any is pending; and once a second
+ * (NGX_WSP_M_FLUSH ticks) what the sessions counted since, so that long
+ * sessions show live, with their registry entries.  One lock per zone and
+ * flush (the worker's sessions share its cycle's zone).
  */
 
 static void
@@ -701,6 +749,12 @@ ngx_http_ws_proxy_metrics_timer(ngx_event_t *ev)
 
     ev->timedout = 0;
     locked = NULL;
+
+    ngx_http_ws_proxy_registry_requests(&ngx_http_ws_proxy_metrics_live);
+
+    if (++ngx_http_ws_proxy_metrics_ticks % NGX_WSP_M_FLUSH) {
+        goto next;
+    }
 
     for (q = ngx_queue_head(&ngx_http_ws_proxy_metrics_live);
          q != ngx_queue_sentinel(&ngx_http_ws_proxy_metrics_live);
@@ -724,14 +778,17 @@ ngx_http_ws_proxy_metrics_timer(ngx_event_t *ev)
 
         ngx_http_ws_proxy_metrics_add(wp,
                                 &((ngx_http_ws_proxy_mnode_t *) m->node)->c);
+        ngx_http_ws_proxy_registry_flush(wp, 1);
     }
 
     if (locked) {
         ngx_shmtx_unlock(&locked->mutex);
     }
 
+next:
+
     if (!ngx_queue_empty(&ngx_http_ws_proxy_metrics_live)) {
-        ngx_add_timer(ev, NGX_WSP_M_FLUSH);
+        ngx_add_timer(ev, NGX_WSP_M_TICK);
     }
 }
 

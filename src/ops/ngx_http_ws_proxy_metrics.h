@@ -76,6 +76,23 @@ typedef struct {
 } ngx_http_ws_proxy_mnode_t;
 
 
+/*
+ * The console's registry of sessions (ngx_http_ws_proxy_registry.c): one
+ * entry per running session, kept a while after its end; in the zone.
+ */
+typedef struct {
+    ngx_rbtree_t                rbtree;      /* entries by their seq */
+    ngx_rbtree_node_t           sentinel;
+    ngx_queue_t                 live;        /* oldest start first */
+    ngx_queue_t                 ended;       /* oldest end first */
+    uint64_t                    seq;         /* the last one given */
+    uint64_t                    epoch;       /* the zone's birth (unix s) */
+    ngx_uint_t                  entries;     /* live and ended */
+    ngx_uint_t                  unlisted;    /* running without an entry */
+    ngx_atomic_t                pending;     /* close requests to pick up */
+} ngx_http_ws_proxy_registry_t;
+
+
 typedef struct {
     ngx_rbtree_t                rbtree;
     ngx_rbtree_node_t           sentinel;
@@ -83,6 +100,7 @@ typedef struct {
     ngx_uint_t                  keys;
     ngx_uint_t                  full_keys;   /* keys when "full" was logged */
     ngx_http_ws_proxy_mnode_t  *other;       /* where keys go once full */
+    ngx_http_ws_proxy_registry_t  reg;
 } ngx_http_ws_proxy_msh_t;
 
 
@@ -93,12 +111,47 @@ typedef struct {
 } ngx_http_ws_proxy_zone_t;
 
 
+#define NGX_WSP_OUT_LINE     1024       /* a line, with its escaped key */
+
+
+typedef struct {
+    ngx_str_t                      key;   /* escaped for both formats */
+    ngx_http_ws_proxy_counters_t   c;
+} ngx_http_ws_proxy_snap_t;
+
+
+/* a response being written (ngx_http_ws_proxy_print()) */
+typedef struct {
+    ngx_http_request_t            *r;
+    ngx_chain_t                   *out;
+    ngx_chain_t                  **last;
+    ngx_buf_t                     *b;
+    off_t                          len;
+    ngx_uint_t                     failed;
+    ngx_http_ws_proxy_snap_t      *s;
+    ngx_uint_t                     n;
+} ngx_http_ws_proxy_out_t;
+
+
 /* the upper bounds of the duration buckets, in ms, and as printed */
 extern const ngx_msec_t  ngx_http_ws_proxy_buckets[NGX_WSP_M_BUCKETS];
 extern const char       *ngx_http_ws_proxy_bucket_names[NGX_WSP_M_BUCKETS];
 
 
 ngx_int_t ngx_http_ws_proxy_status_handler(ngx_http_request_t *r);
+void ngx_http_ws_proxy_print(ngx_http_ws_proxy_out_t *o, const char *fmt,
+    ...);
+
+/* ngx_http_ws_proxy_registry.c, for ngx_http_ws_proxy_metrics.c */
+void ngx_http_ws_proxy_registry_init(ngx_http_ws_proxy_msh_t *sh);
+void ngx_http_ws_proxy_registry_start(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_registry_flush(ngx_http_ws_proxy_t *wp,
+    ngx_uint_t ring);
+void ngx_http_ws_proxy_registry_end(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_registry_requests(ngx_queue_t *live);
+void ngx_http_ws_proxy_recorder_start(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_recorder_dump(ngx_http_ws_proxy_t *wp);
+ngx_queue_t *ngx_http_ws_proxy_metrics_sessions(void);
 
 
 #endif /* _NGX_HTTP_WS_PROXY_METRICS_H_INCLUDED_ */

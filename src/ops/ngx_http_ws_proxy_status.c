@@ -7,36 +7,15 @@
  */
 
 
-#include "ngx_http_ws_proxy_metrics.h"
+#include "ngx_http_ws_proxy_console.h"
 #include "ngx_http_ws_proxy_dash.h"
 
 
 #define NGX_WSP_OUT_BUF      16384
-#define NGX_WSP_OUT_LINE     1024       /* a line, with its escaped key */
-
-
-typedef struct {
-    ngx_str_t                      key;   /* escaped for both formats */
-    ngx_http_ws_proxy_counters_t   c;
-} ngx_http_ws_proxy_snap_t;
-
-
-typedef struct {
-    ngx_http_request_t            *r;
-    ngx_chain_t                   *out;
-    ngx_chain_t                  **last;
-    ngx_buf_t                     *b;
-    off_t                          len;
-    ngx_uint_t                     failed;
-    ngx_http_ws_proxy_snap_t      *s;
-    ngx_uint_t                     n;
-} ngx_http_ws_proxy_out_t;
 
 
 static ngx_int_t ngx_http_ws_proxy_snapshot(ngx_http_ws_proxy_out_t *o,
     ngx_http_ws_proxy_zone_t *zone);
-static void ngx_http_ws_proxy_print(ngx_http_ws_proxy_out_t *o,
-    const char *fmt, ...);
 static void ngx_http_ws_proxy_prom(ngx_http_ws_proxy_out_t *o);
 static void ngx_http_ws_proxy_prom_head(ngx_http_ws_proxy_out_t *o,
     const char *name, const char *type, const char *help);
@@ -85,8 +64,15 @@ ngx_http_ws_proxy_status_handler(ngx_http_request_t *r)
     ngx_http_ws_proxy_zone_t       *zone;
     ngx_http_ws_proxy_main_conf_t  *wmcf;
 
+    /* the dashboard: ?format=html, or a browser's Accept */
     if (ngx_http_ws_proxy_page_wanted(r)) {
         return ngx_http_ws_proxy_page_handler(r);
+    }
+
+    /* the console's queries: ?sessions, ?session=<id> */
+    rc = ngx_http_ws_proxy_console_handler(r);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -208,7 +194,7 @@ ngx_http_ws_proxy_snapshot(ngx_http_ws_proxy_out_t *o,
 
 /* appends to the response, in buffers of 16k */
 
-static void
+void
 ngx_http_ws_proxy_print(ngx_http_ws_proxy_out_t *o, const char *fmt, ...)
 {
     u_char       *p;

@@ -173,6 +173,18 @@ ngx_http_ws_proxy_core_mask_key(ngx_wsp_session_t *s, u_char key[4])
 }
 
 
+/* the core's observe(): the frame just parsed, for the console */
+
+static void
+ngx_http_ws_proxy_core_observe(ngx_wsp_sdir_t *sd, unsigned action)
+{
+    ngx_http_ws_proxy_observe((ngx_http_ws_proxy_dir_t *) sd, action,
+                              sd->frame.opcode, sd->frame.fin,
+                              sd->frame.rsv & NGX_WSP_RSV_DEFLATE,
+                              sd->frame.payload_len);
+}
+
+
 static const ngx_wsp_session_cb_t  ngx_http_ws_proxy_core_cb = {
     ngx_http_ws_proxy_core_alloc,
     ngx_http_ws_proxy_core_mask_key,
@@ -181,7 +193,8 @@ static const ngx_wsp_session_cb_t  ngx_http_ws_proxy_core_cb = {
     ngx_http_ws_proxy_reserve,
     ngx_http_ws_proxy_inflate,
     ngx_http_ws_proxy_deflate,
-    ngx_http_ws_proxy_hand_over
+    ngx_http_ws_proxy_hand_over,
+    ngx_http_ws_proxy_core_observe
 };
 
 

@@ -43,14 +43,28 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code)
 {
     int         rc;
-    ngx_uint_t  opcode;
+    size_t      slen;
+    ngx_uint_t  opcode, fin;
 
     opcode = (ngx_uint_t) d->slot.opcode;
+    fin = (ngx_uint_t) d->slot.fin;
+    slen = d->slot.len;
 
     rc = ngx_wsp_verdict(&d->core, verdict, data, len, code);
 
     if (rc != NGX_WSP_OK) {
         return rc;
+    }
+
+    if (d->observe) {
+        /* the console's observation point for frames Lua had */
+        ngx_http_ws_proxy_observe(d,
+            (opcode == NGX_WSP_OP_CLOSE || verdict == NGX_WSP_VERDICT_FORWARD)
+            ? NGX_WSP_OBS_FORWARDED
+            : (verdict == NGX_WSP_VERDICT_REWRITE) ? NGX_WSP_OBS_REWRITTEN
+                                                   : NGX_WSP_OBS_DROPPED,
+            opcode, fin, d->frame.rsv & NGX_WSP_RSV_DEFLATE,
+            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : slen);
     }
 
     if (opcode == NGX_WSP_OP_CLOSE) {
@@ -209,6 +223,10 @@ ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
 
     for (last = &d->inject; *last; last = &(*last)->next) { /* void */ }
     *last = in;
+
+    if (d->observe) {
+        ngx_http_ws_proxy_observe(d, NGX_WSP_OBS_INJECTED, opcode, 1, 0, len);
+    }
 
     ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_DIR(dir), 0);
 

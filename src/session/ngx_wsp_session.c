@@ -22,6 +22,12 @@ static void ngx_wsp_frame_unsent(ngx_wsp_sdir_t *d);
 
 #define ngx_wsp_sother(d)    ((d)->session->sd[1 - (d)->dir])
 
+/* the relay watches d's frames (its recorder, a tap): one test when not */
+#define ngx_wsp_observe(d, action)                                           \
+    if ((d)->observe) {                                                      \
+        (d)->session->cb->observe((d), (action));                            \
+    }
+
 #define ngx_wsp_event(d, ev, code, text)                                     \
     (d)->session->cb->event((d)->session, (d), (ev), (code), (text), 0)
 
@@ -1423,6 +1429,8 @@ ngx_wsp_frame_done(ngx_wsp_sdir_t *d)
     d->frames++;
 
     if (in == NGX_WSP_IN_SKIP) {
+        ngx_wsp_observe(d, NGX_WSP_OBS_DROPPED);
+
         if (d->frame.opcode == NGX_WSP_OP_CLOSE) {
             ngx_wsp_rx_close(d);
         }
@@ -1437,6 +1445,7 @@ ngx_wsp_frame_done(ngx_wsp_sdir_t *d)
     }
 
     if (in == NGX_WSP_IN_RAW) {
+        ngx_wsp_observe(d, NGX_WSP_OBS_FORWARDED);
         ngx_wsp_raw_done(d);
         return;
     }
@@ -1465,10 +1474,15 @@ ngx_wsp_frame_done(ngx_wsp_sdir_t *d)
             || (d->frame.fin && d->utf8 != NGX_WSP_UTF8_ACCEPT)))
     {
         d->hold = 0;
+        ngx_wsp_observe(d, NGX_WSP_OBS_DROPPED);
         ngx_wsp_violation(d, NGX_WSP_CLOSE_INVALID_DATA, "invalid UTF-8 text",
                           "invalid UTF-8 in a text message");
         return;
     }
+
+    ngx_wsp_observe(d, (!d->session->conf->hook) ? NGX_WSP_OBS_FORWARDED
+                       : (d->msg_drop && !control) ? NGX_WSP_OBS_DROPPED
+                       : NGX_WSP_OBS_HELD);
 
     ngx_wsp_frame_out(d);
 }

@@ -164,6 +164,17 @@
 #define NGX_WSP_EV_CLOSE_UNDROPPED  12   /* Lua dropped a close frame:
                                             it goes on all the same */
 
+/*
+ * What became of a frame src sent, for the relay's observe() (its flight
+ * recorder, its taps), called only while the direction's `observe` is set
+ */
+#define NGX_WSP_OBS_FORWARDED        0
+#define NGX_WSP_OBS_DROPPED          1
+#define NGX_WSP_OBS_REWRITTEN        2
+#define NGX_WSP_OBS_INJECTED         3
+#define NGX_WSP_OBS_HELD             4   /* handed to Lua: its verdict
+                                            tells (the relay's) */
+
 
 typedef struct ngx_wsp_session_s  ngx_wsp_session_t;
 typedef struct ngx_wsp_sdir_s     ngx_wsp_sdir_t;
@@ -273,6 +284,12 @@ typedef struct {
     int    (*deflate)(ngx_wsp_sdir_t *d, unsigned fin, unsigned char **data,
                       size_t *len);
     void   (*hand_over)(ngx_wsp_sdir_t *d);
+
+    /*
+     * observe(): the frame just parsed (d->frame) went as `action` says
+     * (NGX_WSP_OBS_*); called only while d->observe is set
+     */
+    void   (*observe)(ngx_wsp_sdir_t *d, unsigned action);
 } ngx_wsp_session_cb_t;
 
 
@@ -339,6 +356,8 @@ typedef struct {
     unsigned char               ohdr[NGX_WSP_MAX_HEADER];  /* out_hdr's */   \
     unsigned char               msg_drop;       /* Lua dropped the open     \
                                                    message's first frame */  \
+    unsigned char               observe;        /* cb->observe() is due     \
+                                                   for each frame */         \
     intptr_t                    close_code;     /* src's, -1: none */
 
 struct ngx_wsp_sdir_s {

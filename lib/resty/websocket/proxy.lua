@@ -69,7 +69,38 @@ typedef struct {
     int                         aggregate;
     int                         debug;
     int                         drain_time;
+    int                         flight_recorder;
 } ngx_http_ws_proxy_ffi_opts_t;
+
+typedef struct {
+    double                      seq;
+    double                      epoch;
+    double                      start;
+    double                      age;
+    double                      frames[2];
+    double                      bytes[2];
+    int                         worker;
+    int                         state;
+    int                         ended_by;
+    int                         close_code[2];
+    int                         deflate;
+    int                         hook;
+    int                         recorder;
+    int                         taps;
+    int                         key_len;
+    const unsigned char        *key;
+    int                         location_len;
+    int                         client_len;
+    int                         upstream_len;
+    unsigned char               location[64];
+    unsigned char               client[56];
+    unsigned char               upstream[56];
+} ngx_http_ws_proxy_ffi_session_t;
+
+int ngx_http_ws_proxy_ffi_sessions(const unsigned char *args, size_t len,
+    ngx_http_ws_proxy_ffi_session_t *out, int n, int *total, int *unlisted);
+int ngx_http_ws_proxy_ffi_close_session(const unsigned char *id, size_t len,
+    int code, const unsigned char *reason, size_t reason_len);
 
 typedef struct {
     const unsigned char        *uri;
@@ -174,7 +205,7 @@ uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 11
+local FFI_ABI = 12
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -238,7 +269,7 @@ local _OPTIONS = {
     "deflate_window_bits", "deflate_level", "deflate_mem_level",
     "client_deflate_context_takeover", "upstream_deflate_context_takeover",
     "client_deflate_window_bits", "upstream_deflate_window_bits",
-    "handshake_buffer_size", "limit_sessions",
+    "handshake_buffer_size", "limit_sessions", "flight_recorder",
 }
 
 
@@ -435,6 +466,7 @@ function _M.new(opts)
     check_number(opts, "upstream_max_fragments", 1, MAX_INT)
     check_number(opts, "max_payload_size", 1, MAX_SIZE)
     check_number(opts, "handshake_buffer_size", HS_BUFFER_MIN, MAX_INT)
+    check_integer(opts, "flight_recorder", 0, 1024)
 
     if opts.limit_sessions ~= nil then
         local err = check_limit_sessions(opts.limit_sessions)
@@ -1308,6 +1340,8 @@ function _M:execute()
     end
     o.debug = self.debug and 1 or 0
     o.drain_time = self.drain_time or 0
+    -- not given: the directive's (ws_proxy_flight_recorder); 0: off
+    o.flight_recorder = self.flight_recorder or -1
 
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
@@ -1600,6 +1634,127 @@ function _M:stats()
         upstream_compressed_bytes = tonumber(st.zbytes[1]),
         upstream_uncompressed_bytes = tonumber(st.zplain[1]),
     }
+end
+
+
+-- The console (docs/api.md, "The console"): the sessions of the
+-- ws_proxy_zone in every worker, and closing one by id
+
+local SESSION_FILTERS = {
+    "key", "client", "upstream", "min_age", "max_age", "state", "sort",
+    "offset", "limit",
+}
+local sessions_total = ffi_new("int[1]")
+local sessions_unlisted = ffi_new("int[1]")
+
+
+-- ws_proxy.sessions(filter): a list of sessions (S of docs/api.md), as
+-- the console's ?sessions answers it; nil, err when there is no
+-- ws_proxy_zone or the filter is bad
+function _M.sessions(filter)
+    if filter ~= nil and type(filter) ~= "table" then
+        error("filter must be a table", 2)
+    end
+
+    local args = {}
+    for _, name in ipairs(SESSION_FILTERS) do
+        local v = filter and filter[name]
+        if v ~= nil then
+            if type(v) ~= "string" and type(v) ~= "number" then
+                error("filter." .. name .. " must be a string or a number", 2)
+            end
+            args[#args + 1] = name .. "=" .. ngx.escape_uri(tostring(v))
+        end
+    end
+
+    local q = table.concat(args, "&")
+    local limit = tonumber(filter and filter.limit) or 100
+    if limit < 0 or limit > 1000 then
+        return nil, "filter.limit must be from 0 to 1000"
+    end
+
+    local out = ffi_new("ngx_http_ws_proxy_ffi_session_t[?]", limit + 1)
+    local n = C.ngx_http_ws_proxy_ffi_sessions(q, #q, out, limit,
+                                               sessions_total,
+                                               sessions_unlisted)
+    if n == NGX_DECLINED then
+        return nil, "no ws_proxy_zone"
+    end
+
+    if n < 0 then
+        return nil, "bad filter: " .. q
+    end
+
+    local list = {}
+
+    for i = 0, n - 1 do
+        local s = out[i]
+        local ended = s.state ~= 0
+        local codes = {}
+        if ended then
+            codes.client = s.close_code[0] >= 0 and s.close_code[0] or nil
+            codes.upstream = s.close_code[1] >= 0 and s.close_code[1] or nil
+        end
+
+        list[i + 1] = {
+            id = string.format("%d-%d", s.epoch, s.seq),
+            key = ffi_str(s.key, s.key_len),
+            location = ffi_str(s.location, s.location_len),
+            client = ffi_str(s.client, s.client_len),
+            upstream = ffi_str(s.upstream, s.upstream_len),
+            start = s.start,
+            age = s.age,
+            worker = s.worker,
+            frames = { client = s.frames[0], upstream = s.frames[1] },
+            bytes = { client = s.bytes[0], upstream = s.bytes[1] },
+            deflate = s.deflate ~= 0,
+            hook = s.hook ~= 0,
+            state = ended and "ended" or "open",
+            ["end"] = ended and _ENDED_BY[s.ended_by] or nil,
+            close_codes = codes,
+            recorder = s.recorder ~= 0,
+            taps = s.taps,
+        }
+    end
+
+    return list, sessions_total[0], sessions_unlisted[0]
+end
+
+
+-- ws_proxy.close_session(id, code, reason): the worker that holds the
+-- session sends the close frames (code: 1000 or 3000-4999, default 1000)
+-- within a quarter of a second; true, or nil, err
+function _M.close_session(id, code, reason)
+    if type(id) ~= "string" then
+        error("id must be a string", 2)
+    end
+
+    if code ~= nil and (type(code) ~= "number" or code % 1 ~= 0) then
+        error("code must be an integer", 2)
+    end
+
+    if reason ~= nil and type(reason) ~= "string" then
+        error("reason must be a string", 2)
+    end
+
+    reason = reason or ""
+
+    local rc = C.ngx_http_ws_proxy_ffi_close_session(id, #id, code or -1,
+                                                     reason, #reason)
+    if rc == NGX_OK then
+        return true
+    end
+
+    if rc == NGX_DECLINED then
+        return nil, "no session " .. id
+    end
+
+    if rc == NGX_ERROR then
+        return nil, "bad close code or reason: a code 1000 or 3000-4999, "
+                    .. "a UTF-8 reason of at most 123 bytes"
+    end
+
+    return nil, "no ws_proxy_zone"
 end
 
 
