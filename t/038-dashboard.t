@@ -125,11 +125,12 @@ Content-Type: (?!text/html).*
 
 
 
-=== TEST 6: nor on a session's (?session=<id>)
+=== TEST 6: nor on a session's (?session=<id>): the console's 404 in JSON
 --- request
 GET /status?session=x
 --- more_headers
 Accept: text/html
+--- error_code: 404
 --- response_headers_like
 Content-Type: (?!text/html).*
 --- no_error_log

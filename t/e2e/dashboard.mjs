@@ -242,9 +242,10 @@ try {
     await page.fill('#cl-code', '4001');
     await page.fill('#cl-reason', 'closed from the dashboard');
     await page.click('#cl-ok');
-    const closed = await users.waitForFunction(() =>
-      window.socks.filter((s) => s.closed).map((s) => s.closed),
-      null, { timeout: 10000 }).then((h) => h.jsonValue());
+    const closed = await users.waitForFunction(() => {
+      const c = window.socks.filter((s) => s.closed).map((s) => s.closed);
+      return c.length ? c : null;
+    }, null, { timeout: 10000 }).then((h) => h.jsonValue());
     await sleep(500);
     const after = await users.evaluate(() =>
       window.socks.map((s, i) => [i, s.readyState, s.closed]));
