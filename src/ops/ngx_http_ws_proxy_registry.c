@@ -21,6 +21,7 @@
 
 
 #include "ngx_http_ws_proxy_console.h"
+#include "ngx_http_ws_proxy_dash.h"
 
 
 #define NGX_WSP_R_BATCH      32          /* closes taken per tick */
@@ -157,12 +158,15 @@ ngx_http_ws_proxy_recorder_start(ngx_http_ws_proxy_t *wp)
 /*
  * The one observation point: a frame src sent went as `action` says
  * (NGX_WSP_OBS_*), or was injected towards dst.  Called only while
- * d->observe is set (the recorder is on; a tap may set it too).
+ * d->observe is set (the recorder is on; a tap may set it too).  payload
+ * (plen bytes, masked with mask unless NULL), where the caller has it
+ * whole, is for the taps; NULL: headers only.
  */
 
 void
 ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
-    ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len)
+    ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len,
+    const u_char *payload, size_t plen, const u_char *mask)
 {
     ngx_http_ws_proxy_t       *wp;
     ngx_http_ws_proxy_frec_t  *rec;
@@ -174,6 +178,11 @@ ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
     }
 
     wp = ngx_wsp_dir_wp(d);
+
+    /* the taps (ngx_http_ws_proxy_tap.c) */
+    ngx_http_ws_proxy_tap_frame(wp, d->dir, action, opcode, fin, rsv1, len,
+                                payload, plen, mask);
+
     ring = wp->metrics.recorder;
 
     if (ring == NULL) {
@@ -450,6 +459,8 @@ ngx_http_ws_proxy_registry_end(ngx_http_ws_proxy_t *wp)
 
     ngx_queue_remove(&e->queue);
     ngx_queue_insert_tail(&zone->sh->reg.ended, &e->queue);
+
+    ngx_http_ws_proxy_tap_ended(zone, e);
 
     wp->metrics.entry = 0;
 }

@@ -69,6 +69,11 @@ ngx_http_ws_proxy_status_handler(ngx_http_request_t *r)
         return ngx_http_ws_proxy_page_handler(r);
     }
 
+    /* the tap: ?tap=<id>, a WebSocket (ngx_http_ws_proxy_tap.c) */
+    if (ngx_http_arg(r, (u_char *) "tap", 3, &format) == NGX_OK) {
+        return ngx_http_ws_proxy_tap_handler(r);
+    }
+
     /* the console's queries: ?sessions, ?session=<id> */
     rc = ngx_http_ws_proxy_console_handler(r);
     if (rc != NGX_DECLINED) {

@@ -42,13 +42,15 @@ ngx_int_t
 ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code)
 {
-    int         rc;
-    size_t      slen;
-    ngx_uint_t  opcode, fin;
+    int            rc;
+    size_t         slen;
+    ngx_uint_t     opcode, fin;
+    const u_char  *sdata;
 
     opcode = (ngx_uint_t) d->slot.opcode;
     fin = (ngx_uint_t) d->slot.fin;
     slen = d->slot.len;
+    sdata = d->slot.data;
 
     rc = ngx_wsp_verdict(&d->core, verdict, data, len, code);
 
@@ -64,7 +66,11 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
             : (verdict == NGX_WSP_VERDICT_REWRITE) ? NGX_WSP_OBS_REWRITTEN
                                                    : NGX_WSP_OBS_DROPPED,
             opcode, fin, d->frame.rsv & NGX_WSP_RSV_DEFLATE,
-            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : slen);
+            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : slen,
+            /* the payload Lua saw (inflated), or its rewrite */
+            (opcode == NGX_WSP_OP_CLOSE) ? NULL
+            : (verdict == NGX_WSP_VERDICT_REWRITE) ? data : sdata,
+            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : slen, NULL);
     }
 
     if (opcode == NGX_WSP_OP_CLOSE) {
@@ -225,7 +231,8 @@ ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     *last = in;
 
     if (d->observe) {
-        ngx_http_ws_proxy_observe(d, NGX_WSP_OBS_INJECTED, opcode, 1, 0, len);
+        ngx_http_ws_proxy_observe(d, NGX_WSP_OBS_INJECTED, opcode, 1, 0, len,
+                                  data, len, NULL);
     }
 
     ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_DIR(dir), 0);
