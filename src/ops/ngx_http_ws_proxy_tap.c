@@ -704,10 +704,6 @@ ngx_http_ws_proxy_tap_poll(ngx_event_t *ev)
 {
     ngx_http_ws_proxy_tap_ctx_t  *ctx = ev->data;
 
-    ngx_http_request_t  *r;
-
-    r = ctx->r;
-
     if (ngx_exiting || ngx_terminate || ngx_quit) {
         ngx_http_ws_proxy_tap_close(ctx, 1001);
 
@@ -729,8 +725,6 @@ ngx_http_ws_proxy_tap_poll(ngx_event_t *ev)
     }
 
     ngx_add_timer(&ctx->poll, NGX_WSP_TAP_POLL);
-
-    (void) r;
 }
 
 
