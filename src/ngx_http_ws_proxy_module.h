@@ -194,12 +194,17 @@ typedef struct {
     unsigned                    failed:3;    /* the failed attempt's
                                                 NGX_WSP_HSO_* + 1, or 0 */
     unsigned                    running:1;   /* counted as open */
-    unsigned                    unlisted:1;  /* no registry entry: full */
 
-    /* the console: its registry entry (an offset in the zone, 0: none),
-     * its flight recorder (worker memory, NULL: off) */
+    /*
+     * the console (ngx_http_ws_proxy_registry.c), in what was padding:
+     * no registry entry (the zone was full), the recorder turned off by
+     * Lua, its ring (a slot in the worker's table + 1, 0: none), its
+     * registry entry (an offset in the zone, 0: none)
+     */
+    unsigned                    unlisted:1;
+    unsigned                    norec:1;
+    unsigned                    ring:23;
     uint32_t                    entry;
-    void                       *recorder;
 } ngx_http_ws_proxy_msess_t;
 
 
@@ -237,9 +242,6 @@ typedef struct {
     u_char                      deflate_bits[2];
     u_char                      deflate_level;
     u_char                      deflate_mem_level;
-
-    /* the flight recorder's frames each way (0: off), the console's */
-    uint16_t                    flight_recorder;
 
     unsigned                    debug:1;
 } ngx_http_ws_proxy_opts_t;
@@ -677,6 +679,9 @@ char *ngx_http_ws_proxy_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 void ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
     ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len,
     const u_char *payload, size_t plen, const u_char *mask);
+void ngx_http_ws_proxy_observe_frame(ngx_wsp_sdir_t *sd, unsigned action);
+ngx_int_t ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp,
+    ngx_uint_t n);
 char *ngx_http_ws_proxy_flight_recorder(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_ws_proxy_status(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -217,6 +217,61 @@ times ok
 
 
 
+=== TEST 2b: the recorder with a hook: what Lua did with each frame (dropped, rewritten, forwarded), a frame it injected
+--- proxy
+        ws_proxy_flight_recorder 8;
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local p
+            p = assert(proxy.new({
+                on_frame = function(_, role, typ, payload)
+                    if role == "client" and payload == "drop" then
+                        return nil
+                    end
+                    if role == "client" and payload == "rewrite" then
+                        p:send_frame("client", "text", "injected")
+                        return "rewritten!"
+                    end
+                    return payload
+                end,
+            }))
+            assert(p:connect("ws://127.0.0.1:" .. ngx.var.server_port .. "/up"))
+            p:execute()
+        }
+--- client
+            -- a frame Lua sends to the client travels with the upstream's
+            local c = assert(open("/proxy?k=hook"))
+            c:send_text("drop")
+            c:send_text("rewrite")
+            ngx.say(ws.describe(c:recv_frame()))
+            ngx.say(ws.describe(c:recv_frame()))
+            local _, body = http("GET", "/status?sessions&key=hook")
+            local _, one = http("GET", "/status?session=" .. ids(body)[1])
+            ngx.say(one:match('"hook":true') and "hook" or one)
+            for d in ("client upstream"):gmatch("%w+") do
+                local l = one:match('"' .. d .. '":%[(.-)%]')
+                for op, len, action in l:gmatch('"op":"(%w+)","len":(%d+),"fin":%w+,"rsv1":%w+,"action":"(%w+)"') do
+                    ngx.say(d, " ", op, " ", len, " ", action)
+                end
+            end
+            c:send_close(1000, "")
+            c:recv_frame()
+--- response_body
+text:injected
+text:echo rewritten!
+hook
+client text 2 forwarded
+client text 4 dropped
+client text 10 rewritten
+upstream text 7 forwarded
+upstream text 8 injected
+upstream text 15 forwarded
+--- no_error_log
+[error]
+[alert]
+
+
+
 === TEST 3: close by id: the session gets the code and reason, the others are untouched; 403 without control, 400, 404
 --- client
             local a = assert(open("/proxy?k=a"))

@@ -381,9 +381,12 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
         wp->opts.drain_time = o->drain_time;
     }
 
-    if (o->flight_recorder >= 0) {
-        wp->opts.flight_recorder = (uint16_t) ngx_min(o->flight_recorder,
-                                                      NGX_WSP_RECORDER_MAX);
+    if (o->flight_recorder >= 0
+        && ngx_http_ws_proxy_recorder_set(wp, (ngx_uint_t) ngx_min(
+                                   o->flight_recorder, NGX_WSP_RECORDER_MAX))
+           != NGX_OK)
+    {
+        return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
     }
 
     wp->opts.hook = o->hook ? 1 : 0;

@@ -1232,7 +1232,6 @@ ngx_http_ws_proxy_conf_opts(ngx_http_ws_proxy_t *wp)
     wp->opts.ping_timeout = wlcf->ping_timeout;
     wp->opts.session_timeout = wlcf->session_timeout;
     wp->opts.drain_time = wlcf->drain_time;
-    wp->opts.flight_recorder = (uint16_t) wlcf->flight_recorder;
 
     /* a side's own limit, else the both-sides one */
 

@@ -664,7 +664,7 @@ ngx_http_ws_proxy_json_ring(ngx_http_ws_proxy_out_t *o,
             from = w - ngx_min(w, (uint64_t) ring->n);
 
             for (k = from; k < w; k++) {
-                rec = &ring->rec[d * ring->n + k % ring->n];
+                rec = ngx_wsp_ring_rec(ring, d, k);
 
                 ngx_http_ws_proxy_print(o, "%s{\"t\":%uL.%03uL,\"op\":\"%s\","
                                         "\"len\":%uD,\"fin\":%s,"

@@ -42,17 +42,26 @@ typedef struct {
 } ngx_http_ws_proxy_frec_t;
 
 
-/* a ring of n frames each way: rec[0 .. n) the client's, [n .. 2n) the
- * upstream's; written[]: every frame ever written, the next is at % n */
+/*
+ * A ring of at least n frames each way, mask + 1 (a power of two) of
+ * them: rec[0 .. mask] the client's, then the upstream's; written[]: every
+ * frame ever written, the next one goes at written & mask.  The console
+ * shows the last n.
+ */
 typedef struct {
-    ngx_uint_t                  n;
+    uint32_t                    n;
+    uint32_t                    mask;
     uint64_t                    written[2];
     ngx_http_ws_proxy_frec_t    rec[1];
 } ngx_http_ws_proxy_ring_t;
 
-#define ngx_wsp_ring_size(n)                                                 \
+#define ngx_wsp_ring_size(cap)                                               \
     (offsetof(ngx_http_ws_proxy_ring_t, rec)                                 \
-     + 2 * (n) * sizeof(ngx_http_ws_proxy_frec_t))
+     + 2 * (cap) * sizeof(ngx_http_ws_proxy_frec_t))
+
+/* the k-th frame ever written in dir */
+#define ngx_wsp_ring_rec(ring, dir, k)                                       \
+    (&(ring)->rec[((dir) ? (ring)->mask + 1 : 0) + ((k) & (ring)->mask)])
 
 
 /* a session in the registry */

@@ -24,6 +24,7 @@ ngx_int_t ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r);
 void ngx_http_ws_proxy_tap_frame(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     ngx_uint_t action, ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1,
     uint64_t len, const u_char *payload, size_t plen, const u_char *mask);
+void ngx_http_ws_proxy_tap_core(ngx_wsp_sdir_t *sd, unsigned action);
 void ngx_http_ws_proxy_tap_tick(ngx_queue_t *live);
 void ngx_http_ws_proxy_tap_ended(ngx_http_ws_proxy_zone_t *zone,
     ngx_http_ws_proxy_rentry_t *e);

@@ -51,6 +51,21 @@ static const char  *ngx_wsp_actions[] = {
 static ngx_uint_t  ngx_wsp_sort;
 static ngx_uint_t  ngx_wsp_desc;
 
+/*
+ * The worker's rings, by slot: a session keeps its slot + 1 in 23 bits of
+ * what was padding (msess.ring), not a pointer, so that a session without
+ * the recorder is no larger.  A free slot holds the next free one + 1,
+ * shifted, with bit 0 set.
+ */
+static ngx_http_ws_proxy_ring_t  **ngx_wsp_rings;
+static ngx_uint_t                  ngx_wsp_nrings;
+static ngx_uint_t                  ngx_wsp_free_ring;   /* slot + 1 */
+
+#define NGX_WSP_RINGS_MAX    ((1 << 23) - 1)
+
+#define ngx_wsp_ring_of(wp)                                                  \
+    ((wp)->metrics.ring ? ngx_wsp_rings[(wp)->metrics.ring - 1] : NULL)
+
 
 /* a new zone's registry */
 
@@ -128,27 +143,142 @@ ngx_http_ws_proxy_flight_recorder(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* the session's ring, when its recorder is on: both directions watched */
+/* the ring's slot is given back with the session's memory */
+
+static void
+ngx_http_ws_proxy_ring_free(void *data)
+{
+    ngx_http_ws_proxy_t  *wp = data;
+
+    ngx_uint_t  slot;
+
+    slot = wp->metrics.ring;
+
+    if (slot == 0) {
+        return;
+    }
+
+    ngx_wsp_rings[slot - 1] = (ngx_http_ws_proxy_ring_t *)
+                              ((ngx_wsp_free_ring << 1) | 1);
+    ngx_wsp_free_ring = slot;
+    wp->metrics.ring = 0;
+}
+
+
+/*
+ * The recorder of n frames each way (the new() option; 0: off, whatever
+ * the location says): its ring in the session's memory, in a slot
+ */
+
+ngx_int_t
+ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp, ngx_uint_t n)
+{
+    ngx_uint_t                  slot, size, cap;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_ws_proxy_ring_t   *ring, **rings;
+
+    wp->metrics.norec = (n == 0);
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    ring = ngx_wsp_ring_of(wp);
+
+    if (ring && ring->n == n) {
+        return NGX_OK;
+    }
+
+    /* a power of two: the frame path masks, it does not divide */
+    for (cap = 1; cap < n; cap <<= 1) { /* void */ }
+
+    ring = ngx_pcalloc(wp->pool, ngx_wsp_ring_size(cap));
+    if (ring == NULL) {
+        return NGX_ERROR;
+    }
+
+    ring->n = (uint32_t) n;
+    ring->mask = (uint32_t) (cap - 1);
+
+    if (wp->metrics.ring) {
+        /* a second proxy object of the request: its own size */
+        ngx_wsp_rings[wp->metrics.ring - 1] = ring;
+        return NGX_OK;
+    }
+
+    if (ngx_wsp_free_ring) {
+        slot = ngx_wsp_free_ring - 1;
+        ngx_wsp_free_ring = (uintptr_t) ngx_wsp_rings[slot] >> 1;
+
+    } else {
+        if (ngx_wsp_nrings == NGX_WSP_RINGS_MAX) {
+            return NGX_ERROR;
+        }
+
+        if ((ngx_wsp_nrings & (ngx_wsp_nrings - 1)) == 0) {
+            /* 0, 1, 2, 4, ...: the table doubles */
+            size = ngx_wsp_nrings ? 2 * ngx_wsp_nrings : 16;
+
+            rings = ngx_alloc(size * sizeof(void *), ngx_cycle->log);
+            if (rings == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (ngx_wsp_rings) {
+                ngx_memcpy(rings, ngx_wsp_rings,
+                           ngx_wsp_nrings * sizeof(void *));
+                ngx_free(ngx_wsp_rings);
+            }
+
+            ngx_wsp_rings = rings;
+        }
+
+        slot = ngx_wsp_nrings++;
+    }
+
+    cln = ngx_pool_cleanup_add(wp->pool, 0);
+    if (cln == NULL) {
+        ngx_wsp_rings[slot] = (ngx_http_ws_proxy_ring_t *)
+                              ((ngx_wsp_free_ring << 1) | 1);
+        ngx_wsp_free_ring = slot + 1;
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_ws_proxy_ring_free;
+    cln->data = wp;
+
+    ngx_wsp_rings[slot] = ring;
+    wp->metrics.ring = slot + 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The pump starts: the location's recorder unless Lua chose; with a
+ * ring, both directions are watched
+ */
 
 void
 ngx_http_ws_proxy_recorder_start(ngx_http_ws_proxy_t *wp)
 {
-    ngx_uint_t                 n;
-    ngx_http_ws_proxy_ring_t  *ring;
+    ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
-    n = wp->opts.flight_recorder;
+    if (wp->metrics.ring == 0 && !wp->metrics.norec) {
+        wlcf = ngx_http_get_module_loc_conf(wp->request,
+                                            ngx_http_ws_proxy_module);
 
-    if (n == 0 || wp->metrics.recorder) {
-        return;
+        if (wlcf->flight_recorder == 0
+            || ngx_http_ws_proxy_recorder_set(wp, wlcf->flight_recorder)
+               != NGX_OK)
+        {
+            return;
+        }
     }
 
-    ring = ngx_pcalloc(wp->pool, ngx_wsp_ring_size(n));
-    if (ring == NULL) {
+    if (wp->metrics.ring == 0 || wp->metrics.norec) {
         return;
     }
-
-    ring->n = n;
-    wp->metrics.recorder = ring;
 
     wp->dir[NGX_WSP_DIR_CLIENT].observe = 1;
     wp->dir[NGX_WSP_DIR_UPSTREAM].observe = 1;
@@ -156,11 +286,13 @@ ngx_http_ws_proxy_recorder_start(ngx_http_ws_proxy_t *wp)
 
 
 /*
- * The one observation point: a frame src sent went as `action` says
+ * The observation point: a frame src sent went as `action` says
  * (NGX_WSP_OBS_*), or was injected towards dst.  Called only while
- * d->observe is set (the recorder is on; a tap may set it too).  payload
- * (plen bytes, masked with mask unless NULL), where the caller has it
- * whole, is for the taps; NULL: headers only.
+ * d->observe is set (the recorder is on; a tap may set it too): by the
+ * session core for the frame it just parsed (the core's observe(), below,
+ * the one that runs per frame), by the relay for Lua's verdicts and
+ * injected frames.  payload (plen bytes, masked with mask unless NULL),
+ * where the caller has it whole, is for the taps; NULL: headers only.
  */
 
 void
@@ -172,29 +304,60 @@ ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
     ngx_http_ws_proxy_frec_t  *rec;
     ngx_http_ws_proxy_ring_t  *ring;
 
-    if (action == NGX_WSP_OBS_HELD) {
-        /* Lua's verdict will tell (ngx_http_ws_proxy_apply_verdict()) */
-        return;
-    }
-
     wp = ngx_wsp_dir_wp(d);
 
     /* the taps (ngx_http_ws_proxy_tap.c) */
-    ngx_http_ws_proxy_tap_frame(wp, d->dir, action, opcode, fin, rsv1, len,
-                                payload, plen, mask);
+    if (action != NGX_WSP_OBS_HELD) {
+        ngx_http_ws_proxy_tap_frame(wp, d->dir, action, opcode, fin, rsv1,
+                                    len, payload, plen, mask);
+    }
 
-    ring = wp->metrics.recorder;
-
-    if (ring == NULL) {
+    if (wp->metrics.ring == 0 || action == NGX_WSP_OBS_HELD) {
         return;
     }
 
-    rec = &ring->rec[d->dir * ring->n + ring->written[d->dir]++ % ring->n];
+    ring = ngx_wsp_rings[wp->metrics.ring - 1];
+    rec = ngx_wsp_ring_rec(ring, d->dir, ring->written[d->dir]++);
 
     rec->t = ngx_current_msec;
     rec->len = (len > 0xffffffff) ? 0xffffffff : (uint32_t) len;
     rec->opcode = (u_char) opcode;
     rec->flags = (u_char) ((fin ? 1 : 0) | (rsv1 ? 2 : 0) | (action << 2));
+}
+
+
+/* the session core's observe(): the frame in sd->frame, kept short */
+
+void
+ngx_http_ws_proxy_observe_frame(ngx_wsp_sdir_t *sd, unsigned action)
+{
+    uint64_t                   len;
+    ngx_uint_t                 slot;
+    ngx_http_ws_proxy_frec_t  *rec;
+    ngx_http_ws_proxy_ring_t  *ring;
+
+    if (action != NGX_WSP_OBS_HELD) {
+        /* the taps (ngx_http_ws_proxy_tap.c) */
+        ngx_http_ws_proxy_tap_core(sd, action);
+    }
+
+    slot = ngx_wsp_session_wp(sd->session)->metrics.ring;
+
+    if (slot == 0 || action == NGX_WSP_OBS_HELD) {
+        /* a tap without the recorder; or Lua's verdict will tell */
+        return;
+    }
+
+    ring = ngx_wsp_rings[slot - 1];
+    rec = ngx_wsp_ring_rec(ring, sd->dir, ring->written[sd->dir]++);
+    len = sd->frame.payload_len;
+
+    rec->t = ngx_current_msec;
+    rec->len = (len > 0xffffffff) ? 0xffffffff : (uint32_t) len;
+    rec->opcode = sd->frame.opcode;
+    rec->flags = (u_char) (sd->frame.fin
+                           | ((sd->frame.rsv & NGX_WSP_RSV_DEFLATE) >> 1)
+                           | (action << 2));
 }
 
 
@@ -220,6 +383,7 @@ ngx_http_ws_proxy_registry_start(ngx_http_ws_proxy_t *wp)
 {
     size_t                        rsize;
     uint64_t                      now;
+    ngx_http_ws_proxy_ring_t     *ring;
     ngx_http_ws_proxy_zone_t     *zone;
     ngx_http_ws_proxy_rentry_t   *e;
     ngx_http_core_loc_conf_t     *clcf;
@@ -244,8 +408,8 @@ ngx_http_ws_proxy_registry_start(ngx_http_ws_proxy_t *wp)
                            tmp.upstream, &tmp.upstream_len);
 
     now = ngx_wsp_unix_ms();
-    rsize = wp->metrics.recorder
-            ? ngx_wsp_ring_size(wp->opts.flight_recorder) : 0;
+    ring = (wp->metrics.norec) ? NULL : ngx_wsp_ring_of(wp);
+    rsize = ring ? ngx_wsp_ring_size(ring->mask + 1) : 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -267,7 +431,7 @@ ngx_http_ws_proxy_registry_start(ngx_http_ws_proxy_t *wp)
     e->close_code[1] = -1;
     e->deflate = (wp->dir[0].z || wp->dir[1].z) ? 1 : 0;
     e->hook = wp->opts.hook ? 1 : 0;
-    e->recorder = (uint16_t) wp->opts.flight_recorder;
+    e->recorder = ring ? (uint16_t) ring->n : 0;
 
     e->location_len = tmp.location_len;
     ngx_memcpy(e->location, tmp.location, tmp.location_len);
@@ -378,10 +542,11 @@ ngx_http_ws_proxy_ring_copy(ngx_http_ws_proxy_ring_t *dst,
     base = ngx_wsp_unix_ms() - ngx_current_msec;
 
     dst->n = src->n;
+    dst->mask = src->mask;
     dst->written[0] = src->written[0];
     dst->written[1] = src->written[1];
 
-    for (i = 0; i < 2 * src->n; i++) {
+    for (i = 0; i < 2 * (src->mask + 1); i++) {
         dst->rec[i] = src->rec[i];
         dst->rec[i].t = base + src->rec[i].t;
     }
@@ -408,7 +573,7 @@ ngx_http_ws_proxy_registry_flush(ngx_http_ws_proxy_t *wp, ngx_uint_t ring)
         e->bytes[i] = wp->dir[i].bytes;
     }
 
-    r = wp->metrics.recorder;
+    r = ngx_wsp_ring_of(wp);
 
     if (ring && r && e->ring
         && (e->ring->written[0] != r->written[0]
@@ -640,8 +805,8 @@ ngx_http_ws_proxy_registry_ring(ngx_http_ws_proxy_zone_t *zone,
         {
             m = ngx_queue_data(q, ngx_http_ws_proxy_msess_t, queue);
 
-            if (m->zone == zone && m->entry == off && m->recorder) {
-                ngx_http_ws_proxy_ring_copy(out, m->recorder);
+            if (m->zone == zone && m->entry == off && m->ring) {
+                ngx_http_ws_proxy_ring_copy(out, ngx_wsp_rings[m->ring - 1]);
                 return NGX_OK;
             }
         }
@@ -651,7 +816,7 @@ ngx_http_ws_proxy_registry_ring(ngx_http_ws_proxy_zone_t *zone,
         return NGX_DECLINED;
     }
 
-    ngx_memcpy(out, e->ring, ngx_wsp_ring_size(e->ring->n));
+    ngx_memcpy(out, e->ring, ngx_wsp_ring_size(e->ring->mask + 1));
 
     return NGX_OK;
 }
@@ -881,7 +1046,11 @@ ngx_http_ws_proxy_recorder_dump(ngx_http_ws_proxy_t *wp)
     ngx_http_ws_proxy_ring_t  *ring;
     u_char                     line[NGX_MAX_ERROR_STR - 256];
 
-    ring = wp->metrics.recorder;
+    if (!wp->dir[0].observe || wp->metrics.norec) {
+        return;
+    }
+
+    ring = ngx_wsp_ring_of(wp);
 
     if (ring == NULL) {
         return;
@@ -953,7 +1122,7 @@ ngx_http_ws_proxy_dump_dir(u_char *p, u_char *last,
                      dir ? "upstream" : "client", w);
 
     for (k = from; k < w; k++) {
-        rec = &ring->rec[dir * ring->n + k % ring->n];
+        rec = ngx_wsp_ring_rec(ring, dir, k);
 
         p = ngx_slprintf(p, last, "%s-%Mms %s %uD%s%s %s",
                          k == from ? "" : ", ",

@@ -155,6 +155,11 @@ ngx_http_ws_proxy_tap_frame(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
 
     u_char                        kept[NGX_WSP_TAP_PAYLOAD_MAX];
 
+    if (wp->metrics.entry == 0) {
+        /* no registry entry (no zone, or a full one): no tap */
+        return;
+    }
+
     zone = wp->metrics.zone;
     e = ngx_wsp_rentry(zone->shpool, wp->metrics.entry);
 
@@ -213,6 +218,41 @@ ngx_http_ws_proxy_tap_frame(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
         ngx_memory_barrier();
         tap->head = head + size;
     }
+}
+
+
+/*
+ * The frame the session core just parsed (its observe(), while observe is
+ * set): its payload for the taps where it is whole in memory, a frame
+ * passed raw and not sent yet, [ppos - len, ppos) of the input as it came
+ * (masked from a client); not a compressed one (a tap gets payloads after
+ * inflate, which a hook has: ngx_http_ws_proxy_apply_verdict()).
+ */
+
+void
+ngx_http_ws_proxy_tap_core(ngx_wsp_sdir_t *sd, unsigned action)
+{
+    size_t                len;
+    unsigned char        *p;
+    ngx_http_ws_proxy_t  *wp;
+
+    wp = ngx_wsp_session_wp(sd->session);
+    p = NULL;
+    len = (size_t) sd->frame.payload_len;
+
+    if (action == NGX_WSP_OBS_FORWARDED
+        && sd->frame.payload_len <= (uint64_t) (sd->ppos - sd->spos)
+        && !(sd->frame.rsv & NGX_WSP_RSV_DEFLATE)
+        && !sd->msg_state.compressed)
+    {
+        p = sd->ppos - len;
+    }
+
+    ngx_http_ws_proxy_tap_frame(wp, sd->dir, action, sd->frame.opcode,
+                                sd->frame.fin,
+                                sd->frame.rsv & NGX_WSP_RSV_DEFLATE,
+                                sd->frame.payload_len, p, len,
+                                sd->frame.masked ? sd->frame.mask : NULL);
 }
 
 
@@ -295,8 +335,8 @@ ngx_http_ws_proxy_tap_tick(ngx_queue_t *live)
             }
         }
 
-        wp->dir[NGX_WSP_DIR_CLIENT].observe = (m->recorder || e->taps);
-        wp->dir[NGX_WSP_DIR_UPSTREAM].observe = (m->recorder || e->taps);
+        wp->dir[NGX_WSP_DIR_CLIENT].observe = (m->ring || e->taps);
+        wp->dir[NGX_WSP_DIR_UPSTREAM].observe = (m->ring || e->taps);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);

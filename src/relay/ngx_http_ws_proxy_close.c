@@ -173,40 +173,6 @@ ngx_http_ws_proxy_core_mask_key(ngx_wsp_session_t *s, u_char key[4])
 }
 
 
-/* the core's observe(): the frame just parsed, for the console */
-
-static void
-ngx_http_ws_proxy_core_observe(ngx_wsp_sdir_t *sd, unsigned action)
-{
-    size_t          len;
-    unsigned char  *p;
-
-    /*
-     * The payload for a tap, where it is whole in memory: a frame passed
-     * raw and not sent yet, [ppos - len, ppos) of the input, as it came
-     * (masked from a client); not a compressed one (a tap gets payloads
-     * after inflate, which a hook has: ngx_http_ws_proxy_apply_verdict())
-     */
-
-    p = NULL;
-    len = (size_t) sd->frame.payload_len;
-
-    if (action == NGX_WSP_OBS_FORWARDED
-        && sd->frame.payload_len <= (uint64_t) (sd->ppos - sd->spos)
-        && !(sd->frame.rsv & NGX_WSP_RSV_DEFLATE)
-        && !sd->msg_state.compressed)
-    {
-        p = sd->ppos - len;
-    }
-
-    ngx_http_ws_proxy_observe((ngx_http_ws_proxy_dir_t *) sd, action,
-                              sd->frame.opcode, sd->frame.fin,
-                              sd->frame.rsv & NGX_WSP_RSV_DEFLATE,
-                              sd->frame.payload_len, p, len,
-                              sd->frame.masked ? sd->frame.mask : NULL);
-}
-
-
 static const ngx_wsp_session_cb_t  ngx_http_ws_proxy_core_cb = {
     ngx_http_ws_proxy_core_alloc,
     ngx_http_ws_proxy_core_mask_key,
@@ -216,7 +182,7 @@ static const ngx_wsp_session_cb_t  ngx_http_ws_proxy_core_cb = {
     ngx_http_ws_proxy_inflate,
     ngx_http_ws_proxy_deflate,
     ngx_http_ws_proxy_hand_over,
-    ngx_http_ws_proxy_core_observe
+    ngx_http_ws_proxy_observe_frame       /* the console's (registry.c) */
 };
 
 
