@@ -108,6 +108,7 @@ http {
             default_type text/html;
             return 200 "<!DOCTYPE html><title>sessions</title>";
         }
+        ws_proxy_tap_payloads 64;
         location /chat {
             ws_proxy_zone_key chat;
             ws_proxy_pass ws://127.0.0.1:${upPort}/;
@@ -205,6 +206,8 @@ try {
     ok(/does not list sessions/.test(row),
        'without the registry the table says the location lists no sessions');
     for (const t of ['the table lists the six sessions', 'filter by key',
+                     'a click opens the drawer', 'the recorder in the drawer',
+                     'Watch: the tap streams frames',
                      'close from the page: the browser sees the code and reason',
                      'the five others stay open', 'the closed session leaves the list',
                      'the close shows in the breakdown', 'a read-only location has no close button']) {
@@ -226,16 +229,35 @@ try {
     }, null, { timeout: 10000 });
     ok(true, 'filter by key: the three feed sessions');
 
-    if (process.env.DASH_SHOT) {
-      await page.fill('#filter', '');
+    // one session in the drawer: its fields, its recorder, its live tap
+    const watched = await page.getAttribute('#sessions tbody tr[data-id]', 'data-id');
+    await page.click(`#sessions tbody tr[data-id="${watched}"] td:nth-child(2)`);
+    await page.waitForFunction((w) =>
+      document.getElementById('drawer').classList.contains('open')
+      && document.getElementById('d-kv').textContent.includes('feed')
+      && document.getElementById('d-id').textContent === w, watched,
+      { timeout: 10000 });
+    ok(true, `a click opens the session's drawer (?session=${watched})`);
+    if (recorder) {
       await page.waitForFunction(() =>
-        document.querySelectorAll('#sessions tbody tr[data-id]').length === 6);
-      await sleep(8000);          // a few points on the charts
-      await page.screenshot({ path: process.env.DASH_SHOT, fullPage: true });
-      await page.fill('#filter', 'feed');
-      await page.waitForFunction(() =>
-        document.querySelectorAll('#sessions tbody tr[data-id]').length === 3);
+        document.querySelectorAll('#d-frames tr').length > 0, null, { timeout: 10000 });
+      ok(true, `the flight recorder's frames in the drawer (${
+        await page.$$eval('#d-frames tr', (r) => r.length)})`);
+    } else {
+      skip('the flight recorder\'s frames in the drawer', 'no ws_proxy_flight_recorder');
     }
+    await page.click('#d-tap');
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('#d-tapped tr')].filter((r) =>
+        /\/feed says/.test(r.textContent)).length >= 3, null, { timeout: 10000 });
+    const tapped = await page.$$eval('#d-tapped tr', (rs) => rs.slice(0, 2).map((r) =>
+      [...r.cells].map((c) => c.textContent).join(' ')));
+    ok(true, `Watch: the tap streams the session's frames with their payloads ` +
+       `(${tapped.join(' | ')})`);
+    if (process.env.DASH_SHOT) {
+      await page.screenshot({ path: process.env.DASH_SHOT.replace(/\.png$/, '-session.png') });
+    }
+    await page.click('#d-x');
 
     const id = await page.getAttribute('#sessions tbody tr[data-id] button.close', 'data-id');
     await page.click(`#sessions tbody tr[data-id="${id}"] button.close`);
@@ -278,6 +300,14 @@ try {
     ok(visible === 0 && /read only/.test(await ro.textContent('#ctlnote')),
        'a read-only location (ws_proxy_status;): no close button, a note says why');
     await ro.close();
+  }
+
+  if (process.env.DASH_SHOT && console_) {
+    // the docs' picture: every session, the last minute's rates
+    await page.fill('#filter', '');
+    await page.selectOption('#win', '60');
+    await sleep(20000);
+    await page.screenshot({ path: process.env.DASH_SHOT, fullPage: true });
   }
 
   mkdirSync(dirname(shot), { recursive: true });
