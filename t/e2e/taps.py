@@ -75,6 +75,25 @@ http {
         }
         location = /ro { ws_proxy_status; }
 
+        # compressed with the client, a hook that upper-cases its text
+        location /zhook {
+            ws_proxy_zone_key "zhook";
+            ws_proxy_deflate client;
+            ws_proxy_tap_payloads 64;
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new({
+                    on_frame = function(p, role, typ, payload)
+                        if typ == "text" and role == "client" then
+                            return payload:upper()
+                        end
+                        return payload
+                    end,
+                }))
+                assert(p:connect("ws://127.0.0.1:%(port)d/echo"))
+                p:execute()
+            }
+        }
+
         location /ws {
             ws_proxy_zone_key "tapped";
             ws_proxy_tap_payloads 8;
@@ -111,10 +130,10 @@ def raw_upgrade(path):
     return s, status, hdrs
 
 
-def session_of(mark):
+def session_of(mark, key="tapped"):
     """The registry's entry of the session whose client port is mark."""
     for _ in range(50):
-        j = get("/status?sessions&key=tapped&limit=1000")
+        j = get("/status?sessions&key=%s&limit=1000" % key)
         for s in j["sessions"]:
             if s["client"].endswith(":%d" % mark):
                 return s
@@ -283,6 +302,29 @@ async def main():
     ok(j.get("state") == "ended" and j.get("taps") == 0,
        "the ended session holds no tap (%s, %s)"
        % (j.get("state"), j.get("taps")))
+
+    # a compressed session with a hook: the payloads after inflate, the
+    # hook's rewrites as rewritten
+    zs = await websockets.connect(BASE + "/zhook")
+    z = session_of(zs.transport.get_extra_info("sockname")[1], "zhook")
+    ok(z is not None and z["deflate"] and z["hook"],
+       "a compressed session with a hook: %s" % (z and z["id"]))
+    zt = await websockets.connect(BASE + "/status?tap=%s" % z["id"])
+    await asyncio.sleep(0.6)
+    await zs.send("hello compressed " * 8)
+    echo = await zs.recv()
+    got = await frames(zt, 2)
+    c = next((f for f in got if f.get("from") == "client"), {})
+    u = next((f for f in got if f.get("from") == "upstream"), {})
+    ok(c.get("action") == "rewritten" and c.get("rsv1") is True
+       and c.get("payload") == ("HELLO COMPRESSED " * 8)[:64]
+       and c.get("cut") is True,
+       "the client's compressed frame: rsv1, rewritten, its payload as the "
+       "hook made it, inflated and cut to 64: %r" % c.get("payload"))
+    ok(u.get("action") == "forwarded" and u.get("payload") == echo[:64],
+       "the upstream's echo: forwarded, payload %r" % u.get("payload"))
+    await zs.close()
+    await zt.close()
 
 
 def run():
