@@ -87,7 +87,9 @@ static ngx_int_t ngx_http_ws_proxy_tap_open(ngx_http_request_t *r,
     ngx_http_ws_proxy_zone_t *zone, ngx_str_t *id,
     ngx_http_ws_proxy_tap_t **tap, const char **why, ngx_str_t **arg);
 static ngx_int_t ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r,
-    const char **why, ngx_str_t **arg);
+    ngx_str_t *key, const char **why, ngx_str_t **arg);
+static ngx_int_t ngx_http_ws_proxy_tap_accept(ngx_http_request_t *r,
+    ngx_str_t *key);
 static void ngx_http_ws_proxy_tap_cleanup(void *data);
 static void ngx_http_ws_proxy_tap_release(ngx_http_ws_proxy_zone_t *zone,
     ngx_http_ws_proxy_tap_t *tap);
@@ -385,7 +387,7 @@ ngx_int_t
 ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
 {
     ngx_int_t                       rc;
-    ngx_str_t                       id, *arg;
+    ngx_str_t                       id, key, *arg;
     const char                     *why;
     ngx_connection_t               *c;
     ngx_pool_cleanup_t             *cln;
@@ -416,10 +418,14 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
 
     tap = NULL;
 
-    rc = ngx_http_ws_proxy_tap_open(r, zone, &id, &tap, &why, &arg);
+    rc = ngx_http_ws_proxy_tap_upgrade(r, &key, &why, &arg);
 
     if (rc == NGX_OK) {
-        rc = ngx_http_ws_proxy_tap_upgrade(r, &why, &arg);
+        rc = ngx_http_ws_proxy_tap_open(r, zone, &id, &tap, &why, &arg);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_ws_proxy_tap_accept(r, &key);
 
         if (rc != NGX_OK) {
             ngx_http_ws_proxy_tap_release(zone, tap);
@@ -610,14 +616,12 @@ ngx_http_ws_proxy_tap_open(ngx_http_request_t *r,
 }
 
 
-/* the checks of an upgrade request, and the 101's headers */
+/* the checks of an upgrade request: its key */
 
 static ngx_int_t
-ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r, const char **why,
-    ngx_str_t **arg)
+ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r, ngx_str_t *key,
+    const char **why, ngx_str_t **arg)
 {
-    u_char             *accept;
-    ngx_str_t           key;
     ngx_uint_t          i;
     ngx_list_part_t    *part;
     ngx_table_elt_t    *h;
@@ -661,15 +665,26 @@ ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r, const char **why,
         return NGX_HTTP_BAD_REQUEST;
     }
 
+    key->data = (u_char *) rq.key.data;
+    key->len = rq.key.len;
+
+    return NGX_OK;
+}
+
+
+/* the 101's fields */
+
+static ngx_int_t
+ngx_http_ws_proxy_tap_accept(ngx_http_request_t *r, ngx_str_t *key)
+{
+    u_char  *accept;
+
     accept = ngx_pnalloc(r->pool, 28);
     if (accept == NULL) {
         return NGX_ERROR;
     }
 
-    key.data = (u_char *) rq.key.data;
-    key.len = rq.key.len;
-
-    ngx_http_ws_proxy_accept_key(&key, accept);
+    ngx_http_ws_proxy_accept_key(key, accept);
 
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
     ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
