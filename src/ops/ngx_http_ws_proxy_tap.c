@@ -31,7 +31,8 @@
 #include "ngx_wsp_handshake.h"
 
 
-#define NGX_WSP_TAP_RING       65536     /* bytes of a tap's ring */
+/* bytes of a tap's ring: the tap is 16 pages of the slab with its fields */
+#define NGX_WSP_TAP_RING       (65536 - 64)
 #define NGX_WSP_TAP_POLL       50        /* ms between the tap's reads */
 #define NGX_WSP_TAP_OUT        65536     /* the tap's output buffer */
 #define NGX_WSP_TAP_JSON       (256 + 6 * NGX_WSP_TAP_PAYLOAD_MAX)
