@@ -45,12 +45,28 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     int            rc;
     size_t         slen;
     ngx_uint_t     opcode, fin;
-    const u_char  *sdata;
+    const u_char  *sdata, *smask;
 
     opcode = (ngx_uint_t) d->slot.opcode;
     fin = (ngx_uint_t) d->slot.fin;
     slen = d->slot.len;
-    sdata = d->slot.data;
+
+    sdata = NULL;
+    smask = NULL;
+
+    if (d->observe) {
+        /*
+         * For the taps, the payload Lua saw; a held frame forwarded is
+         * masked again in place with its sender's key (ngx_wsp_verdict())
+         */
+        sdata = d->slot.data;
+
+        if (d->hold && d->frame.masked && d->tx != NGX_WSP_TX_ABORTED
+            && verdict == NGX_WSP_VERDICT_FORWARD)
+        {
+            smask = d->frame.mask;
+        }
+    }
 
     rc = ngx_wsp_verdict(&d->core, verdict, data, len, code);
 
@@ -70,7 +86,8 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
             /* the payload Lua saw (inflated), or its rewrite */
             (opcode == NGX_WSP_OP_CLOSE) ? NULL
             : (verdict == NGX_WSP_VERDICT_REWRITE) ? data : sdata,
-            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : slen, NULL);
+            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : slen,
+            (verdict == NGX_WSP_VERDICT_REWRITE) ? NULL : smask);
     }
 
     if (opcode == NGX_WSP_OP_CLOSE) {

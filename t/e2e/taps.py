@@ -94,6 +94,24 @@ http {
             }
         }
 
+        # the same hook, uncompressed: a frame it forwards is held in place
+        location /hook {
+            ws_proxy_zone_key "hook";
+            ws_proxy_tap_payloads 64;
+            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new({
+                    on_frame = function(p, role, typ, payload)
+                        if typ == "text" and role == "client" then
+                            return payload:upper()
+                        end
+                        return payload
+                    end,
+                }))
+                assert(p:connect("ws://127.0.0.1:%(port)d/echo"))
+                p:execute()
+            }
+        }
+
         location /ws {
             ws_proxy_zone_key "tapped";
             ws_proxy_tap_payloads 8;
@@ -325,6 +343,25 @@ async def main():
        "the upstream's echo: forwarded, payload %r" % u.get("payload"))
     await zs.close()
     await zt.close()
+
+    # uncompressed with a hook: a frame it forwards is masked again in
+    # place after the verdict; the tap has it as it was
+    hs = await websockets.connect(BASE + "/hook", compression=None)
+    h = session_of(hs.transport.get_extra_info("sockname")[1], "hook")
+    ht = await websockets.connect(BASE + "/status?tap=%s" % h["id"])
+    await asyncio.sleep(0.6)
+    blob = bytes(range(1, 41))
+    await hs.send(blob)
+    await hs.recv()
+    got = await frames(ht, 2)
+    c = next((f for f in got if f.get("from") == "client"), {})
+    import base64
+    ok(c.get("action") == "forwarded" and c.get("base64") is True
+       and base64.b64decode(c.get("payload", "")) == blob,
+       "a client's binary frame the hook forwarded: its payload unmasked, "
+       "in base64 (%r)" % c.get("payload"))
+    await hs.close()
+    await ht.close()
 
 
 def run():
