@@ -679,6 +679,12 @@ char *ngx_http_ws_proxy_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 void ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
     ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len,
     const u_char *payload, size_t plen, const u_char *mask);
+typedef ngx_int_t (*ngx_http_ws_proxy_close_pt)(ngx_http_ws_proxy_t *wp,
+    ngx_uint_t client_code, u_char *client_reason, size_t client_len,
+    ngx_uint_t upstream_code, u_char *upstream_reason, size_t upstream_len);
+
+void ngx_http_ws_proxy_console_init(ngx_http_ws_proxy_close_pt close,
+    const ngx_str_t *end_name);
 void ngx_http_ws_proxy_observe_frame(ngx_wsp_sdir_t *sd, unsigned action);
 ngx_int_t ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp,
     ngx_uint_t n);

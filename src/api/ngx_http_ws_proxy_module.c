@@ -614,6 +614,10 @@ ngx_http_ws_proxy_init(ngx_conf_t *cf)
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_ws_proxy_body_filter;
 
+    /* what the console (ops) needs of the relay, handed down */
+    ngx_http_ws_proxy_console_init(ngx_http_ws_proxy_close,
+                                   ngx_http_ws_proxy_end_name);
+
     return ngx_http_ws_proxy_metrics_init_conf(cf);
 }
 

@@ -605,7 +605,7 @@ ngx_http_ws_proxy_json_session(ngx_http_ws_proxy_out_t *o,
 
     } else {
         ngx_http_ws_proxy_print(o, ",\"end\":\"%V\",\"close_codes\":{",
-                                &ngx_http_ws_proxy_end_name[e->ended_by]);
+                              &ngx_http_ws_proxy_console_end_name[e->ended_by]);
 
         for (i = 0; i < 2; i++) {
             if (e->close_code[i] < 0) {
@@ -660,7 +660,7 @@ ngx_http_ws_proxy_json_ring(ngx_http_ws_proxy_out_t *o,
         ngx_http_ws_proxy_print(o, "%s\"%s\":[", d ? "," : "", names[d]);
 
         if (ring) {
-            w = ring->written[d];
+            w = ring->dir[d].written;
             from = w - ngx_min(w, (uint64_t) ring->n);
 
             for (k = from; k < w; k++) {
@@ -670,13 +670,14 @@ ngx_http_ws_proxy_json_ring(ngx_http_ws_proxy_out_t *o,
                                         "\"len\":%uD,\"fin\":%s,"
                                         "\"rsv1\":%s,\"action\":\"%s\"}",
                                         k == from ? "" : ",",
-                                        rec->t / 1000, rec->t % 1000,
+                                        (ring->at - rec->t) / 1000,
+                                        (ring->at - rec->t) % 1000,
                                         ngx_wsp_ops[rec->opcode & 0xf],
                                         rec->len,
-                                        (rec->flags & 1) ? "true" : "false",
-                                        (rec->flags & 2) ? "true" : "false",
-                                        ngx_wsp_actions[(rec->flags >> 2)
-                                                        & 3]);
+                                        rec->fin ? "true" : "false",
+                                        (rec->rsv & NGX_WSP_RSV_DEFLATE)
+                                        ? "true" : "false",
+                                        ngx_wsp_actions[rec->action & 3]);
             }
         }
 

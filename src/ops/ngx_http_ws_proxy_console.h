@@ -31,27 +31,24 @@
 #define NGX_WSP_R_ENDED          1
 
 
-/* one frame of the flight recorder: 16 bytes */
-typedef struct {
-    uint64_t                    t;      /* worker: ngx_current_msec;
-                                           zone copy: unix ms */
-    uint32_t                    len;    /* payload, at most 2^32-1 */
-    u_char                      opcode;
-    u_char                      flags;  /* FIN 1, RSV1 2, action << 2 */
-    u_char                      pad[2];
-} ngx_http_ws_proxy_frec_t;
+/* the flight recorder's records and rings: the session core's, which
+ * writes them (ngx_wsp_obs_record()) */
+typedef ngx_wsp_obs_rec_t   ngx_http_ws_proxy_frec_t;
+typedef ngx_wsp_obs_ring_t  ngx_http_ws_proxy_rdir_t;
 
 
 /*
- * A ring of at least n frames each way, mask + 1 (a power of two) of
- * them: rec[0 .. mask] the client's, then the upstream's; written[]: every
- * frame ever written, the next one goes at written & mask.  The console
- * shows the last n.
+ * A session's recorder: a ring of at least n frames each way, mask + 1
+ * (a power of two) of them, after the header; each direction's ctl->obs
+ * points to its dir[].  The console shows the last n.  The zone's copy has
+ * the same layout (its rec pointers unused); `at`: the copy's unix ms,
+ * each record's t then the ms before it.
  */
 typedef struct {
+    ngx_http_ws_proxy_rdir_t    dir[2];
     uint32_t                    n;
     uint32_t                    mask;
-    uint64_t                    written[2];
+    uint64_t                    at;
     ngx_http_ws_proxy_frec_t    rec[1];
 } ngx_http_ws_proxy_ring_t;
 
@@ -59,9 +56,9 @@ typedef struct {
     (offsetof(ngx_http_ws_proxy_ring_t, rec)                                 \
      + 2 * (cap) * sizeof(ngx_http_ws_proxy_frec_t))
 
-/* the k-th frame ever written in dir */
-#define ngx_wsp_ring_rec(ring, dir, k)                                       \
-    (&(ring)->rec[((dir) ? (ring)->mask + 1 : 0) + ((k) & (ring)->mask)])
+/* the k-th frame ever written in dir, of a ring or its copy */
+#define ngx_wsp_ring_rec(ring, d, k)                                         \
+    (&(ring)->rec[((d) ? (ring)->mask + 1 : 0) + ((k) & (ring)->mask)])
 
 
 /* a session in the registry */
@@ -147,6 +144,8 @@ ngx_wsp_unix_ms(void)
 
 
 /* ngx_http_ws_proxy_registry.c */
+extern const ngx_str_t  *ngx_http_ws_proxy_console_end_name;
+
 ngx_http_ws_proxy_zone_t *ngx_http_ws_proxy_console_zone(void);
 ngx_int_t ngx_http_ws_proxy_parse_id(ngx_http_ws_proxy_zone_t *zone,
     ngx_str_t *id, uint64_t *seq);

@@ -9,8 +9,10 @@
  * registry counts it as unlisted.
  *
  * The flight recorder is a ring of the last n frame headers each way, in
- * the worker's memory, written by ngx_http_ws_proxy_observe() at the one
- * point where a frame's fate is known; the flush copies it into the zone
+ * the worker's memory, written where a frame's fate is known: by the
+ * session core as it decides (ngx_wsp_obs_record(), into the ring each
+ * direction's ctl->obs points to), by ngx_http_ws_proxy_observe() for
+ * Lua's verdicts and injected frames; the flush copies it into the zone
  * (once a second, and at the end) so that any worker can show it.
  *
  * Closing a session by id: the asking worker marks the entry; the worker
@@ -47,6 +49,14 @@ static const char  *ngx_wsp_actions[] = {
     "forwarded", "dropped", "rewritten", "injected"
 };
 
+/*
+ * What the console needs of the relay (proxy:close(), $ws_proxy_end's
+ * words), handed down by the module at configuration: ops calls no layer
+ * above it
+ */
+static ngx_http_ws_proxy_close_pt  ngx_wsp_close;
+const ngx_str_t                   *ngx_http_ws_proxy_console_end_name;
+
 /* the sort of the list (qsort has no argument for it) */
 static ngx_uint_t  ngx_wsp_sort;
 static ngx_uint_t  ngx_wsp_desc;
@@ -65,6 +75,15 @@ static ngx_uint_t                  ngx_wsp_free_ring;   /* slot + 1 */
 
 #define ngx_wsp_ring_of(wp)                                                  \
     ((wp)->metrics.ring ? ngx_wsp_rings[(wp)->metrics.ring - 1] : NULL)
+
+
+void
+ngx_http_ws_proxy_console_init(ngx_http_ws_proxy_close_pt close,
+    const ngx_str_t *end_name)
+{
+    ngx_wsp_close = close;
+    ngx_http_ws_proxy_console_end_name = end_name;
+}
 
 
 /* a new zone's registry */
@@ -199,6 +218,10 @@ ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp, ngx_uint_t n)
 
     ring->n = (uint32_t) n;
     ring->mask = (uint32_t) (cap - 1);
+    ring->dir[0].rec = ring->rec;
+    ring->dir[0].mask = cap - 1;
+    ring->dir[1].rec = ring->rec + cap;
+    ring->dir[1].mask = cap - 1;
 
     if (wp->metrics.ring) {
         /* a second proxy object of the request: its own size */
@@ -262,6 +285,9 @@ ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp, ngx_uint_t n)
 void
 ngx_http_ws_proxy_recorder_start(ngx_http_ws_proxy_t *wp)
 {
+    ngx_uint_t                     i;
+    ngx_wsp_ctl_t                 *ctl;
+    ngx_http_ws_proxy_ring_t      *ring;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
     if (wp->metrics.ring == 0 && !wp->metrics.norec) {
@@ -280,19 +306,29 @@ ngx_http_ws_proxy_recorder_start(ngx_http_ws_proxy_t *wp)
         return;
     }
 
-    wp->dir[NGX_WSP_DIR_CLIENT].observe = 1;
-    wp->dir[NGX_WSP_DIR_UPSTREAM].observe = 1;
+    ring = ngx_wsp_rings[wp->metrics.ring - 1];
+
+    /* the core writes each direction's records into its ring */
+
+    for (i = 0; i < 2; i++) {
+        ctl = ngx_wsp_get_ctl(&wp->dir[i].core);
+        if (ctl == NULL) {
+            return;
+        }
+
+        ctl->obs = &ring->dir[i];
+    }
+
+    wp->dir[NGX_WSP_DIR_CLIENT].observe |= NGX_WSP_OBS_RECORD;
+    wp->dir[NGX_WSP_DIR_UPSTREAM].observe |= NGX_WSP_OBS_RECORD;
 }
 
 
 /*
- * The observation point: a frame src sent went as `action` says
- * (NGX_WSP_OBS_*), or was injected towards dst.  Called only while
- * d->observe is set (the recorder is on; a tap may set it too): by the
- * session core for the frame it just parsed (the core's observe(), below,
- * the one that runs per frame), by the relay for Lua's verdicts and
- * injected frames.  payload (plen bytes, masked with mask unless NULL),
- * where the caller has it whole, is for the taps; NULL: headers only.
+ * The observation point of the relay, for what the session core does not
+ * see: Lua's verdict on a frame it held, a frame Lua injected towards
+ * dst.  The core records the frames it decides on itself
+ * (ngx_wsp_obs_record()).  Called only while d->observe is set.
  */
 
 void
@@ -300,64 +336,41 @@ ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
     ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len,
     const u_char *payload, size_t plen, const u_char *mask)
 {
-    ngx_http_ws_proxy_t       *wp;
     ngx_http_ws_proxy_frec_t  *rec;
-    ngx_http_ws_proxy_ring_t  *ring;
+    ngx_http_ws_proxy_rdir_t  *rd;
 
-    wp = ngx_wsp_dir_wp(d);
+    if (d->observe & NGX_WSP_OBS_RECORD) {
+        rd = d->ctl->obs;
+        rec = &rd->rec[rd->written++ & rd->mask];
 
-    /* the taps (ngx_http_ws_proxy_tap.c) */
-    if (action != NGX_WSP_OBS_HELD) {
-        ngx_http_ws_proxy_tap_frame(wp, d->dir, action, opcode, fin, rsv1,
-                                    len, payload, plen, mask);
+        rec->len = len;
+        rec->t = (uint32_t) ngx_current_msec;
+        rec->fin = (u_char) fin;
+        rec->rsv = rsv1 ? NGX_WSP_RSV_DEFLATE : 0;
+        rec->opcode = (u_char) opcode;
+        rec->action = (u_char) action;
     }
 
-    if (wp->metrics.ring == 0 || action == NGX_WSP_OBS_HELD) {
-        return;
+    if (d->observe & NGX_WSP_OBS_CALL) {
+        /* the taps (ngx_http_ws_proxy_tap.c): payload (plen bytes, masked
+         * with mask unless NULL) where the caller has it, else NULL */
+        ngx_http_ws_proxy_tap_frame(ngx_wsp_dir_wp(d), d->dir, action,
+                                    opcode, fin, rsv1, len, payload, plen,
+                                    mask);
     }
-
-    ring = ngx_wsp_rings[wp->metrics.ring - 1];
-    rec = ngx_wsp_ring_rec(ring, d->dir, ring->written[d->dir]++);
-
-    rec->t = ngx_current_msec;
-    rec->len = (len > 0xffffffff) ? 0xffffffff : (uint32_t) len;
-    rec->opcode = (u_char) opcode;
-    rec->flags = (u_char) ((fin ? 1 : 0) | (rsv1 ? 2 : 0) | (action << 2));
 }
 
 
-/* the session core's observe(): the frame in sd->frame, kept short */
+/*
+ * The session core's observe(), while a direction has NGX_WSP_OBS_CALL:
+ * the frame in sd->frame went as `action` says.  Nothing sets it yet: the
+ * place for a tap.
+ */
 
 void
 ngx_http_ws_proxy_observe_frame(ngx_wsp_sdir_t *sd, unsigned action)
 {
-    uint64_t                   len;
-    ngx_uint_t                 slot;
-    ngx_http_ws_proxy_frec_t  *rec;
-    ngx_http_ws_proxy_ring_t  *ring;
-
-    if (action != NGX_WSP_OBS_HELD) {
-        /* the taps (ngx_http_ws_proxy_tap.c) */
-        ngx_http_ws_proxy_tap_core(sd, action);
-    }
-
-    slot = ngx_wsp_session_wp(sd->session)->metrics.ring;
-
-    if (slot == 0 || action == NGX_WSP_OBS_HELD) {
-        /* a tap without the recorder; or Lua's verdict will tell */
-        return;
-    }
-
-    ring = ngx_wsp_rings[slot - 1];
-    rec = ngx_wsp_ring_rec(ring, sd->dir, ring->written[sd->dir]++);
-    len = sd->frame.payload_len;
-
-    rec->t = ngx_current_msec;
-    rec->len = (len > 0xffffffff) ? 0xffffffff : (uint32_t) len;
-    rec->opcode = sd->frame.opcode;
-    rec->flags = (u_char) (sd->frame.fin
-                           | ((sd->frame.rsv & NGX_WSP_RSV_DEFLATE) >> 1)
-                           | (action << 2));
+    ngx_http_ws_proxy_tap_core(sd, action);
 }
 
 
@@ -530,25 +543,29 @@ ngx_http_ws_proxy_registry_reap(ngx_http_ws_proxy_zone_t *zone, uint64_t now)
 }
 
 
-/* the worker's ring into the zone's copy, its times made unix ms */
+/*
+ * The worker's ring into the zone's copy (or a request's): each time made
+ * the ms before the copy, whose unix ms is `at`
+ */
 
 static void
 ngx_http_ws_proxy_ring_copy(ngx_http_ws_proxy_ring_t *dst,
     ngx_http_ws_proxy_ring_t *src)
 {
-    uint64_t    base;
+    uint32_t    now;
     ngx_uint_t  i;
 
-    base = ngx_wsp_unix_ms() - ngx_current_msec;
+    now = (uint32_t) ngx_current_msec;
 
     dst->n = src->n;
     dst->mask = src->mask;
-    dst->written[0] = src->written[0];
-    dst->written[1] = src->written[1];
+    dst->at = ngx_wsp_unix_ms();
+    dst->dir[0].written = src->dir[0].written;
+    dst->dir[1].written = src->dir[1].written;
 
     for (i = 0; i < 2 * (src->mask + 1); i++) {
         dst->rec[i] = src->rec[i];
-        dst->rec[i].t = base + src->rec[i].t;
+        dst->rec[i].t = now - src->rec[i].t;
     }
 }
 
@@ -576,8 +593,8 @@ ngx_http_ws_proxy_registry_flush(ngx_http_ws_proxy_t *wp, ngx_uint_t ring)
     r = ngx_wsp_ring_of(wp);
 
     if (ring && r && e->ring
-        && (e->ring->written[0] != r->written[0]
-            || e->ring->written[1] != r->written[1]))
+        && (e->ring->dir[0].written != r->dir[0].written
+            || e->ring->dir[1].written != r->dir[1].written))
     {
         ngx_http_ws_proxy_ring_copy(e->ring, r);
     }
@@ -704,8 +721,8 @@ ngx_http_ws_proxy_registry_requests(ngx_queue_t *live)
                       "console asked", zone->sh->reg.epoch, seq[i], code[i]);
 
         /* the session may end in there: wp is not read after */
-        (void) ngx_http_ws_proxy_close(wp, code[i], reason[i], len[i],
-                                       code[i], reason[i], len[i]);
+        (void) ngx_wsp_close(wp, code[i], reason[i], len[i], code[i],
+                             reason[i], len[i]);
     }
 
     if (n == 0) {
@@ -856,6 +873,9 @@ ngx_http_ws_proxy_registry_list(ngx_http_ws_proxy_zone_t *zone,
     queues[1] = (f->state & 2) ? &zone->sh->reg.ended : NULL;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
+
+    /* ended entries go after NGX_WSP_R_KEEP even when no session starts */
+    ngx_http_ws_proxy_registry_reap(zone, now);
 
     for (i = 0; i < 2; i++) {
         if (queues[i] == NULL) {
@@ -1094,7 +1114,7 @@ ngx_http_ws_proxy_recorder_dump(ngx_http_ws_proxy_t *wp)
     ngx_log_error(NGX_LOG_INFO, wp->log, 0,
                   "ws_proxy: session ended by %V (close from client %i, "
                   "from upstream %i; -1: none), flight recorder:%*s",
-                  &ngx_http_ws_proxy_end_name[wp->ended_by],
+                  &ngx_http_ws_proxy_console_end_name[wp->ended_by],
                   (ngx_int_t) wp->dir[0].close_code,
                   (ngx_int_t) wp->dir[1].close_code, (size_t) (p - line), line);
 }
@@ -1115,7 +1135,7 @@ ngx_http_ws_proxy_dump_dir(u_char *p, u_char *last,
         "close", "ping", "pong", "op11", "op12", "op13", "op14", "op15"
     };
 
-    w = ring->written[dir];
+    w = ring->dir[dir].written;
     from = w - ngx_min(w, ngx_min((uint64_t) ring->n, NGX_WSP_R_DUMP));
 
     p = ngx_slprintf(p, last, " %s (%uL frames) [",
@@ -1126,11 +1146,12 @@ ngx_http_ws_proxy_dump_dir(u_char *p, u_char *last,
 
         p = ngx_slprintf(p, last, "%s-%Mms %s %uD%s%s %s",
                          k == from ? "" : ", ",
-                         (ngx_msec_t) (ngx_current_msec - rec->t),
+                         (ngx_msec_t) (uint32_t) ((uint32_t) ngx_current_msec
+                                                  - rec->t),
                          ops[rec->opcode & 0xf], rec->len,
-                         (rec->flags & 1) ? " fin" : "",
-                         (rec->flags & 2) ? " rsv1" : "",
-                         ngx_wsp_actions[(rec->flags >> 2) & 3]);
+                         rec->fin ? " fin" : "",
+                         (rec->rsv & NGX_WSP_RSV_DEFLATE) ? " rsv1" : "",
+                         ngx_wsp_actions[rec->action & 3]);
     }
 
     return ngx_slprintf(p, last, "]");

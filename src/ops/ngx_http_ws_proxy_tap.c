@@ -338,8 +338,10 @@ ngx_http_ws_proxy_tap_tick(ngx_queue_t *live)
             }
         }
 
-        wp->dir[NGX_WSP_DIR_CLIENT].observe = (m->ring || e->taps);
-        wp->dir[NGX_WSP_DIR_UPSTREAM].observe = (m->ring || e->taps);
+        for (i = 0; i < 2; i++) {
+            wp->dir[i].observe = (wp->dir[i].observe & ~NGX_WSP_OBS_CALL)
+                                 | (e->taps ? NGX_WSP_OBS_CALL : 0);
+        }
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);

@@ -43,29 +43,19 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code)
 {
     int            rc;
-    size_t         slen;
-    ngx_uint_t     opcode, fin;
-    const u_char  *sdata, *smask;
+    ngx_uint_t     opcode;
+    const u_char  *smask;
 
     opcode = (ngx_uint_t) d->slot.opcode;
-    fin = (ngx_uint_t) d->slot.fin;
-    slen = d->slot.len;
-
-    sdata = NULL;
     smask = NULL;
 
-    if (d->observe) {
-        /*
-         * For the taps, the payload Lua saw; a held frame forwarded is
-         * masked again in place with its sender's key (ngx_wsp_verdict())
-         */
-        sdata = d->slot.data;
-
-        if (d->hold && d->frame.masked && d->tx != NGX_WSP_TX_ABORTED
-            && verdict == NGX_WSP_VERDICT_FORWARD)
-        {
-            smask = d->frame.mask;
-        }
+    if ((d->observe & NGX_WSP_OBS_CALL)
+        && verdict == NGX_WSP_VERDICT_FORWARD && d->hold
+        && d->frame.masked && d->tx != NGX_WSP_TX_ABORTED)
+    {
+        /* for the taps: the verdict masks this held frame again in place
+         * with its sender's key (ngx_wsp_verdict()) */
+        smask = d->frame.mask;
     }
 
     rc = ngx_wsp_verdict(&d->core, verdict, data, len, code);
@@ -75,18 +65,20 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     }
 
     if (d->observe) {
-        /* the console's observation point for frames Lua had */
+        /* the console's observation point for frames Lua had (the slot
+         * keeps the frame's length and FIN after the verdict) */
         ngx_http_ws_proxy_observe(d,
             (opcode == NGX_WSP_OP_CLOSE || verdict == NGX_WSP_VERDICT_FORWARD)
             ? NGX_WSP_OBS_FORWARDED
             : (verdict == NGX_WSP_VERDICT_REWRITE) ? NGX_WSP_OBS_REWRITTEN
                                                    : NGX_WSP_OBS_DROPPED,
-            opcode, fin, d->frame.rsv & NGX_WSP_RSV_DEFLATE,
-            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : slen,
-            /* the payload Lua saw (inflated), or its rewrite */
+            opcode, (ngx_uint_t) d->slot.fin,
+            d->frame.rsv & NGX_WSP_RSV_DEFLATE,
+            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : d->slot.len,
+            /* for the taps: the payload Lua saw (inflated), or its rewrite */
             (opcode == NGX_WSP_OP_CLOSE) ? NULL
-            : (verdict == NGX_WSP_VERDICT_REWRITE) ? data : sdata,
-            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : slen,
+            : (verdict == NGX_WSP_VERDICT_REWRITE) ? data : d->slot.data,
+            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : d->slot.len,
             (verdict == NGX_WSP_VERDICT_REWRITE) ? NULL : smask);
     }
 

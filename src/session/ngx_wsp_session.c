@@ -22,10 +22,10 @@ static void ngx_wsp_frame_unsent(ngx_wsp_sdir_t *d);
 
 #define ngx_wsp_sother(d)    ((d)->session->sd[1 - (d)->dir])
 
-/* the relay watches d's frames (its recorder, a tap): one test when not */
+/* the recorder or a tap watches d's frames: one test when not */
 #define ngx_wsp_observe(d, action)                                           \
     if ((d)->observe) {                                                      \
-        (d)->session->cb->observe((d), (action));                            \
+        ngx_wsp_obs_record((d), (action));                                   \
     }
 
 #define ngx_wsp_event(d, ev, code, text)                                     \
@@ -1480,9 +1480,13 @@ ngx_wsp_frame_done(ngx_wsp_sdir_t *d)
         return;
     }
 
-    ngx_wsp_observe(d, (!d->session->conf->hook) ? NGX_WSP_OBS_FORWARDED
-                       : (d->msg_drop && !control) ? NGX_WSP_OBS_DROPPED
-                       : NGX_WSP_OBS_HELD);
+    if (d->observe && (!d->session->conf->hook
+                       || (d->msg_drop && !control)))
+    {
+        /* a frame handed to Lua is reported with its verdict (relay) */
+        ngx_wsp_obs_record(d, d->session->conf->hook ? NGX_WSP_OBS_DROPPED
+                                                     : NGX_WSP_OBS_FORWARDED);
+    }
 
     ngx_wsp_frame_out(d);
 }

@@ -15,7 +15,8 @@
  * through the callbacks of ngx_wsp_session_cb_t: memory, a masking key,
  * events (what the relay logs, counts, or mirrors in its own state), and
  * what needs nginx, zlib or Lua (liveness, the message buffer, inflate,
- * deflate, waking the hook).
+ * deflate, waking the hook, a tap's observe()).  The console's flight
+ * recorder it writes itself, into a ring the relay gives it.
  *
  * Like ngx_wsp_frame.[ch], this depends on nothing but the C library: it
  * is unit-tested (t/unit/wsp_session_test.c) and fuzzed
@@ -36,6 +37,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ngx_wsp_frame.h"
 
@@ -165,15 +167,18 @@
                                             it goes on all the same */
 
 /*
- * What became of a frame src sent, for the relay's observe() (its flight
- * recorder, its taps), called only while the direction's `observe` is set
+ * What became of a frame src sent (ngx_wsp_obs_rec_t.action): for the
+ * console's flight recorder, which the core writes, and the relay's
+ * observe() (its taps), while the direction's `observe` says so
  */
 #define NGX_WSP_OBS_FORWARDED        0
 #define NGX_WSP_OBS_DROPPED          1
 #define NGX_WSP_OBS_REWRITTEN        2
 #define NGX_WSP_OBS_INJECTED         3
-#define NGX_WSP_OBS_HELD             4   /* handed to Lua: its verdict
-                                            tells (the relay's) */
+
+/* what d->observe asks for each frame */
+#define NGX_WSP_OBS_RECORD           1   /* a record in ctl->obs */
+#define NGX_WSP_OBS_CALL             2   /* cb->observe() */
 
 
 typedef struct ngx_wsp_session_s  ngx_wsp_session_t;
@@ -230,10 +235,32 @@ typedef struct {
 } ngx_wsp_range_t;
 
 
+/* a frame's record in a flight recorder: 16 bytes */
+typedef struct {
+    uint64_t                    len;      /* the payload's */
+    uint32_t                    t;        /* *clock's low 32 bits */
+    unsigned char               fin;      /* as in ngx_wsp_frame_t */
+    unsigned char               rsv;
+    unsigned char               opcode;
+    unsigned char               action;   /* NGX_WSP_OBS_* */
+} ngx_wsp_obs_rec_t;
+
+
+/* a direction's flight recorder (the relay's memory): the next record
+ * goes at rec[written & mask] */
+typedef struct {
+    uint64_t                    written;  /* every record ever */
+    ngx_wsp_obs_rec_t          *rec;
+    uint64_t                    mask;     /* a power of two, less 1 */
+    uint64_t                    pad;
+} ngx_wsp_obs_ring_t;
+
+
 /*
  * What a direction needs only around control frames, allocated the first
  * time one is met (ngx_wsp_get_ctl()), so that an idle session does not
- * carry it.
+ * carry it.  The flight recorder's ring hangs here too: the relay
+ * allocates the block at the session's start when the recorder is on.
  */
 typedef struct {
     /* a control frame being buffered: apart, as it may come in a message */
@@ -249,6 +276,9 @@ typedef struct {
     /* the reason of the close frame the peer sent */
     unsigned char               close_reason[NGX_WSP_MAX_CONTROL];
     size_t                      close_reason_len;
+
+    /* the flight recorder (NGX_WSP_OBS_RECORD), or NULL */
+    ngx_wsp_obs_ring_t         *obs;
 } ngx_wsp_ctl_t;
 
 
@@ -287,7 +317,7 @@ typedef struct {
 
     /*
      * observe(): the frame just parsed (d->frame) went as `action` says
-     * (NGX_WSP_OBS_*); called only while d->observe is set
+     * (NGX_WSP_OBS_*); called only while d->observe has NGX_WSP_OBS_CALL
      */
     void   (*observe)(ngx_wsp_sdir_t *d, unsigned action);
 } ngx_wsp_session_cb_t;
@@ -356,8 +386,8 @@ typedef struct {
     unsigned char               ohdr[NGX_WSP_MAX_HEADER];  /* out_hdr's */   \
     unsigned char               msg_drop;       /* Lua dropped the open     \
                                                    message's first frame */  \
-    unsigned char               observe;        /* cb->observe() is due     \
-                                                   for each frame */         \
+    unsigned char               observe;        /* NGX_WSP_OBS_RECORD,      \
+                                                   _CALL: per frame */       \
     intptr_t                    close_code;     /* src's, -1: none */
 
 struct ngx_wsp_sdir_s {
@@ -418,6 +448,40 @@ struct ngx_wsp_session_s {
      || (d)->out_hdr.pos < (d)->out_hdr.last                                 \
      || (d)->out_body.pos < (d)->out_body.last                               \
      || (d)->out_ctl.pos < (d)->out_ctl.last)
+
+
+/*
+ * The flight recorder's record of the frame in d->frame, and the relay's
+ * observe() when it asks (d->observe set: one test per frame when not)
+ */
+static inline void
+ngx_wsp_obs_record(ngx_wsp_sdir_t *d, unsigned action)
+{
+    unsigned             observe;
+    ngx_wsp_obs_rec_t   *rec;
+    ngx_wsp_obs_ring_t  *r;
+
+    observe = d->observe;
+
+    if (observe & NGX_WSP_OBS_RECORD) {
+        r = d->ctl->obs;
+        rec = &r->rec[r->written++ & r->mask];
+
+        rec->len = d->frame.payload_len;
+        rec->t = (uint32_t) *d->session->clock;
+
+        /* fin, rsv, opcode in one word (ngx_wsp_frame_t has them in this
+         * order, then masked, which action replaces) */
+        memcpy((unsigned char *) rec + offsetof(ngx_wsp_obs_rec_t, fin),
+               (const unsigned char *) &d->frame
+               + offsetof(ngx_wsp_frame_t, fin), 4);
+        rec->action = (unsigned char) action;
+    }
+
+    if (observe & NGX_WSP_OBS_CALL) {
+        d->session->cb->observe(d, action);
+    }
+}
 
 
 /* the session's directions (zeroed, or already in use) join it */

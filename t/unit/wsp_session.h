@@ -112,7 +112,7 @@ t_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *d, unsigned event,
 
 /* every frame is forwarded as it comes: no buffer(), inflate(), ... */
 static const ngx_wsp_session_cb_t  t_cb = {
-    t_alloc, t_mask_key, t_event, NULL, NULL, NULL, NULL, NULL
+    t_alloc, t_mask_key, t_event, NULL, NULL, NULL, NULL, NULL, NULL
 };
 
 

@@ -1116,6 +1116,53 @@ test_wire_injected_data_waits(void)
 }
 
 
+/*
+ * The console's flight recorder: with NGX_WSP_OBS_RECORD the core writes
+ * a record of each frame src sent, with its fate, into ctl->obs, oldest
+ * first, wrapping at mask + 1; a direction without it writes nothing
+ */
+
+static void
+test_wire_recorder(void)
+{
+    ngx_wsp_ctl_t       *ctl;
+    ngx_wsp_obs_rec_t    rec[4];
+    ngx_wsp_obs_ring_t   ring;
+
+    w_init(&t);
+    memset(&ring, 0, sizeof(ring));
+    memset(rec, 0, sizeof(rec));
+    ring.rec = rec;
+    ring.mask = 3;
+
+    ctl = ngx_wsp_get_ctl(&t.d[U]);
+    ok(ctl != NULL, "recorder: the control block");
+    ctl->obs = &ring;
+    t.d[U].observe = NGX_WSP_OBS_RECORD;
+
+    w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "a", 1, 0);
+    w_frame(U, 1, NGX_WSP_OP_PING, (const unsigned char *) "p", 1, 0);
+    w_frame(U, 0, NGX_WSP_OP_BINARY, (const unsigned char *) "xyz", 3, 0);
+    w_frame(U, 1, NGX_WSP_OP_CONT, (const unsigned char *) "", 0, 0);
+    w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "bb", 2, 0);
+    w_frame(C, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "c", 1, 0);
+    wire_all();
+
+    ok(ring.written == 5, "recorder: five frames written");
+    ok(rec[1].opcode == NGX_WSP_OP_PING && rec[1].len == 1 && rec[1].fin
+       && rec[1].action == NGX_WSP_OBS_FORWARDED,
+       "recorder: the ping, its length, FIN, forwarded");
+    ok(rec[2].opcode == NGX_WSP_OP_BINARY && rec[2].len == 3 && !rec[2].fin
+       && rec[3].opcode == NGX_WSP_OP_CONT && rec[3].fin,
+       "recorder: a fragmented message's frames, FIN on the last");
+    ok(rec[0].opcode == NGX_WSP_OP_TEXT && rec[0].len == 2,
+       "recorder: the fifth frame wrapped to the first place");
+    ok(w_peer[C].frames == 5 && w_peer[U].frames == 1,
+       "recorder: every frame still forwarded");
+    w_free(&t);
+}
+
+
 int
 main(void)
 {
@@ -1143,6 +1190,7 @@ main(void)
     test_wire_fragment_dropped();
     test_wire_fragment_text();
     test_wire_injected_data_waits();
+    test_wire_recorder();
 
     return done_testing();
 }

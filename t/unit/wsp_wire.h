@@ -94,7 +94,8 @@ w_hand_over(ngx_wsp_sdir_t *d)
 
 /* the relay's callbacks with a hook and aggregation (no deflate) */
 static const ngx_wsp_session_cb_t  w_cb = {
-    t_alloc, t_mask_key, t_event, NULL, w_reserve, NULL, NULL, w_hand_over
+    t_alloc, t_mask_key, t_event, NULL, w_reserve, NULL, NULL, w_hand_over,
+    NULL
 };
 
 
