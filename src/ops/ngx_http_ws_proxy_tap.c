@@ -66,6 +66,7 @@ typedef struct {
 
 /* the tap's side: its request's context */
 typedef struct {
+    ngx_queue_t                 queue;      /* the worker's taps */
     ngx_http_request_t         *r;
     ngx_http_ws_proxy_zone_t   *zone;
     ngx_http_ws_proxy_tap_t    *tap;
@@ -108,6 +109,8 @@ static u_char *ngx_http_ws_proxy_tap_json(u_char *p,
 static void ngx_http_ws_proxy_tap_close(ngx_http_ws_proxy_tap_ctx_t *ctx,
     ngx_uint_t code);
 static void ngx_http_ws_proxy_tap_finish(ngx_http_ws_proxy_tap_ctx_t *ctx);
+static ngx_http_ws_proxy_tap_ctx_t *ngx_http_ws_proxy_tap_ctx(
+    ngx_http_request_t *r);
 static void ngx_http_ws_proxy_ring_put(ngx_http_ws_proxy_tap_t *tap,
     uint64_t at, const void *src, size_t n);
 static void ngx_http_ws_proxy_ring_get(ngx_http_ws_proxy_tap_t *tap,
@@ -124,6 +127,14 @@ static const char  *ngx_wsp_tap_actions[] = {
 };
 
 static const char  *ngx_wsp_tap_from[] = { "client", "upstream" };
+
+
+/*
+ * The worker's taps, for their request's event handlers: the module's
+ * request context is the session's (its variables read it as one), so a
+ * tap's is found here (a worker has few)
+ */
+static ngx_queue_t  ngx_http_ws_proxy_taps;
 
 
 #define ngx_wsp_tap(shpool, off)                                             \
@@ -492,7 +503,11 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
     ctx->poll.log = c->log;
     ngx_add_timer(&ctx->poll, NGX_WSP_TAP_POLL);
 
-    ngx_http_set_ctx(r, ctx, ngx_http_ws_proxy_module);
+    if (ngx_http_ws_proxy_taps.next == NULL) {
+        ngx_queue_init(&ngx_http_ws_proxy_taps);
+    }
+
+    ngx_queue_insert_tail(&ngx_http_ws_proxy_taps, &ctx->queue);
 
     return NGX_DONE;
 }
@@ -714,6 +729,11 @@ ngx_http_ws_proxy_tap_cleanup(void *data)
 
     if (ctx->poll.timer_set) {
         ngx_del_timer(&ctx->poll);
+    }
+
+    if (ctx->queue.next) {
+        ngx_queue_remove(&ctx->queue);
+        ctx->queue.next = NULL;
     }
 
     if (ctx->tap) {
@@ -1045,7 +1065,10 @@ ngx_http_ws_proxy_tap_write(ngx_http_request_t *r)
 {
     ngx_http_ws_proxy_tap_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+    ctx = ngx_http_ws_proxy_tap_ctx(r);
+    if (ctx == NULL) {
+        return;
+    }
 
     if (ngx_http_ws_proxy_tap_send(ctx) != NGX_OK) {
         ngx_http_ws_proxy_tap_finish(ctx);
@@ -1068,7 +1091,10 @@ ngx_http_ws_proxy_tap_read(ngx_http_request_t *r)
     ngx_connection_t             *c;
     ngx_http_ws_proxy_tap_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+    ctx = ngx_http_ws_proxy_tap_ctx(r);
+    if (ctx == NULL) {
+        return;
+    }
     c = r->connection;
 
     for ( ;; ) {
@@ -1150,6 +1176,27 @@ ngx_http_ws_proxy_tap_finish(ngx_http_ws_proxy_tap_ctx_t *ctx)
     }
 
     ngx_http_finalize_request(ctx->r, NGX_HTTP_CLOSE);
+}
+
+
+static ngx_http_ws_proxy_tap_ctx_t *
+ngx_http_ws_proxy_tap_ctx(ngx_http_request_t *r)
+{
+    ngx_queue_t                  *q;
+    ngx_http_ws_proxy_tap_ctx_t  *ctx;
+
+    for (q = ngx_queue_head(&ngx_http_ws_proxy_taps);
+         q != ngx_queue_sentinel(&ngx_http_ws_proxy_taps);
+         q = ngx_queue_next(q))
+    {
+        ctx = ngx_queue_data(q, ngx_http_ws_proxy_tap_ctx_t, queue);
+
+        if (ctx->r == r) {
+            return ctx;
+        }
+    }
+
+    return NULL;
 }
 
 

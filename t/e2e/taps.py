@@ -50,6 +50,10 @@ http {
     lua_package_path "%(lua_path)s";
     ws_proxy_zone wsp 2m;
 
+    # the session's variables in the tap's log: a tap is no session
+    log_format tapv '$request_uri $status c=$ws_proxy_client_frames '
+                    'end=$ws_proxy_end by=$ws_proxy_closed_by';
+
     server {
         listen 127.0.0.1:%(port)d reuseport;
 
@@ -72,6 +76,7 @@ http {
         location = /status {
             ws_proxy_status control;
             add_header X-Worker $pid always;
+            access_log logs/status.log tapv;
         }
         location = /ro { ws_proxy_status; }
 
@@ -389,6 +394,12 @@ def run():
             master.stop(PREFIX)
             status_ = vg.wait(proc)
 
+    slog = os.path.join(logdir, "status.log")
+    lines = open(slog).read().splitlines() if os.path.exists(slog) else []
+    taps = [l for l in lines if "?tap=" in l and " 101 " in l]
+    ok(taps and all(l.endswith("c=- end=- by=-") for l in taps),
+       "the session's variables are empty in a tap's access log line "
+       "(%d lines: %s)" % (len(taps), taps[:1]))
     text = open(log).read() if os.path.exists(log) else ""
     ok("[alert]" not in text and "[crit]" not in text and
        "[emerg]" not in text, "no [alert], [crit] or [emerg]")
