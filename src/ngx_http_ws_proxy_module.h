@@ -685,6 +685,7 @@ typedef ngx_int_t (*ngx_http_ws_proxy_close_pt)(ngx_http_ws_proxy_t *wp,
 
 void ngx_http_ws_proxy_console_init(ngx_http_ws_proxy_close_pt close,
     const ngx_str_t *end_name);
+void ngx_http_ws_proxy_console_exit(void);
 void ngx_http_ws_proxy_observe_frame(ngx_wsp_sdir_t *sd, unsigned action);
 ngx_int_t ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp,
     ngx_uint_t n);

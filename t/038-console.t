@@ -126,6 +126,10 @@ __DATA__
             ngx.say("client=127.0.0.1: ", body:match('"total":%d+'))
             st, body = http("GET", "/status?sessions&min_age=60")
             ngx.say("min_age=60: ", body:match('"total":%d+'))
+            st, body = http("GET", "/status?sessions&max_age=60&upstream=127.0.0.1:" .. ngx.var.server_port)
+            ngx.say("max_age=60, upstream: ", body:match('"total":%d+'))
+            st, body = http("GET", "/status?sessions&upstream=10.")
+            ngx.say("upstream=10.: ", body:match('"total":%d+'))
             st, body = http("GET", "/status?sessions&sort=key")
             local keys = {}
             for k in body:gmatch('"key":"(%w+)"') do keys[#keys + 1] = k end
@@ -156,6 +160,8 @@ key=beta: "total":2 2
 client=127.0.0.2: "total":0
 client=127.0.0.1: "total":3
 min_age=60: "total":0
+max_age=60, upstream: "total":3
+upstream=10.: "total":0
 sort=key: alpha beta beta
 sort=-key: beta beta alpha
 pages: 2 1 in order

@@ -1074,6 +1074,7 @@ ngx_http_ws_proxy_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_ws_proxy_free_buffers();
     ngx_http_ws_proxy_deflate_exit();
+    ngx_http_ws_proxy_console_exit();
 #if (NGX_HTTP_SSL)
     ngx_http_ws_proxy_ssl_exit();
 #endif

@@ -68,7 +68,8 @@ static ngx_uint_t  ngx_wsp_desc;
  * shifted, with bit 0 set.
  */
 static ngx_http_ws_proxy_ring_t  **ngx_wsp_rings;
-static ngx_uint_t                  ngx_wsp_nrings;
+static ngx_uint_t                  ngx_wsp_nrings;      /* slots used */
+static ngx_uint_t                  ngx_wsp_rings_cap;   /* and allocated */
 static ngx_uint_t                  ngx_wsp_free_ring;   /* slot + 1 */
 
 #define NGX_WSP_RINGS_MAX    ((1 << 23) - 1)
@@ -83,6 +84,22 @@ ngx_http_ws_proxy_console_init(ngx_http_ws_proxy_close_pt close,
 {
     ngx_wsp_close = close;
     ngx_http_ws_proxy_console_end_name = end_name;
+}
+
+
+/* the worker exits: the table of rings (the rings are the sessions') */
+
+void
+ngx_http_ws_proxy_console_exit(void)
+{
+    if (ngx_wsp_rings) {
+        ngx_free(ngx_wsp_rings);
+        ngx_wsp_rings = NULL;
+    }
+
+    ngx_wsp_nrings = 0;
+    ngx_wsp_rings_cap = 0;
+    ngx_wsp_free_ring = 0;
 }
 
 
@@ -173,7 +190,8 @@ ngx_http_ws_proxy_ring_free(void *data)
 
     slot = wp->metrics.ring;
 
-    if (slot == 0) {
+    if (slot == 0 || ngx_wsp_rings == NULL) {
+        /* none, or after the worker's exit freed the table */
         return;
     }
 
@@ -238,9 +256,9 @@ ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp, ngx_uint_t n)
             return NGX_ERROR;
         }
 
-        if ((ngx_wsp_nrings & (ngx_wsp_nrings - 1)) == 0) {
-            /* 0, 1, 2, 4, ...: the table doubles */
-            size = ngx_wsp_nrings ? 2 * ngx_wsp_nrings : 16;
+        if (ngx_wsp_nrings == ngx_wsp_rings_cap) {
+            /* the table doubles */
+            size = ngx_wsp_rings_cap ? 2 * ngx_wsp_rings_cap : 16;
 
             rings = ngx_alloc(size * sizeof(void *), ngx_cycle->log);
             if (rings == NULL) {
@@ -254,6 +272,7 @@ ngx_http_ws_proxy_recorder_set(ngx_http_ws_proxy_t *wp, ngx_uint_t n)
             }
 
             ngx_wsp_rings = rings;
+            ngx_wsp_rings_cap = size;
         }
 
         slot = ngx_wsp_nrings++;

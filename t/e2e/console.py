@@ -75,10 +75,12 @@ http {
 
         location = /status {
             ws_proxy_status control;
+            add_header X-Worker $pid always;
         }
 
         location /ws {
             ws_proxy_zone_key "k-$arg_k";
+            ws_proxy_flight_recorder 4;
             add_header X-Worker $pid always;
             ws_proxy_pass ws://127.0.0.1:%(port)d/echo;
         }
@@ -87,12 +89,15 @@ http {
 """
 
 
-def request(method, path):
-    """(status, the JSON answer)"""
+def request(method, path, worker=None):
+    """(status, the JSON answer); worker: a list that gets the pid of the
+    worker that answered"""
     req = urllib.request.Request("http://127.0.0.1:%d%s" % (PORT, path),
                                  method=method)
     try:
         with urllib.request.urlopen(req, timeout=10 * vg.SLOW) as r:
+            if worker is not None:
+                worker.append(int(r.headers.get("X-Worker")))
             return r.status, json.loads(r.read().decode())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read().decode() or "null")
@@ -158,6 +163,25 @@ async def main():
         ids += [s["id"] for s in j["sessions"]]
     ok(len(ids) == N and len(set(ids)) == N,
        "pages of 300 by key: %d ids, %d distinct" % (len(ids), len(set(ids))))
+
+    # one session's recorder from both workers: its own reads it live, the
+    # other the copy the flush put in the zone
+    await asyncio.sleep(1.3)
+    one = sessions[7]
+    sid = by_port[one["port"]]["id"]
+    answers = {}
+    for _ in range(40):
+        w = []
+        st, j = request("GET", "/status?session=%s" % sid, w)
+        answers[w[0]] = [(f["op"], f["len"], f["action"])
+                         for d in ("client", "upstream")
+                         for f in j["frames_recent"][d]]
+        if len(answers) == 2:
+            break
+    want = [("text", 2, "forwarded"), ("text", 2, "forwarded")]
+    ok(len(answers) == 2 and all(a == want for a in answers.values()),
+       "?session=<id> answered by both workers: the same recorder %s"
+       % answers)
 
     # close sessions of both workers, each with its own code and reason
     victims = []
