@@ -123,7 +123,7 @@ static const char  *ngx_wsp_tap_ops[] = {
 };
 
 static const char  *ngx_wsp_tap_actions[] = {
-    "forwarded", "dropped", "rewritten", "injected", "held"
+    "forwarded", "dropped", "rewritten", "injected"
 };
 
 static const char  *ngx_wsp_tap_from[] = { "client", "upstream" };
@@ -920,7 +920,7 @@ ngx_http_ws_proxy_tap_json(u_char *p, ngx_http_ws_proxy_trec_t *rec,
                     ngx_wsp_tap_ops[rec->opcode & 0xf], rec->len,
                     (rec->flags & 1) ? "true" : "false",
                     (rec->flags & 2) ? "true" : "false",
-                    ngx_wsp_tap_actions[ngx_min(rec->action, 4)]);
+                    ngx_wsp_tap_actions[ngx_min(rec->action, 3)]);
 
     if (payload == NULL) {
         return ngx_sprintf(p, "}");
