@@ -206,6 +206,9 @@ typedef struct {
     ngx_flag_t                  status_control;
     ngx_uint_t                  flight_recorder;
 
+    /* the tap (ngx_http_ws_proxy_tap.c): payload bytes a tap gets */
+    size_t                      tap_payloads;
+
     /* upstream groups (ngx_http_ws_proxy_balancer.c) */
     ngx_uint_t                  next_upstream_tries;    /* 0: every server */
     ngx_msec_t                  next_upstream_timeout;  /* 0: none */
@@ -739,8 +742,13 @@ char *ngx_http_ws_proxy_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 /* ngx_http_ws_proxy_registry.c: the console's sessions, flight recorder */
 #define NGX_WSP_RECORDER_MAX         1024
 
+/* ngx_http_ws_proxy_tap.c: taps per session, payload bytes per frame */
+#define NGX_WSP_TAP_MAX              4
+#define NGX_WSP_TAP_PAYLOAD_MAX      4096
+
 void ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
-    ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len);
+    ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len,
+    const u_char *payload, size_t plen, const u_char *mask);
 typedef ngx_int_t (*ngx_http_ws_proxy_close_pt)(ngx_http_ws_proxy_t *wp,
     ngx_uint_t client_code, u_char *client_reason, size_t client_len,
     ngx_uint_t upstream_code, u_char *upstream_reason, size_t upstream_len);

@@ -86,6 +86,13 @@ static ngx_conf_bitmask_t  ngx_http_ws_proxy_ssl_protocols[] = {
 #endif
 
 
+/* ws_proxy_tap_payloads: what a tap's ring takes in one record */
+
+static ngx_conf_num_bounds_t  ngx_http_ws_proxy_tap_payloads_bounds = {
+    ngx_conf_check_num_bounds, 0, NGX_WSP_TAP_PAYLOAD_MAX
+};
+
+
 /* as limit_conn_status, limit_conn_log_level */
 
 static ngx_conf_num_bounds_t  ngx_http_ws_proxy_limit_status_bounds = {
@@ -295,6 +302,15 @@ static ngx_command_t  ngx_http_ws_proxy_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    /* the tap's payloads: ngx_http_ws_proxy_tap.c */
+
+    { ngx_string("ws_proxy_tap_payloads"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ws_proxy_loc_conf_t, tap_payloads),
+      &ngx_http_ws_proxy_tap_payloads_bounds },
 
     /* session caps per key: ngx_http_ws_proxy_limit.c */
 
@@ -891,6 +907,7 @@ ngx_http_ws_proxy_create_loc_conf(ngx_conf_t *cf)
     conf->drain_time = NGX_CONF_UNSET_MSEC;
     conf->status_control = NGX_CONF_UNSET;
     conf->flight_recorder = NGX_CONF_UNSET_UINT;
+    conf->tap_payloads = NGX_CONF_UNSET_SIZE;
     conf->deflate = NGX_CONF_UNSET_UINT;
     conf->deflate_takeover = NGX_CONF_UNSET;
     conf->deflate_bits = NGX_CONF_UNSET_UINT;
@@ -973,6 +990,7 @@ ngx_http_ws_proxy_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->status_control, prev->status_control, 0);
     ngx_conf_merge_uint_value(conf->flight_recorder, prev->flight_recorder,
                               0);
+    ngx_conf_merge_size_value(conf->tap_payloads, prev->tap_payloads, 0);
     ngx_conf_merge_uint_value(conf->deflate, prev->deflate, 0);
     ngx_conf_merge_value(conf->deflate_takeover, prev->deflate_takeover, 0);
     ngx_conf_merge_uint_value(conf->deflate_bits, prev->deflate_bits, 15);

@@ -78,7 +78,7 @@ typedef struct {
     u_char                      ended_by;    /* NGX_WSP_END_* */
     u_char                      deflate;
     u_char                      hook;
-    u_char                      taps;
+    u_char                      taps;        /* tap[]'s in use */
     u_char                      req;         /* NGX_WSP_REQ_* */
     uint16_t                    recorder;    /* its ring's n, 0: off */
     uint16_t                    req_code;
@@ -90,6 +90,9 @@ typedef struct {
     u_char                      location[NGX_WSP_R_LOCATION];
     u_char                      client[NGX_WSP_R_ADDR];
     u_char                      upstream[NGX_WSP_R_ADDR];
+    uint32_t                    tap[NGX_WSP_TAP_MAX];  /* the taps' offsets
+                                                in the zone, 0: free
+                                                (ngx_http_ws_proxy_tap.c) */
 } ngx_http_ws_proxy_rentry_t;
 
 

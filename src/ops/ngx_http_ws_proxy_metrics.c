@@ -11,6 +11,7 @@
 
 
 #include "ngx_http_ws_proxy_console.h"
+#include "ngx_http_ws_proxy_dash.h"
 
 
 #define NGX_WSP_M_TICK       250         /* ms between the timer's runs */
@@ -781,6 +782,7 @@ ngx_http_ws_proxy_metrics_timer(ngx_event_t *ev)
     locked = NULL;
 
     ngx_http_ws_proxy_registry_requests(&ngx_http_ws_proxy_metrics_live);
+    ngx_http_ws_proxy_tap_tick(&ngx_http_ws_proxy_metrics_live);
 
     if (++ngx_http_ws_proxy_metrics_ticks % NGX_WSP_M_FLUSH) {
         goto next;

@@ -95,6 +95,7 @@ typedef struct {
     ngx_uint_t                  entries;     /* live and ended */
     ngx_uint_t                  unlisted;    /* running without an entry */
     ngx_atomic_t                pending;     /* close requests to pick up */
+    ngx_atomic_t                tap_gen;     /* a tap came or went */
 } ngx_http_ws_proxy_registry_t;
 
 

@@ -23,6 +23,7 @@
 
 
 #include "ngx_http_ws_proxy_console.h"
+#include "ngx_http_ws_proxy_dash.h"
 
 
 #define NGX_WSP_R_BATCH      32          /* closes taken per tick */
@@ -351,7 +352,8 @@ ngx_http_ws_proxy_recorder_start(ngx_http_ws_proxy_t *wp)
 
 void
 ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
-    ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len)
+    ngx_uint_t opcode, ngx_uint_t fin, ngx_uint_t rsv1, uint64_t len,
+    const u_char *payload, size_t plen, const u_char *mask)
 {
     ngx_http_ws_proxy_frec_t  *rec;
     ngx_http_ws_proxy_rdir_t  *rd;
@@ -368,7 +370,13 @@ ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
         rec->action = (u_char) action;
     }
 
-    /* a tap (NGX_WSP_OBS_CALL) would see the frame here too */
+    if (d->observe & NGX_WSP_OBS_CALL) {
+        /* the taps (ngx_http_ws_proxy_tap.c): payload (plen bytes, masked
+         * with mask unless NULL) where the caller has it, else NULL */
+        ngx_http_ws_proxy_tap_frame(ngx_wsp_dir_wp(d), d->dir, action,
+                                    opcode, fin, rsv1, len, payload, plen,
+                                    mask);
+    }
 }
 
 
@@ -381,6 +389,7 @@ ngx_http_ws_proxy_observe(ngx_http_ws_proxy_dir_t *d, ngx_uint_t action,
 void
 ngx_http_ws_proxy_observe_frame(ngx_wsp_sdir_t *sd, unsigned action)
 {
+    ngx_http_ws_proxy_tap_core(sd, action);
 }
 
 
@@ -651,6 +660,8 @@ ngx_http_ws_proxy_registry_end(ngx_http_ws_proxy_t *wp)
 
     ngx_queue_remove(&e->queue);
     ngx_queue_insert_tail(&zone->sh->reg.ended, &e->queue);
+
+    ngx_http_ws_proxy_tap_ended(zone, e);
 
     wp->metrics.entry = 0;
 }

@@ -8,6 +8,7 @@
 
 
 #include "ngx_http_ws_proxy_console.h"
+#include "ngx_http_ws_proxy_dash.h"
 
 
 #define NGX_WSP_OUT_BUF      16384
@@ -63,6 +64,16 @@ ngx_http_ws_proxy_status_handler(ngx_http_request_t *r)
     ngx_http_ws_proxy_out_t         o;
     ngx_http_ws_proxy_zone_t       *zone;
     ngx_http_ws_proxy_main_conf_t  *wmcf;
+
+    /* the dashboard: ?format=html, or a browser's Accept */
+    if (ngx_http_ws_proxy_page_wanted(r)) {
+        return ngx_http_ws_proxy_page_handler(r);
+    }
+
+    /* the tap: ?tap=<id>, a WebSocket (ngx_http_ws_proxy_tap.c) */
+    if (ngx_http_arg(r, (u_char *) "tap", 3, &format) == NGX_OK) {
+        return ngx_http_ws_proxy_tap_handler(r);
+    }
 
     /* the console's queries: ?sessions, ?session=<id> */
     rc = ngx_http_ws_proxy_console_handler(r);

@@ -42,10 +42,21 @@ ngx_int_t
 ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t verdict, u_char *data, size_t len, ngx_int_t code)
 {
-    int         rc;
-    ngx_uint_t  opcode;
+    int            rc;
+    ngx_uint_t     opcode;
+    const u_char  *smask;
 
     opcode = (ngx_uint_t) d->slot.opcode;
+    smask = NULL;
+
+    if ((d->observe & NGX_WSP_OBS_CALL)
+        && verdict == NGX_WSP_VERDICT_FORWARD && d->hold
+        && d->frame.masked && d->tx != NGX_WSP_TX_ABORTED)
+    {
+        /* for the taps: the verdict masks this held frame again in place
+         * with its sender's key (ngx_wsp_verdict()) */
+        smask = d->frame.mask;
+    }
 
     rc = ngx_wsp_verdict(&d->core, verdict, data, len, code);
 
@@ -63,7 +74,12 @@ ngx_http_ws_proxy_apply_verdict(ngx_http_ws_proxy_dir_t *d,
                                                    : NGX_WSP_OBS_DROPPED,
             opcode, (ngx_uint_t) d->slot.fin,
             d->frame.rsv & NGX_WSP_RSV_DEFLATE,
-            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : d->slot.len);
+            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : d->slot.len,
+            /* for the taps: the payload Lua saw (inflated), or its rewrite */
+            (opcode == NGX_WSP_OP_CLOSE) ? NULL
+            : (verdict == NGX_WSP_VERDICT_REWRITE) ? data : d->slot.data,
+            (verdict == NGX_WSP_VERDICT_REWRITE) ? len : d->slot.len,
+            (verdict == NGX_WSP_VERDICT_REWRITE) ? NULL : smask);
     }
 
     if (opcode == NGX_WSP_OP_CLOSE) {
@@ -224,7 +240,8 @@ ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     *last = in;
 
     if (d->observe) {
-        ngx_http_ws_proxy_observe(d, NGX_WSP_OBS_INJECTED, opcode, 1, 0, len);
+        ngx_http_ws_proxy_observe(d, NGX_WSP_OBS_INJECTED, opcode, 1, 0, len,
+                                  data, len, NULL);
     }
 
     ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_DIR(dir), 0);
