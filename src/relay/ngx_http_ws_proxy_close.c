@@ -450,7 +450,7 @@ ngx_http_ws_proxy_cleanup(void *data)
     ngx_http_ws_proxy_free_semas(wp);
     ngx_http_ws_proxy_lua_log_flush(wp);
 
-    ngx_http_set_ctx(wp->request, NULL, ngx_http_ws_proxy_module);
+    ngx_http_set_ctx(wp->request, NULL, ngx_wsp_module);
 
     if (wp->heap) {
         ngx_free(wp);

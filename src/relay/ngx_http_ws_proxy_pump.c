@@ -220,7 +220,7 @@ ngx_http_ws_proxy_client_handler(ngx_event_t *ev)
     c = ev->data;
     r = c->data;
 
-    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+    wp = ngx_http_get_module_ctx(r, ngx_wsp_module);
 
     if (wp == NULL || wp->state != NGX_WSP_STATE_RUNNING) {
         /* not ours any more: give the event to nginx */
@@ -981,7 +981,7 @@ ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(ngx_wsp_dir_wp(d)->request,
-                                        ngx_http_ws_proxy_module);
+                                        ngx_wsp_module);
     size = wlcf->buffer_size;
 
     if (ngx_wsp_nfree && ngx_wsp_free_size == size) {
