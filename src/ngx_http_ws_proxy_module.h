@@ -194,7 +194,7 @@ typedef struct {
     /*
      * what the session core applies (ngx_wsp_session.h): max_frame_size[],
      * max_fragments[] (0: unlimited), max_payload (the buffering
-     * ceiling), hook, aggregate
+     * ceiling), hook, aggregate, idle_timeout, ping_interval, ping_timeout
      */
     union {
         ngx_wsp_opts_t          core;
@@ -207,10 +207,8 @@ typedef struct {
     ngx_msec_t                  send_timeout;
     ngx_msec_t                  close_timeout;
 
-    /* liveness (ngx_http_ws_proxy_live.c), 0: off */
-    ngx_msec_t                  idle_timeout;
-    ngx_msec_t                  ping_interval;
-    ngx_msec_t                  ping_timeout;
+    /* the deadline (ngx_http_ws_proxy_live.c), 0: off; idle_timeout,
+     * ping_interval and ping_timeout are the core's */
     ngx_msec_t                  session_timeout;
 
     /* the drain (ngx_http_ws_proxy_drain.c), 0: off */
@@ -304,17 +302,6 @@ typedef struct {
     uint64_t                    bytes;
     uint64_t                    zplain;         /* payload bytes
                                                    uncompressed */
-
-    /*
-     * liveness (ngx_http_ws_proxy_live.c): the time of src's last data
-     * frame (the core's data_time) is the one store a frame costs; the
-     * rest is the timer's
-     */
-    ngx_msec_t                  ctl_time;       /* src's last control */
-    ngx_msec_t                  ping_time;      /* our last ping to src */
-    uint64_t                    live_bytes;     /* d->bytes then */
-    uint32_t                    pings;          /* sent to src */
-    u_char                      pinged;         /* not answered yet */
 } ngx_http_ws_proxy_dir_t;
 
 

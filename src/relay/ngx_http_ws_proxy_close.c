@@ -177,7 +177,7 @@ static const ngx_wsp_session_cb_t  ngx_http_ws_proxy_core_cb = {
     ngx_http_ws_proxy_core_alloc,
     ngx_http_ws_proxy_core_mask_key,
     ngx_http_ws_proxy_core_event,
-    ngx_http_ws_proxy_live_control,
+    NULL,                                  /* liveness: the core's */
     ngx_http_ws_proxy_reserve,
     ngx_http_ws_proxy_inflate,
     ngx_http_ws_proxy_deflate,

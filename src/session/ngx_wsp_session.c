@@ -1195,7 +1195,7 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
         return NGX_WSP_ERROR;
     }
 
-    /* liveness: a data frame's time; a control frame's, the relay's */
+    /* liveness: a data frame's time; a control frame's, and pongs */
 
     if (!control) {
         d->data_time = *s->clock;
@@ -1204,8 +1204,12 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
             return NGX_WSP_ERROR;
         }
 
-    } else if (s->cb->control) {
-        rc = s->cb->control(d);
+    } else {
+        rc = ngx_wsp_live_control(d);
+
+        if (rc == NGX_WSP_OK && s->cb->control) {
+            rc = s->cb->control(d);
+        }
 
         if (rc != NGX_WSP_OK) {
             return rc == NGX_WSP_DONE ? ngx_wsp_skip_frame(d) : rc;

@@ -189,7 +189,11 @@ struct ngx_wsp_inject_s {
     uintptr_t                   max_fragments[2];   /* 0: unlimited */       \
     uint64_t                    max_payload;        /* buffering ceiling */  \
     unsigned char               hook;               /* frames go to Lua */   \
-    unsigned char               aggregate;          /* messages whole */
+    unsigned char               aggregate;          /* messages whole */     \
+    /* liveness (ngx_wsp_live.c), ms, 0: off */                              \
+    uintptr_t                   idle_timeout;                                \
+    uintptr_t                   ping_interval;                               \
+    uintptr_t                   ping_timeout;
 
 typedef struct {
     NGX_WSP_OPTS_FIELDS
@@ -332,6 +336,13 @@ typedef struct {
     uint64_t                    zbytes;                                      \
     uintptr_t                   data_time;      /* src's last data frame */  \
                                                                              \
+    /* liveness (ngx_wsp_live.c) */                                          \
+    uintptr_t                   ctl_time;       /* src's last control */     \
+    uintptr_t                   ping_time;      /* the proxy's last ping */  \
+    uint64_t                    live_offset;    /* offset then */            \
+    uint32_t                    pings;          /* sent to src */            \
+    unsigned char               pinged;         /* not answered yet */       \
+                                                                             \
     ngx_wsp_range_t             out_hdr;                                     \
     ngx_wsp_range_t             out_body;                                    \
     ngx_wsp_range_t             out_ctl;                                     \
@@ -399,6 +410,20 @@ struct ngx_wsp_session_s {
      || (d)->out_hdr.pos < (d)->out_hdr.last                                 \
      || (d)->out_body.pos < (d)->out_body.last                               \
      || (d)->out_ctl.pos < (d)->out_ctl.last)
+
+
+/*
+ * Liveness (ngx_wsp_live.c): what ngx_wsp_live() asks of the relay.
+ * PING(dir): send dir's src a ping (ngx_wsp_ping_payload(), at most
+ * NGX_WSP_PING_MAX bytes) through the other direction; IDLE: the closes
+ * are due; DEAD(dir): dir's src is dropped.  The relay runs both
+ * directions after IDLE and DEAD.
+ */
+#define NGX_WSP_LIVE_PING(dir)       (1u << (dir))
+#define NGX_WSP_LIVE_IDLE            4u
+#define NGX_WSP_LIVE_DEAD(dir)       (8u << (dir))
+#define NGX_WSP_LIVE_NEVER           0x7fffffff  /* ms: no time of its own */
+#define NGX_WSP_PING_MAX             (18 + 10)   /* prefix, a uint32_t */
 
 
 /* the session's directions (zeroed, or already in use) join it */
@@ -501,6 +526,20 @@ void ngx_wsp_src_gone(ngx_wsp_sdir_t *d);
 
 /* src did not answer a ping: dropped, dst gets 1001 and `reason` */
 void ngx_wsp_src_dead(ngx_wsp_sdir_t *d, const char *reason);
+
+/*
+ * Liveness, from the time in *s->clock: ngx_wsp_live_start() when the
+ * session starts (the ms until the first ngx_wsp_live() call, 0: none),
+ * ngx_wsp_live() when that time comes (NGX_WSP_LIVE_*; *next: the ms
+ * until the next call).  ngx_wsp_live_control(): a control frame's header
+ * from src (the parser's; NGX_WSP_DONE: a pong to the proxy's own ping,
+ * not forwarded).  ngx_wsp_live_dead(): src did not answer a ping.
+ */
+uintptr_t ngx_wsp_live_start(ngx_wsp_session_t *s);
+unsigned ngx_wsp_live(ngx_wsp_session_t *s, intptr_t *next);
+int ngx_wsp_live_control(ngx_wsp_sdir_t *d);
+void ngx_wsp_live_dead(ngx_wsp_sdir_t *d);
+size_t ngx_wsp_ping_payload(ngx_wsp_sdir_t *d, unsigned char *buf);
 
 /* nothing more can go to d's dst */
 void ngx_wsp_dst_gone(ngx_wsp_sdir_t *d);

@@ -1115,6 +1115,236 @@ test_wire_injected_data_waits(void)
     w_free(&t);
 }
 
+/*
+ * Liveness with a fake clock (src/session/ngx_wsp_live.c): the idle
+ * timeout counts data frames either way, not controls; its closes go to
+ * both peers.
+ */
+
+static void
+test_live_idle(void)
+{
+    intptr_t  next;
+    unsigned  act;
+
+    w_init(&t);
+    t.opts.idle_timeout = 1000;
+
+    t_clock = 100;
+    ok(ngx_wsp_live_start(&t.s) == 1000 && t.d[C].data_time == 100
+       && t.d[U].ctl_time == 100,
+       "live: the first time is the idle timeout, every peer heard now");
+
+    t_clock = 600;
+    w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "x", 1, 0);
+    w_frame(C, 1, NGX_WSP_OP_PING, (const unsigned char *) "", 0, 0);
+    wire_all();
+
+    t_clock = 1100;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && next == 500,
+       "live: idle 500 ms more after the upstream's data frame at 600");
+
+    t_clock = 1599;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && next == 1, "live: not idle 1 ms before the time");
+
+    t_clock = 1600;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == NGX_WSP_LIVE_IDLE && t.s.ended_by == NGX_WSP_END_IDLE
+       && t.d[C].tx == NGX_WSP_TX_DUE && t.d[U].tx == NGX_WSP_TX_DUE,
+       "live: idle at 1600 (a ping is no data), both closes due");
+    w_run(&t, NGX_WSP_RUN_BOTH);
+    ok(w_peer[C].closed && w_peer[C].close_code == NGX_WSP_CLOSE_GOING_AWAY
+       && w_peer[U].closed
+       && w_peer[U].close_code == NGX_WSP_CLOSE_GOING_AWAY
+       && wire_clean(C) && wire_clean(U),
+       "live: idle: both peers get 1001");
+    w_free(&t);
+
+    /* nothing configured: no time of its own */
+    w_init(&t);
+    t_clock = 5;
+    ok(ngx_wsp_live_start(&t.s) == 0
+       && ngx_wsp_live(&t.s, &next) == 0 && next == NGX_WSP_LIVE_NEVER,
+       "live: off without idle_timeout and ping_interval");
+    w_free(&t);
+}
+
+
+/* a ping's payload, sent to d's src through the other direction */
+
+static size_t
+live_ping(unsigned dir, unsigned char *buf)
+{
+    size_t  n;
+
+    n = ngx_wsp_ping_payload(&t.d[dir], buf);
+    w_inject(&t, 1 - dir, NGX_WSP_OP_PING, buf, n);
+
+    return n;
+}
+
+
+/*
+ * The heartbeat: each peer pinged every ping_interval; a pong with the
+ * proxy's payload answers and is not forwarded, any other frame answers
+ * too; a peer silent for ping_timeout after a ping is dropped, the other
+ * gets 1001 naming it.
+ */
+
+static void
+test_live_ping(void)
+{
+    size_t         n;
+    intptr_t       next;
+    unsigned       act, frames;
+    unsigned char  buf[2][NGX_WSP_PING_MAX];
+
+    w_init(&t);
+    t.opts.ping_interval = 1000;
+    t.opts.ping_timeout = 300;
+
+    t_clock = 0;
+    ok(ngx_wsp_live_start(&t.s) == 1000, "ping: the first time: interval");
+
+    t_clock = 999;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && next == 1, "ping: none before the interval");
+
+    t_clock = 1000;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == (NGX_WSP_LIVE_PING(C) | NGX_WSP_LIVE_PING(U)) && next == 300
+       && t.d[C].pings == 1 && t.d[U].pinged && t.d[U].ping_time == 1000,
+       "ping: both peers pinged at the interval, next: the timeout");
+
+    n = live_ping(U, buf[U]);
+    ok(n == 19 && memcmp(buf[U], "ngx_ws_proxy ping 1", 19) == 0,
+       "ping: the payload is the prefix and the number");
+    (void) live_ping(C, buf[C]);
+    wire_all();
+    ok(w_peer[U].frames == 1 && w_peer[U].ops[0] == NGX_WSP_OP_PING
+       && w_peer[C].frames == 1 && w_peer[C].ops[0] == NGX_WSP_OP_PING,
+       "ping: each peer gets its ping");
+
+    /* the upstream answers at 1100; its pong stops at the proxy */
+    t_clock = 1100;
+    frames = w_peer[C].frames;
+    w_frame(U, 1, NGX_WSP_OP_PONG, buf[U], n, 0);
+    /* a pong of the client's own is forwarded */
+    w_frame(C, 1, NGX_WSP_OP_PONG, (const unsigned char *) "mine", 4, 0);
+    wire_all();
+    ok(w_peer[C].frames == frames && t.d[U].ctl_time == 1100
+       && w_peer[U].frames == 2 && w_peer[U].ops[1] == NGX_WSP_OP_PONG,
+       "ping: the answer to the proxy's ping is not forwarded, a peer's "
+       "own pong is");
+
+    t_clock = 1200;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && !t.d[U].pinged && !t.d[C].pinged && next == 900,
+       "ping: both answered (the upstream's pong, the client's own pong: "
+       "any frame answers), the next ping an interval after the answers");
+    w_free(&t);
+
+    /* a silent peer is dropped */
+    w_init(&t);
+    t.opts.ping_interval = 1000;
+    t.opts.ping_timeout = 300;
+    t_clock = 0;
+    (void) ngx_wsp_live_start(&t.s);
+    t_clock = 1000;
+    act = ngx_wsp_live(&t.s, &next);
+    (void) live_ping(C, buf[C]);
+    (void) live_ping(U, buf[U]);
+    wire_all();
+    t_clock = 1100;
+    w_frame(U, 1, NGX_WSP_OP_PONG, buf[U], 19, 0);
+    wire_all();
+    t_clock = 1299;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && next == 1, "ping: the client has 1 ms left");
+    t_clock = 1300;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == NGX_WSP_LIVE_DEAD(C) && t.s.ended_by == NGX_WSP_END_PING_TIMEOUT
+       && t.d[C].rx == NGX_WSP_RX_GONE && t.d[U].tx == NGX_WSP_TX_ABORTED,
+       "ping: the silent client is dropped at the timeout");
+    w_run(&t, NGX_WSP_RUN_BOTH);
+    ok(w_peer[U].closed && w_peer[U].close_code == NGX_WSP_CLOSE_GOING_AWAY
+       && memcmp(t.d[C].ctl->reason, "client did not answer", 21) == 0
+       && wire_clean(U),
+       "ping: the upstream gets 1001 naming the client");
+    w_free(&t);
+
+    /* without ping_timeout: a ping every interval, nobody dropped */
+    w_init(&t);
+    t.opts.ping_interval = 1000;
+    t_clock = 0;
+    (void) ngx_wsp_live_start(&t.s);
+    t_clock = 1000;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == (NGX_WSP_LIVE_PING(C) | NGX_WSP_LIVE_PING(U)) && next == 1000,
+       "ping: without timeout, next: the interval");
+    t_clock = 2000;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == (NGX_WSP_LIVE_PING(C) | NGX_WSP_LIVE_PING(U))
+       && t.d[C].pings == 2 && next == 1000,
+       "ping: without timeout, unanswered pings go on every interval");
+    w_free(&t);
+}
+
+
+/* the bytes of a frame still coming answer a ping */
+
+static void
+test_live_mid_frame(void)
+{
+    intptr_t        next;
+    unsigned        act;
+    unsigned char   hdr[2] = { 0x82, 100 };   /* binary, 100 bytes, fin */
+    unsigned char   body[30];
+
+    w_init(&t);
+    t.opts.ping_interval = 1000;
+    t.opts.ping_timeout = 300;
+    memset(body, 'b', sizeof(body));
+
+    t_clock = 0;
+    (void) ngx_wsp_live_start(&t.s);
+
+    /* the upstream sends 30 of a frame's 100 bytes: heard at the look */
+    w_raw(U, hdr, 2);
+    w_raw(U, body, 30);
+    wire_all();
+
+    t_clock = 500;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && next == 500, "mid frame: the client's ping is due first");
+
+    t_clock = 1000;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == NGX_WSP_LIVE_PING(C) && next == 300,
+       "mid frame: the upstream, heard at 500, is not pinged at 1000");
+
+    t_clock = 1400;
+    w_frame(C, 1, NGX_WSP_OP_BINARY, (const unsigned char *) "c", 1, 0);
+    wire_all();
+
+    t_clock = 1500;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == NGX_WSP_LIVE_PING(U) && !t.d[C].pinged,
+       "mid frame: no byte since 500: the upstream pinged at 1500");
+
+    t_clock = 1700;
+    w_raw(U, body, 30);
+    wire_all();
+
+    t_clock = 1800;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && !t.d[U].pinged && t.d[U].rx == NGX_WSP_RX_OPEN,
+       "mid frame: more bytes of the upstream's frame answer its ping");
+    w_free(&t);
+}
+
 
 int
 main(void)
@@ -1143,6 +1373,9 @@ main(void)
     test_wire_fragment_dropped();
     test_wire_fragment_text();
     test_wire_injected_data_waits();
+    test_live_idle();
+    test_live_ping();
+    test_live_mid_frame();
 
     return done_testing();
 }
