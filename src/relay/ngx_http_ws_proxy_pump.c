@@ -660,7 +660,7 @@ ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d)
      */
 
     if (d->msg && d->msg_len == 0 && d->in == NGX_WSP_IN_HEADER
-        && d->out_body.pos == d->out_body.last)
+        && d->out_body.pos == d->out_body.last && !d->due)
     {
         ngx_http_ws_proxy_free_msg(d);
     }

@@ -22,6 +22,11 @@ static void ngx_wsp_frame_unsent(ngx_wsp_sdir_t *d);
 
 #define ngx_wsp_sother(d)    ((d)->session->sd[1 - (d)->dir])
 
+/* a frame is in d's output after the raw range (an injected one) */
+#define ngx_wsp_out_busy(d)                                                  \
+    ((d)->out_hdr.pos < (d)->out_hdr.last                                    \
+     || (d)->out_body.pos < (d)->out_body.last)
+
 #define ngx_wsp_event(d, ev, code, text)                                     \
     (d)->session->cb->event((d)->session, (d), (ev), (code), (text), 0)
 
@@ -307,6 +312,21 @@ ngx_wsp_queue_close(ngx_wsp_sdir_t *d, unsigned code,
     if (ngx_wsp_get_ctl(d) == NULL) {
         /* no memory for a close frame: that peer is dropped instead */
         ngx_wsp_dst_gone(d);
+        return;
+    }
+
+    if (d->due) {
+        /*
+         * A verdict's frame waits for an injected frame to leave the
+         * output (ngx_wsp_verdict_due()): the close is due after it, at
+         * the next boundary, where it would have been in the output.
+         */
+        len = len < NGX_WSP_MAX_CONTROL - 2 ? len : NGX_WSP_MAX_CONTROL - 2;
+        memmove(d->ctl->reason, reason, len);
+        d->ctl->reason_len = len;
+        d->ctl_code = (uint16_t) code;
+        d->tx = NGX_WSP_TX_DUE;
+        s->kick |= NGX_WSP_RUN_DIR(d->dir);
         return;
     }
 
@@ -603,7 +623,7 @@ ngx_wsp_done(ngx_wsp_session_t *s, unsigned pending)
 
         /* output towards dst: all sent, or impossible */
         if (d->tx != NGX_WSP_TX_ABORTED
-            && (d->tx != NGX_WSP_TX_CLOSED || ngx_wsp_has_output(d)
+            && (d->tx != NGX_WSP_TX_CLOSED || ngx_wsp_has_output(d) || d->due
                 || (pending & NGX_WSP_RUN_DIR(i))))
         {
             return 0;
@@ -674,6 +694,7 @@ ngx_wsp_close_payload(unsigned char *dst, unsigned code,
  */
 
 static int ngx_wsp_boundary(ngx_wsp_sdir_t *d);
+static int ngx_wsp_verdict_due(ngx_wsp_sdir_t *d);
 static ngx_wsp_inject_t **ngx_wsp_injectable(ngx_wsp_sdir_t *d);
 static int ngx_wsp_payload(ngx_wsp_sdir_t *d);
 static int ngx_wsp_inflate_stopped(ngx_wsp_sdir_t *d, size_t avail);
@@ -740,6 +761,11 @@ static int
 ngx_wsp_boundary(ngx_wsp_sdir_t *d)
 {
     ngx_wsp_inject_t  **pp;
+
+    if (d->due) {
+        /* a verdict's frame, after the injected frame that went before */
+        return ngx_wsp_verdict_due(d);
+    }
 
     if (d->inject && d->tx <= NGX_WSP_TX_DUE
         && d->out_hdr.pos == d->out_hdr.last
@@ -1591,6 +1617,20 @@ ngx_wsp_emit(ngx_wsp_sdir_t *d, unsigned fin, unsigned opcode,
 
     s = d->session;
 
+    if (ngx_wsp_out_busy(d)) {
+        /*
+         * A verdict while a frame injected from Lua is in the output: this
+         * frame goes once that one is all sent (ngx_wsp_verdict_due()),
+         * not over its rest.  Lua has answered: the slot names it.
+         */
+        d->slot.fin = (int) fin;
+        d->slot.opcode = (int) opcode;
+        d->slot.data = data;
+        d->slot.len = len;
+        d->due = NGX_WSP_DUE_EMIT;
+        return;
+    }
+
     if (data == NULL) {
         /* an empty payload without memory of its own */
         data = d->ohdr;
@@ -1686,9 +1726,16 @@ ngx_wsp_verdict(ngx_wsp_sdir_t *d, unsigned verdict, unsigned char *data,
             ngx_wsp_mask(p, p, d->slot.len, d->frame.mask, 0);
         }
 
+        ngx_wsp_taken(d);
+
+        if (ngx_wsp_out_busy(d)) {
+            /* after the injected frame in the output (verdict_due()) */
+            d->due = NGX_WSP_DUE_RAW;
+            return NGX_WSP_OK;
+        }
+
         d->ppos += d->hold;
         d->hold = 0;
-        ngx_wsp_taken(d);
 
         return NGX_WSP_OK;
     }
@@ -1860,6 +1907,44 @@ ngx_wsp_rewrite(ngx_wsp_sdir_t *d, unsigned char *data, size_t len)
     ngx_wsp_emit(d, (unsigned) d->slot.fin, opcode, p, len);
 
     return NGX_WSP_OK;
+}
+
+
+/*
+ * At the boundary after a verdict whose frame waited for an injected
+ * frame in the output: once that is all sent, the frame goes (as it
+ * came, or rebuilt), or leaves unsent when dst is gone.
+ */
+
+static int
+ngx_wsp_verdict_due(ngx_wsp_sdir_t *d)
+{
+    unsigned  due;
+
+    if (ngx_wsp_out_busy(d)) {
+        return NGX_WSP_AGAIN;
+    }
+
+    due = d->due;
+    d->due = 0;
+
+    if (due == NGX_WSP_DUE_RAW) {
+        d->ppos += d->hold;
+        d->hold = 0;
+
+        if (d->tx == NGX_WSP_TX_ABORTED) {
+            d->spos = d->ppos;
+        }
+
+        return NGX_WSP_DONE;
+    }
+
+    if (d->tx != NGX_WSP_TX_ABORTED) {
+        ngx_wsp_emit(d, (unsigned) d->slot.fin, (unsigned) d->slot.opcode,
+                     (unsigned char *) d->slot.data, d->slot.len);
+    }
+
+    return NGX_WSP_DONE;
 }
 
 

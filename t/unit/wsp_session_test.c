@@ -1346,6 +1346,73 @@ test_live_mid_frame(void)
 }
 
 
+/*
+ * A verdict while a frame injected from Lua is partly sent: the frame it
+ * forwards (held in place, or rebuilt) waits until the injected frame is
+ * all out (it went first into the output, before the injected frame's
+ * rest: the stream was corrupt).
+ */
+
+static void
+test_wire_verdict_after_partial_inject(void)
+{
+    unsigned  v;
+
+    for (v = 0; v < 3; v++) {
+        w_init(&t);
+        t.opts.hook = 1;
+
+        w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "held", 4, 0);
+        wire_all();
+        ok(t.d[U].in == NGX_WSP_IN_LUA, "partial inject: a frame is held");
+
+        w_peer[C].blocked = 1;
+        w_inject(&t, U, NGX_WSP_OP_PING, (const unsigned char *) "ping!", 5);
+        w_peer[C].blocked = 0;
+        ok(w_send(&t, U, 3) == 3, "partial inject: 3 bytes of the ping out");
+        w_peer[C].blocked = 1;
+
+        if (v == 0) {
+            ok(ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_FORWARD, NULL, 0, -1)
+               == NGX_WSP_OK, "partial inject: forwarded");
+
+        } else if (v == 1) {
+            ok(ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_REWRITE,
+                               (unsigned char *) "new", 3, -1)
+               == NGX_WSP_OK, "partial inject: rewritten");
+
+        } else {
+            ok(ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_DROP, NULL, 0, -1)
+               == NGX_WSP_OK, "partial inject: dropped");
+        }
+
+        w_run(&t, NGX_WSP_RUN_DIR(U));
+        w_peer[C].blocked = 0;
+        w_frame(U, 1, NGX_WSP_OP_BINARY, (const unsigned char *) "next", 4,
+                0);
+        wire_all();
+
+        /* the hook forwards the next frame */
+        if (t.d[U].in == NGX_WSP_IN_LUA) {
+            (void) ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_FORWARD, NULL, 0,
+                                   -1);
+            w_run(&t, NGX_WSP_RUN_DIR(U));
+            wire_all();
+        }
+
+        ok(wire_clean(C) && w_peer[C].ops[0] == NGX_WSP_OP_PING
+           && (v == 2 ? w_peer[C].frames == 2
+                        && w_peer[C].ops[1] == NGX_WSP_OP_BINARY
+                      : w_peer[C].frames == 3
+                        && w_peer[C].ops[1] == NGX_WSP_OP_TEXT
+                        && w_peer[C].ops[2] == NGX_WSP_OP_BINARY),
+           "partial inject: the client gets the whole ping, then the "
+           "frames after it");
+        w_free(&t);
+    }
+}
+
+
 int
 main(void)
 {
@@ -1376,6 +1443,7 @@ main(void)
     test_live_idle();
     test_live_ping();
     test_live_mid_frame();
+    test_wire_verdict_after_partial_inject();
 
     return done_testing();
 }
