@@ -47,8 +47,6 @@ struct ngx_http_ws_proxy_zdir_s {
 };
 
 
-static ngx_uint_t ngx_http_ws_proxy_pass_through(ngx_http_ws_proxy_t *wp,
-    ngx_uint_t dir);
 static ngx_int_t ngx_http_ws_proxy_inflate_room(ngx_http_ws_proxy_dir_t *d,
     size_t *room);
 static ngx_int_t ngx_http_ws_proxy_inflated(ngx_http_ws_proxy_dir_t *d,
@@ -68,49 +66,21 @@ static ngx_http_ws_proxy_zstream_t  *ngx_wsp_zcache;
 static ngx_uint_t                    ngx_wsp_nzcache;
 
 
-/*
- * What a peer compresses with, and what the module compresses with
- * towards it, on the connection of direction dir's src (RFC 7692 7.1: the
- * client's parameters are client_*, the server's server_*; the module is
- * the server on the client's connection).
- */
-
-#define ngx_wsp_peer_bits(p, dir)                                            \
-    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->client_bits : (p)->server_bits)
-#define ngx_wsp_peer_nct(p, dir)                                             \
-    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->client_nct : (p)->server_nct)
-#define ngx_wsp_own_bits(p, dir)                                             \
-    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->server_bits : (p)->client_bits)
-#define ngx_wsp_own_nct(p, dir)                                              \
-    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->server_nct : (p)->client_nct)
-
-
-/* when the pump starts: what each direction does */
+/* when the pump starts: what each direction does (the core decides) */
 
 void
 ngx_http_ws_proxy_deflate_start(ngx_http_ws_proxy_t *wp)
 {
+#if (NGX_DEBUG)
     ngx_uint_t                i;
     ngx_http_ws_proxy_dir_t  *d;
+#endif
 
+    ngx_wsp_deflate_start(&wp->core, wp->pmd);
+
+#if (NGX_DEBUG)
     for (i = 0; i < 2; i++) {
         d = &wp->dir[i];
-        d->z = 0;
-
-        if (wp->pmd[i].on) {
-            d->z |= NGX_WSP_Z_RX;
-            d->msg_state.deflate = 1;
-        }
-
-        if (wp->pmd[1 - i].on) {
-            d->z |= NGX_WSP_Z_TX;
-        }
-
-        if (d->z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX)
-            && ngx_http_ws_proxy_pass_through(wp, i))
-        {
-            d->z |= NGX_WSP_Z_PASS;
-        }
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wp->log, 0,
                        "ws_proxy %s deflate: %s", ngx_wsp_src_role(d),
@@ -120,29 +90,7 @@ ngx_http_ws_proxy_deflate_start(ngx_http_ws_proxy_t *wp)
                        : d->z == NGX_WSP_Z_TX ? "deflate"
                        : "inflate, deflate");
     }
-}
-
-
-/*
- * Compressed frames may pass untouched when nothing looks at payloads and
- * dst can inflate what src compressed: a window no larger than the one dst
- * was promised, and no context kept by src unless dst may keep one too.
- */
-
-static ngx_uint_t
-ngx_http_ws_proxy_pass_through(ngx_http_ws_proxy_t *wp, ngx_uint_t dir)
-{
-    ngx_wsp_pmd_params_t  *src, *dst;
-
-    if (wp->opts.hook || wp->opts.aggregate || wp->opts.max_frame_size[dir]) {
-        return 0;
-    }
-
-    src = &wp->pmd[dir];
-    dst = &wp->pmd[1 - dir];
-
-    return ngx_wsp_peer_bits(src, dir) <= ngx_wsp_own_bits(dst, 1 - dir)
-           && (ngx_wsp_peer_nct(src, dir) || !ngx_wsp_own_nct(dst, 1 - dir));
+#endif
 }
 
 

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "ngx_wsp_frame.h"
+#include "ngx_wsp_deflate.h"
 
 
 /* directions, named after the peer that sends the frames */
@@ -439,6 +440,25 @@ struct ngx_wsp_session_s {
 #define NGX_WSP_PING_MAX             (18 + 10)   /* prefix, a uint32_t */
 
 
+/*
+ * permessage-deflate's parameters on the connection of direction dir's
+ * src (p: that connection's ngx_wsp_pmd_params_t; RFC 7692 7.1: the
+ * client's parameters are client_*, the server's server_*; the proxy is
+ * the server on the client's connection): the window src compresses
+ * with and whether it resets its context after each message (the stream
+ * that inflates it does too), and the same for what the proxy compresses
+ * towards that peer.
+ */
+#define ngx_wsp_peer_bits(p, dir)                                            \
+    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->client_bits : (p)->server_bits)
+#define ngx_wsp_peer_nct(p, dir)                                             \
+    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->client_nct : (p)->server_nct)
+#define ngx_wsp_own_bits(p, dir)                                             \
+    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->server_bits : (p)->client_bits)
+#define ngx_wsp_own_nct(p, dir)                                              \
+    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->server_nct : (p)->client_nct)
+
+
 /* the session's directions (zeroed, or already in use) join it */
 void ngx_wsp_session_init(ngx_wsp_session_t *s, const ngx_wsp_session_cb_t *cb,
     const ngx_wsp_opts_t *opts, const volatile uintptr_t *clock,
@@ -553,6 +573,14 @@ unsigned ngx_wsp_live(ngx_wsp_session_t *s, intptr_t *next);
 int ngx_wsp_live_control(ngx_wsp_sdir_t *d);
 void ngx_wsp_live_dead(ngx_wsp_sdir_t *d);
 size_t ngx_wsp_ping_payload(ngx_wsp_sdir_t *d, unsigned char *buf);
+
+/*
+ * permessage-deflate (ngx_wsp_pmd.c), when the session starts: what each
+ * direction does (d->z, NGX_WSP_Z_*) from what each connection
+ * negotiated, pmd[NGX_WSP_DIR_*] (on: 0 where it did not)
+ */
+void ngx_wsp_deflate_start(ngx_wsp_session_t *s,
+    const ngx_wsp_pmd_params_t *pmd);
 
 /* nothing more can go to d's dst */
 void ngx_wsp_dst_gone(ngx_wsp_sdir_t *d);

@@ -1413,6 +1413,72 @@ test_wire_verdict_after_partial_inject(void)
 }
 
 
+/*
+ * permessage-deflate's data path (src/session/ngx_wsp_pmd.c): what each
+ * direction does from what each connection negotiated
+ */
+
+static void
+test_pmd_plan(void)
+{
+    ngx_wsp_pmd_params_t  pmd[2];
+
+    /* both connections alike: compressed frames pass both ways */
+    t_init(&t);
+    memset(pmd, 0, sizeof(pmd));
+    pmd[C].on = pmd[U].on = 1;
+    pmd[C].client_bits = pmd[C].server_bits = 15;
+    pmd[U].client_bits = pmd[U].server_bits = 15;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(t.d[C].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX | NGX_WSP_Z_PASS)
+       && t.d[U].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX | NGX_WSP_Z_PASS)
+       && t.d[C].msg_state.deflate && t.d[U].msg_state.deflate,
+       "pmd: alike on both connections: pass both ways");
+
+    /* a hook looks at payloads: inflate and deflate */
+    t.opts.hook = 1;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(t.d[C].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX)
+       && t.d[U].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX),
+       "pmd: with a hook nothing passes compressed");
+    t.opts.hook = 0;
+
+    /* the client compresses with 15 bits, the upstream takes 10: inflate */
+    pmd[U].client_bits = 10;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(t.d[C].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX)
+       && t.d[U].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX | NGX_WSP_Z_PASS),
+       "pmd: a window larger than dst's: the client's messages inflated");
+    pmd[U].client_bits = 15;
+
+    /* the upstream keeps no context, the client keeps its own: pass */
+    pmd[U].server_nct = 1;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(t.d[U].z & NGX_WSP_Z_PASS,
+       "pmd: src resets its context, dst may keep one: pass");
+
+    /* the client must reset its context, the upstream keeps one: no */
+    pmd[U].server_nct = 0;
+    pmd[C].server_nct = 1;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(!(t.d[U].z & NGX_WSP_Z_PASS) && (t.d[C].z & NGX_WSP_Z_PASS),
+       "pmd: src keeps a context dst may not: the upstream's inflated");
+    ok(ngx_wsp_own_nct(&pmd[C], C) && !ngx_wsp_peer_nct(&pmd[U], U)
+       && ngx_wsp_peer_bits(&pmd[C], C) == 15,
+       "pmd: the windows and resets by connection and role");
+
+    /* one connection only */
+    t_free(&t);
+    t_init(&t);
+    pmd[U].on = 0;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(t.d[C].z == NGX_WSP_Z_RX && t.d[U].z == NGX_WSP_Z_TX
+       && !t.d[U].msg_state.deflate,
+       "pmd: the client's connection only: inflate from it, deflate to it");
+    t_free(&t);
+}
+
+
 int
 main(void)
 {
@@ -1444,6 +1510,7 @@ main(void)
     test_live_ping();
     test_live_mid_frame();
     test_wire_verdict_after_partial_inject();
+    test_pmd_plan();
 
     return done_testing();
 }
