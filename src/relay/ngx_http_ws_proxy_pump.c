@@ -660,7 +660,7 @@ ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d)
      */
 
     if (d->msg && d->msg_len == 0 && d->in == NGX_WSP_IN_HEADER
-        && d->out_body.pos == d->out_body.last && !d->due)
+        && d->out_body.pos == d->out_body.last)
     {
         ngx_http_ws_proxy_free_msg(d);
     }
@@ -928,6 +928,11 @@ ngx_http_ws_proxy_sent(ngx_http_ws_proxy_dir_t *d,
     if (d->inject_cur && d->out_body.pos == d->out_body.last) {
         ngx_free(d->inject_cur);
         d->inject_cur = NULL;
+
+        if (d->in == NGX_WSP_IN_DUE) {
+            /* a verdict's frame waited for it (ngx_wsp_verdict_due()) */
+            ngx_wsp_dir_wp(d)->kick |= NGX_WSP_RUN_DIR(d->dir);
+        }
     }
 }
 

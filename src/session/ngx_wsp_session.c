@@ -315,7 +315,7 @@ ngx_wsp_queue_close(ngx_wsp_sdir_t *d, unsigned code,
         return;
     }
 
-    if (d->due) {
+    if (d->in == NGX_WSP_IN_DUE) {
         /*
          * A verdict's frame waits for an injected frame to leave the
          * output (ngx_wsp_verdict_due()): the close is due after it, at
@@ -488,7 +488,11 @@ ngx_wsp_src_gone(ngx_wsp_sdir_t *d)
     }
 
     ngx_wsp_drop_pending(d);
-    d->in = NGX_WSP_IN_HEADER;
+
+    if (d->in != NGX_WSP_IN_DUE) {
+        /* a verdict's frame due still goes, before the close */
+        d->in = NGX_WSP_IN_HEADER;
+    }
 
     if (ngx_wsp_close_pending(d)) {
         /* the close that waited for this peer's reply goes now */
@@ -530,7 +534,11 @@ ngx_wsp_src_dead(ngx_wsp_sdir_t *d, const char *reason)
     }
 
     ngx_wsp_drop_pending(d);
-    d->in = NGX_WSP_IN_HEADER;
+
+    if (d->in != NGX_WSP_IN_DUE) {
+        /* a verdict's frame due still goes, before the close */
+        d->in = NGX_WSP_IN_HEADER;
+    }
 
     ngx_wsp_close_due(d, NGX_WSP_CLOSE_GOING_AWAY, reason, NGX_WSP_TX_DUE);
 }
@@ -623,7 +631,8 @@ ngx_wsp_done(ngx_wsp_session_t *s, unsigned pending)
 
         /* output towards dst: all sent, or impossible */
         if (d->tx != NGX_WSP_TX_ABORTED
-            && (d->tx != NGX_WSP_TX_CLOSED || ngx_wsp_has_output(d) || d->due
+            && (d->tx != NGX_WSP_TX_CLOSED || ngx_wsp_has_output(d)
+                || d->in == NGX_WSP_IN_DUE
                 || (pending & NGX_WSP_RUN_DIR(i))))
         {
             return 0;
@@ -718,7 +727,7 @@ ngx_wsp_parse(ngx_wsp_sdir_t *d)
 
     for ( ;; ) {
 
-        if (d->in == NGX_WSP_IN_HEADER || d->in == NGX_WSP_IN_LUA
+        if (d->in == NGX_WSP_IN_HEADER || d->in >= NGX_WSP_IN_LUA
             || (d->in == NGX_WSP_IN_SKIP && d->tx == NGX_WSP_TX_DUE))
         {
             rc = ngx_wsp_boundary(d);
@@ -762,12 +771,7 @@ ngx_wsp_boundary(ngx_wsp_sdir_t *d)
 {
     ngx_wsp_inject_t  **pp;
 
-    if (d->due) {
-        /* a verdict's frame, after the injected frame that went before */
-        return ngx_wsp_verdict_due(d);
-    }
-
-    if (d->inject && d->tx <= NGX_WSP_TX_DUE
+    if (d->inject && d->tx <= NGX_WSP_TX_DUE && d->in != NGX_WSP_IN_DUE
         && d->out_hdr.pos == d->out_hdr.last
         && d->out_body.pos == d->out_body.last
         && (pp = ngx_wsp_injectable(d)) != NULL)
@@ -784,8 +788,10 @@ ngx_wsp_boundary(ngx_wsp_sdir_t *d)
         return NGX_WSP_DONE;
     }
 
-    if (d->in == NGX_WSP_IN_LUA) {
-        return NGX_WSP_AGAIN;
+    if (d->in >= NGX_WSP_IN_LUA) {
+        /* a verdict's frame goes after the injected frame before it */
+        return d->in == NGX_WSP_IN_LUA ? NGX_WSP_AGAIN
+                                       : ngx_wsp_verdict_due(d);
     }
 
     if (d->tx && ngx_wsp_close_boundary(d)) {
@@ -1627,7 +1633,8 @@ ngx_wsp_emit(ngx_wsp_sdir_t *d, unsigned fin, unsigned opcode,
         d->slot.opcode = (int) opcode;
         d->slot.data = data;
         d->slot.len = len;
-        d->due = NGX_WSP_DUE_EMIT;
+        d->hold = 0;
+        d->in = NGX_WSP_IN_DUE;
         return;
     }
 
@@ -1687,10 +1694,12 @@ static int ngx_wsp_close_verdict(ngx_wsp_sdir_t *d, unsigned verdict,
     (ngx_wsp_utf8_validate(NGX_WSP_UTF8_ACCEPT, p, len)                      \
      == NGX_WSP_UTF8_ACCEPT)
 
-/* the frame Lua had is answered */
+/* the frame Lua had is answered (its frame may be due: IN_DUE) */
 #define ngx_wsp_taken(d)                                                     \
     (d)->slot.ready = 0;                                                     \
-    (d)->in = NGX_WSP_IN_HEADER
+    if ((d)->in == NGX_WSP_IN_LUA) {                                         \
+        (d)->in = NGX_WSP_IN_HEADER;                                         \
+    }
 
 
 int
@@ -1730,7 +1739,7 @@ ngx_wsp_verdict(ngx_wsp_sdir_t *d, unsigned verdict, unsigned char *data,
 
         if (ngx_wsp_out_busy(d)) {
             /* after the injected frame in the output (verdict_due()) */
-            d->due = NGX_WSP_DUE_RAW;
+            d->in = NGX_WSP_IN_DUE;
             return NGX_WSP_OK;
         }
 
@@ -1919,16 +1928,13 @@ ngx_wsp_rewrite(ngx_wsp_sdir_t *d, unsigned char *data, size_t len)
 static int
 ngx_wsp_verdict_due(ngx_wsp_sdir_t *d)
 {
-    unsigned  due;
-
     if (ngx_wsp_out_busy(d)) {
         return NGX_WSP_AGAIN;
     }
 
-    due = d->due;
-    d->due = 0;
+    d->in = NGX_WSP_IN_HEADER;
 
-    if (due == NGX_WSP_DUE_RAW) {
+    if (d->hold) {
         d->ppos += d->hold;
         d->hold = 0;
 

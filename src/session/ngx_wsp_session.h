@@ -78,6 +78,12 @@
 #define NGX_WSP_IN_HOLD              4   /* whole in the input buffer */
 #define NGX_WSP_IN_LUA               5   /* a frame waits for Lua's
                                             verdict (slot.ready) */
+#define NGX_WSP_IN_DUE               6   /* Lua answered, the frame waits
+                                            for an injected frame to leave
+                                            the output: hold bytes at ppos
+                                            go as they came, or (hold 0)
+                                            the frame d->slot names is
+                                            rebuilt */
 
 /* what the core's steps and the relay's callbacks return (nginx's values) */
 #define NGX_WSP_OK                   0
@@ -92,16 +98,6 @@
 #define NGX_WSP_VERDICT_REWRITE      1
 #define NGX_WSP_VERDICT_DROP         2
 #define NGX_WSP_VERDICT_ERROR        3
-
-/*
- * A verdict's frame that waits for a frame injected from Lua, in the
- * output before it, to be all sent (ngx_wsp_sdir_t.due)
- */
-#define NGX_WSP_DUE_RAW              1   /* the held frame (hold bytes at
-                                            ppos) goes as it came */
-#define NGX_WSP_DUE_EMIT             2   /* the frame d->slot now names
-                                            (fin, opcode, data, len) is
-                                            rebuilt: ngx_wsp_emit() */
 
 /* what permessage-deflate does in a direction (ngx_wsp_sdir_t.z) */
 #define NGX_WSP_Z_RX                 1   /* src may send compressed data */
@@ -361,8 +357,6 @@ typedef struct {
     unsigned char               ohdr[NGX_WSP_MAX_HEADER];  /* out_hdr's */   \
     unsigned char               msg_drop;       /* Lua dropped the open     \
                                                    message's first frame */  \
-    unsigned char               due;            /* NGX_WSP_DUE_*: a         \
-                                                   verdict's frame waits */  \
     intptr_t                    close_code;     /* src's, -1: none */
 
 struct ngx_wsp_sdir_s {
@@ -415,8 +409,7 @@ struct ngx_wsp_session_s {
 /* parsed input, or a frame of the proxy's own, waiting its turn: the
  * relay calls ngx_wsp_parse() */
 #define ngx_wsp_has_work(d)                                                  \
-    ((d)->ppos < (d)->last || (d)->inject || ngx_wsp_close_pending(d)        \
-     || (d)->due)
+    ((d)->ppos < (d)->last || (d)->inject || ngx_wsp_close_pending(d))
 
 /* bytes the direction has queued for dst */
 #define ngx_wsp_has_output(d)                                                \

@@ -302,6 +302,11 @@ w_send(t_session_t *t, unsigned dir, size_t max)
         /* an injected frame is sent: the relay frees it */
         free(d->inject_cur);
         d->inject_cur = NULL;
+
+        if (d->in == NGX_WSP_IN_DUE) {
+            /* a verdict's frame waited for it */
+            t->s.kick |= NGX_WSP_RUN_DIR(dir);
+        }
     }
 
     w_check(1 - dir, 0, 0);
