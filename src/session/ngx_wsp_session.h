@@ -14,14 +14,18 @@
  * directions it marked as having work (`kick`).  It calls upward only
  * through the callbacks of ngx_wsp_session_cb_t: memory, a masking key,
  * events (what the relay logs, counts, or mirrors in its own state), and
- * what needs nginx, zlib or Lua (liveness, the message buffer, inflate,
- * deflate, waking the hook).
+ * what needs nginx, zlib or Lua (the message buffer, inflate, deflate,
+ * waking the hook).  The liveness rules are its own (ngx_wsp_live.c,
+ * from the relay's clock), and so is what each direction does with
+ * compressed messages (ngx_wsp_pmd.c).
  *
- * Like ngx_wsp_frame.[ch], this depends on nothing but the C library: it
+ * Like ngx_wsp_frame.[ch], this depends on nothing but the C library (and
+ * zlib's header, for the negotiated parameters' type): it
  * is unit-tested (t/unit/wsp_session_test.c) and fuzzed
  * (fuzz/fuzz_session.c, fuzz/fuzz_session_wire.c) without nginx, and the
  * build checks that its object references no nginx symbol.
- * docs/design.md has the state tables and what is still to move here.
+ * docs/design.md has the state tables; ngx_wsp_live.c (liveness) and
+ * ngx_wsp_pmd.c (permessage-deflate's data path) are the core's too.
  *
  * Embedding: the relay's direction and session structures begin with the
  * core's fields (NGX_WSP_SDIR_FIELDS, NGX_WSP_SESSION_FIELDS) in a union
