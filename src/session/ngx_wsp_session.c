@@ -1626,7 +1626,7 @@ ngx_wsp_emit(ngx_wsp_sdir_t *d, unsigned fin, unsigned opcode,
 
     s = d->session;
 
-    if (ngx_wsp_out_busy(d)) {
+    if (d->inject_cur && ngx_wsp_out_busy(d)) {
         /*
          * A verdict while a frame injected from Lua is in the output: this
          * frame goes once that one is all sent (ngx_wsp_verdict_due()),
@@ -1697,12 +1697,10 @@ static int ngx_wsp_close_verdict(ngx_wsp_sdir_t *d, unsigned verdict,
     (ngx_wsp_utf8_validate(NGX_WSP_UTF8_ACCEPT, p, len)                      \
      == NGX_WSP_UTF8_ACCEPT)
 
-/* the frame Lua had is answered (its frame may be due: IN_DUE) */
+/* the frame Lua had is answered */
 #define ngx_wsp_taken(d)                                                     \
     (d)->slot.ready = 0;                                                     \
-    if ((d)->in == NGX_WSP_IN_LUA) {                                         \
-        (d)->in = NGX_WSP_IN_HEADER;                                         \
-    }
+    (d)->in = NGX_WSP_IN_HEADER
 
 
 int
@@ -1740,7 +1738,7 @@ ngx_wsp_verdict(ngx_wsp_sdir_t *d, unsigned verdict, unsigned char *data,
 
         ngx_wsp_taken(d);
 
-        if (ngx_wsp_out_busy(d)) {
+        if (d->inject_cur && ngx_wsp_out_busy(d)) {
             /* after the injected frame in the output (verdict_due()) */
             d->in = NGX_WSP_IN_DUE;
             return NGX_WSP_OK;
@@ -1782,7 +1780,13 @@ ngx_wsp_verdict(ngx_wsp_sdir_t *d, unsigned verdict, unsigned char *data,
         d->msg_len = 0;
     }
 
-    ngx_wsp_taken(d);
+    /* answered; its rebuilt frame may wait for an injected one (IN_DUE) */
+
+    d->slot.ready = 0;
+
+    if (d->in == NGX_WSP_IN_LUA) {
+        d->in = NGX_WSP_IN_HEADER;
+    }
 
     return NGX_WSP_OK;
 }
