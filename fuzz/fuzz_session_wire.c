@@ -326,7 +326,7 @@ step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
  */
 #define pending(i)                                                           \
     ((t.d[i].inject && t.d[i].tx <= NGX_WSP_TX_DUE)                          \
-     || t.d[i].rx == NGX_WSP_RX_EOF)
+     || t.d[i].rx == NGX_WSP_RX_EOF || t.d[i].in == NGX_WSP_IN_DUE)
 
 
 int

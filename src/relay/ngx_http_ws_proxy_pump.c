@@ -542,7 +542,7 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
             ngx_http_ws_proxy_read(d);
         }
 
-        more = ngx_wsp_has_work(d) ? ngx_wsp_parse(&d->core) : 0;
+        more = ngx_wsp_needs_parse(d) ? ngx_wsp_parse(&d->core) : 0;
 
         if (d->rx == NGX_WSP_RX_EOF && (d->ppos == d->last || more)) {
             /*

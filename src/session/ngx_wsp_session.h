@@ -415,6 +415,14 @@ struct ngx_wsp_session_s {
 #define ngx_wsp_has_work(d)                                                  \
     ((d)->ppos < (d)->last || (d)->inject || ngx_wsp_close_pending(d))
 
+/*
+ * ... or a verdict's frame waits (IN_DUE): when the relay runs a
+ * direction (the kick it gives when it frees the injected frame that
+ * frame waited for), not in the send loop of every message
+ */
+#define ngx_wsp_needs_parse(d)                                               \
+    (ngx_wsp_has_work(d) || (d)->in == NGX_WSP_IN_DUE)
+
 /* bytes the direction has queued for dst */
 #define ngx_wsp_has_output(d)                                                \
     ((d)->spos < (d)->ppos                                                   \

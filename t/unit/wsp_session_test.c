@@ -1388,6 +1388,14 @@ test_wire_verdict_after_partial_inject(void)
 
         w_run(&t, NGX_WSP_RUN_DIR(U));
         w_peer[C].blocked = 0;
+
+        /* the ping's rest goes, then the frame: nothing else comes */
+        (void) w_send(&t, U, T_BUF);
+        w_run(&t, 0);
+        ok(w_peer[C].frames == (v == 2 ? 1u : 2u) && wire_clean(C),
+           "partial inject: the frame goes once the ping is out, with no "
+           "more input");
+
         w_frame(U, 1, NGX_WSP_OP_BINARY, (const unsigned char *) "next", 4,
                 0);
         wire_all();

@@ -356,7 +356,7 @@ w_process(t_session_t *t, unsigned dir)
     ngx_wsp_sdir_t  *d = &t->d[dir];
 
     for (n = 0; n < 64; n++) {
-        more = ngx_wsp_has_work(d) ? ngx_wsp_parse(d) : 0;
+        more = ngx_wsp_needs_parse(d) ? ngx_wsp_parse(d) : 0;
 
         if (d->rx == NGX_WSP_RX_EOF && (d->ppos == d->last || more)) {
             ngx_wsp_src_gone(d);
