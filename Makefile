@@ -192,10 +192,14 @@ $(BUILD)/free/%.o: src/%.c $(wildcard $(WSP_FREE:%=src/%/*.h))
 
 # unit tests of the session core, without nginx
 $(BUILD)/wsp_session_test: $(BUILD)/free/session/ngx_wsp_session.o \
+		$(BUILD)/free/session/ngx_wsp_live.o \
+		$(BUILD)/free/session/ngx_wsp_pmd.o \
 		src/protocol/ngx_wsp_frame.c src/protocol/ngx_wsp_frame.h \
 		src/session/ngx_wsp_session.h t/unit/tap.h \
 		t/unit/wsp_session.h t/unit/wsp_wire.h t/unit/wsp_session_test.c
 	$(CC) $(CFLAGS_UNIT) -o $@ $(BUILD)/free/session/ngx_wsp_session.o \
+	    $(BUILD)/free/session/ngx_wsp_live.o \
+	    $(BUILD)/free/session/ngx_wsp_pmd.o \
 	    src/protocol/ngx_wsp_frame.c t/unit/wsp_session_test.c
 
 UNIT := $(if $(wildcard t/unit/wsp_frame_test.c),$(BUILD)/wsp_frame_test) \

@@ -5,7 +5,10 @@
  * the core in random-sized reads, mixed with short and blocked sends, a send
  * that fails, FIN and resets, closes asked for from Lua (at once, or after the
  * open message as a drain does), close_timeout, frames injected from Lua,
- * limits, and with a hook (or aggregation) Lua's verdicts on the frames it
+ * limits, liveness (idle timeout, pings and their timeout: a clock that
+ * moves, the core's ngx_wsp_live() when the session's time comes, its
+ * pings injected and sometimes answered), and with a hook (or
+ * aggregation) Lua's verdicts on the frames it
  * holds: forward, rewrite (ASCII, or the input's bytes: text cut anywhere)
  * or drop, of whole messages and of fragments; a verdict the core refuses
  * ends the session as a failed hook does.  After every step: the core's
@@ -151,6 +154,58 @@ verdict(unsigned i, unsigned v, const uint8_t *data, size_t len,
 }
 
 
+/*
+ * The relay's liveness timer (ngx_http_ws_proxy_live.c): ms pass, and if
+ * no close is under way the core says what is due; the pings go as the
+ * relay injects them, and peer k answers its ping when `answer` says so.
+ */
+
+static void
+tick(unsigned ms, unsigned answer)
+{
+    size_t         n;
+    intptr_t       next;
+    unsigned       k, act;
+    unsigned char  buf[NGX_WSP_PING_MAX];
+
+    t_clock += ms;
+
+    if ((t.d[0].rx | t.d[0].tx | t.d[1].rx | t.d[1].tx) != 0) {
+        return;
+    }
+
+    act = ngx_wsp_live(&t.s, &next);
+    must(next > 0 && next <= NGX_WSP_LIVE_NEVER);
+
+    if (act & (NGX_WSP_LIVE_IDLE | NGX_WSP_LIVE_DEAD(0)
+               | NGX_WSP_LIVE_DEAD(1)))
+    {
+        must(act == NGX_WSP_LIVE_IDLE || act == NGX_WSP_LIVE_DEAD(0)
+             || act == NGX_WSP_LIVE_DEAD(1));
+        must(t.s.ended_by != NGX_WSP_END_NONE);
+        w_run(&t, NGX_WSP_RUN_BOTH);
+        return;
+    }
+
+    must(act == 0 || t.opts.ping_interval);
+
+    for (k = 0; k < 2; k++) {
+        if (!(act & NGX_WSP_LIVE_PING(k))) {
+            continue;
+        }
+
+        must(t.d[k].pinged);
+        n = ngx_wsp_ping_payload(&t.d[k], buf);
+        must(n > 18 && n <= NGX_WSP_PING_MAX);
+        w_inject(&t, 1 - k, NGX_WSP_OP_PING, buf, n);
+
+        if (answer & (1u << k)) {
+            w_frame(k, 1, NGX_WSP_OP_PONG, buf, n, 0);
+        }
+    }
+}
+
+
 static void
 step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
     const uint8_t *end)
@@ -162,7 +217,7 @@ step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
     i = a & 1;
     d = &t.d[i];
 
-    switch (op % 14) {
+    switch (op % 15) {
 
     case 0: /* peer i sends a frame */
     case 1:
@@ -238,7 +293,18 @@ step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
             t.opts.hook = (a & 2) != 0;
             t.opts.aggregate = (a & 4) != 0;
             t.opts.max_payload = (a & 8) ? b : 1 << 20;
+
+            /* liveness: ws_proxy_idle_timeout, ping_interval, _timeout */
+            t.opts.idle_timeout = (a & 0x10) ? 1 + b * 8 : 0;
+            t.opts.ping_interval = (a & 0x20) ? 1 + (b & 0x3f) * 4 : 0;
+            t.opts.ping_timeout = (a & 0x40) && t.opts.ping_interval
+                                  ? 1 + (b >> 4) * 4 : 0;
+            (void) ngx_wsp_live_start(&t.s);
         }
+        break;
+
+    case 13: /* the session's time comes */
+        tick(b * 2, a >> 1);
         break;
 
     default: /* Lua's verdict on the frame held: forward, rewrite, drop */
@@ -260,7 +326,7 @@ step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
  */
 #define pending(i)                                                           \
     ((t.d[i].inject && t.d[i].tx <= NGX_WSP_TX_DUE)                          \
-     || t.d[i].rx == NGX_WSP_RX_EOF)
+     || t.d[i].rx == NGX_WSP_RX_EOF || t.d[i].in == NGX_WSP_IN_DUE)
 
 
 int
@@ -270,6 +336,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t  *end, *op;
 
     w_init(&t);
+    t_clock = 0;
 
     end = data + size;
 

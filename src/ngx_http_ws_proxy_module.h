@@ -179,7 +179,7 @@ typedef struct {
     /* the drain (ngx_http_ws_proxy_drain.c), 0: off */
     ngx_msec_t                  drain_time;
 
-    /* permessage-deflate (ngx_http_ws_proxy_deflate.c) */
+    /* permessage-deflate (ngx_http_ws_proxy_negotiate.c) */
     ngx_uint_t                  deflate;          /* NGX_WSP_RUN_DIR()s */
     ngx_flag_t                  deflate_takeover; /* both connections */
     ngx_uint_t                  deflate_bits;
@@ -266,7 +266,7 @@ typedef struct {
     /*
      * what the session core applies (ngx_wsp_session.h): max_frame_size[],
      * max_fragments[] (0: unlimited), max_payload (the buffering
-     * ceiling), hook, aggregate
+     * ceiling), hook, aggregate, idle_timeout, ping_interval, ping_timeout
      */
     union {
         ngx_wsp_opts_t          core;
@@ -279,16 +279,14 @@ typedef struct {
     ngx_msec_t                  send_timeout;
     ngx_msec_t                  close_timeout;
 
-    /* liveness (ngx_http_ws_proxy_live.c), 0: off */
-    ngx_msec_t                  idle_timeout;
-    ngx_msec_t                  ping_interval;
-    ngx_msec_t                  ping_timeout;
+    /* the deadline (ngx_http_ws_proxy_live.c), 0: off; idle_timeout,
+     * ping_interval and ping_timeout are the core's */
     ngx_msec_t                  session_timeout;
 
     /* the drain (ngx_http_ws_proxy_drain.c), 0: off */
     ngx_msec_t                  drain_time;
 
-    /* permessage-deflate (ngx_http_ws_proxy_deflate.c) */
+    /* permessage-deflate (ngx_http_ws_proxy_negotiate.c) */
     u_char                      deflate;          /* NGX_WSP_RUN_DIR()s of
                                                      the connections */
     u_char                      deflate_takeover[2];  /* by connection */
@@ -376,17 +374,6 @@ typedef struct {
     uint64_t                    bytes;
     uint64_t                    zplain;         /* payload bytes
                                                    uncompressed */
-
-    /*
-     * liveness (ngx_http_ws_proxy_live.c): the time of src's last data
-     * frame (the core's data_time) is the one store a frame costs; the
-     * rest is the timer's
-     */
-    ngx_msec_t                  ctl_time;       /* src's last control */
-    ngx_msec_t                  ping_time;      /* our last ping to src */
-    uint64_t                    live_bytes;     /* d->bytes then */
-    uint32_t                    pings;          /* sent to src */
-    u_char                      pinged;         /* not answered yet */
 } ngx_http_ws_proxy_dir_t;
 
 
@@ -510,6 +497,7 @@ struct ngx_http_ws_proxy_s {
 };
 
 
+/* api's (ngx_http_ws_proxy_module.c); the layers below: ngx_wsp_module */
 extern ngx_module_t  ngx_http_ws_proxy_module;
 
 
@@ -549,24 +537,37 @@ extern ngx_http_ws_proxy_lua_api_t  ngx_http_ws_proxy_lua_api;
 /* ngx_http_ws_proxy_lua.c */
 ngx_int_t ngx_http_ws_proxy_lua_resolve(void);
 
+/*
+ * ngx_http_ws_proxy_base.c: the base of the nginx layers.  The layers
+ * under api name the module ngx_wsp_module, not ngx_http_ws_proxy_module,
+ * whose definition is api's: api sets ngx_http_ws_proxy_self when nginx
+ * creates the module's configuration, before it reads any directive.
+ */
+extern ngx_module_t  *ngx_http_ws_proxy_self;
 
-/* ngx_http_ws_proxy_module.c */
-ngx_http_ws_proxy_t *ngx_http_ws_proxy_create(ngx_http_request_t *r,
-    ngx_uint_t hook);
+#define ngx_wsp_module  (*ngx_http_ws_proxy_self)
+
+ngx_queue_t *ngx_http_ws_proxy_worker_sessions(void);
 ngx_http_ws_proxy_t *ngx_http_ws_proxy_lookup(uint64_t id);
 void ngx_http_ws_proxy_unlink(ngx_http_ws_proxy_t *wp);
-void ngx_http_ws_proxy_conf_opts(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_set_error(ngx_http_ws_proxy_t *wp, const char *fmt,
     ...);
 u_char *ngx_http_ws_proxy_log_escape(u_char *dst, u_char *last, u_char *src,
     size_t len);
 void ngx_http_ws_proxy_log_error(ngx_uint_t level, ngx_log_t *log,
     ngx_err_t err, const char *fmt, ...);
-void ngx_http_ws_proxy_wake(void *sema);
 void ngx_http_ws_proxy_lua_log(ngx_http_ws_proxy_t *wp, ngx_uint_t level,
     const char *fmt, ...);
 void ngx_http_ws_proxy_lua_log_flush(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_notify(ngx_http_ws_proxy_t *wp);
+void ngx_http_ws_proxy_wake(void *sema);
 void ngx_http_ws_proxy_random(u_char *dst, size_t n);
+
+
+/* ngx_http_ws_proxy_module.c */
+ngx_http_ws_proxy_t *ngx_http_ws_proxy_create(ngx_http_request_t *r,
+    ngx_uint_t hook);
+void ngx_http_ws_proxy_conf_opts(ngx_http_ws_proxy_t *wp);
 
 /* ngx_http_ws_proxy_handshake.c */
 ngx_int_t ngx_http_ws_proxy_client_check(ngx_http_ws_proxy_t *wp,
@@ -619,9 +620,6 @@ void ngx_http_ws_proxy_balancer_free(ngx_http_ws_proxy_t *wp,
 void ngx_http_ws_proxy_balancer_tried(ngx_http_ws_proxy_t *wp);
 ngx_int_t ngx_http_ws_proxy_balancer_add_variables(ngx_conf_t *cf);
 
-/* ngx_http_ws_proxy_module.c */
-void ngx_http_ws_proxy_notify(ngx_http_ws_proxy_t *wp);
-
 /* ngx_http_ws_proxy_pass.c */
 char *ngx_http_ws_proxy_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_ws_proxy_set_header(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -639,7 +637,6 @@ void ngx_http_ws_proxy_live_stop(ngx_http_ws_proxy_t *wp);
 /* the drain: ngx_http_ws_proxy_drain.c */
 void ngx_http_ws_proxy_drain_add(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_drain_del(ngx_http_ws_proxy_t *wp);
-ngx_queue_t *ngx_http_ws_proxy_worker_sessions(void);
 ngx_int_t ngx_http_ws_proxy_set_deadline(ngx_http_ws_proxy_t *wp,
     ngx_msec_t ms, ngx_uint_t code, u_char *reason, size_t len);
 
@@ -665,17 +662,19 @@ ngx_int_t ngx_http_ws_proxy_inject(ngx_http_ws_proxy_t *wp, ngx_uint_t dir,
     ngx_uint_t opcode, u_char *data, size_t len);
 
 
-/* ngx_http_ws_proxy_deflate.c: permessage-deflate */
+/* ngx_http_ws_proxy_negotiate.c: permessage-deflate's negotiation */
 u_char *ngx_http_ws_proxy_deflate_offer(ngx_http_ws_proxy_t *wp, u_char *p);
 ngx_int_t ngx_http_ws_proxy_deflate_answer(ngx_http_ws_proxy_t *wp,
     const u_char *value, size_t len);
 ngx_int_t ngx_http_ws_proxy_deflate_accept(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_deflate_conf(ngx_http_ws_proxy_t *wp,
     ngx_http_ws_proxy_loc_conf_t *wlcf);
+size_t ngx_http_ws_proxy_deflate_value(ngx_wsp_pmd_params_t *p, u_char *out);
+
+/* ngx_http_ws_proxy_deflate.c: permessage-deflate's data path */
 void ngx_http_ws_proxy_deflate_start(ngx_http_ws_proxy_t *wp);
 void ngx_http_ws_proxy_deflate_free(ngx_http_ws_proxy_dir_t *d);
 void ngx_http_ws_proxy_deflate_exit(void);
-size_t ngx_http_ws_proxy_deflate_value(ngx_wsp_pmd_params_t *p, u_char *out);
 
 /* ngx_http_ws_proxy_handshake.c */
 ngx_int_t ngx_http_ws_proxy_add_header(ngx_http_request_t *r,

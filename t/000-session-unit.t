@@ -2,7 +2,8 @@
 # The session core's unit tests (t/unit/wsp_session_test.c), built by
 # make unit, and the check that the objects of the nginx-free layers,
 # src/protocol and src/session (the unit build's, build/free/<layer>/, and
-# the module's, objs/addon/<layer>/), reference no nginx symbol.
+# the module's, objs/addon/<layer>/), reference no nginx symbol; and that
+# no layer of the module calls a layer above it (util/layers).
 use strict;
 use warnings;
 
@@ -46,6 +47,17 @@ for my $o (@objs) {
     print((@ngx ? "not ok" : "ok") . " $n - $o references no nginx symbol"
           . (@ngx ? ": " . join(' ', map { (split)[-1] } @ngx) : "") . "\n");
     $rc ||= @ngx;
+}
+
+# the layers of the module's build: no call goes up (docs/design.md)
+if (-d "$dir/nginx/objs/addon") {
+    my $layers = `util/layers $dir/nginx/objs/addon 2>&1`;
+    my $bad = $?;
+    my @up = $layers =~ /^(up .*)$/mg;
+    $n++;
+    print(($bad ? "not ok" : "ok") . " $n - util/layers: no layer calls up"
+          . ($bad ? ": " . (@up ? join('; ', @up) : $layers) : "") . "\n");
+    $rc ||= $bad;
 }
 
 print "1..$n\n";

@@ -7,16 +7,15 @@
  * only uses ws_proxy_pass.  They are looked up among the symbols the
  * process has loaded (dlsym(RTLD_DEFAULT)) the first time the Lua library
  * asks for the module (ngx_http_ws_proxy_ffi_abi(), _new()): by then
- * ngx_http_lua_module.so, which runs the library, is loaded.
+ * ngx_http_lua_module.so, which runs the library, is loaded.  The table
+ * they fill is the base layer's (ngx_http_ws_proxy_base.c), which the
+ * layers below call through.
  */
 
 
 #include "ngx_http_ws_proxy_module.h"
 
 #include <dlfcn.h>
-
-
-ngx_http_ws_proxy_lua_api_t  ngx_http_ws_proxy_lua_api;
 
 
 ngx_int_t

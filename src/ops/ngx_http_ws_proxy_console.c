@@ -73,7 +73,7 @@ ngx_http_ws_proxy_console_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_ws_proxy_module);
+    wmcf = ngx_http_get_module_main_conf(r, ngx_wsp_module);
     zone = wmcf->zone->data;
 
     if (ngx_http_ws_proxy_has_arg(&r->args, "session", 7, &id)) {
@@ -433,7 +433,7 @@ ngx_http_ws_proxy_close_one(ngx_http_request_t *r,
     ngx_http_ws_proxy_wait_t       *w;
     ngx_http_ws_proxy_loc_conf_t   *wlcf;
 
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module);
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_wsp_module);
 
     if (!wlcf->status_control) {
         return ngx_http_ws_proxy_error(r, NGX_HTTP_FORBIDDEN,

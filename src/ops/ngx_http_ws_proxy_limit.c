@@ -426,7 +426,7 @@ ngx_http_ws_proxy_limit_conf(ngx_http_ws_proxy_t *wp)
     ngx_http_ws_proxy_limit_t     *limit;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
-    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_ws_proxy_module);
+    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_wsp_module);
 
     if (wlcf->limit.limits == NULL) {
         return NGX_OK;
@@ -719,7 +719,7 @@ ngx_http_ws_proxy_limit_refused(ngx_http_ws_proxy_t *wp,
                                     p - buf, buf, &shm_zone->shm.name, n);
     }
 
-    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_ws_proxy_module);
+    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_wsp_module);
 
     ngx_log_error(wlcf->limit.log_level, wp->log, 0,
                   "ws_proxy: %*s, session refused", wp->err_len, wp->err);
@@ -802,7 +802,7 @@ ngx_http_ws_proxy_limit_refuse(ngx_http_ws_proxy_t *wp)
         return NGX_DECLINED;
     }
 
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module);
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_wsp_module);
 
     r->headers_out.status = wlcf->limit.status;
     r->headers_out.content_length_n = 0;
@@ -840,7 +840,7 @@ ngx_http_ws_proxy_limit_variable(ngx_http_request_t *r,
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+    wp = ngx_http_get_module_ctx(r, ngx_wsp_module);
 
     if (wp == NULL || wp->limit_status == NGX_WSP_LIMIT_NONE) {
         v->not_found = 1;

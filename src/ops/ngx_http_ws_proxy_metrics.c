@@ -95,7 +95,7 @@ ngx_http_ws_proxy_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone->name = value[1];
 
     shm_zone = ngx_shared_memory_add(cf, &value[1], size,
-                                     &ngx_http_ws_proxy_module);
+                                     &ngx_wsp_module);
     if (shm_zone == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -151,7 +151,7 @@ ngx_http_ws_proxy_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf->handler = ngx_http_ws_proxy_status_handler;
 
-    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ws_proxy_module);
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_wsp_module);
     wmcf->status = 1;
 
     return NGX_CONF_OK;
@@ -282,7 +282,7 @@ ngx_http_ws_proxy_metrics_node(ngx_http_ws_proxy_t *wp)
     }
 
     wmcf = ngx_http_get_module_main_conf(wp->request,
-                                         ngx_http_ws_proxy_module);
+                                         ngx_wsp_module);
 
     if (wmcf->zone == NULL) {
         wp->metrics.none = 1;
@@ -351,7 +351,7 @@ ngx_http_ws_proxy_metrics_key(ngx_http_ws_proxy_t *wp, ngx_str_t *key)
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(wp->request,
-                                        ngx_http_ws_proxy_module);
+                                        ngx_wsp_module);
 
     if (wlcf->zone_key == NULL) {
         clcf = ngx_http_get_module_loc_conf(wp->request,
@@ -835,7 +835,7 @@ ngx_http_ws_proxy_metrics_init_conf(ngx_conf_t *cf)
 {
     ngx_http_ws_proxy_main_conf_t  *wmcf;
 
-    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ws_proxy_module);
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_wsp_module);
 
     if (wmcf->status && wmcf->zone == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -131,7 +131,7 @@ ngx_http_ws_proxy_console_zone(void)
     ngx_http_ws_proxy_main_conf_t  *wmcf;
 
     wmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_ws_proxy_module);
+                                               ngx_wsp_module);
 
     if (wmcf == NULL || wmcf->zone == NULL) {
         return NULL;
@@ -311,7 +311,7 @@ ngx_http_ws_proxy_recorder_start(ngx_http_ws_proxy_t *wp)
 
     if (wp->metrics.ring == 0 && !wp->metrics.norec) {
         wlcf = ngx_http_get_module_loc_conf(wp->request,
-                                            ngx_http_ws_proxy_module);
+                                            ngx_wsp_module);
 
         if (wlcf->flight_recorder == 0
             || ngx_http_ws_proxy_recorder_set(wp, wlcf->flight_recorder)

@@ -90,7 +90,7 @@ ngx_http_ws_proxy_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_ws_proxy_module);
+    wmcf = ngx_http_get_module_main_conf(r, ngx_wsp_module);
     zone = wmcf->zone->data;
 
     json = ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK

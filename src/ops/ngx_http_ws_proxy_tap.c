@@ -344,7 +344,7 @@ ngx_http_ws_proxy_tap_tick(ngx_queue_t *live)
 
             if (tap->payloads == (uint32_t) -1) {
                 wlcf = ngx_http_get_module_loc_conf(wp->request,
-                                                    ngx_http_ws_proxy_module);
+                                                    ngx_wsp_module);
                 tap->payloads = (uint32_t) wlcf->tap_payloads;
             }
         }
@@ -414,7 +414,7 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
         return NGX_HTTP_NOT_ALLOWED;
     }
 
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module);
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_wsp_module);
 
     if (!wlcf->status_control) {
         return ngx_http_ws_proxy_tap_refuse(r, NGX_HTTP_FORBIDDEN,

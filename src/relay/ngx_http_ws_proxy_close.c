@@ -183,7 +183,7 @@ static const ngx_wsp_session_cb_t  ngx_http_ws_proxy_core_cb = {
     ngx_http_ws_proxy_core_alloc,
     ngx_http_ws_proxy_core_mask_key,
     ngx_http_ws_proxy_core_event,
-    ngx_http_ws_proxy_live_control,
+    NULL,                                  /* liveness: the core's */
     ngx_http_ws_proxy_reserve,
     ngx_http_ws_proxy_inflate,
     ngx_http_ws_proxy_deflate,
@@ -459,7 +459,7 @@ ngx_http_ws_proxy_cleanup(void *data)
     ngx_http_ws_proxy_free_semas(wp);
     ngx_http_ws_proxy_lua_log_flush(wp);
 
-    ngx_http_set_ctx(wp->request, NULL, ngx_http_ws_proxy_module);
+    ngx_http_set_ctx(wp->request, NULL, ngx_wsp_module);
 
     if (wp->heap) {
         ngx_free(wp);

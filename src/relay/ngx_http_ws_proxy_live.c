@@ -1,24 +1,19 @@
 /*
  * Copyright (C) ngx_http_ws_proxy_module authors
  *
- * Liveness: why a session ended ($ws_proxy_end, stats().ended_by), the
- * idle timeout and the heartbeat.  See docs/design.md "Liveness".
+ * Liveness in nginx: why a session ended ($ws_proxy_end,
+ * stats().ended_by), the session's deadline, and the timers: the idle
+ * timeout and the heartbeat are the core's rules
+ * (src/session/ngx_wsp_live.c), applied when the session's time comes.
+ * See docs/design.md "Liveness".
  */
 
 
 #include "ngx_http_ws_proxy_pump.h"
 
 
-/* the payload of the module's pings: this prefix and a counter */
-#define NGX_WSP_PING_PREFIX      "ngx_ws_proxy ping "
-#define NGX_WSP_PING_PREFIX_LEN  (sizeof(NGX_WSP_PING_PREFIX) - 1)
-#define NGX_WSP_PING_MAX         (NGX_WSP_PING_PREFIX_LEN + NGX_INT32_LEN)
-
 /* the default close at a session's deadline: 1008 (policy violation) */
 #define NGX_WSP_CLOSE_EXPIRED    1008
-
-/* the later of two times, whatever their wrap */
-#define ngx_wsp_later(a, b)      ((ngx_msec_int_t) ((a) - (b)) > 0 ? (a) : (b))
 
 
 static void ngx_http_ws_proxy_live_arm(ngx_http_ws_proxy_t *wp,
@@ -28,8 +23,6 @@ static void ngx_http_ws_proxy_live_next(void);
 static void ngx_http_ws_proxy_live_expired(ngx_event_t *ev);
 static void ngx_http_ws_proxy_live_handler(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_expire(ngx_http_ws_proxy_t *wp);
-static ngx_msec_int_t ngx_http_ws_proxy_idle_left(ngx_http_ws_proxy_t *wp);
-static ngx_msec_int_t ngx_http_ws_proxy_ping_left(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_ping(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_dead(ngx_http_ws_proxy_dir_t *d);
 
@@ -97,24 +90,19 @@ ngx_http_ws_proxy_ended(ngx_http_ws_proxy_t *wp)
 
 /*
  * One time per session, for the idle timeout, both heartbeats and the
- * deadline: a frame only records the time (d->data_time, d->ctl_time),
- * and the session's time, when it comes, compares and is set again for
- * what is left, as nginx's proxy_read_timeout is.
+ * deadline: a frame only records the time (the core's data_time,
+ * ctl_time), and the session's time, when it comes, compares (the core's
+ * ngx_wsp_live()) and is set again for what is left, as nginx's
+ * proxy_read_timeout is.
  */
 
 void
 ngx_http_ws_proxy_live_start(ngx_http_ws_proxy_t *wp)
 {
-    ngx_uint_t      i;
     ngx_msec_int_t  t, left;
 
     /* ws_proxy_drain_time: ngx_http_ws_proxy_drain.c */
     ngx_http_ws_proxy_drain_add(wp);
-
-    for (i = 0; i < 2; i++) {
-        wp->dir[i].data_time = ngx_current_msec;
-        wp->dir[i].ctl_time = ngx_current_msec;
-    }
 
     if (wp->opts.session_timeout && !wp->deadline_set) {
         /* a set_deadline() before execute() wins */
@@ -122,13 +110,7 @@ ngx_http_ws_proxy_live_start(ngx_http_ws_proxy_t *wp)
         wp->deadline_set = 1;
     }
 
-    t = wp->opts.idle_timeout;
-
-    if (wp->opts.ping_interval
-        && (t == 0 || (ngx_msec_int_t) wp->opts.ping_interval < t))
-    {
-        t = wp->opts.ping_interval;
-    }
+    t = (ngx_msec_int_t) ngx_wsp_live_start(&wp->core);
 
     if (wp->deadline_set) {
         left = (ngx_msec_int_t) (wp->deadline - ngx_current_msec);
@@ -314,7 +296,7 @@ ngx_http_ws_proxy_live_stop(ngx_http_ws_proxy_t *wp)
 static void
 ngx_http_ws_proxy_live_handler(ngx_http_ws_proxy_t *wp)
 {
-    ngx_uint_t      i;
+    ngx_uint_t      i, act;
     ngx_msec_int_t  left, next;
 
     /* a close under way has its own timer (close_timeout) */
@@ -336,51 +318,35 @@ ngx_http_ws_proxy_live_handler(ngx_http_ws_proxy_t *wp)
         next = left;
     }
 
-    if (wp->opts.idle_timeout) {
-        left = ngx_http_ws_proxy_idle_left(wp);
+    act = ngx_wsp_live(&wp->core, &left);
 
-        if (left <= 0) {
-            ngx_log_error(NGX_LOG_INFO, wp->log, 0,
-                          "ws_proxy: no data frame for %M ms, closing",
-                          wp->opts.idle_timeout);
-
-            ngx_wsp_end(wp, NGX_WSP_END_IDLE);
-
-            for (i = 0; i < 2; i++) {
-                ngx_http_ws_proxy_close_due(&wp->dir[i],
-                                            NGX_WSP_CLOSE_GOING_AWAY,
-                                            "idle timeout", NGX_WSP_TX_DUE);
-            }
-
-            ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
-            return;
-        }
-
-        next = ngx_min(next, left);
+    if (act & NGX_WSP_LIVE_IDLE) {
+        ngx_log_error(NGX_LOG_INFO, wp->log, 0,
+                      "ws_proxy: no data frame for %M ms, closing",
+                      wp->opts.idle_timeout);
+        ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
+        return;
     }
 
-    for (i = 0; wp->opts.ping_interval && i < 2; i++) {
-        left = ngx_http_ws_proxy_ping_left(&wp->dir[i]);
-
-        if (left < 0) {
+    for (i = 0; i < 2; i++) {
+        if (act & NGX_WSP_LIVE_DEAD(i)) {
             ngx_http_ws_proxy_dead(&wp->dir[i]);
             ngx_http_ws_proxy_run(wp, NGX_WSP_RUN_BOTH, 0);
             return;
         }
+    }
 
-        if (left == 0) {
+    for (i = 0; i < 2; i++) {
+        if (act & NGX_WSP_LIVE_PING(i)) {
             ngx_http_ws_proxy_ping(&wp->dir[i]);
 
             if (wp->state != NGX_WSP_STATE_RUNNING) {
                 return;
             }
-
-            left = wp->opts.ping_timeout ? wp->opts.ping_timeout
-                                         : wp->opts.ping_interval;
         }
-
-        next = ngx_min(next, left);
     }
+
+    next = ngx_min(next, left);
 
     ngx_http_ws_proxy_live_arm(wp, (ngx_msec_t) next);
 }
@@ -425,106 +391,34 @@ ngx_http_ws_proxy_expire(ngx_http_ws_proxy_t *wp)
 }
 
 
-/* what is left of the idle timeout: no data frame either way */
-
-static ngx_msec_int_t
-ngx_http_ws_proxy_idle_left(ngx_http_ws_proxy_t *wp)
-{
-    ngx_msec_t  last;
-
-    if (ngx_wsp_held(&wp->dir[0]) || ngx_wsp_held(&wp->dir[1])) {
-        /* a message held back by a rate is data that came */
-        return wp->opts.idle_timeout;
-    }
-
-    last = ngx_wsp_later(wp->dir[0].data_time, wp->dir[1].data_time);
-
-    return (ngx_msec_int_t) (last + wp->opts.idle_timeout - ngx_current_msec);
-}
-
-
-/*
- * The heartbeat of d's src: the time left until it is pinged, 0: ping it
- * now, < 0: it did not answer.  Any frame answers, and so do the bytes of
- * a frame that is still coming.
- */
-
-static ngx_msec_int_t
-ngx_http_ws_proxy_ping_left(ngx_http_ws_proxy_dir_t *d)
-{
-    ngx_msec_t            heard;
-    ngx_msec_int_t        left;
-    ngx_http_ws_proxy_t  *wp;
-
-    wp = ngx_wsp_dir_wp(d);
-    heard = ngx_wsp_later(d->data_time, d->ctl_time);
-
-    if ((d->in != NGX_WSP_IN_HEADER && d->bytes != d->live_bytes)
-        || ngx_wsp_held(d))
-    {
-        /*
-         * A frame still coming answers; so does a message held back by a
-         * rate: its sender is not read, its pong may wait behind it
-         */
-        heard = ngx_current_msec;
-    }
-
-    d->live_bytes = d->bytes;
-
-    if (d->pinged) {
-        if ((ngx_msec_int_t) (heard - d->ping_time) >= 0) {
-            d->pinged = 0;
-
-        } else if (wp->opts.ping_timeout) {
-            left = (ngx_msec_int_t) (d->ping_time + wp->opts.ping_timeout
-                                     - ngx_current_msec);
-            return left > 0 ? left : -1;
-        }
-
-        /* without ping_timeout, a ping is sent every ping_interval */
-        heard = ngx_wsp_later(heard, d->ping_time);
-    }
-
-    left = (ngx_msec_int_t) (heard + wp->opts.ping_interval
-                             - ngx_current_msec);
-
-    return left > 0 ? left : 0;
-}
-
-
 /* a ping of the module's own to d's src, through the other direction */
 
 static void
 ngx_http_ws_proxy_ping(ngx_http_ws_proxy_dir_t *d)
 {
-    u_char  *p;
-    u_char   buf[NGX_WSP_PING_MAX];
+    size_t  n;
+    u_char  buf[NGX_WSP_PING_MAX];
 
-    d->pings++;
-    d->pinged = 1;
-    d->ping_time = ngx_current_msec;
-
-    p = ngx_sprintf(buf, NGX_WSP_PING_PREFIX "%uD", d->pings);
+    n = ngx_wsp_ping_payload(&d->core, buf);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_wsp_dir_wp(d)->log, 0,
                    "ws_proxy: ping to %s", ngx_wsp_src_role(d));
 
     /* no memory: the ping goes at the next period, the timeout runs */
     (void) ngx_http_ws_proxy_inject(ngx_wsp_dir_wp(d), 1 - d->dir,
-                                    NGX_WSP_OP_PING, buf, p - buf);
+                                    NGX_WSP_OP_PING, buf, n);
 }
 
 
 /*
- * d's src did not answer a ping: its connection is dropped without a
- * close handshake, the other peer gets 1001 naming it.
+ * d's src did not answer a ping: the core dropped it (its connection
+ * closes without a close handshake, the other peer gets 1001 naming it)
  */
 
 static void
 ngx_http_ws_proxy_dead(ngx_http_ws_proxy_dir_t *d)
 {
     ngx_http_ws_proxy_t  *wp;
-    u_char                reason[NGX_WSP_MAX_CONTROL];
 
     wp = ngx_wsp_dir_wp(d);
 
@@ -534,63 +428,4 @@ ngx_http_ws_proxy_dead(ngx_http_ws_proxy_dir_t *d)
     ngx_http_ws_proxy_set_error(wp, "%s did not answer a ping within %M ms",
                                 ngx_wsp_src_role(d), wp->opts.ping_timeout);
     wp->closed_normally = 0;
-    ngx_wsp_end(wp, NGX_WSP_END_PING_TIMEOUT);
-
-    *ngx_sprintf(reason, "%s did not answer a ping", ngx_wsp_src_role(d))
-        = '\0';
-
-    /* nothing more goes to it or is read from it; the other peer: 1001 */
-    ngx_wsp_src_dead(&d->core, (char *) reason);
-}
-
-
-/*
- * A control frame from d's src: its time, and a pong that answers one of
- * the module's pings is not forwarded (NGX_DONE: skip it).  NGX_DECLINED:
- * more bytes are needed, NGX_AGAIN: output before it must drain first.
- */
-
-int
-ngx_http_ws_proxy_live_control(ngx_wsp_sdir_t *sd)
-{
-    size_t                    len;
-    u_char                   *p;
-    ngx_http_ws_proxy_dir_t  *d;
-    u_char                    buf[NGX_WSP_PING_MAX];
-
-    d = (ngx_http_ws_proxy_dir_t *) sd;
-    d->ctl_time = ngx_current_msec;
-
-    len = (size_t) d->frame.payload_len;
-
-    if (d->frame.opcode != NGX_WSP_OP_PONG || d->pings == 0
-        || len <= NGX_WSP_PING_PREFIX_LEN || len > NGX_WSP_PING_MAX)
-    {
-        return NGX_OK;
-    }
-
-    if (ngx_wsp_whole_frame(sd) != NGX_WSP_OK) {
-        return NGX_DECLINED;
-    }
-
-    p = d->ppos + d->frame.header_len;
-
-    if (d->frame.masked) {
-        ngx_wsp_mask(buf, p, len, d->frame.mask, 0);
-        p = buf;
-    }
-
-    if (ngx_strncmp(p, NGX_WSP_PING_PREFIX, NGX_WSP_PING_PREFIX_LEN) != 0) {
-        return NGX_OK;
-    }
-
-    if (d->spos < d->ppos) {
-        /* raw bytes before it go out first: it is skipped only then */
-        return NGX_AGAIN;
-    }
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_wsp_dir_wp(d)->log, 0,
-                   "ws_proxy: pong from %s", ngx_wsp_src_role(d));
-
-    return NGX_DONE;
 }

@@ -224,7 +224,7 @@ ngx_http_ws_proxy_client_handler(ngx_event_t *ev)
     c = ev->data;
     r = c->data;
 
-    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+    wp = ngx_http_get_module_ctx(r, ngx_wsp_module);
 
     if (wp == NULL || wp->state != NGX_WSP_STATE_RUNNING) {
         /* not ours any more: give the event to nginx */
@@ -546,7 +546,7 @@ ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d, ngx_uint_t can_read)
             ngx_http_ws_proxy_read(d);
         }
 
-        more = ngx_wsp_has_work(d) ? ngx_wsp_parse(&d->core) : 0;
+        more = ngx_wsp_needs_parse(d) ? ngx_wsp_parse(&d->core) : 0;
 
         if (d->rx == NGX_WSP_RX_EOF && (d->ppos == d->last || more)) {
             /*
@@ -932,6 +932,11 @@ ngx_http_ws_proxy_sent(ngx_http_ws_proxy_dir_t *d,
     if (d->inject_cur && d->out_body.pos == d->out_body.last) {
         ngx_free(d->inject_cur);
         d->inject_cur = NULL;
+
+        if (d->in == NGX_WSP_IN_DUE) {
+            /* a verdict's frame waited for it (ngx_wsp_verdict_due()) */
+            ngx_wsp_dir_wp(d)->kick |= NGX_WSP_RUN_DIR(d->dir);
+        }
     }
 }
 
@@ -985,7 +990,7 @@ ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(ngx_wsp_dir_wp(d)->request,
-                                        ngx_http_ws_proxy_module);
+                                        ngx_wsp_module);
     size = wlcf->buffer_size;
 
     if (ngx_wsp_nfree && ngx_wsp_free_size == size) {

@@ -97,7 +97,6 @@ int ngx_http_ws_proxy_deflate(ngx_wsp_sdir_t *sd, unsigned fin,
 void ngx_http_ws_proxy_deflate_idle(ngx_http_ws_proxy_dir_t *d);
 
 /* ngx_http_ws_proxy_live.c: a control frame's time, the module's pongs */
-int ngx_http_ws_proxy_live_control(ngx_wsp_sdir_t *sd);
 
 /* ngx_http_ws_proxy_verdict.c: Lua's verdicts and controls */
 void ngx_http_ws_proxy_hand_over(ngx_wsp_sdir_t *sd);

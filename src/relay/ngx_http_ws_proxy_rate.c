@@ -41,7 +41,7 @@ ngx_http_ws_proxy_rate_start(ngx_http_ws_proxy_t *wp)
     ngx_http_ws_proxy_mlimit_t    *ml;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
-    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_ws_proxy_module);
+    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_wsp_module);
 
     if (wlcf->limit.messages && wp->rate == NULL) {
         ml = wlcf->limit.messages->elts;

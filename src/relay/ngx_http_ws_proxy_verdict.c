@@ -111,7 +111,7 @@ ngx_http_ws_proxy_resume(ngx_http_ws_proxy_dir_t *d)
     wev = d->dst->write;
 
     if (d->ppos == d->last && ngx_wsp_steady(wp) && !wp->kick && !d->inject
-        && !d->src->read->ready)
+        && d->in != NGX_WSP_IN_DUE && !d->src->read->ready)
     {
         rc = ngx_http_ws_proxy_flush(d);
 

@@ -27,6 +27,10 @@ static void ngx_wsp_frame_unsent(ngx_wsp_sdir_t *d);
     if ((d)->observe) {                                                      \
         ngx_wsp_obs_record((d), (action));                                   \
     }
+/* a frame is in d's output after the raw range (an injected one) */
+#define ngx_wsp_out_busy(d)                                                  \
+    ((d)->out_hdr.pos < (d)->out_hdr.last                                    \
+     || (d)->out_body.pos < (d)->out_body.last)
 
 #define ngx_wsp_event(d, ev, code, text)                                     \
     (d)->session->cb->event((d)->session, (d), (ev), (code), (text), 0)
@@ -322,6 +326,21 @@ ngx_wsp_queue_close(ngx_wsp_sdir_t *d, unsigned code,
         return;
     }
 
+    if (d->in == NGX_WSP_IN_DUE) {
+        /*
+         * A verdict's frame waits for an injected frame to leave the
+         * output (ngx_wsp_verdict_due()): the close is due after it, at
+         * the next boundary, where it would have been in the output.
+         */
+        len = len < NGX_WSP_MAX_CONTROL - 2 ? len : NGX_WSP_MAX_CONTROL - 2;
+        memmove(d->ctl->reason, reason, len);
+        d->ctl->reason_len = len;
+        d->ctl_code = (uint16_t) code;
+        d->tx = NGX_WSP_TX_DUE;
+        s->kick |= NGX_WSP_RUN_DIR(d->dir);
+        return;
+    }
+
     len = ngx_wsp_close_payload(payload, code, reason, len);
 
     if (d->dir == NGX_WSP_DIR_CLIENT) {
@@ -480,7 +499,11 @@ ngx_wsp_src_gone(ngx_wsp_sdir_t *d)
     }
 
     ngx_wsp_drop_pending(d);
-    d->in = NGX_WSP_IN_HEADER;
+
+    if (d->in != NGX_WSP_IN_DUE) {
+        /* a verdict's frame due still goes, before the close */
+        d->in = NGX_WSP_IN_HEADER;
+    }
 
     if (ngx_wsp_close_pending(d)) {
         /* the close that waited for this peer's reply goes now */
@@ -522,7 +545,11 @@ ngx_wsp_src_dead(ngx_wsp_sdir_t *d, const char *reason)
     }
 
     ngx_wsp_drop_pending(d);
-    d->in = NGX_WSP_IN_HEADER;
+
+    if (d->in != NGX_WSP_IN_DUE) {
+        /* a verdict's frame due still goes, before the close */
+        d->in = NGX_WSP_IN_HEADER;
+    }
 
     ngx_wsp_close_due(d, NGX_WSP_CLOSE_GOING_AWAY, reason, NGX_WSP_TX_DUE);
 }
@@ -616,6 +643,7 @@ ngx_wsp_done(ngx_wsp_session_t *s, unsigned pending)
         /* output towards dst: all sent, or impossible */
         if (d->tx != NGX_WSP_TX_ABORTED
             && (d->tx != NGX_WSP_TX_CLOSED || ngx_wsp_has_output(d)
+                || d->in == NGX_WSP_IN_DUE
                 || (pending & NGX_WSP_RUN_DIR(i))))
         {
             return 0;
@@ -686,6 +714,7 @@ ngx_wsp_close_payload(unsigned char *dst, unsigned code,
  */
 
 static int ngx_wsp_boundary(ngx_wsp_sdir_t *d);
+static int ngx_wsp_verdict_due(ngx_wsp_sdir_t *d);
 static ngx_wsp_inject_t **ngx_wsp_injectable(ngx_wsp_sdir_t *d);
 static int ngx_wsp_payload(ngx_wsp_sdir_t *d);
 static int ngx_wsp_inflate_stopped(ngx_wsp_sdir_t *d, size_t avail);
@@ -710,8 +739,11 @@ ngx_wsp_parse(ngx_wsp_sdir_t *d)
 
     for ( ;; ) {
 
+        /* IN_DUE last: rare, and a range test costs the others more */
+
         if (d->in == NGX_WSP_IN_HEADER || d->in == NGX_WSP_IN_LUA
-            || (d->in == NGX_WSP_IN_SKIP && d->tx == NGX_WSP_TX_DUE))
+            || (d->in == NGX_WSP_IN_SKIP && d->tx == NGX_WSP_TX_DUE)
+            || d->in == NGX_WSP_IN_DUE)
         {
             rc = ngx_wsp_boundary(d);
 
@@ -754,7 +786,7 @@ ngx_wsp_boundary(ngx_wsp_sdir_t *d)
 {
     ngx_wsp_inject_t  **pp;
 
-    if (d->inject && d->tx <= NGX_WSP_TX_DUE
+    if (d->inject && d->tx <= NGX_WSP_TX_DUE && d->in != NGX_WSP_IN_DUE
         && d->out_hdr.pos == d->out_hdr.last
         && d->out_body.pos == d->out_body.last
         && (pp = ngx_wsp_injectable(d)) != NULL)
@@ -771,8 +803,10 @@ ngx_wsp_boundary(ngx_wsp_sdir_t *d)
         return NGX_WSP_DONE;
     }
 
-    if (d->in == NGX_WSP_IN_LUA) {
-        return NGX_WSP_AGAIN;
+    if (d->in >= NGX_WSP_IN_LUA) {
+        /* a verdict's frame goes after the injected frame before it */
+        return d->in == NGX_WSP_IN_LUA ? NGX_WSP_AGAIN
+                                       : ngx_wsp_verdict_due(d);
     }
 
     if (d->tx && ngx_wsp_close_boundary(d)) {
@@ -1212,7 +1246,7 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
         return NGX_WSP_ERROR;
     }
 
-    /* liveness: a data frame's time; a control frame's, the relay's */
+    /* liveness: a data frame's time; a control frame's, and pongs */
 
     if (!control) {
         d->data_time = *s->clock;
@@ -1221,8 +1255,12 @@ ngx_wsp_frame_start(ngx_wsp_sdir_t *d)
             return NGX_WSP_ERROR;
         }
 
-    } else if (s->cb->control) {
-        rc = s->cb->control(d);
+    } else {
+        rc = ngx_wsp_live_control(d);
+
+        if (rc == NGX_WSP_OK && s->cb->control) {
+            rc = s->cb->control(d);
+        }
 
         if (rc != NGX_WSP_OK) {
             return rc == NGX_WSP_DONE ? ngx_wsp_skip_frame(d) : rc;
@@ -1658,6 +1696,21 @@ ngx_wsp_emit(ngx_wsp_sdir_t *d, unsigned fin, unsigned opcode,
 
     s = d->session;
 
+    if (d->inject_cur && ngx_wsp_out_busy(d)) {
+        /*
+         * A verdict while a frame injected from Lua is in the output: this
+         * frame goes once that one is all sent (ngx_wsp_verdict_due()),
+         * not over its rest.  Lua has answered: the slot names it.
+         */
+        d->slot.fin = (int) fin;
+        d->slot.opcode = (int) opcode;
+        d->slot.data = data;
+        d->slot.len = len;
+        d->hold = 0;
+        d->in = NGX_WSP_IN_DUE;
+        return;
+    }
+
     if (data == NULL) {
         /* an empty payload without memory of its own */
         data = d->ohdr;
@@ -1753,9 +1806,16 @@ ngx_wsp_verdict(ngx_wsp_sdir_t *d, unsigned verdict, unsigned char *data,
             ngx_wsp_mask(p, p, d->slot.len, d->frame.mask, 0);
         }
 
+        ngx_wsp_taken(d);
+
+        if (d->inject_cur && ngx_wsp_out_busy(d)) {
+            /* after the injected frame in the output (verdict_due()) */
+            d->in = NGX_WSP_IN_DUE;
+            return NGX_WSP_OK;
+        }
+
         d->ppos += d->hold;
         d->hold = 0;
-        ngx_wsp_taken(d);
 
         return NGX_WSP_OK;
     }
@@ -1790,7 +1850,13 @@ ngx_wsp_verdict(ngx_wsp_sdir_t *d, unsigned verdict, unsigned char *data,
         d->msg_len = 0;
     }
 
-    ngx_wsp_taken(d);
+    /* answered; its rebuilt frame may wait for an injected one (IN_DUE) */
+
+    d->slot.ready = 0;
+
+    if (d->in == NGX_WSP_IN_LUA) {
+        d->in = NGX_WSP_IN_HEADER;
+    }
 
     return NGX_WSP_OK;
 }
@@ -1927,6 +1993,41 @@ ngx_wsp_rewrite(ngx_wsp_sdir_t *d, unsigned char *data, size_t len)
     ngx_wsp_emit(d, (unsigned) d->slot.fin, opcode, p, len);
 
     return NGX_WSP_OK;
+}
+
+
+/*
+ * At the boundary after a verdict whose frame waited for an injected
+ * frame in the output: once that is all sent, the frame goes (as it
+ * came, or rebuilt), or leaves unsent when dst is gone.
+ */
+
+static int
+ngx_wsp_verdict_due(ngx_wsp_sdir_t *d)
+{
+    if (ngx_wsp_out_busy(d)) {
+        return NGX_WSP_AGAIN;
+    }
+
+    d->in = NGX_WSP_IN_HEADER;
+
+    if (d->hold) {
+        d->ppos += d->hold;
+        d->hold = 0;
+
+        if (d->tx == NGX_WSP_TX_ABORTED) {
+            d->spos = d->ppos;
+        }
+
+        return NGX_WSP_DONE;
+    }
+
+    if (d->tx != NGX_WSP_TX_ABORTED) {
+        ngx_wsp_emit(d, (unsigned) d->slot.fin, (unsigned) d->slot.opcode,
+                     (unsigned char *) d->slot.data, d->slot.len);
+    }
+
+    return NGX_WSP_DONE;
 }
 
 

@@ -14,15 +14,20 @@
  * directions it marked as having work (`kick`).  It calls upward only
  * through the callbacks of ngx_wsp_session_cb_t: memory, a masking key,
  * events (what the relay logs, counts, or mirrors in its own state), and
- * what needs nginx, zlib or Lua (liveness, the message buffer, inflate,
- * deflate, waking the hook, a tap's observe()).  The console's flight
- * recorder it writes itself, into a ring the relay gives it.
+ * what needs nginx, zlib or Lua (the message buffer, inflate, deflate,
+ * waking the hook, a tap's observe(), a message rate's gate).  The
+ * console's flight recorder it writes itself, into a ring the relay gives
+ * it.  The liveness rules are its own (ngx_wsp_live.c,
+ * from the relay's clock), and so is what each direction does with
+ * compressed messages (ngx_wsp_pmd.c).
  *
- * Like ngx_wsp_frame.[ch], this depends on nothing but the C library: it
+ * Like ngx_wsp_frame.[ch], this depends on nothing but the C library (and
+ * zlib's header, for the negotiated parameters' type): it
  * is unit-tested (t/unit/wsp_session_test.c) and fuzzed
  * (fuzz/fuzz_session.c, fuzz/fuzz_session_wire.c) without nginx, and the
  * build checks that its object references no nginx symbol.
- * docs/design.md has the state tables and what is still to move here.
+ * docs/design.md has the state tables; ngx_wsp_live.c (liveness) and
+ * ngx_wsp_pmd.c (permessage-deflate's data path) are the core's too.
  *
  * Embedding: the relay's direction and session structures begin with the
  * core's fields (NGX_WSP_SDIR_FIELDS, NGX_WSP_SESSION_FIELDS) in a union
@@ -40,6 +45,7 @@
 #include <string.h>
 
 #include "ngx_wsp_frame.h"
+#include "ngx_wsp_deflate.h"
 
 
 /* directions, named after the peer that sends the frames */
@@ -79,6 +85,12 @@
 #define NGX_WSP_IN_HOLD              4   /* whole in the input buffer */
 #define NGX_WSP_IN_LUA               5   /* a frame waits for Lua's
                                             verdict (slot.ready) */
+#define NGX_WSP_IN_DUE               6   /* Lua answered, the frame waits
+                                            for an injected frame to leave
+                                            the output: hold bytes at ppos
+                                            go as they came, or (hold 0)
+                                            the frame d->slot names is
+                                            rebuilt */
 
 /* what the core's steps and the relay's callbacks return (nginx's values) */
 #define NGX_WSP_OK                   0
@@ -222,7 +234,11 @@ struct ngx_wsp_inject_s {
     uintptr_t                   max_fragments[2];   /* 0: unlimited */       \
     uint64_t                    max_payload;        /* buffering ceiling */  \
     unsigned char               hook;               /* frames go to Lua */   \
-    unsigned char               aggregate;          /* messages whole */
+    unsigned char               aggregate;          /* messages whole */     \
+    /* liveness (ngx_wsp_live.c), ms, 0: off */                              \
+    uintptr_t                   idle_timeout;                                \
+    uintptr_t                   ping_interval;                               \
+    uintptr_t                   ping_timeout;
 
 typedef struct {
     NGX_WSP_OPTS_FIELDS
@@ -403,6 +419,13 @@ typedef struct {
     uint64_t                    zbytes;                                      \
     uintptr_t                   data_time;      /* src's last data frame */  \
                                                                              \
+    /* liveness (ngx_wsp_live.c) */                                          \
+    uintptr_t                   ctl_time;       /* src's last control */     \
+    uintptr_t                   ping_time;      /* the proxy's last ping */  \
+    uint64_t                    live_offset;    /* offset then */            \
+    uint32_t                    pings;          /* sent to src */            \
+    unsigned char               pinged;         /* not answered yet */       \
+                                                                             \
     ngx_wsp_range_t             out_hdr;                                     \
     ngx_wsp_range_t             out_body;                                    \
     ngx_wsp_range_t             out_ctl;                                     \
@@ -469,6 +492,14 @@ struct ngx_wsp_session_s {
 #define ngx_wsp_has_work(d)                                                  \
     ((d)->ppos < (d)->last || (d)->inject || ngx_wsp_close_pending(d))
 
+/*
+ * ... or a verdict's frame waits (IN_DUE): when the relay runs a
+ * direction (the kick it gives when it frees the injected frame that
+ * frame waited for), not in the send loop of every message
+ */
+#define ngx_wsp_needs_parse(d)                                               \
+    (ngx_wsp_has_work(d) || (d)->in == NGX_WSP_IN_DUE)
+
 /* bytes the direction has queued for dst */
 #define ngx_wsp_has_output(d)                                                \
     ((d)->spos < (d)->ppos                                                   \
@@ -509,6 +540,39 @@ ngx_wsp_obs_record(ngx_wsp_sdir_t *d, unsigned action)
         d->session->cb->observe(d, action);
     }
 }
+
+
+/*
+ * Liveness (ngx_wsp_live.c): what ngx_wsp_live() asks of the relay.
+ * PING(dir): send dir's src a ping (ngx_wsp_ping_payload(), at most
+ * NGX_WSP_PING_MAX bytes) through the other direction; IDLE: the closes
+ * are due; DEAD(dir): dir's src is dropped.  The relay runs both
+ * directions after IDLE and DEAD.
+ */
+#define NGX_WSP_LIVE_PING(dir)       (1u << (dir))
+#define NGX_WSP_LIVE_IDLE            4u
+#define NGX_WSP_LIVE_DEAD(dir)       (8u << (dir))
+#define NGX_WSP_LIVE_NEVER           0x7fffffff  /* ms: no time of its own */
+#define NGX_WSP_PING_MAX             (18 + 10)   /* prefix, a uint32_t */
+
+
+/*
+ * permessage-deflate's parameters on the connection of direction dir's
+ * src (p: that connection's ngx_wsp_pmd_params_t; RFC 7692 7.1: the
+ * client's parameters are client_*, the server's server_*; the proxy is
+ * the server on the client's connection): the window src compresses
+ * with and whether it resets its context after each message (the stream
+ * that inflates it does too), and the same for what the proxy compresses
+ * towards that peer.
+ */
+#define ngx_wsp_peer_bits(p, dir)                                            \
+    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->client_bits : (p)->server_bits)
+#define ngx_wsp_peer_nct(p, dir)                                             \
+    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->client_nct : (p)->server_nct)
+#define ngx_wsp_own_bits(p, dir)                                             \
+    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->server_bits : (p)->client_bits)
+#define ngx_wsp_own_nct(p, dir)                                              \
+    ((dir) == NGX_WSP_DIR_CLIENT ? (p)->server_nct : (p)->client_nct)
 
 
 /* the session's directions (zeroed, or already in use) join it */
@@ -611,6 +675,28 @@ void ngx_wsp_src_gone(ngx_wsp_sdir_t *d);
 
 /* src did not answer a ping: dropped, dst gets 1001 and `reason` */
 void ngx_wsp_src_dead(ngx_wsp_sdir_t *d, const char *reason);
+
+/*
+ * Liveness, from the time in *s->clock: ngx_wsp_live_start() when the
+ * session starts (the ms until the first ngx_wsp_live() call, 0: none),
+ * ngx_wsp_live() when that time comes (NGX_WSP_LIVE_*; *next: the ms
+ * until the next call).  ngx_wsp_live_control(): a control frame's header
+ * from src (the parser's; NGX_WSP_DONE: a pong to the proxy's own ping,
+ * not forwarded).  ngx_wsp_live_dead(): src did not answer a ping.
+ */
+uintptr_t ngx_wsp_live_start(ngx_wsp_session_t *s);
+unsigned ngx_wsp_live(ngx_wsp_session_t *s, intptr_t *next);
+int ngx_wsp_live_control(ngx_wsp_sdir_t *d);
+void ngx_wsp_live_dead(ngx_wsp_sdir_t *d);
+size_t ngx_wsp_ping_payload(ngx_wsp_sdir_t *d, unsigned char *buf);
+
+/*
+ * permessage-deflate (ngx_wsp_pmd.c), when the session starts: what each
+ * direction does (d->z, NGX_WSP_Z_*) from what each connection
+ * negotiated, pmd[NGX_WSP_DIR_*] (on: 0 where it did not)
+ */
+void ngx_wsp_deflate_start(ngx_wsp_session_t *s,
+    const ngx_wsp_pmd_params_t *pmd);
 
 /* nothing more can go to d's dst */
 void ngx_wsp_dst_gone(ngx_wsp_sdir_t *d);

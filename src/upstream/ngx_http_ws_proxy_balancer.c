@@ -186,7 +186,7 @@ ngx_http_ws_proxy_balancer_init(ngx_http_ws_proxy_t *wp,
     wp->peer.save_session = NULL;
 #endif
 
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_ws_proxy_module);
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_wsp_module);
 
     if (wlcf->next_upstream_tries
         && wp->peer.tries > wlcf->next_upstream_tries)
@@ -221,7 +221,7 @@ ngx_http_ws_proxy_balancer_next(ngx_http_ws_proxy_t *wp, ngx_int_t rc)
 
     ngx_http_ws_proxy_balancer_free(wp, NGX_PEER_FAILED);
 
-    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_ws_proxy_module);
+    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_wsp_module);
     timeout = wlcf->next_upstream_timeout;
 
     if (wp->peer.tries == 0
@@ -370,7 +370,7 @@ ngx_http_ws_proxy_upstream_addr_variable(ngx_http_request_t *r,
 {
     ngx_http_ws_proxy_t  *wp;
 
-    wp = ngx_http_get_module_ctx(r, ngx_http_ws_proxy_module);
+    wp = ngx_http_get_module_ctx(r, ngx_wsp_module);
 
     if (wp == NULL || wp->upstream_addr.len == 0) {
         v->not_found = 1;

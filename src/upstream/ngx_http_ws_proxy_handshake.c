@@ -8,10 +8,7 @@
 
 
 #include "ngx_http_ws_proxy_module.h"
-#include <ngx_sha1.h>
 
-
-#define NGX_WSP_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 #define NGX_HTTP_UPGRADE_REQUIRED  426
 
@@ -20,26 +17,6 @@ static ngx_int_t ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp,
     ngx_uint_t status);
 static void ngx_http_ws_proxy_copy_headers(ngx_http_ws_proxy_t *wp,
     u_char *line, u_char *end);
-
-
-void
-ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out)
-{
-    u_char      digest[20];
-    ngx_str_t   src, dst;
-    ngx_sha1_t  sha1;
-
-    ngx_sha1_init(&sha1);
-    ngx_sha1_update(&sha1, key->data, key->len);
-    ngx_sha1_update(&sha1, NGX_WSP_GUID, sizeof(NGX_WSP_GUID) - 1);
-    ngx_sha1_final(digest, &sha1);
-
-    src.data = digest;
-    src.len = sizeof(digest);
-    dst.data = out;
-
-    ngx_encode_base64(&dst, &src);
-}
 
 
 /*
@@ -398,27 +375,6 @@ ngx_http_ws_proxy_reject(ngx_http_ws_proxy_t *wp, ngx_uint_t status)
     (void) ngx_http_output_filter(r, &out);
 
     return NGX_DECLINED;
-}
-
-
-ngx_int_t
-ngx_http_ws_proxy_add_header(ngx_http_request_t *r, const char *name,
-    size_t len, u_char *value, size_t vlen)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = len;
-    h->value.data = value;
-    h->value.len = vlen;
-
-    return NGX_OK;
 }
 
 

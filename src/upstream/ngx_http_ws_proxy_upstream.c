@@ -502,7 +502,7 @@ ngx_http_ws_proxy_ssl_context(ngx_http_ws_proxy_t *wp)
     ngx_ssl_t                     *ssl;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
 
-    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_http_ws_proxy_module);
+    wlcf = ngx_http_get_module_loc_conf(wp->request, ngx_wsp_module);
 
     if (wlcf->ssl) {
         return wlcf->ssl;

@@ -295,7 +295,7 @@ t_check(t_session_t *t, unsigned dir)
     }
 
     if (d->rx > NGX_WSP_RX_GONE || d->tx > NGX_WSP_TX_ABORTED
-        || d->in > NGX_WSP_IN_LUA)
+        || d->in > NGX_WSP_IN_DUE)
     {
         return "states in range";
     }

@@ -1115,6 +1115,377 @@ test_wire_injected_data_waits(void)
     w_free(&t);
 }
 
+/*
+ * Liveness with a fake clock (src/session/ngx_wsp_live.c): the idle
+ * timeout counts data frames either way, not controls; its closes go to
+ * both peers.
+ */
+
+static void
+test_live_idle(void)
+{
+    intptr_t  next;
+    unsigned  act;
+
+    w_init(&t);
+    t.opts.idle_timeout = 1000;
+
+    t_clock = 100;
+    ok(ngx_wsp_live_start(&t.s) == 1000 && t.d[C].data_time == 100
+       && t.d[U].ctl_time == 100,
+       "live: the first time is the idle timeout, every peer heard now");
+
+    t_clock = 600;
+    w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "x", 1, 0);
+    w_frame(C, 1, NGX_WSP_OP_PING, (const unsigned char *) "", 0, 0);
+    wire_all();
+
+    t_clock = 1100;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && next == 500,
+       "live: idle 500 ms more after the upstream's data frame at 600");
+
+    t_clock = 1599;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && next == 1, "live: not idle 1 ms before the time");
+
+    t_clock = 1600;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == NGX_WSP_LIVE_IDLE && t.s.ended_by == NGX_WSP_END_IDLE
+       && t.d[C].tx == NGX_WSP_TX_DUE && t.d[U].tx == NGX_WSP_TX_DUE,
+       "live: idle at 1600 (a ping is no data), both closes due");
+    w_run(&t, NGX_WSP_RUN_BOTH);
+    ok(w_peer[C].closed && w_peer[C].close_code == NGX_WSP_CLOSE_GOING_AWAY
+       && w_peer[U].closed
+       && w_peer[U].close_code == NGX_WSP_CLOSE_GOING_AWAY
+       && wire_clean(C) && wire_clean(U),
+       "live: idle: both peers get 1001");
+    w_free(&t);
+
+    /* nothing configured: no time of its own */
+    w_init(&t);
+    t_clock = 5;
+    ok(ngx_wsp_live_start(&t.s) == 0
+       && ngx_wsp_live(&t.s, &next) == 0 && next == NGX_WSP_LIVE_NEVER,
+       "live: off without idle_timeout and ping_interval");
+    w_free(&t);
+}
+
+
+/* a ping's payload, sent to d's src through the other direction */
+
+static size_t
+live_ping(unsigned dir, unsigned char *buf)
+{
+    size_t  n;
+
+    n = ngx_wsp_ping_payload(&t.d[dir], buf);
+    w_inject(&t, 1 - dir, NGX_WSP_OP_PING, buf, n);
+
+    return n;
+}
+
+
+/*
+ * The heartbeat: each peer pinged every ping_interval; a pong with the
+ * proxy's payload answers and is not forwarded, any other frame answers
+ * too; a peer silent for ping_timeout after a ping is dropped, the other
+ * gets 1001 naming it.
+ */
+
+static void
+test_live_ping(void)
+{
+    size_t         n;
+    intptr_t       next;
+    unsigned       act, frames;
+    unsigned char  buf[2][NGX_WSP_PING_MAX];
+
+    w_init(&t);
+    t.opts.ping_interval = 1000;
+    t.opts.ping_timeout = 300;
+
+    t_clock = 0;
+    ok(ngx_wsp_live_start(&t.s) == 1000, "ping: the first time: interval");
+
+    t_clock = 999;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && next == 1, "ping: none before the interval");
+
+    t_clock = 1000;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == (NGX_WSP_LIVE_PING(C) | NGX_WSP_LIVE_PING(U)) && next == 300
+       && t.d[C].pings == 1 && t.d[U].pinged && t.d[U].ping_time == 1000,
+       "ping: both peers pinged at the interval, next: the timeout");
+
+    n = live_ping(U, buf[U]);
+    ok(n == 19 && memcmp(buf[U], "ngx_ws_proxy ping 1", 19) == 0,
+       "ping: the payload is the prefix and the number");
+    (void) live_ping(C, buf[C]);
+    wire_all();
+    ok(w_peer[U].frames == 1 && w_peer[U].ops[0] == NGX_WSP_OP_PING
+       && w_peer[C].frames == 1 && w_peer[C].ops[0] == NGX_WSP_OP_PING,
+       "ping: each peer gets its ping");
+
+    /* the upstream answers at 1100; its pong stops at the proxy */
+    t_clock = 1100;
+    frames = w_peer[C].frames;
+    w_frame(U, 1, NGX_WSP_OP_PONG, buf[U], n, 0);
+    /* a pong of the client's own is forwarded */
+    w_frame(C, 1, NGX_WSP_OP_PONG, (const unsigned char *) "mine", 4, 0);
+    wire_all();
+    ok(w_peer[C].frames == frames && t.d[U].ctl_time == 1100
+       && w_peer[U].frames == 2 && w_peer[U].ops[1] == NGX_WSP_OP_PONG,
+       "ping: the answer to the proxy's ping is not forwarded, a peer's "
+       "own pong is");
+
+    t_clock = 1200;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && !t.d[U].pinged && !t.d[C].pinged && next == 900,
+       "ping: both answered (the upstream's pong, the client's own pong: "
+       "any frame answers), the next ping an interval after the answers");
+    w_free(&t);
+
+    /* a silent peer is dropped */
+    w_init(&t);
+    t.opts.ping_interval = 1000;
+    t.opts.ping_timeout = 300;
+    t_clock = 0;
+    (void) ngx_wsp_live_start(&t.s);
+    t_clock = 1000;
+    act = ngx_wsp_live(&t.s, &next);
+    (void) live_ping(C, buf[C]);
+    (void) live_ping(U, buf[U]);
+    wire_all();
+    t_clock = 1100;
+    w_frame(U, 1, NGX_WSP_OP_PONG, buf[U], 19, 0);
+    wire_all();
+    t_clock = 1299;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && next == 1, "ping: the client has 1 ms left");
+    t_clock = 1300;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == NGX_WSP_LIVE_DEAD(C) && t.s.ended_by == NGX_WSP_END_PING_TIMEOUT
+       && t.d[C].rx == NGX_WSP_RX_GONE && t.d[U].tx == NGX_WSP_TX_ABORTED,
+       "ping: the silent client is dropped at the timeout");
+    w_run(&t, NGX_WSP_RUN_BOTH);
+    ok(w_peer[U].closed && w_peer[U].close_code == NGX_WSP_CLOSE_GOING_AWAY
+       && memcmp(t.d[C].ctl->reason, "client did not answer", 21) == 0
+       && wire_clean(U),
+       "ping: the upstream gets 1001 naming the client");
+    w_free(&t);
+
+    /* without ping_timeout: a ping every interval, nobody dropped */
+    w_init(&t);
+    t.opts.ping_interval = 1000;
+    t_clock = 0;
+    (void) ngx_wsp_live_start(&t.s);
+    t_clock = 1000;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == (NGX_WSP_LIVE_PING(C) | NGX_WSP_LIVE_PING(U)) && next == 1000,
+       "ping: without timeout, next: the interval");
+    t_clock = 2000;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == (NGX_WSP_LIVE_PING(C) | NGX_WSP_LIVE_PING(U))
+       && t.d[C].pings == 2 && next == 1000,
+       "ping: without timeout, unanswered pings go on every interval");
+    w_free(&t);
+}
+
+
+/* the bytes of a frame still coming answer a ping */
+
+static void
+test_live_mid_frame(void)
+{
+    intptr_t        next;
+    unsigned        act;
+    unsigned char   hdr[2] = { 0x82, 100 };   /* binary, 100 bytes, fin */
+    unsigned char   body[30];
+
+    w_init(&t);
+    t.opts.ping_interval = 1000;
+    t.opts.ping_timeout = 300;
+    memset(body, 'b', sizeof(body));
+
+    t_clock = 0;
+    (void) ngx_wsp_live_start(&t.s);
+
+    /* the upstream sends 30 of a frame's 100 bytes: heard at the look */
+    w_raw(U, hdr, 2);
+    w_raw(U, body, 30);
+    wire_all();
+
+    t_clock = 500;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && next == 500, "mid frame: the client's ping is due first");
+
+    t_clock = 1000;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == NGX_WSP_LIVE_PING(C) && next == 300,
+       "mid frame: the upstream, heard at 500, is not pinged at 1000");
+
+    t_clock = 1400;
+    w_frame(C, 1, NGX_WSP_OP_BINARY, (const unsigned char *) "c", 1, 0);
+    wire_all();
+
+    t_clock = 1500;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == NGX_WSP_LIVE_PING(U) && !t.d[C].pinged,
+       "mid frame: no byte since 500: the upstream pinged at 1500");
+
+    t_clock = 1700;
+    w_raw(U, body, 30);
+    wire_all();
+
+    t_clock = 1800;
+    act = ngx_wsp_live(&t.s, &next);
+    ok(act == 0 && !t.d[U].pinged && t.d[U].rx == NGX_WSP_RX_OPEN,
+       "mid frame: more bytes of the upstream's frame answer its ping");
+    w_free(&t);
+}
+
+
+/*
+ * A verdict while a frame injected from Lua is partly sent: the frame it
+ * forwards (held in place, or rebuilt) waits until the injected frame is
+ * all out (it went first into the output, before the injected frame's
+ * rest: the stream was corrupt).
+ */
+
+static void
+test_wire_verdict_after_partial_inject(void)
+{
+    unsigned  v;
+
+    for (v = 0; v < 3; v++) {
+        w_init(&t);
+        t.opts.hook = 1;
+
+        w_frame(U, 1, NGX_WSP_OP_TEXT, (const unsigned char *) "held", 4, 0);
+        wire_all();
+        ok(t.d[U].in == NGX_WSP_IN_LUA, "partial inject: a frame is held");
+
+        w_peer[C].blocked = 1;
+        w_inject(&t, U, NGX_WSP_OP_PING, (const unsigned char *) "ping!", 5);
+        w_peer[C].blocked = 0;
+        ok(w_send(&t, U, 3) == 3, "partial inject: 3 bytes of the ping out");
+        w_peer[C].blocked = 1;
+
+        if (v == 0) {
+            ok(ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_FORWARD, NULL, 0, -1)
+               == NGX_WSP_OK, "partial inject: forwarded");
+
+        } else if (v == 1) {
+            ok(ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_REWRITE,
+                               (unsigned char *) "new", 3, -1)
+               == NGX_WSP_OK, "partial inject: rewritten");
+
+        } else {
+            ok(ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_DROP, NULL, 0, -1)
+               == NGX_WSP_OK, "partial inject: dropped");
+        }
+
+        w_run(&t, NGX_WSP_RUN_DIR(U));
+        w_peer[C].blocked = 0;
+
+        /* the ping's rest goes, then the frame: nothing else comes */
+        (void) w_send(&t, U, T_BUF);
+        w_run(&t, 0);
+        ok(w_peer[C].frames == (v == 2 ? 1u : 2u) && wire_clean(C),
+           "partial inject: the frame goes once the ping is out, with no "
+           "more input");
+
+        w_frame(U, 1, NGX_WSP_OP_BINARY, (const unsigned char *) "next", 4,
+                0);
+        wire_all();
+
+        /* the hook forwards the next frame */
+        if (t.d[U].in == NGX_WSP_IN_LUA) {
+            (void) ngx_wsp_verdict(&t.d[U], NGX_WSP_VERDICT_FORWARD, NULL, 0,
+                                   -1);
+            w_run(&t, NGX_WSP_RUN_DIR(U));
+            wire_all();
+        }
+
+        ok(wire_clean(C) && w_peer[C].ops[0] == NGX_WSP_OP_PING
+           && (v == 2 ? w_peer[C].frames == 2
+                        && w_peer[C].ops[1] == NGX_WSP_OP_BINARY
+                      : w_peer[C].frames == 3
+                        && w_peer[C].ops[1] == NGX_WSP_OP_TEXT
+                        && w_peer[C].ops[2] == NGX_WSP_OP_BINARY),
+           "partial inject: the client gets the whole ping, then the "
+           "frames after it");
+        w_free(&t);
+    }
+}
+
+
+/*
+ * permessage-deflate's data path (src/session/ngx_wsp_pmd.c): what each
+ * direction does from what each connection negotiated
+ */
+
+static void
+test_pmd_plan(void)
+{
+    ngx_wsp_pmd_params_t  pmd[2];
+
+    /* both connections alike: compressed frames pass both ways */
+    t_init(&t);
+    memset(pmd, 0, sizeof(pmd));
+    pmd[C].on = pmd[U].on = 1;
+    pmd[C].client_bits = pmd[C].server_bits = 15;
+    pmd[U].client_bits = pmd[U].server_bits = 15;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(t.d[C].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX | NGX_WSP_Z_PASS)
+       && t.d[U].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX | NGX_WSP_Z_PASS)
+       && t.d[C].msg_state.deflate && t.d[U].msg_state.deflate,
+       "pmd: alike on both connections: pass both ways");
+
+    /* a hook looks at payloads: inflate and deflate */
+    t.opts.hook = 1;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(t.d[C].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX)
+       && t.d[U].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX),
+       "pmd: with a hook nothing passes compressed");
+    t.opts.hook = 0;
+
+    /* the client compresses with 15 bits, the upstream takes 10: inflate */
+    pmd[U].client_bits = 10;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(t.d[C].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX)
+       && t.d[U].z == (NGX_WSP_Z_RX | NGX_WSP_Z_TX | NGX_WSP_Z_PASS),
+       "pmd: a window larger than dst's: the client's messages inflated");
+    pmd[U].client_bits = 15;
+
+    /* the upstream keeps no context, the client keeps its own: pass */
+    pmd[U].server_nct = 1;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(t.d[U].z & NGX_WSP_Z_PASS,
+       "pmd: src resets its context, dst may keep one: pass");
+
+    /* the client must reset its context, the upstream keeps one: no */
+    pmd[U].server_nct = 0;
+    pmd[C].server_nct = 1;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(!(t.d[U].z & NGX_WSP_Z_PASS) && (t.d[C].z & NGX_WSP_Z_PASS),
+       "pmd: src keeps a context dst may not: the upstream's inflated");
+    ok(ngx_wsp_own_nct(&pmd[C], C) && !ngx_wsp_peer_nct(&pmd[U], U)
+       && ngx_wsp_peer_bits(&pmd[C], C) == 15,
+       "pmd: the windows and resets by connection and role");
+
+    /* one connection only */
+    t_free(&t);
+    t_init(&t);
+    pmd[U].on = 0;
+    ngx_wsp_deflate_start(&t.s, pmd);
+    ok(t.d[C].z == NGX_WSP_Z_RX && t.d[U].z == NGX_WSP_Z_TX
+       && !t.d[U].msg_state.deflate,
+       "pmd: the client's connection only: inflate from it, deflate to it");
+    t_free(&t);
+}
+
 
 /*
  * The console's flight recorder: with NGX_WSP_OBS_RECORD the core writes
@@ -1305,6 +1676,11 @@ main(void)
     test_wire_injected_data_waits();
     test_wire_recorder();
     test_wire_gate();
+    test_live_idle();
+    test_live_ping();
+    test_live_mid_frame();
+    test_wire_verdict_after_partial_inject();
+    test_pmd_plan();
 
     return done_testing();
 }

@@ -303,6 +303,11 @@ w_send(t_session_t *t, unsigned dir, size_t max)
         /* an injected frame is sent: the relay frees it */
         free(d->inject_cur);
         d->inject_cur = NULL;
+
+        if (d->in == NGX_WSP_IN_DUE) {
+            /* a verdict's frame waited for it */
+            t->s.kick |= NGX_WSP_RUN_DIR(dir);
+        }
     }
 
     w_check(1 - dir, 0, 0);
@@ -352,7 +357,7 @@ w_process(t_session_t *t, unsigned dir)
     ngx_wsp_sdir_t  *d = &t->d[dir];
 
     for (n = 0; n < 64; n++) {
-        more = ngx_wsp_has_work(d) ? ngx_wsp_parse(d) : 0;
+        more = ngx_wsp_needs_parse(d) ? ngx_wsp_parse(d) : 0;
 
         if (d->rx == NGX_WSP_RX_EOF && (d->ppos == d->last || more)) {
             ngx_wsp_src_gone(d);
