@@ -11,7 +11,9 @@
  * aggregation) Lua's verdicts on the frames it
  * holds: forward, rewrite (ASCII, or the input's bytes: text cut anywhere)
  * or drop, of whole messages and of fragments; a verdict the core refuses
- * ends the session as a failed hook does.  After every step: the core's
+ * ends the session as a failed hook does.  A message rate's gate (a
+ * message held at its first frame, let go, or refused with 1008) and the
+ * flight recorder (a small ring per direction that wraps) come and go.  After every step: the core's
  * invariants (t_check()), and what each peer got parses as valid frames
  * for the sender's role, with valid text and a valid close, nothing after
  * that close.  At the end both peers leave and the session must be done;
@@ -26,6 +28,10 @@
 
 
 static t_session_t  t;
+
+/* the flight recorder's rings, small so that they wrap */
+static ngx_wsp_obs_rec_t   obs_rec[2][4];
+static ngx_wsp_obs_ring_t  obs_ring[2];
 
 static const unsigned  codes[8] = {
     1000, 1001, 1002, 1003, 1008, 1011, 3000, 4999
@@ -206,6 +212,56 @@ tick(unsigned ms, unsigned answer)
 }
 
 
+/*
+ * a message rate on peer i's messages (the relay's rate.c): on or off,
+ * its answer to the next message, and a held message let go (the timer)
+ */
+
+static void
+gate(unsigned i, unsigned a, unsigned b)
+{
+    ngx_wsp_sdir_t  *d;
+
+    d = &t.d[i];
+
+    if (a & 0x10) {
+        d->gate = (unsigned char) (d->gate ^ NGX_WSP_GATE_ON);
+    }
+
+    w_gate_rc[i] = (b % 8 == 0) ? NGX_WSP_DECLINED
+                   : (b % 2) ? NGX_WSP_AGAIN : NGX_WSP_OK;
+
+    if ((a & 0x20) && (d->gate & NGX_WSP_GATE_HELD)) {
+        d->gate &= ~NGX_WSP_GATE_HELD;
+        w_gate_rc[i] = NGX_WSP_OK;
+        w_run(&t, NGX_WSP_RUN_DIR(i));
+    }
+}
+
+
+/* ws_proxy_flight_recorder: the relay hangs a ring on each direction */
+
+static void
+recorder(void)
+{
+    unsigned        i;
+    ngx_wsp_ctl_t  *ctl;
+
+    for (i = 0; i < 2; i++) {
+        ctl = ngx_wsp_get_ctl(&t.d[i]);
+        if (ctl == NULL) {
+            return;
+        }
+
+        memset(&obs_ring[i], 0, sizeof(obs_ring[i]));
+        obs_ring[i].rec = obs_rec[i];
+        obs_ring[i].mask = 3;
+        ctl->obs = &obs_ring[i];
+        t.d[i].observe = NGX_WSP_OBS_RECORD;
+    }
+}
+
+
 static void
 step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
     const uint8_t *end)
@@ -278,8 +334,11 @@ step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
         w_inject(&t, i, inject_ops[(a >> 1) & 3], ping, b % 5);
         break;
 
-    case 11: /* limits (set_max_*()) */
-        if (a & 2) {
+    case 11: /* limits (set_max_*()), a message rate's gate */
+        if (a & 8) {
+            gate(i, a, b);
+
+        } else if (a & 2) {
             t.opts.max_frame_size[i] = b;
 
         } else {
@@ -300,6 +359,10 @@ step(unsigned op, unsigned a, unsigned b, const uint8_t **data,
             t.opts.ping_timeout = (a & 0x40) && t.opts.ping_interval
                                   ? 1 + (b >> 4) * 4 : 0;
             (void) ngx_wsp_live_start(&t.s);
+
+            if (a & 0x80) {
+                recorder();
+            }
         }
         break;
 
@@ -360,6 +423,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         for (i = 0; i < 2; i++) {
             w_peer[i].blocked = 0;
+
+            /* a rate's held message goes, the next ones too */
+            w_gate_rc[i] = NGX_WSP_OK;
+            t.d[i].gate &= ~NGX_WSP_GATE_HELD;
 
             while (t.d[i].in == NGX_WSP_IN_LUA) {
                 /* the hook forwards what it holds */

@@ -92,10 +92,25 @@ w_hand_over(ngx_wsp_sdir_t *d)
 }
 
 
+/*
+ * the relay's gate() of a message rate (asked only where d->gate is on):
+ * what w_gate_rc says for d's sender, NGX_WSP_OK (go), NGX_WSP_AGAIN
+ * (held) or NGX_WSP_DECLINED (the rate broken)
+ */
+
+static int  w_gate_rc[2];
+
+static int
+w_gate(ngx_wsp_sdir_t *d)
+{
+    return w_gate_rc[d->dir];
+}
+
+
 /* the relay's callbacks with a hook and aggregation (no deflate) */
 static const ngx_wsp_session_cb_t  w_cb = {
     t_alloc, t_mask_key, t_event, NULL, w_reserve, NULL, NULL, w_hand_over,
-    NULL, NULL
+    NULL, w_gate
 };
 
 
@@ -109,6 +124,7 @@ w_init(t_session_t *t)
     memset(w_peer, 0, sizeof(w_peer));
     memset(w_cap, 0, sizeof(w_cap));
     memset(w_handed, 0, sizeof(w_handed));
+    memset(w_gate_rc, 0, sizeof(w_gate_rc));
 }
 
 
