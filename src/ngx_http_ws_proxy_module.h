@@ -294,6 +294,10 @@ typedef struct {
     u_char                      deflate_level;
     u_char                      deflate_mem_level;
 
+    /* the payload bytes a tap gets (ws_proxy_tap_payloads, or new()'s
+     * tap_payloads), 0-NGX_WSP_TAP_PAYLOAD_MAX */
+    uint16_t                    tap_payloads;
+
     unsigned                    debug:1;
 } ngx_http_ws_proxy_opts_t;
 

@@ -289,7 +289,6 @@ ngx_http_ws_proxy_tap_tick(ngx_queue_t *live)
     ngx_http_ws_proxy_zone_t       *zone;
     ngx_http_ws_proxy_msess_t      *m;
     ngx_http_ws_proxy_rentry_t     *e;
-    ngx_http_ws_proxy_loc_conf_t   *wlcf;
 
     static ngx_atomic_uint_t        seen;
 
@@ -343,9 +342,7 @@ ngx_http_ws_proxy_tap_tick(ngx_queue_t *live)
             }
 
             if (tap->payloads == (uint32_t) -1) {
-                wlcf = ngx_http_get_module_loc_conf(wp->request,
-                                                    ngx_wsp_module);
-                tap->payloads = (uint32_t) wlcf->tap_payloads;
+                tap->payloads = wp->opts.tap_payloads;
             }
         }
 
