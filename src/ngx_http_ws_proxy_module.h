@@ -580,6 +580,8 @@ ngx_int_t ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp);
 ngx_int_t ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp);
 ngx_int_t ngx_http_ws_proxy_client_list(ngx_http_request_t *r,
     ngx_int_t list, ngx_str_t *out);
+int ngx_http_ws_proxy_upgrade_headers(ngx_http_request_t *r,
+    ngx_wsp_request_t *rq);
 void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);
 
 /* ngx_http_ws_proxy_uri.c */

@@ -17,6 +17,23 @@ our $Status = q{
     location = /ro { ws_proxy_status; }
 };
 
+# the upstream of the blocks that proxy: it echoes text
+our $Echo = q{
+    location /echo {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server())
+            while true do
+                local f = s:recv_frame()
+                if not f or f.opcode == 8 then
+                    return
+                end
+                s:send_text(f.payload)
+            end
+        }
+    }
+};
+
 add_block_preprocessor(sub {
     my $block = shift;
 
@@ -26,6 +43,9 @@ add_block_preprocessor(sub {
 
     if (!defined $block->config) {
         $block->set_value("config", $Status);
+
+    } elsif ($block->config =~ m{/echo;|"/echo"}) {
+        $block->set_value("config", $block->config . $Echo);
     }
 });
 
@@ -73,19 +93,6 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
     location /ws {
         ws_proxy_tap_payloads 4096;
         ws_proxy_pass ws://127.0.0.1:$server_port/echo;
-    }
-    location /echo {
-        content_by_lua_block {
-            local ws = require "wstest"
-            local s = assert(ws.server())
-            while true do
-                local f = s:recv_frame()
-                if not f or f.opcode == 8 then
-                    return
-                end
-                s:send_text(f.payload)
-            end
-        }
     }
     location /t {
         content_by_lua_block {
@@ -144,19 +151,6 @@ value must be between 0 and 4096
             assert(p:connect("ws://127.0.0.1:" .. ngx.var.server_port
                              .. "/echo"))
             p:execute()
-        }
-    }
-    location /echo {
-        content_by_lua_block {
-            local ws = require "wstest"
-            local s = assert(ws.server())
-            while true do
-                local f = s:recv_frame()
-                if not f or f.opcode == 8 then
-                    return
-                end
-                s:send_text(f.payload)
-            end
         }
     }
     location /t {

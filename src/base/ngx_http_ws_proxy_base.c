@@ -362,6 +362,46 @@ ngx_http_ws_proxy_random(u_char *dst, size_t n)
 
 
 /*
+ * The WebSocket headers of r's upgrade request, checked (the checks are
+ * in ngx_wsp_handshake.c, to be fuzzed), for the client's handshake in
+ * upstream and the tap in ops, without a session: NGX_WSP_REQ_OK with
+ * rq->key, else rq->error and rq->error_arg
+ */
+
+int
+ngx_http_ws_proxy_upgrade_headers(ngx_http_request_t *r,
+    ngx_wsp_request_t *rq)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_memzero(rq, sizeof(ngx_wsp_request_t));
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        ngx_wsp_request_header(rq, h[i].key.data, h[i].key.len,
+                               h[i].value.data, h[i].value.len);
+    }
+
+    return ngx_wsp_request_check(rq);
+}
+
+
+/*
  * What a 101 needs (the client's handshake in upstream, the tap in ops):
  * the Sec-WebSocket-Accept value for a key, and a header of the response.
  */

@@ -83,8 +83,6 @@ typedef struct {
 } ngx_http_ws_proxy_tap_ctx_t;
 
 
-static ngx_int_t ngx_http_ws_proxy_tap_refuse(ngx_http_request_t *r,
-    ngx_uint_t status, const char *fmt, ngx_str_t *arg);
 static ngx_int_t ngx_http_ws_proxy_tap_open(ngx_http_request_t *r,
     ngx_http_ws_proxy_zone_t *zone, ngx_str_t *id,
     ngx_http_ws_proxy_tap_t **tap, const char **why, ngx_str_t **arg);
@@ -411,12 +409,18 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
         return NGX_HTTP_NOT_ALLOWED;
     }
 
+    /* a refusal answers: no body is read (an upgrade has none) */
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     wlcf = ngx_http_get_module_loc_conf(r, ngx_wsp_module);
 
     if (!wlcf->status_control) {
-        return ngx_http_ws_proxy_tap_refuse(r, NGX_HTTP_FORBIDDEN,
-                                            "control is not allowed here",
-                                            NULL);
+        return ngx_http_ws_proxy_error(r, NGX_HTTP_FORBIDDEN,
+                                       "control is not allowed here", NULL);
     }
 
     zone = ngx_http_ws_proxy_console_zone();
@@ -445,8 +449,7 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
 
     if (rc != NGX_OK) {
         return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR
-                                 : ngx_http_ws_proxy_tap_refuse(r, rc, why,
-                                                                arg);
+                                 : ngx_http_ws_proxy_error(r, rc, why, arg);
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_ws_proxy_tap_ctx_t));
@@ -507,52 +510,6 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
     ngx_queue_insert_tail(&ngx_http_ws_proxy_taps, &ctx->queue);
 
     return NGX_DONE;
-}
-
-
-/* a refusal: JSON {"error": ...}, as the console's answers */
-
-static ngx_int_t
-ngx_http_ws_proxy_tap_refuse(ngx_http_request_t *r, ngx_uint_t status,
-    const char *fmt, ngx_str_t *arg)
-{
-    u_char       *p;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-    ngx_int_t     rc;
-
-    b = ngx_create_temp_buf(r->pool, 256);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_slprintf(b->last, b->end - 2, "{\"error\":\"");
-    p = ngx_slprintf(p, b->end - 4, fmt, arg);
-    p = ngx_slprintf(p, b->end, "\"}\n");
-    b->last = p;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
 }
 
 
@@ -637,9 +594,6 @@ static ngx_int_t
 ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r, ngx_str_t *key,
     const char **why, ngx_str_t **arg)
 {
-    ngx_uint_t          i;
-    ngx_list_part_t    *part;
-    ngx_table_elt_t    *h;
     ngx_wsp_request_t   rq;
 
     if (r != r->main || r->http_version < NGX_HTTP_VERSION_11
@@ -653,28 +607,7 @@ ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r, ngx_str_t *key,
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    ngx_memzero(&rq, sizeof(ngx_wsp_request_t));
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        ngx_wsp_request_header(&rq, h[i].key.data, h[i].key.len,
-                               h[i].value.data, h[i].value.len);
-    }
-
-    if (ngx_wsp_request_check(&rq) != NGX_WSP_REQ_OK) {
+    if (ngx_http_ws_proxy_upgrade_headers(r, &rq) != NGX_WSP_REQ_OK) {
         *why = "a tap is a WebSocket upgrade";
         *arg = NULL;
         return NGX_HTTP_BAD_REQUEST;

@@ -269,24 +269,12 @@ def run():
         f.write(CONF % {**target.CONF, "port": PORT, "cap": CAP,
                         "daemon": "off" if vg.USE else "on"})
     conf_errors()
-    status_ = None
-    refusals = -1
-    try:
-        proc = vg.start(nginx_cmd(), logdir, PORT)
-    except RuntimeError as e:
-        ok(False, "nginx starts: %s" % e)
-    else:
-        try:
-            refusals = asyncio.run(main(log))
-        except Exception as e:  # a failed step must not hide the summary
-            ok(False, "limit sessions test: %r" % e)
-        finally:
-            master.stop(PREFIX)
-            status_ = vg.wait(proc)
+    refusals, status_ = master.serve(PREFIX, PORT, "limit sessions test",
+                                     lambda: main(log), ok)
+    if refusals is None:
+        refusals = -1
 
-    text = open(log).read() if os.path.exists(log) else ""
-    ok("[alert]" not in text and "[crit]" not in text and
-       "[emerg]" not in text, "no [alert], [crit] or [emerg]")
+    text = master.no_alert(ok, log)
     lines = text.count('too many sessions for key "a" in zone "perkey" '
                        '(limit %d), session refused' % CAP)
     ok(lines == refusals, "one [warn] line per refusal: %d lines, %d "

@@ -380,19 +380,7 @@ def run():
     with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
         f.write(CONF % {**target.CONF, "port": PORT,
                         "daemon": "off" if vg.USE else "on"})
-    status_ = None
-    try:
-        proc = vg.start(master.nginx_cmd(PREFIX), logdir, PORT)
-    except RuntimeError as e:
-        ok(False, "nginx starts: %s" % e)
-    else:
-        try:
-            asyncio.run(main())
-        except Exception as e:  # a failed step must not hide the summary
-            ok(False, "tap test: %r" % e)
-        finally:
-            master.stop(PREFIX)
-            status_ = vg.wait(proc)
+    _, status_ = master.serve(PREFIX, PORT, "tap test", main, ok)
 
     slog = os.path.join(logdir, "status.log")
     lines = open(slog).read().splitlines() if os.path.exists(slog) else []
@@ -400,9 +388,7 @@ def run():
     ok(taps and all(l.endswith("c=- end=- by=-") for l in taps),
        "the session's variables are empty in a tap's access log line "
        "(%d lines: %s)" % (len(taps), taps[:1]))
-    text = open(log).read() if os.path.exists(log) else ""
-    ok("[alert]" not in text and "[crit]" not in text and
-       "[emerg]" not in text, "no [alert], [crit] or [emerg]")
+    master.no_alert(ok, log)
     vg.check(ok, logdir, status_)
     sys.exit(plan())
 
