@@ -583,6 +583,7 @@ ngx_int_t ngx_http_ws_proxy_client_list(ngx_http_request_t *r,
 int ngx_http_ws_proxy_upgrade_headers(ngx_http_request_t *r,
     ngx_wsp_request_t *rq);
 void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);
+ngx_int_t ngx_http_ws_proxy_accept(ngx_http_request_t *r, ngx_str_t *key);
 
 /* ngx_http_ws_proxy_uri.c */
 ngx_int_t ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,

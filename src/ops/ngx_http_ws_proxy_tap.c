@@ -88,8 +88,6 @@ static ngx_int_t ngx_http_ws_proxy_tap_open(ngx_http_request_t *r,
     ngx_http_ws_proxy_tap_t **tap, const char **why, ngx_str_t **arg);
 static ngx_int_t ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r,
     ngx_str_t *key, const char **why, ngx_str_t **arg);
-static ngx_int_t ngx_http_ws_proxy_tap_accept(ngx_http_request_t *r,
-    ngx_str_t *key);
 static void ngx_http_ws_proxy_tap_cleanup(void *data);
 static void ngx_http_ws_proxy_tap_release(ngx_http_ws_proxy_zone_t *zone,
     ngx_http_ws_proxy_tap_t *tap);
@@ -440,7 +438,7 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
     }
 
     if (rc == NGX_OK) {
-        rc = ngx_http_ws_proxy_tap_accept(r, &key);
+        rc = ngx_http_ws_proxy_accept(r, &key);
 
         if (rc != NGX_OK) {
             ngx_http_ws_proxy_tap_release(zone, tap);
@@ -615,38 +613,6 @@ ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r, ngx_str_t *key,
 
     key->data = (u_char *) rq.key.data;
     key->len = rq.key.len;
-
-    return NGX_OK;
-}
-
-
-/* the 101's fields */
-
-static ngx_int_t
-ngx_http_ws_proxy_tap_accept(ngx_http_request_t *r, ngx_str_t *key)
-{
-    u_char  *accept;
-
-    accept = ngx_pnalloc(r->pool, 28);
-    if (accept == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_ws_proxy_accept_key(key, accept);
-
-    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
-    ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
-    r->headers_out.content_length_n = -1;
-    r->keepalive = 0;
-    r->lingering_close = 0;
-
-    if (ngx_http_ws_proxy_add_header(r, "Upgrade", 7,
-                                     (u_char *) "websocket", 9) != NGX_OK
-        || ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Accept", 20,
-                                        accept, 28) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
 
     return NGX_OK;
 }

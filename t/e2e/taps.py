@@ -36,6 +36,20 @@ PREFIX = SERVROOT + "-taps"
 PORT = int(os.environ.get("TEST_NGINX_TAP_PORT", "20030"))
 BASE = "ws://127.0.0.1:%d" % PORT
 
+# a hook that upper-cases the client's text (the locations /zhook, /hook)
+HOOK = """            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new({
+                    on_frame = function(p, role, typ, payload)
+                        if typ == "text" and role == "client" then
+                            return payload:upper()
+                        end
+                        return payload
+                    end,
+                }))
+                assert(p:connect("ws://127.0.0.1:%(port)d/echo"))
+                p:execute()
+            }"""
+
 CONF = """
 %(load_modules)s
 worker_processes 2;
@@ -85,36 +99,14 @@ http {
             ws_proxy_zone_key "zhook";
             ws_proxy_deflate client;
             ws_proxy_tap_payloads 64;
-            content_by_lua_block {
-                local p = assert(require("resty.websocket.proxy").new({
-                    on_frame = function(p, role, typ, payload)
-                        if typ == "text" and role == "client" then
-                            return payload:upper()
-                        end
-                        return payload
-                    end,
-                }))
-                assert(p:connect("ws://127.0.0.1:%(port)d/echo"))
-                p:execute()
-            }
+@HOOK@
         }
 
         # the same hook, uncompressed: a frame it forwards is held in place
         location /hook {
             ws_proxy_zone_key "hook";
             ws_proxy_tap_payloads 64;
-            content_by_lua_block {
-                local p = assert(require("resty.websocket.proxy").new({
-                    on_frame = function(p, role, typ, payload)
-                        if typ == "text" and role == "client" then
-                            return payload:upper()
-                        end
-                        return payload
-                    end,
-                }))
-                assert(p:connect("ws://127.0.0.1:%(port)d/echo"))
-                p:execute()
-            }
+@HOOK@
         }
 
         location /ws {
@@ -124,7 +116,7 @@ http {
         }
     }
 }
-"""
+""".replace("@HOOK@", HOOK)
 
 
 def get(path):
