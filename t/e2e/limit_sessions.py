@@ -261,13 +261,7 @@ def run():
         print("1..0 # SKIP promtool missing (Debian's prometheus package: "
               "make deps)")
         sys.exit(0)
-    shutil.rmtree(PREFIX, ignore_errors=True)
-    logdir = os.path.join(PREFIX, "logs")
-    os.makedirs(logdir)
-    log = os.path.join(logdir, "error.log")
-    with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {**target.CONF, "port": PORT, "cap": CAP,
-                        "daemon": "off" if vg.USE else "on"})
+    logdir, log = master.prepare(PREFIX, CONF, port=PORT, cap=CAP)
     conf_errors()
     refusals, status_ = master.serve(PREFIX, PORT, "limit sessions test",
                                      lambda: main(log), ok)

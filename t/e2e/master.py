@@ -5,6 +5,7 @@ the error log's check at the end."""
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -108,6 +109,19 @@ def stop(prefix, sig=signal.SIGQUIT, timeout=10):
         while time.time() < deadline and any(alive(p) for p in procs):
             time.sleep(0.05)
     return clean
+
+
+def prepare(prefix, conf, **values):
+    """A fresh prefix with logs/ and nginx.conf: conf filled in with the
+    target's values (target.CONF), daemon off under valgrind (%(daemon)s)
+    and values.  Returns the logs folder and the error log's path."""
+    shutil.rmtree(prefix, ignore_errors=True)
+    logdir = os.path.join(prefix, "logs")
+    os.makedirs(logdir)
+    with open(os.path.join(prefix, "nginx.conf"), "w") as f:
+        f.write(conf % {**target.CONF, **values,
+                        "daemon": "off" if vg.USE else "on"})
+    return logdir, os.path.join(logdir, "error.log")
 
 
 def serve(prefix, port, what, main, ok):

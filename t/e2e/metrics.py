@@ -517,14 +517,8 @@ def run():
             print("1..0 # SKIP %s missing (Debian's prometheus package: "
                   "make deps)" % tool)
             sys.exit(0)
-    shutil.rmtree(PREFIX, ignore_errors=True)
-    os.makedirs(os.path.join(PREFIX, "logs"))
-    log = os.path.join(PREFIX, "logs", "error.log")
-    with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {**target.CONF, "root": ROOT, "port": PORT,
-                        "hang": HANG_PORT,
-                        "daemon": "off" if vg.USE else "on"})
-    logdir = os.path.join(PREFIX, "logs")
+    logdir, log = master.prepare(PREFIX, CONF, root=ROOT, port=PORT,
+                                 hang=HANG_PORT)
     conf_errors()
     _, status_ = master.serve(PREFIX, PORT, "metrics test", main, ok)
     master.no_alert(ok, log)

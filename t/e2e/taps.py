@@ -15,7 +15,6 @@ how many frames it lost; every tap ends with 1000 when its session ends.
 import asyncio
 import json
 import os
-import shutil
 import socket
 import sys
 import time
@@ -365,13 +364,7 @@ def run():
     if target.LUA == "none":
         print("1..0 # SKIP the echo upstream is Lua (TEST_NGINX_LUA=none)")
         sys.exit(0)
-    shutil.rmtree(PREFIX, ignore_errors=True)
-    logdir = os.path.join(PREFIX, "logs")
-    os.makedirs(logdir)
-    log = os.path.join(logdir, "error.log")
-    with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {**target.CONF, "port": PORT,
-                        "daemon": "off" if vg.USE else "on"})
+    logdir, log = master.prepare(PREFIX, CONF, port=PORT)
     _, status_ = master.serve(PREFIX, PORT, "tap test", main, ok)
 
     slog = os.path.join(logdir, "status.log")
