@@ -278,7 +278,7 @@ upstream text 15 forwarded
 
 
 
-=== TEST 2c: the proxy's own frames are recorded as injected: its heartbeat pings to each peer, its close to each
+=== TEST 2c: the proxy's own frames are recorded as injected: its heartbeat pings to each peer, its close to each; the pong it consumed as dropped
 --- proxy
         ws_proxy_flight_recorder 16;
         ws_proxy_ping_interval 150ms;
@@ -301,7 +301,7 @@ upstream text 15 forwarded
                 local seen = {}
                 local list = one:match('"' .. dir .. '":%[(.-)%]')
                 for op, len, action in list:gmatch('"op":"(%w+)","len":(%d+),"fin":%w+,"rsv1":%w+,"action":"(%w+)"') do
-                    if action == "injected" then
+                    if action == "injected" or op == "pong" then
                         seen[op .. " " .. (op == "close" and len or "") .. " " .. action] = true
                     end
                 end
@@ -314,7 +314,7 @@ upstream text 15 forwarded
 client got 9 ngx_ws_proxy ping
 200
 client got close 4001
-client: close 3 injected, ping  injected
+client: close 3 injected, ping  injected, pong  dropped
 upstream: close 3 injected, ping  injected
 --- no_error_log
 [error]
