@@ -294,6 +294,10 @@ typedef struct {
     u_char                      deflate_level;
     u_char                      deflate_mem_level;
 
+    /* the payload bytes a tap gets (ws_proxy_tap_payloads, or new()'s
+     * tap_payloads), 0-NGX_WSP_TAP_PAYLOAD_MAX */
+    uint16_t                    tap_payloads;
+
     unsigned                    debug:1;
 } ngx_http_ws_proxy_opts_t;
 
@@ -576,7 +580,10 @@ ngx_int_t ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp);
 ngx_int_t ngx_http_ws_proxy_relay_response(ngx_http_ws_proxy_t *wp);
 ngx_int_t ngx_http_ws_proxy_client_list(ngx_http_request_t *r,
     ngx_int_t list, ngx_str_t *out);
+int ngx_http_ws_proxy_upgrade_headers(ngx_http_request_t *r,
+    ngx_wsp_request_t *rq);
 void ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out);
+ngx_int_t ngx_http_ws_proxy_accept(ngx_http_request_t *r, ngx_str_t *key);
 
 /* ngx_http_ws_proxy_uri.c */
 ngx_int_t ngx_http_ws_proxy_parse_uri(ngx_http_ws_proxy_t *wp, ngx_str_t *uri,

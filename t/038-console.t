@@ -278,6 +278,50 @@ upstream text 15 forwarded
 
 
 
+=== TEST 2c: the proxy's own frames are recorded as injected: its heartbeat pings to each peer, its close to each; the pong it consumed as dropped
+--- proxy
+        ws_proxy_flight_recorder 16;
+        ws_proxy_ping_interval 150ms;
+        ws_proxy_pass ws://127.0.0.1:$server_port/up;
+--- client
+            local c = assert(open("/proxy?k=own"))
+            ngx.sleep(0.25)
+            local f = c:recv_frame()
+            ngx.say("client got ", f.opcode, " ", f.payload:match("^ngx_ws_proxy ping") or f.payload)
+            c:send_frame{ opcode = 10, payload = f.payload, mask = true }
+            local _, body = http("GET", "/status?sessions&key=own")
+            local id = ids(body)[1]
+            ngx.say((http("POST", "/status?session=" .. id .. "&close&code=4001&reason=x")))
+            repeat f = c:recv_frame() until not f or f.opcode == 8
+            ngx.say("client got close ", f and f.code)
+            c:send_close(4001, "")
+            ngx.sleep(0.2)
+            local _, one = http("GET", "/status?session=" .. id)
+            for _, dir in ipairs({ "client", "upstream" }) do
+                local seen = {}
+                local list = one:match('"' .. dir .. '":%[(.-)%]')
+                for op, len, action in list:gmatch('"op":"(%w+)","len":(%d+),"fin":%w+,"rsv1":%w+,"action":"(%w+)"') do
+                    if action == "injected" or op == "pong" then
+                        seen[op .. " " .. (op == "close" and len or "") .. " " .. action] = true
+                    end
+                end
+                local t = {}
+                for k in pairs(seen) do t[#t + 1] = k end
+                table.sort(t)
+                ngx.say(dir, ": ", table.concat(t, ", "))
+            end
+--- response_body
+client got 9 ngx_ws_proxy ping
+200
+client got close 4001
+client: close 3 injected, ping  injected, pong  dropped
+upstream: close 3 injected, ping  injected
+--- no_error_log
+[error]
+[alert]
+
+
+
 === TEST 3: close by id: the session gets the code and reason, the others are untouched; 403 without control, 400, 404
 --- client
             local a = assert(open("/proxy?k=a"))

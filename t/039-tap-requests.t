@@ -17,6 +17,23 @@ our $Status = q{
     location = /ro { ws_proxy_status; }
 };
 
+# the upstream of the blocks that proxy: it echoes text
+our $Echo = q{
+    location /echo {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local s = assert(ws.server())
+            while true do
+                local f = s:recv_frame()
+                if not f or f.opcode == 8 then
+                    return
+                end
+                s:send_text(f.payload)
+            end
+        }
+    }
+};
+
 add_block_preprocessor(sub {
     my $block = shift;
 
@@ -26,6 +43,9 @@ add_block_preprocessor(sub {
 
     if (!defined $block->config) {
         $block->set_value("config", $Status);
+
+    } elsif ($block->config =~ m{/echo;|"/echo"}) {
+        $block->set_value("config", $block->config . $Echo);
     }
 });
 
@@ -74,19 +94,6 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
         ws_proxy_tap_payloads 4096;
         ws_proxy_pass ws://127.0.0.1:$server_port/echo;
     }
-    location /echo {
-        content_by_lua_block {
-            local ws = require "wstest"
-            local s = assert(ws.server())
-            while true do
-                local f = s:recv_frame()
-                if not f or f.opcode == 8 then
-                    return
-                end
-                s:send_text(f.payload)
-            end
-        }
-    }
     location /t {
         content_by_lua_block {
             local ws = require "wstest"
@@ -129,3 +136,69 @@ taps: 0
 --- allowed_levels: [emerg]
 --- error_log
 value must be between 0 and 4096
+
+
+
+=== TEST 5: new()'s tap_payloads wins over ws_proxy_tap_payloads (both ways); a bad value is a clear error
+--- config
+    location = /console { ws_proxy_status control; }
+    location /ws {
+        ws_proxy_tap_payloads 8;
+        content_by_lua_block {
+            local proxy = require "resty.websocket.proxy"
+            local n = tonumber(ngx.var.arg_n)
+            local p = assert(proxy.new({ tap_payloads = n }))
+            assert(p:connect("ws://127.0.0.1:" .. ngx.var.server_port
+                             .. "/echo"))
+            p:execute()
+        }
+    }
+    location /t {
+        content_by_lua_block {
+            local ws = require "wstest"
+            local proxy = require "resty.websocket.proxy"
+
+            local function tapped(args)
+                local c = assert(ws.client("/ws?" .. args))
+                c:send_text("hi")
+                assert(c:recv_frame())
+                local id = proxy.sessions({ state = "open" })[1].id
+                local tap = assert(ws.client("/console?tap=" .. id))
+                ngx.sleep(0.6)      -- the session's worker attaches it
+                c:send_text("abcdefghijkl")
+                assert(c:recv_frame())
+                local f = assert(tap:recv_frame())
+                local j = f.payload
+                ngx.say(args, ": ", j:match('"from":"(%a+)"'), " ",
+                        j:match('"len":(%d+)'), " ",
+                        tostring(j:match('"payload":"(%a*)"')), " ",
+                        tostring(j:find('"cut":true', 1, true) ~= nil))
+                c:send_close(1000, "")
+                c:recv_frame()
+                tap:recv_frame()
+                ngx.sleep(0.05)
+            end
+
+            tapped("n=3")
+            tapped("n=0")
+            tapped("none")
+            ngx.say(pcall(proxy.new, { tap_payloads = 4097 }))
+            ngx.say(pcall(proxy.new, { tap_payloads = 1.5 }))
+            ngx.say(pcall(proxy.new, { tap_payloads = "8" }))
+            ngx.say((pcall(proxy.new, { tap_payloads = 4096 })))
+        }
+    }
+--- request
+GET /t
+--- response_body_like eval
+qr/^n=3: client 12 abc true
+n=0: client 12 nil false
+none: client 12 abcdefgh true
+false.*opts.tap_payloads must be an integer from 0 to 4096
+false.*opts.tap_payloads must be an integer from 0 to 4096
+false.*opts.tap_payloads must be an integer from 0 to 4096
+true
+$/
+--- no_error_log
+[error]
+[alert]

@@ -37,6 +37,7 @@ typedef struct {
     int                         debug;
     int                         drain_time;
     int                         flight_recorder;   /* -1: the location's */
+    int                         tap_payloads;      /* -1: the location's */
 } ngx_http_ws_proxy_ffi_opts_t;
 
 
@@ -178,7 +179,7 @@ int ngx_http_ws_proxy_ffi_deflate(ngx_http_request_t *r, uint64_t id,
  * frames it asks the module to send: its signature is part of this ABI.
  */
 
-#define NGX_WSP_FFI_ABI   13
+#define NGX_WSP_FFI_ABI   14
 
 
 static ngx_inline ngx_http_ws_proxy_t *ngx_http_ws_proxy_ffi_get(
@@ -390,6 +391,11 @@ ngx_http_ws_proxy_ffi_set_opts(ngx_http_request_t *r, uint64_t id,
            != NGX_OK)
     {
         return ngx_http_ws_proxy_ffi_err(err, errlen, "no memory");
+    }
+
+    if (o->tap_payloads >= 0) {
+        wp->opts.tap_payloads = (uint16_t) ngx_min(o->tap_payloads,
+                                                   NGX_WSP_TAP_PAYLOAD_MAX);
     }
 
     wp->opts.hook = o->hook ? 1 : 0;

@@ -1198,6 +1198,7 @@ ngx_http_ws_proxy_conf_opts(ngx_http_ws_proxy_t *wp)
     wp->opts.ping_timeout = wlcf->ping_timeout;
     wp->opts.session_timeout = wlcf->session_timeout;
     wp->opts.drain_time = wlcf->drain_time;
+    wp->opts.tap_payloads = (uint16_t) wlcf->tap_payloads;
 
     /* a side's own limit, else the both-sides one */
 

@@ -362,8 +362,49 @@ ngx_http_ws_proxy_random(u_char *dst, size_t n)
 
 
 /*
+ * The WebSocket headers of r's upgrade request, checked (the checks are
+ * in ngx_wsp_handshake.c, to be fuzzed), for the client's handshake in
+ * upstream and the tap in ops, without a session: NGX_WSP_REQ_OK with
+ * rq->key, else rq->error and rq->error_arg
+ */
+
+int
+ngx_http_ws_proxy_upgrade_headers(ngx_http_request_t *r,
+    ngx_wsp_request_t *rq)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_memzero(rq, sizeof(ngx_wsp_request_t));
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        ngx_wsp_request_header(rq, h[i].key.data, h[i].key.len,
+                               h[i].value.data, h[i].value.len);
+    }
+
+    return ngx_wsp_request_check(rq);
+}
+
+
+/*
  * What a 101 needs (the client's handshake in upstream, the tap in ops):
- * the Sec-WebSocket-Accept value for a key, and a header of the response.
+ * the Sec-WebSocket-Accept value for a key, the status and fields, a
+ * header of the response.
  */
 
 #define NGX_WSP_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -385,6 +426,38 @@ ngx_http_ws_proxy_accept_key(ngx_str_t *key, u_char *out)
     dst.data = out;
 
     ngx_encode_base64(&dst, &src);
+}
+
+
+/* the 101's status and fields for the client's key */
+
+ngx_int_t
+ngx_http_ws_proxy_accept(ngx_http_request_t *r, ngx_str_t *key)
+{
+    u_char  *accept;
+
+    accept = ngx_pnalloc(r->pool, 28);
+    if (accept == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_ws_proxy_accept_key(key, accept);
+
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
+    r->headers_out.content_length_n = -1;
+    r->keepalive = 0;
+    r->lingering_close = 0;
+
+    if (ngx_http_ws_proxy_add_header(r, "Upgrade", 7,
+                                     (u_char *) "websocket", 9) != NGX_OK
+        || ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Accept", 20,
+                                        accept, 28) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

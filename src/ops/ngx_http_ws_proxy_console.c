@@ -45,8 +45,6 @@ static void ngx_http_ws_proxy_json_ring(ngx_http_ws_proxy_out_t *o,
     ngx_http_ws_proxy_ring_t *ring);
 static ngx_int_t ngx_http_ws_proxy_answer(ngx_http_request_t *r,
     ngx_uint_t status, ngx_http_ws_proxy_out_t *o);
-static ngx_int_t ngx_http_ws_proxy_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *fmt, ngx_str_t *arg);
 
 
 static const char  *ngx_wsp_ops[] = {
@@ -716,9 +714,12 @@ ngx_http_ws_proxy_answer(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-/* {"error": "..."}; arg, JSON-escaped, for %V in fmt */
+/*
+ * {"error": "..."}; arg, JSON-escaped, for %V in fmt: the refusals of the
+ * console and of the tap (its request body, if any, discarded before)
+ */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_ws_proxy_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *fmt, ngx_str_t *arg)
 {

@@ -168,6 +168,8 @@ ngx_int_t ngx_http_ws_proxy_filter_parse(ngx_str_t *args,
     ngx_http_ws_proxy_filter_t *f, ngx_pool_t *pool);
 ngx_int_t ngx_http_ws_proxy_close_args(ngx_str_t *code, ngx_str_t *reason,
     ngx_uint_t *c);
+ngx_int_t ngx_http_ws_proxy_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *fmt, ngx_str_t *arg);
 
 
 #endif /* _NGX_HTTP_WS_PROXY_CONSOLE_H_INCLUDED_ */

@@ -83,15 +83,11 @@ typedef struct {
 } ngx_http_ws_proxy_tap_ctx_t;
 
 
-static ngx_int_t ngx_http_ws_proxy_tap_refuse(ngx_http_request_t *r,
-    ngx_uint_t status, const char *fmt, ngx_str_t *arg);
 static ngx_int_t ngx_http_ws_proxy_tap_open(ngx_http_request_t *r,
     ngx_http_ws_proxy_zone_t *zone, ngx_str_t *id,
     ngx_http_ws_proxy_tap_t **tap, const char **why, ngx_str_t **arg);
 static ngx_int_t ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r,
     ngx_str_t *key, const char **why, ngx_str_t **arg);
-static ngx_int_t ngx_http_ws_proxy_tap_accept(ngx_http_request_t *r,
-    ngx_str_t *key);
 static void ngx_http_ws_proxy_tap_cleanup(void *data);
 static void ngx_http_ws_proxy_tap_release(ngx_http_ws_proxy_zone_t *zone,
     ngx_http_ws_proxy_tap_t *tap);
@@ -289,7 +285,6 @@ ngx_http_ws_proxy_tap_tick(ngx_queue_t *live)
     ngx_http_ws_proxy_zone_t       *zone;
     ngx_http_ws_proxy_msess_t      *m;
     ngx_http_ws_proxy_rentry_t     *e;
-    ngx_http_ws_proxy_loc_conf_t   *wlcf;
 
     static ngx_atomic_uint_t        seen;
 
@@ -343,9 +338,7 @@ ngx_http_ws_proxy_tap_tick(ngx_queue_t *live)
             }
 
             if (tap->payloads == (uint32_t) -1) {
-                wlcf = ngx_http_get_module_loc_conf(wp->request,
-                                                    ngx_wsp_module);
-                tap->payloads = (uint32_t) wlcf->tap_payloads;
+                tap->payloads = wp->opts.tap_payloads;
             }
         }
 
@@ -414,12 +407,18 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
         return NGX_HTTP_NOT_ALLOWED;
     }
 
+    /* a refusal answers: no body is read (an upgrade has none) */
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     wlcf = ngx_http_get_module_loc_conf(r, ngx_wsp_module);
 
     if (!wlcf->status_control) {
-        return ngx_http_ws_proxy_tap_refuse(r, NGX_HTTP_FORBIDDEN,
-                                            "control is not allowed here",
-                                            NULL);
+        return ngx_http_ws_proxy_error(r, NGX_HTTP_FORBIDDEN,
+                                       "control is not allowed here", NULL);
     }
 
     zone = ngx_http_ws_proxy_console_zone();
@@ -439,7 +438,7 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
     }
 
     if (rc == NGX_OK) {
-        rc = ngx_http_ws_proxy_tap_accept(r, &key);
+        rc = ngx_http_ws_proxy_accept(r, &key);
 
         if (rc != NGX_OK) {
             ngx_http_ws_proxy_tap_release(zone, tap);
@@ -448,8 +447,7 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
 
     if (rc != NGX_OK) {
         return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR
-                                 : ngx_http_ws_proxy_tap_refuse(r, rc, why,
-                                                                arg);
+                                 : ngx_http_ws_proxy_error(r, rc, why, arg);
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_ws_proxy_tap_ctx_t));
@@ -510,52 +508,6 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
     ngx_queue_insert_tail(&ngx_http_ws_proxy_taps, &ctx->queue);
 
     return NGX_DONE;
-}
-
-
-/* a refusal: JSON {"error": ...}, as the console's answers */
-
-static ngx_int_t
-ngx_http_ws_proxy_tap_refuse(ngx_http_request_t *r, ngx_uint_t status,
-    const char *fmt, ngx_str_t *arg)
-{
-    u_char       *p;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-    ngx_int_t     rc;
-
-    b = ngx_create_temp_buf(r->pool, 256);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_slprintf(b->last, b->end - 2, "{\"error\":\"");
-    p = ngx_slprintf(p, b->end - 4, fmt, arg);
-    p = ngx_slprintf(p, b->end, "\"}\n");
-    b->last = p;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
 }
 
 
@@ -640,9 +592,6 @@ static ngx_int_t
 ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r, ngx_str_t *key,
     const char **why, ngx_str_t **arg)
 {
-    ngx_uint_t          i;
-    ngx_list_part_t    *part;
-    ngx_table_elt_t    *h;
     ngx_wsp_request_t   rq;
 
     if (r != r->main || r->http_version < NGX_HTTP_VERSION_11
@@ -656,28 +605,7 @@ ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r, ngx_str_t *key,
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    ngx_memzero(&rq, sizeof(ngx_wsp_request_t));
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        ngx_wsp_request_header(&rq, h[i].key.data, h[i].key.len,
-                               h[i].value.data, h[i].value.len);
-    }
-
-    if (ngx_wsp_request_check(&rq) != NGX_WSP_REQ_OK) {
+    if (ngx_http_ws_proxy_upgrade_headers(r, &rq) != NGX_WSP_REQ_OK) {
         *why = "a tap is a WebSocket upgrade";
         *arg = NULL;
         return NGX_HTTP_BAD_REQUEST;
@@ -685,38 +613,6 @@ ngx_http_ws_proxy_tap_upgrade(ngx_http_request_t *r, ngx_str_t *key,
 
     key->data = (u_char *) rq.key.data;
     key->len = rq.key.len;
-
-    return NGX_OK;
-}
-
-
-/* the 101's fields */
-
-static ngx_int_t
-ngx_http_ws_proxy_tap_accept(ngx_http_request_t *r, ngx_str_t *key)
-{
-    u_char  *accept;
-
-    accept = ngx_pnalloc(r->pool, 28);
-    if (accept == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_ws_proxy_accept_key(key, accept);
-
-    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
-    ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
-    r->headers_out.content_length_n = -1;
-    r->keepalive = 0;
-    r->lingering_close = 0;
-
-    if (ngx_http_ws_proxy_add_header(r, "Upgrade", 7,
-                                     (u_char *) "websocket", 9) != NGX_OK
-        || ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Accept", 20,
-                                        accept, 28) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
 
     return NGX_OK;
 }

@@ -15,6 +15,7 @@
 
 static void ngx_http_ws_proxy_core_limit(ngx_http_ws_proxy_dir_t *d,
     unsigned limit, uint64_t n);
+static void ngx_http_ws_proxy_observe_close(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_abandoned(ngx_http_ws_proxy_t *wp);
 static void ngx_http_ws_proxy_close_now(ngx_connection_t *c,
     ngx_uint_t masked);
@@ -109,6 +110,10 @@ ngx_http_ws_proxy_core_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *sd,
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wp->log, 0,
                            "ws_proxy: sending close %ui to %s",
                            (ngx_uint_t) code, ngx_wsp_dst_role(d));
+
+            if (d->observe) {
+                ngx_http_ws_proxy_observe_close(d);
+            }
         }
 
         ngx_http_ws_proxy_close_timer(wp);
@@ -128,6 +133,33 @@ ngx_http_ws_proxy_core_event(ngx_wsp_session_t *s, ngx_wsp_sdir_t *sd,
     default: /* NGX_WSP_EV_TAKEN: the core took the frame back from Lua */
         break;
     }
+}
+
+
+/*
+ * The proxy's own close frame, in d's out_ctl (a control frame: a 2-byte
+ * header, then the mask towards the upstream): for the recorder and the
+ * taps, a frame the proxy put on the wire
+ */
+
+static void
+ngx_http_ws_proxy_observe_close(ngx_http_ws_proxy_dir_t *d)
+{
+    u_char  *p, *mask;
+    size_t   len;
+
+    p = d->out_ctl.pos + 2;
+    mask = NULL;
+
+    if (d->out_ctl.pos[1] & 0x80) {
+        mask = p;
+        p += 4;
+    }
+
+    len = d->out_ctl.last - p;
+
+    ngx_http_ws_proxy_observe(d, NGX_WSP_OBS_INJECTED, NGX_WSP_OP_CLOSE, 1, 0,
+                              len, p, len, mask);
 }
 
 

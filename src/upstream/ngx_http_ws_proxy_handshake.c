@@ -32,9 +32,6 @@ ngx_int_t
 ngx_http_ws_proxy_client_check(ngx_http_ws_proxy_t *wp, ngx_str_t *key)
 {
     int                   status;
-    ngx_uint_t            i;
-    ngx_list_part_t      *part;
-    ngx_table_elt_t      *h;
     ngx_wsp_request_t     rq;
     ngx_http_request_t   *r;
 
@@ -90,30 +87,7 @@ ngx_http_ws_proxy_client_check(ngx_http_ws_proxy_t *wp, ngx_str_t *key)
         return ngx_http_ws_proxy_reject(wp, NGX_HTTP_BAD_REQUEST);
     }
 
-    /* the checks themselves are in ngx_wsp_handshake.c, to be fuzzed */
-
-    ngx_memzero(&rq, sizeof(ngx_wsp_request_t));
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        ngx_wsp_request_header(&rq, h[i].key.data, h[i].key.len,
-                               h[i].value.data, h[i].value.len);
-    }
-
-    status = ngx_wsp_request_check(&rq);
+    status = ngx_http_ws_proxy_upgrade_headers(r, &rq);
 
     if (status != NGX_WSP_REQ_OK) {
         ngx_http_ws_proxy_set_error(wp, "%s%*s", rq.error,
@@ -135,7 +109,6 @@ ngx_http_ws_proxy_client_check(ngx_http_ws_proxy_t *wp, ngx_str_t *key)
 ngx_int_t
 ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
 {
-    u_char               *accept;
     ngx_int_t             rc;
     ngx_str_t             key, offer, *value;
     ngx_http_request_t   *r;
@@ -147,24 +120,7 @@ ngx_http_ws_proxy_client_handshake(ngx_http_ws_proxy_t *wp)
         return rc;
     }
 
-    accept = ngx_pnalloc(r->pool, 28);
-    if (accept == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_ws_proxy_accept_key(&key, accept);
-
-    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
-    ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
-    r->headers_out.content_length_n = -1;
-    r->keepalive = 0;
-    r->lingering_close = 0;
-
-    if (ngx_http_ws_proxy_add_header(r, "Upgrade", 7,
-                                     (u_char *) "websocket", 9) != NGX_OK
-        || ngx_http_ws_proxy_add_header(r, "Sec-WebSocket-Accept", 20,
-                                        accept, 28) != NGX_OK)
-    {
+    if (ngx_http_ws_proxy_accept(r, &key) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import resource
-import shutil
 import sys
 import time
 import urllib.error
@@ -238,30 +237,9 @@ def run():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)),
                                                 hard))
-    shutil.rmtree(PREFIX, ignore_errors=True)
-    logdir = os.path.join(PREFIX, "logs")
-    os.makedirs(logdir)
-    log = os.path.join(logdir, "error.log")
-    with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {**target.CONF, "port": PORT,
-                        "daemon": "off" if vg.USE else "on"})
-    status_ = None
-    try:
-        proc = vg.start(master.nginx_cmd(PREFIX), logdir, PORT)
-    except RuntimeError as e:
-        ok(False, "nginx starts: %s" % e)
-    else:
-        try:
-            asyncio.run(main())
-        except Exception as e:  # a failed step must not hide the summary
-            ok(False, "console test: %r" % e)
-        finally:
-            master.stop(PREFIX)
-            status_ = vg.wait(proc)
-
-    text = open(log).read() if os.path.exists(log) else ""
-    ok("[alert]" not in text and "[crit]" not in text and
-       "[emerg]" not in text, "no [alert], [crit] or [emerg]")
+    logdir, log = master.prepare(PREFIX, CONF, port=PORT)
+    _, status_ = master.serve(PREFIX, PORT, "console test", main, ok)
+    master.no_alert(ok, log)
     vg.check(ok, logdir, status_)
     sys.exit(plan())
 

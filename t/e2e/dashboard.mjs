@@ -13,7 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { done, launch, ok, skip, sleep, stop, waitUp } from './browser.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const port = process.env.DASH_PORT || '18094';
@@ -25,22 +25,6 @@ const env = Object.fromEntries(
 const work = env.TEST_NGINX_WORKDIR || join(root, 'build');
 const prefix = join(work, 'dashboard');
 const shot = join(work, 'e2e', 'dashboard.png');
-let n = 0, failed = 0;
-
-function ok(cond, name) {
-  n++;
-  if (!cond) failed++;
-  console.log(`${cond ? '' : 'not '}ok ${n} - ${name}`);
-  return cond;
-}
-
-function skip(name, why) {
-  n++;
-  console.log(`ok ${n} - ${name} # skip ${why}`);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 if (env.TEST_NGINX_LUA === 'none') {
   console.log('1..0 # SKIP the echo upstream is Lua (TEST_NGINX_LUA=none)');
   process.exit(0);
@@ -129,21 +113,8 @@ const nginx = spawn(env.TEST_NGINX_BINARY,
 
 let browser;
 try {
-  for (let i = 0; i < 50; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/blank`);
-      if (r.ok) break;
-    } catch (e) { /* not up yet */ }
-    await sleep(100);
-  }
-
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic',
-           '--no-first-run', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync'],
-  });
+  await waitUp(`http://127.0.0.1:${port}/blank`);
+  browser = await launch();
 
   // the sessions: six WebSockets of a plain page, each sending now and then
   const users = await browser.newPage();
@@ -321,17 +292,10 @@ try {
   ok(false, `browser test: ${e.message}`);
 } finally {
   if (browser) await browser.close();
-  const exited = new Promise((r) => nginx.once('exit', r));
-  if (nginx.exitCode === null && nginx.signalCode === null) {
-    nginx.kill('SIGQUIT');
-    const t = setTimeout(() => nginx.kill('SIGKILL'), 10000);
-    await exited;
-    clearTimeout(t);
-  }
+  await stop(nginx);
 }
 
 const log = readFileSync(join(prefix, 'logs', 'error.log'), 'utf8');
 ok(!/\[(alert|crit|emerg)\]/.test(log), 'no [alert], [crit] or [emerg] in the error log');
 
-console.log(`1..${n}`);
-process.exit(failed ? 1 : 0);
+done();

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { done, launch, ok, sleep, stop, waitUp } from './browser.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const port = process.env.DEMO_PORT || '18090';
@@ -18,16 +18,6 @@ const port = process.env.DEMO_PORT || '18090';
 const work = process.env.TEST_NGINX_WORKDIR || join(root, 'build');
 const prefix = join(work, 'demo');
 const shot = join(work, 'e2e', 'demo.png');
-let n = 0, failed = 0;
-
-function ok(cond, name) {
-  n++;
-  if (!cond) failed++;
-  console.log(`${cond ? '' : 'not '}ok ${n} - ${name}`);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 const demo = spawn(join(root, 'util', 'demo'), [], {
   env: { ...process.env, DEMO_PORT: port, DEMO_PREFIX: prefix,
          DEMO_UPSTREAM_PORT: process.env.DEMO_UPSTREAM_PORT || '18091' },
@@ -36,21 +26,8 @@ const demo = spawn(join(root, 'util', 'demo'), [], {
 
 let browser;
 try {
-  for (let i = 0; i < 50; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/`);
-      if (r.ok) break;
-    } catch (e) { /* not up yet */ }
-    await sleep(100);
-  }
-
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic',
-           '--no-first-run', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync'],
-  });
+  await waitUp(`http://127.0.0.1:${port}/`);
+  browser = await launch();
 
   const page = await browser.newPage();
   const offered = [];
@@ -174,14 +151,7 @@ try {
 } finally {
   if (browser) await browser.close();
   // nginx (util/demo execs it) is waited for: nothing outlives the test
-  const exited = new Promise((r) => demo.once('exit', r));
-  if (demo.exitCode === null && demo.signalCode === null) {
-    demo.kill('SIGQUIT');
-    const t = setTimeout(() => demo.kill('SIGKILL'), 10000);
-    await exited;
-    clearTimeout(t);
-  }
+  await stop(demo);
 }
 
-console.log(`1..${n}`);
-process.exit(failed ? 1 : 0);
+done();

@@ -6,19 +6,13 @@
 //
 //   node t/e2e/limit_browser.mjs ws://127.0.0.1:20020/ws?k=browser 30
 
-import { chromium } from 'playwright-core';
+import { launch } from './browser.mjs';
 
 const [url, count] = process.argv.slice(2);
 let browser;
 
 try {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic',
-           '--no-first-run', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launch();
   const page = await browser.newPage();
   const result = await page.evaluate(async ([url, n]) => {
     const ws = new WebSocket(url);

@@ -261,32 +261,14 @@ def run():
         print("1..0 # SKIP promtool missing (Debian's prometheus package: "
               "make deps)")
         sys.exit(0)
-    shutil.rmtree(PREFIX, ignore_errors=True)
-    logdir = os.path.join(PREFIX, "logs")
-    os.makedirs(logdir)
-    log = os.path.join(logdir, "error.log")
-    with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {**target.CONF, "port": PORT, "cap": CAP,
-                        "daemon": "off" if vg.USE else "on"})
+    logdir, log = master.prepare(PREFIX, CONF, port=PORT, cap=CAP)
     conf_errors()
-    status_ = None
-    refusals = -1
-    try:
-        proc = vg.start(nginx_cmd(), logdir, PORT)
-    except RuntimeError as e:
-        ok(False, "nginx starts: %s" % e)
-    else:
-        try:
-            refusals = asyncio.run(main(log))
-        except Exception as e:  # a failed step must not hide the summary
-            ok(False, "limit sessions test: %r" % e)
-        finally:
-            master.stop(PREFIX)
-            status_ = vg.wait(proc)
+    refusals, status_ = master.serve(PREFIX, PORT, "limit sessions test",
+                                     lambda: main(log), ok)
+    if refusals is None:
+        refusals = -1
 
-    text = open(log).read() if os.path.exists(log) else ""
-    ok("[alert]" not in text and "[crit]" not in text and
-       "[emerg]" not in text, "no [alert], [crit] or [emerg]")
+    text = master.no_alert(ok, log)
     lines = text.count('too many sessions for key "a" in zone "perkey" '
                        '(limit %d), session refused' % CAP)
     ok(lines == refusals, "one [warn] line per refusal: %d lines, %d "

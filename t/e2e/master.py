@@ -1,8 +1,11 @@
 """An nginx with a master process under a test's prefix: its command, a
 signal to it, its master's pid, whether a process still lives, and its
-stop, which waits for every process of it."""
+stop, which waits for every process of it; a test's run against it and
+the error log's check at the end."""
 
+import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -106,3 +109,50 @@ def stop(prefix, sig=signal.SIGQUIT, timeout=10):
         while time.time() < deadline and any(alive(p) for p in procs):
             time.sleep(0.05)
     return clean
+
+
+def prepare(prefix, conf, **values):
+    """A fresh prefix with logs/ and nginx.conf: conf filled in with the
+    target's values (target.CONF), daemon off under valgrind (%(daemon)s)
+    and values.  Returns the logs folder and the error log's path."""
+    shutil.rmtree(prefix, ignore_errors=True)
+    logdir = os.path.join(prefix, "logs")
+    os.makedirs(logdir)
+    with open(os.path.join(prefix, "nginx.conf"), "w") as f:
+        f.write(conf % {**target.CONF, **values,
+                        "daemon": "off" if vg.USE else "on"})
+    return logdir, os.path.join(logdir, "error.log")
+
+
+def serve(prefix, port, what, main, ok):
+    """Runs main() (a coroutine function) against the nginx of prefix,
+    listening on port: started (under valgrind when asked), then stopped
+    with every process of it and waited for, whatever happens.  nginx
+    that does not start, or a step that raises, is one failed assertion
+    (what names the test).  Returns main's result (None when it raised)
+    and nginx's exit status for vg.check()."""
+    logdir = os.path.join(prefix, "logs")
+    try:
+        proc = vg.start(nginx_cmd(prefix), logdir, port)
+    except RuntimeError as e:
+        ok(False, "nginx starts: %s" % e)
+        return None, None
+    result = None
+    try:
+        result = asyncio.run(main())
+    except Exception as e:  # a failed step must not hide the summary
+        ok(False, "%s: %r" % (what, e))
+    finally:
+        # the master and every worker, the old ones of a reload too
+        stop(prefix)
+        status = vg.wait(proc)
+    return result, status
+
+
+def no_alert(ok, log):
+    """One assertion: the error log has no [alert], [crit] or [emerg].
+    Returns the log's text ("" when there is none)."""
+    text = open(log).read() if os.path.exists(log) else ""
+    ok("[alert]" not in text and "[crit]" not in text and
+       "[emerg]" not in text, "no [alert], [crit] or [emerg]")
+    return text

@@ -517,33 +517,11 @@ def run():
             print("1..0 # SKIP %s missing (Debian's prometheus package: "
                   "make deps)" % tool)
             sys.exit(0)
-    shutil.rmtree(PREFIX, ignore_errors=True)
-    os.makedirs(os.path.join(PREFIX, "logs"))
-    log = os.path.join(PREFIX, "logs", "error.log")
-    with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {**target.CONF, "root": ROOT, "port": PORT,
-                        "hang": HANG_PORT,
-                        "daemon": "off" if vg.USE else "on"})
-    logdir = os.path.join(PREFIX, "logs")
+    logdir, log = master.prepare(PREFIX, CONF, root=ROOT, port=PORT,
+                                 hang=HANG_PORT)
     conf_errors()
-    status_ = None
-    try:
-        proc = vg.start(nginx_cmd(), logdir, PORT)
-    except RuntimeError as e:
-        ok(False, "nginx starts: %s" % e)
-    else:
-        try:
-            asyncio.run(main())
-        except Exception as e:  # a failed step must not hide the summary
-            ok(False, "metrics test: %r" % e)
-        finally:
-            # the master and every worker, the old ones of the reload too
-            master.stop(PREFIX)
-            status_ = vg.wait(proc)
-
-    text = open(log).read() if os.path.exists(log) else ""
-    ok("[alert]" not in text and "[crit]" not in text and
-       "[emerg]" not in text, "no [alert], [crit] or [emerg]")
+    _, status_ = master.serve(PREFIX, PORT, "metrics test", main, ok)
+    master.no_alert(ok, log)
     vg.check(ok, logdir, status_)
     sys.exit(plan())
 

@@ -15,7 +15,6 @@ how many frames it lost; every tap ends with 1000 when its session ends.
 import asyncio
 import json
 import os
-import shutil
 import socket
 import sys
 import time
@@ -35,6 +34,20 @@ SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
 PREFIX = SERVROOT + "-taps"
 PORT = int(os.environ.get("TEST_NGINX_TAP_PORT", "20030"))
 BASE = "ws://127.0.0.1:%d" % PORT
+
+# a hook that upper-cases the client's text (the locations /zhook, /hook)
+HOOK = """            content_by_lua_block {
+                local p = assert(require("resty.websocket.proxy").new({
+                    on_frame = function(p, role, typ, payload)
+                        if typ == "text" and role == "client" then
+                            return payload:upper()
+                        end
+                        return payload
+                    end,
+                }))
+                assert(p:connect("ws://127.0.0.1:%(port)d/echo"))
+                p:execute()
+            }"""
 
 CONF = """
 %(load_modules)s
@@ -85,36 +98,14 @@ http {
             ws_proxy_zone_key "zhook";
             ws_proxy_deflate client;
             ws_proxy_tap_payloads 64;
-            content_by_lua_block {
-                local p = assert(require("resty.websocket.proxy").new({
-                    on_frame = function(p, role, typ, payload)
-                        if typ == "text" and role == "client" then
-                            return payload:upper()
-                        end
-                        return payload
-                    end,
-                }))
-                assert(p:connect("ws://127.0.0.1:%(port)d/echo"))
-                p:execute()
-            }
+@HOOK@
         }
 
         # the same hook, uncompressed: a frame it forwards is held in place
         location /hook {
             ws_proxy_zone_key "hook";
             ws_proxy_tap_payloads 64;
-            content_by_lua_block {
-                local p = assert(require("resty.websocket.proxy").new({
-                    on_frame = function(p, role, typ, payload)
-                        if typ == "text" and role == "client" then
-                            return payload:upper()
-                        end
-                        return payload
-                    end,
-                }))
-                assert(p:connect("ws://127.0.0.1:%(port)d/echo"))
-                p:execute()
-            }
+@HOOK@
         }
 
         location /ws {
@@ -124,7 +115,7 @@ http {
         }
     }
 }
-"""
+""".replace("@HOOK@", HOOK)
 
 
 def get(path):
@@ -373,26 +364,8 @@ def run():
     if target.LUA == "none":
         print("1..0 # SKIP the echo upstream is Lua (TEST_NGINX_LUA=none)")
         sys.exit(0)
-    shutil.rmtree(PREFIX, ignore_errors=True)
-    logdir = os.path.join(PREFIX, "logs")
-    os.makedirs(logdir)
-    log = os.path.join(logdir, "error.log")
-    with open(os.path.join(PREFIX, "nginx.conf"), "w") as f:
-        f.write(CONF % {**target.CONF, "port": PORT,
-                        "daemon": "off" if vg.USE else "on"})
-    status_ = None
-    try:
-        proc = vg.start(master.nginx_cmd(PREFIX), logdir, PORT)
-    except RuntimeError as e:
-        ok(False, "nginx starts: %s" % e)
-    else:
-        try:
-            asyncio.run(main())
-        except Exception as e:  # a failed step must not hide the summary
-            ok(False, "tap test: %r" % e)
-        finally:
-            master.stop(PREFIX)
-            status_ = vg.wait(proc)
+    logdir, log = master.prepare(PREFIX, CONF, port=PORT)
+    _, status_ = master.serve(PREFIX, PORT, "tap test", main, ok)
 
     slog = os.path.join(logdir, "status.log")
     lines = open(slog).read().splitlines() if os.path.exists(slog) else []
@@ -400,9 +373,7 @@ def run():
     ok(taps and all(l.endswith("c=- end=- by=-") for l in taps),
        "the session's variables are empty in a tap's access log line "
        "(%d lines: %s)" % (len(taps), taps[:1]))
-    text = open(log).read() if os.path.exists(log) else ""
-    ok("[alert]" not in text and "[crit]" not in text and
-       "[emerg]" not in text, "no [alert], [crit] or [emerg]")
+    master.no_alert(ok, log)
     vg.check(ok, logdir, status_)
     sys.exit(plan())
 

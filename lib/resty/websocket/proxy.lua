@@ -70,6 +70,7 @@ typedef struct {
     int                         debug;
     int                         drain_time;
     int                         flight_recorder;
+    int                         tap_payloads;
 } ngx_http_ws_proxy_ffi_opts_t;
 
 typedef struct {
@@ -209,7 +210,7 @@ uint32_t ngx_wsp_utf8_validate(uint32_t state, const unsigned char *p,
 -- The declarations above are the C module's ABI: a .so built from another
 -- version would be called with other arguments and crash the worker, so a
 -- mismatch stops the require instead.
-local FFI_ABI = 13
+local FFI_ABI = 14
 
 do
     local ok, abi = pcall(function() return C.ngx_http_ws_proxy_ffi_abi() end)
@@ -274,7 +275,7 @@ local _OPTIONS = {
     "client_deflate_context_takeover", "upstream_deflate_context_takeover",
     "client_deflate_window_bits", "upstream_deflate_window_bits",
     "handshake_buffer_size", "limit_sessions", "flight_recorder",
-    "limit_messages",
+    "tap_payloads", "limit_messages",
 }
 
 
@@ -569,6 +570,7 @@ function _M.new(opts)
     check_number(opts, "max_payload_size", 1, MAX_SIZE)
     check_number(opts, "handshake_buffer_size", HS_BUFFER_MIN, MAX_INT)
     check_integer(opts, "flight_recorder", 0, 1024)
+    check_integer(opts, "tap_payloads", 0, 4096)
 
     if opts.limit_sessions ~= nil then
         local err = check_limit_sessions(opts.limit_sessions)
@@ -1451,6 +1453,8 @@ function _M:execute()
     o.drain_time = self.drain_time or 0
     -- not given: the directive's (ws_proxy_flight_recorder); 0: off
     o.flight_recorder = self.flight_recorder or -1
+    -- not given: the directive's (ws_proxy_tap_payloads)
+    o.tap_payloads = self.tap_payloads or -1
 
     local err = get_string_buf(ERR_BUF_SIZE)
     local errlen = get_size_ptr()
