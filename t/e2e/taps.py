@@ -275,7 +275,11 @@ async def main():
     stalled, status, _h = raw_upgrade("/status?tap=%s" % sid)
     await asyncio.sleep(0.6)
     slow = max([await rate(ws, 20000) for _ in range(3)])
-    ok(status == 101 and slow >= 0.7 * base,
+    # a session that waited for its tap would stop once the ring and the
+    # tap's socket are full (a few thousand frames): 0.4 keeps that apart
+    # from the noise of a loaded machine (the CI runs five suites at once;
+    # bench/ is where throughput is measured)
+    ok(status == 101 and slow >= 0.4 * base,
        "a stalled tap does not slow the session: %.0f messages/s without, "
        "%.0f with" % (base, slow))
     print("# W-tap: %.0f msg/s without a tap, %.0f with a stalled one"
