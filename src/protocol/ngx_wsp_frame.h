@@ -98,7 +98,7 @@ typedef struct {
  *
  * This and ngx_wsp_frame_check() are inline: the session core runs both on
  * every frame, and the calls into another object file cost it more than
- * either body (docs/performance.md, "Instructions per message").
+ * either body (docs/performance.md, "Per message").
  */
 
 static inline int
