@@ -680,6 +680,28 @@ ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d)
 }
 
 
+/* the raw range of the input buffer with one send(), as flush() returns */
+
+static ngx_inline ngx_int_t
+ngx_http_ws_proxy_send_raw(ngx_http_ws_proxy_dir_t *d)
+{
+    ssize_t  n;
+
+    n = d->dst->send(d->dst, d->spos, d->ppos - d->spos);
+
+    if (n == NGX_ERROR) {
+        return ngx_http_ws_proxy_send_failed(d);
+    }
+
+    if (n > 0) {
+        d->spos += n;
+        return n;
+    }
+
+    return 0;
+}
+
+
 /*
  * Returns bytes sent (0: nothing or blocked), or NGX_ERROR.  The common
  * case, raw frames only: one send() of the raw range, as a plain tunnel
@@ -694,7 +716,6 @@ ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d)
 ngx_int_t
 ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
 {
-    ssize_t            n;
     ngx_connection_t  *dst;
 
     dst = d->dst;
@@ -709,18 +730,7 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
 #endif
         && d->tx != NGX_WSP_TX_ABORTED && dst->write->ready)
     {
-        n = dst->send(dst, d->spos, d->ppos - d->spos);
-
-        if (n == NGX_ERROR) {
-            return ngx_http_ws_proxy_send_failed(d);
-        }
-
-        if (n > 0) {
-            d->spos += n;
-            return n;
-        }
-
-        return 0;
+        return ngx_http_ws_proxy_send_raw(d);
     }
 
     return ngx_http_ws_proxy_send_ranges(d);
@@ -730,7 +740,6 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
 static NGX_WSP_NOINLINE ngx_int_t
 ngx_http_ws_proxy_send_ranges(ngx_http_ws_proxy_dir_t *d)
 {
-    ssize_t                     n;
     ngx_int_t                   rc;
     ngx_connection_t           *dst;
     ngx_http_request_t         *r;
@@ -781,18 +790,7 @@ ngx_http_ws_proxy_send_ranges(ngx_http_ws_proxy_dir_t *d)
 #endif
        )
     {
-        n = dst->send(dst, d->spos, d->ppos - d->spos);
-
-        if (n == NGX_ERROR) {
-            return ngx_http_ws_proxy_send_failed(d);
-        }
-
-        if (n > 0) {
-            d->spos += n;
-            return n;
-        }
-
-        return 0;
+        return ngx_http_ws_proxy_send_raw(d);
     }
 
     /*
