@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 
 #define NGX_WSP_OP_CONT          0x0
@@ -94,9 +95,66 @@ typedef struct {
  * malformed in a way visible without context: a 64-bit length with its most
  * significant bit set.  A non-minimal length encoding is accepted: RFC 6455
  * asks senders for the minimal one but gives receivers no rule about it.
+ *
+ * This and ngx_wsp_frame_check() are inline: the session core runs both on
+ * every frame, and the calls into another object file cost it more than
+ * either body (docs/performance.md, "Per message").
  */
-int ngx_wsp_frame_parse_header(const unsigned char *p, size_t len,
-    ngx_wsp_frame_t *f);
+
+static inline int
+ngx_wsp_frame_parse_header(const unsigned char *p, size_t len,
+    ngx_wsp_frame_t *f)
+{
+    size_t    need;
+    uint64_t  n;
+    int       i;
+
+    if (len < 2) {
+        return NGX_WSP_PARSE_AGAIN;
+    }
+
+    f->fin = p[0] >> 7;
+    f->rsv = (p[0] >> 4) & 0x7;
+    f->opcode = p[0] & 0xf;
+    f->masked = p[1] >> 7;
+    n = p[1] & 0x7f;
+    need = 2 + (n == 126 ? 2 : n == 127 ? 8 : 0) + (f->masked ? 4 : 0);
+
+    if (len < need) {
+        return NGX_WSP_PARSE_AGAIN;
+    }
+
+    p += 2;
+
+    if (n == 126) {
+        n = ((uint64_t) p[0] << 8) | p[1];
+        p += 2;
+
+    } else if (n == 127) {
+        if (p[0] & 0x80) {
+            f->error = "64-bit payload length with the most significant "
+                       "bit set";
+            return NGX_WSP_PARSE_ERROR;
+        }
+
+        n = 0;
+        for (i = 0; i < 8; i++) {
+            n = (n << 8) | p[i];
+        }
+
+        p += 8;
+    }
+
+    if (f->masked) {
+        memcpy(f->mask, p, 4);
+    }
+
+    f->payload_len = n;
+    f->header_len = (uint32_t) need;
+    f->error = NULL;
+
+    return NGX_WSP_PARSE_OK;
+}
 
 /*
  * Applies the RFC 6455 rules that need the role and the message state:
@@ -108,8 +166,85 @@ int ngx_wsp_frame_parse_header(const unsigned char *p, size_t len,
  * frame is acceptable (and updates st), else the close status to send
  * (1002) with *reason set to a static text naming the violation.
  */
-int ngx_wsp_frame_check(const ngx_wsp_frame_t *f, int role,
-    ngx_wsp_msg_state_t *st, const char **reason);
+
+static inline int
+ngx_wsp_frame_check(const ngx_wsp_frame_t *f, int role,
+    ngx_wsp_msg_state_t *st, const char **reason)
+{
+    if (f->rsv) {
+        if (f->rsv != NGX_WSP_RSV_DEFLATE || !st->deflate) {
+            *reason = "rsv bits set";
+            return 1002;
+        }
+
+        /* RSV1: permessage-deflate's "compressed", on a message's start */
+
+        if (ngx_wsp_is_control(f->opcode)) {
+            *reason = "rsv1 set on a control frame";
+            return 1002;
+        }
+
+        if (f->opcode == 0) {
+            *reason = "rsv1 set on a continuation frame";
+            return 1002;
+        }
+    }
+
+    if ((f->opcode > 2 && f->opcode < 8) || f->opcode > 0xa) {
+        *reason = "reserved opcode";
+        return 1002;
+    }
+
+    if (role == NGX_WSP_ROLE_CLIENT && !f->masked) {
+        *reason = "unmasked client frame";
+        return 1002;
+    }
+
+    if (role == NGX_WSP_ROLE_UPSTREAM && f->masked) {
+        *reason = "masked upstream frame";
+        return 1002;
+    }
+
+    if (ngx_wsp_is_control(f->opcode)) {
+        if (f->payload_len > NGX_WSP_MAX_CONTROL) {
+            *reason = "control frame too long";
+            return 1002;
+        }
+
+        if (!f->fin) {
+            *reason = "fragmented control frame";
+            return 1002;
+        }
+
+        return 0;
+    }
+
+    if (f->opcode == 0) {
+        if (!st->open_opcode) {
+            *reason = "continuation without message";
+            return 1002;
+        }
+
+        if (f->fin) {
+            st->open_opcode = 0;
+        }
+
+        return 0;
+    }
+
+    if (st->open_opcode) {
+        *reason = "new message inside fragmented message";
+        return 1002;
+    }
+
+    if (!f->fin) {
+        st->open_opcode = f->opcode;
+    }
+
+    st->compressed = f->rsv;
+
+    return 0;
+}
 
 /*
  * Writes a frame header for a payload of len bytes into dst (which has room

@@ -38,6 +38,11 @@ static void ngx_http_ws_proxy_process(ngx_http_ws_proxy_dir_t *d,
     ngx_uint_t can_read);
 static void ngx_http_ws_proxy_read(ngx_http_ws_proxy_dir_t *d);
 static void ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d);
+static ngx_int_t ngx_http_ws_proxy_send_ranges(ngx_http_ws_proxy_dir_t *d);
+static ngx_inline ngx_int_t ngx_http_ws_proxy_buffer_get(
+    ngx_http_ws_proxy_dir_t *d);
+static ngx_inline void ngx_http_ws_proxy_buffer_put(
+    ngx_http_ws_proxy_dir_t *d);
 static ngx_int_t ngx_http_ws_proxy_send_chain(ngx_http_ws_proxy_dir_t *d,
     ngx_http_ws_proxy_range_t *ranges);
 static ngx_int_t ngx_http_ws_proxy_writev(ngx_http_ws_proxy_dir_t *d,
@@ -592,7 +597,7 @@ ngx_http_ws_proxy_read(ngx_http_ws_proxy_dir_t *d)
     wp = ngx_wsp_dir_wp(d);
     src = d->src;
 
-    if (d->start == NULL && ngx_http_ws_proxy_get_buffer(d) != NGX_OK) {
+    if (d->start == NULL && ngx_http_ws_proxy_buffer_get(d) != NGX_OK) {
         ngx_http_ws_proxy_fail(wp, "out of memory");
         return;
     }
@@ -655,7 +660,7 @@ ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d)
     if (d->start && d->in != NGX_WSP_IN_LUA && d->spos == d->last
         && d->ppos == d->last && !ngx_http_ws_proxy_has_output(d))
     {
-        ngx_http_ws_proxy_release(d);
+        ngx_http_ws_proxy_buffer_put(d);
     }
 
     /*
@@ -675,12 +680,66 @@ ngx_http_ws_proxy_idle(ngx_http_ws_proxy_dir_t *d)
 }
 
 
-/* returns bytes sent (0: nothing or blocked), or NGX_ERROR */
+/* the raw range of the input buffer with one send(), as flush() returns */
+
+static ngx_inline ngx_int_t
+ngx_http_ws_proxy_send_raw(ngx_http_ws_proxy_dir_t *d)
+{
+    ssize_t  n;
+
+    n = d->dst->send(d->dst, d->spos, d->ppos - d->spos);
+
+    if (n == NGX_ERROR) {
+        return ngx_http_ws_proxy_send_failed(d);
+    }
+
+    if (n > 0) {
+        d->spos += n;
+        return n;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Returns bytes sent (0: nothing or blocked), or NGX_ERROR.  The common
+ * case, raw frames only: one send() of the raw range, as a plain tunnel
+ * would do it.  It is tested here alone, so that a frame that takes it does
+ * not pay the stack frame and registers of the other cases (W1,
+ * docs/performance.md); ngx_http_ws_proxy_send_ranges() takes the rest,
+ * this case's tests included.  Not on TLS: a blocked SSL_write() must be
+ * retried the way it was made, and the other cases go through
+ * send_chain(), which on the client copies into nginx's TLS buffer.
+ */
 
 ngx_int_t
 ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
 {
-    ssize_t                     n;
+    ngx_connection_t  *dst;
+
+    dst = d->dst;
+
+    if (d->spos < d->ppos
+        && d->out_hdr.pos == d->out_hdr.last
+        && d->out_body.pos == d->out_body.last
+        && d->out_ctl.pos == d->out_ctl.last
+        && ngx_wsp_dir_wp(d)->request->out == NULL
+#if (NGX_HTTP_SSL)
+        && dst->ssl == NULL
+#endif
+        && d->tx != NGX_WSP_TX_ABORTED && dst->write->ready)
+    {
+        return ngx_http_ws_proxy_send_raw(d);
+    }
+
+    return ngx_http_ws_proxy_send_ranges(d);
+}
+
+
+static NGX_WSP_NOINLINE ngx_int_t
+ngx_http_ws_proxy_send_ranges(ngx_http_ws_proxy_dir_t *d)
+{
     ngx_int_t                   rc;
     ngx_connection_t           *dst;
     ngx_http_request_t         *r;
@@ -719,13 +778,7 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
         }
     }
 
-    /*
-     * The common case, raw frames only: one send() of the raw range, as a
-     * plain tunnel would do it, without building a chain.  Not on TLS: a
-     * blocked SSL_write() must be retried the way it was made, and the
-     * other cases go through send_chain(), which on the client copies
-     * into nginx's TLS buffer.
-     */
+    /* raw frames only, as in ngx_http_ws_proxy_flush() */
 
     if (d->spos < d->ppos
         && d->out_hdr.pos == d->out_hdr.last
@@ -737,18 +790,7 @@ ngx_http_ws_proxy_flush(ngx_http_ws_proxy_dir_t *d)
 #endif
        )
     {
-        n = dst->send(dst, d->spos, d->ppos - d->spos);
-
-        if (n == NGX_ERROR) {
-            return ngx_http_ws_proxy_send_failed(d);
-        }
-
-        if (n > 0) {
-            d->spos += n;
-            return n;
-        }
-
-        return 0;
+        return ngx_http_ws_proxy_send_raw(d);
     }
 
     /*
@@ -985,6 +1027,26 @@ ngx_http_ws_proxy_arm(ngx_http_ws_proxy_t *wp, ngx_uint_t dirs)
 ngx_int_t
 ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
 {
+    return ngx_http_ws_proxy_buffer_get(d);
+}
+
+
+void
+ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d)
+{
+    ngx_http_ws_proxy_buffer_put(d);
+}
+
+
+/*
+ * A direction takes its buffer when it reads and gives it back when idle,
+ * so once per frame of W1: inline in ngx_http_ws_proxy_read() and _idle(),
+ * whose calls cost as much as the free list (docs/performance.md).
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_ws_proxy_buffer_get(ngx_http_ws_proxy_dir_t *d)
+{
     size_t                         size;
     u_char                        *p;
     ngx_http_ws_proxy_loc_conf_t  *wlcf;
@@ -1013,8 +1075,8 @@ ngx_http_ws_proxy_get_buffer(ngx_http_ws_proxy_dir_t *d)
 }
 
 
-void
-ngx_http_ws_proxy_release(ngx_http_ws_proxy_dir_t *d)
+static ngx_inline void
+ngx_http_ws_proxy_buffer_put(ngx_http_ws_proxy_dir_t *d)
 {
     size_t  size;
 
