@@ -39,7 +39,7 @@ main(void)
     part("  Lua wake-up, close timer, liveness, drain", sema, lua_log);
     part("  Lua's log lines, result, error", lua_log, metrics);
     part("  metrics", metrics, uscf);
-    printf("%-44s %5zu\n", "  groups, session caps, ws_proxy_pass",
+    printf("%-44s %5zu\n", "  groups, caps, rates, ws_proxy_pass",
            sizeof(ngx_http_ws_proxy_t)
            - offsetof(ngx_http_ws_proxy_t, uscf));
 
