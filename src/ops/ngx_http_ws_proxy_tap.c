@@ -430,6 +430,8 @@ ngx_http_ws_proxy_tap_handler(ngx_http_request_t *r)
     /* refused: an HTTP status, answered in JSON (the 101's fields unset) */
 
     tap = NULL;
+    why = "the 101 could not be sent";
+    arg = NULL;
 
     rc = ngx_http_ws_proxy_tap_upgrade(r, &key, &why, &arg);
 
