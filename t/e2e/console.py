@@ -29,11 +29,7 @@ import vg
 from wscompat import headers
 from tap import ok, plan
 
-SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
-                          os.path.join(target.ROOT, "t", "servroot")
-                          ).rstrip("/")
-# beside the server root, not in it (issue 27)
-PREFIX = SERVROOT + "-console"
+PREFIX = master.prefix("console")
 PORT = int(os.environ.get("TEST_NGINX_CONSOLE_PORT", "20030"))
 N = 1000
 KEYS = 10

@@ -40,10 +40,7 @@ import vg
 from wscompat import headers
 from tap import ok, plan, skip
 
-SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
-                          os.path.join(target.ROOT, "t", "servroot")
-                          ).rstrip("/")
-PREFIX = SERVROOT + "-limit-messages"
+PREFIX = master.prefix("limit-messages")
 PORT = int(os.environ.get("TEST_NGINX_LIMIT_MESSAGES_PORT", "20020"))
 RATE = 20
 SECONDS = 6

@@ -31,11 +31,7 @@ import vg
 from wscompat import headers
 from tap import ok, plan
 
-SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
-                          os.path.join(target.ROOT, "t", "servroot")
-                          ).rstrip("/")
-# beside the server root, not in it (issue 27)
-PREFIX = SERVROOT + "-limit-sessions"
+PREFIX = master.prefix("limit-sessions")
 PORT = int(os.environ.get("TEST_NGINX_LIMIT_PORT", "20010"))
 CAP = 4
 

@@ -15,6 +15,15 @@ import vg
 import target
 
 
+def prefix(name):
+    """A test's nginx prefix: beside the server root, not in it (the real
+    Test::Nginx removes only the directories it made there, and stops with
+    "Can't remove t/servroot" when it finds another one: issue 27)."""
+    servroot = os.environ.get("TEST_NGINX_SERVROOT",
+                              os.path.join(target.ROOT, "t", "servroot"))
+    return servroot.rstrip("/") + "-" + name
+
+
 def nginx_cmd(prefix):
     return [target.NGINX, "-p", prefix + "/", "-c",
             os.path.join(prefix, "nginx.conf")]

@@ -32,12 +32,7 @@ from tap import ok, plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
-                          os.path.join(ROOT, "t", "servroot")).rstrip("/")
-# beside the server root, not in it: the real Test::Nginx removes only the
-# directories it made there, and stops with "Can't remove t/servroot" when
-# it finds another one (issue 27)
-PREFIX = SERVROOT + "-metrics"
+PREFIX = master.prefix("metrics")
 PORT = int(os.environ.get("TEST_NGINX_METRICS_PORT", "19960"))
 PROM_PORT = int(os.environ.get("TEST_NGINX_PROMETHEUS_PORT", "19961"))
 # a server that takes connections and never answers an upgrade

@@ -28,10 +28,7 @@ import vg
 from tap import ok, plan
 from wscompat import headers
 
-SERVROOT = os.environ.get("TEST_NGINX_SERVROOT",
-                          os.path.join(target.ROOT, "t", "servroot")
-                          ).rstrip("/")
-PREFIX = SERVROOT + "-taps"
+PREFIX = master.prefix("taps")
 PORT = int(os.environ.get("TEST_NGINX_TAP_PORT", "20030"))
 BASE = "ws://127.0.0.1:%d" % PORT
 
